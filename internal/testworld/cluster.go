@@ -1,0 +1,379 @@
+package testworld
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// KubeVersion is the version of the simulated cluster's control plane.
+const KubeVersion = "v1.37.2"
+
+// NodeCount is how many kwok nodes the harness creates.
+const NodeCount = 2
+
+// Kube is one test's view of the binary's shared simulated cluster.
+type Kube struct {
+	// Kubeconfig is the path of an admin kubeconfig; KubeconfigData is its content.
+	Kubeconfig     string
+	KubeconfigData []byte
+	// Namespace is created for the test and deleted when it ends.
+	Namespace string
+	Config    *rest.Config
+	Client    kubernetes.Interface
+}
+
+type kubeCluster struct {
+	name       string
+	workdir    string
+	kwokctl    string
+	kubeconfig string
+	data       []byte
+	config     *rest.Config
+	client     kubernetes.Interface
+	namespaces atomic.Int64
+}
+
+// Cluster gives the test a namespace of its own in the binary's shared simulated cluster,
+// building the control-plane binaries and starting the cluster on first use.
+func Cluster(t testing.TB) Kube {
+	t.Helper()
+	c, err := shared.kube()
+	if err != nil {
+		t.Fatalf("testworld: cluster: %v", err)
+	}
+	ns := fmt.Sprintf("t%d-%s", c.namespaces.Add(1), strings.Trim(strings.ReplaceAll(sanitize(t.Name(), 40), "_", "-"), "-"))
+	ctx := context.Background()
+	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: ns},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("testworld: create namespace: %v", err)
+	}
+	// Pods need the namespace's default service account, which a controller creates.
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := c.client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("testworld: namespace %s has no default service account: %v", ns, err)
+	}
+	t.Cleanup(func() {
+		err := c.client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("testworld: delete namespace: %v", err)
+		}
+	})
+	return Kube{
+		Kubeconfig: c.kubeconfig, KubeconfigData: c.data, Namespace: ns,
+		Config: rest.CopyConfig(c.config), Client: c.client,
+	}
+}
+
+func (w *world) kube() (*kubeCluster, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cluster == nil && w.kubeErr == nil {
+		w.cluster, w.kubeErr = startCluster()
+	}
+	return w.cluster, w.kubeErr
+}
+
+// RepoRoot finds the repository root from the working directory (a test runs in its package
+// directory).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "tools", "build.sh")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("repository root (with tools/build.sh) not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Tools builds the control-plane binaries if they are not cached yet and returns the cache
+// directory. The build script locks, so parallel test binaries build once.
+func Tools() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("bash", filepath.Join(root, "tools", "build.sh"))
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	// The first build takes minutes: its progress goes straight to the terminal.
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build control-plane binaries (tools/build.sh): %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	return lines[len(lines)-1], nil
+}
+
+const clusterPrefix = "testworld-kwok-"
+
+func startCluster() (*kubeCluster, error) {
+	cache, err := Tools()
+	if err != nil {
+		return nil, err
+	}
+	root, _ := RepoRoot()
+	bin := func(component, version, name string) string {
+		return filepath.Join(cache, component+"-"+version, name)
+	}
+	kwokctl := bin("kwok", "v0.8.0", "kwokctl")
+
+	// Starting is serialised across test binaries: kwokctl picks its ports by probing, and two
+	// clusters starting at once could pick the same ones.
+	unlock, err := lockFile(filepath.Join(cache, ".start.lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	reapStaleClusters(kwokctl)
+
+	workdir, err := os.MkdirTemp("", clusterPrefix)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(workdir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return nil, err
+	}
+	c := &kubeCluster{
+		name:       "tw" + strconv.Itoa(os.Getpid()),
+		workdir:    workdir,
+		kwokctl:    kwokctl,
+		kubeconfig: filepath.Join(workdir, "kubeconfig"),
+	}
+	conf, err := clusterConfig(root, map[string]string{
+		"kubeApiserverBinary":         bin("kubernetes", KubeVersion, "kube-apiserver"),
+		"kubeControllerManagerBinary": bin("kubernetes", KubeVersion, "kube-controller-manager"),
+		"kubeSchedulerBinary":         bin("kubernetes", KubeVersion, "kube-scheduler"),
+		"kubectlBinary":               bin("kubernetes", KubeVersion, "kubectl"),
+		"etcdBinary":                  bin("etcd", "v3.6.16", "etcd"),
+		"kwokControllerBinary":        bin("kwok", "v0.8.0", "kwok"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	confPath := filepath.Join(workdir, "kwokctl.yaml")
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	fmt.Fprintf(os.Stderr, "testworld: starting simulated cluster %s (Kubernetes %s, kwok nodes) ...\n", c.name, KubeVersion)
+	if out, err := c.run(context.Background(), "create", "cluster",
+		"--config", confPath, "--kubeconfig", c.kubeconfig, "--wait", "2m", "--timeout", "5m"); err != nil {
+		c.stop()
+		return nil, fmt.Errorf("kwokctl create cluster: %w: %s", err, tail(out))
+	}
+	if err := c.connect(); err != nil {
+		c.stop()
+		return nil, err
+	}
+	if err := c.createNodes(context.Background()); err != nil {
+		c.stop()
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "testworld: cluster %s ready in %s\n", c.name, time.Since(start).Round(100*time.Millisecond))
+	return c, nil
+}
+
+// clusterConfig is the kwokctl configuration: the binaries, every component bound to
+// loopback, the apiserver dialling nodes by their InternalIP (127.0.0.1), and the kwok stages
+// of testdata/kwok (defaults plus the fault injectors).
+func clusterConfig(root string, binaries map[string]string) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n")
+	b.WriteString("  runtime: binary\n  bindAddress: 127.0.0.1\n  kubeAuthorization: true\n")
+	b.WriteString("  kubeVersion: " + KubeVersion + "\n")
+	keys := make([]string, 0, len(binaries))
+	for k := range binaries {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, err := os.Stat(binaries[k]); err != nil {
+			return nil, fmt.Errorf("control-plane binary missing: %w", err)
+		}
+		fmt.Fprintf(&b, "  %s: %q\n", k, binaries[k])
+	}
+	b.WriteString(`componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - key: kubelet-preferred-address-types
+    value: InternalIP
+---
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  nodeIP: 127.0.0.1
+`)
+	stages, err := filepath.Glob(filepath.Join(root, "testdata", "kwok", "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(stages)
+	for _, p := range stages {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString("---\n")
+		b.Write(bytes.TrimPrefix(data, []byte("---\n")))
+		b.WriteString("\n")
+	}
+	return b.Bytes(), nil
+}
+
+func (c *kubeCluster) run(ctx context.Context, args ...string) ([]byte, error) {
+	args = append(args, "--name", c.name)
+	cmd := exec.CommandContext(ctx, c.kwokctl, args...)
+	cmd.Env = append(os.Environ(), "KWOK_WORKDIR="+c.workdir)
+	return cmd.CombinedOutput()
+}
+
+func (c *kubeCluster) connect() error {
+	data, err := os.ReadFile(c.kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		return fmt.Errorf("parse kubeconfig: %w", err)
+	}
+	if !strings.Contains(cfg.Host, "127.0.0.1") && !strings.Contains(cfg.Host, "localhost") {
+		return fmt.Errorf("apiserver %s is not on loopback", cfg.Host)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	c.data, c.config, c.client = data, cfg, client
+	return nil
+}
+
+// createNodes registers the kwok nodes with 127.0.0.1 as their only InternalIP: the apiserver
+// dials a node's address for exec, logs and port-forward, which must never leave loopback.
+func (c *kubeCluster) createNodes(ctx context.Context) error {
+	for i := range NodeCount {
+		name := fmt.Sprintf("kwok-node-%d", i)
+		node := &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:        name,
+				Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+				Labels: map[string]string{
+					"type": "kwok", "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+					"kubernetes.io/arch": "amd64", "kubernetes.io/role": "agent",
+				},
+			},
+			Spec: corev1.NodeSpec{Taints: []corev1.Taint{{Key: "kwok.x-k8s.io/node", Value: "fake", Effect: corev1.TaintEffectNoSchedule}}},
+			Status: corev1.NodeStatus{
+				Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: name}},
+				Allocatable: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("110"),
+				},
+				Capacity: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("256Gi"), corev1.ResourcePods: resource.MustParse("110"),
+				},
+			},
+		}
+		if _, err := c.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create node %s: %w", name, err)
+		}
+	}
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		nodes, err := c.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: "type=kwok"})
+		if err != nil {
+			return false, nil
+		}
+		ready := 0
+		for _, n := range nodes.Items {
+			for _, a := range n.Status.Addresses {
+				if a.Type == corev1.NodeInternalIP && a.Address != "127.0.0.1" {
+					return false, fmt.Errorf("node %s has InternalIP %s, want only 127.0.0.1", n.Name, a.Address)
+				}
+			}
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		return ready == NodeCount, nil
+	})
+}
+
+func (c *kubeCluster) stop() error {
+	defer os.RemoveAll(c.workdir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := c.run(ctx, "delete", "cluster"); err != nil {
+		return fmt.Errorf("kwokctl delete cluster: %w: %s", err, tail(out))
+	}
+	return nil
+}
+
+// reapStaleClusters deletes clusters left behind by test binaries that were killed before they
+// could clean up (their owner process is gone).
+func reapStaleClusters(kwokctl string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), clusterPrefix+"*"))
+	for _, dir := range dirs {
+		data, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil || processAlive(pid) {
+			continue
+		}
+		stale := &kubeCluster{name: "tw" + strconv.Itoa(pid), workdir: dir, kwokctl: kwokctl}
+		if err := stale.stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "testworld: remove stale cluster %s: %v\n", stale.name, err)
+		}
+	}
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// lockFile takes an exclusive lock on path, shared by every process on the machine.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}

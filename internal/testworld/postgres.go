@@ -1,0 +1,346 @@
+package testworld
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Database is one test's database on the binary's shared PostgreSQL server. The server listens
+// on 127.0.0.1 only, with scram-sha-256 password authentication on TCP.
+type Database struct {
+	Host string
+	Port int
+	// Database is created for the test, owned by Owner, and dropped when the test ends.
+	Database string
+	// SuperUser can do anything; tests use it to arrange fixtures and faults.
+	SuperUser     string
+	SuperPassword string
+	// Owner is a non-superuser role that owns Database, as Keycloak's database user does.
+	Owner         string
+	OwnerPassword string
+	// BinDir holds the server's own binaries (initdb, pg_ctl, postgres, psql, pg_dump).
+	BinDir string
+}
+
+// URL returns a connection URL for the database owner.
+func (p Database) URL() string { return p.url(p.Owner, p.OwnerPassword) }
+
+// SuperURL returns a connection URL for the superuser.
+func (p Database) SuperURL() string { return p.url(p.SuperUser, p.SuperPassword) }
+
+func (p Database) url(name, password string) string {
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(name, password),
+		Host:     fmt.Sprintf("%s:%d", p.Host, p.Port),
+		Path:     "/" + p.Database,
+		RawQuery: "sslmode=disable",
+	}
+	return u.String()
+}
+
+// Exec runs sql in the test's database as the superuser through psql, stopping at the first
+// error, and returns what psql printed (unaligned, tuples only).
+func (p Database) Exec(t testing.TB, sql string) string {
+	t.Helper()
+	out, err := p.psql(t.Context(), p.Database, p.SuperUser, p.SuperPassword, sql)
+	if err != nil {
+		t.Fatalf("psql: %v", err)
+	}
+	return out
+}
+
+func (p Database) psql(ctx context.Context, database, name, password, sql string) (string, error) {
+	return psql(ctx, p.BinDir, p.Host, p.Port, database, name, password, sql)
+}
+
+// pgServer is the shared server of one test binary.
+type pgServer struct {
+	binDir        string
+	dir           string
+	port          int
+	superPassword string
+	ownerPassword string
+	cmd           *exec.Cmd
+	exited        chan struct{}
+	logPath       string
+	databases     atomic.Int64
+}
+
+const (
+	pgSuperUser = "postgres"
+	pgOwner     = "keycloak"
+)
+
+// Postgres gives the test a database of its own on the shared server, starting the server
+// on first use. The database is dropped when the test ends.
+func Postgres(t testing.TB) Database {
+	t.Helper()
+	srv, err := shared.pg()
+	if err != nil {
+		t.Fatalf("testworld: postgres: %v", err)
+	}
+	name := fmt.Sprintf("t%d_%s", srv.databases.Add(1), sanitize(t.Name(), 40))
+	p := Database{
+		Host: "127.0.0.1", Port: srv.port, Database: name,
+		SuperUser: pgSuperUser, SuperPassword: srv.superPassword,
+		Owner: pgOwner, OwnerPassword: srv.ownerPassword,
+		BinDir: srv.binDir,
+	}
+	ctx := context.Background()
+	if _, err := p.psql(ctx, "postgres", pgSuperUser, srv.superPassword,
+		fmt.Sprintf(`CREATE DATABASE %q OWNER %q`, name, pgOwner)); err != nil {
+		t.Fatalf("testworld: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		// WITH (FORCE) ends connections a failed test left open.
+		if _, err := p.psql(context.Background(), "postgres", pgSuperUser, srv.superPassword,
+			fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, name)); err != nil {
+			t.Errorf("testworld: drop database: %v", err)
+		}
+	})
+	return p
+}
+
+func (w *world) pg() (*pgServer, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.postgres == nil && w.pgErr == nil {
+		w.postgres, w.pgErr = startPostgres()
+	}
+	return w.postgres, w.pgErr
+}
+
+// PostgresBinDir finds the PostgreSQL server binaries: $TESTWORLD_PG_BIN, else the newest
+// /usr/lib/postgresql/<major>/bin that has initdb.
+func PostgresBinDir() (string, error) {
+	if dir := os.Getenv("TESTWORLD_PG_BIN"); dir != "" {
+		return dir, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(dirs) == 0 {
+		return "", errors.New("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin " +
+			"(install postgresql, e.g. apt-get install postgresql-15, or set TESTWORLD_PG_BIN)")
+	}
+	major := func(p string) int {
+		n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(p))))
+		return n
+	}
+	sort.Slice(dirs, func(i, j int) bool { return major(dirs[i]) > major(dirs[j]) })
+	return filepath.Dir(dirs[0]), nil
+}
+
+func startPostgres() (*pgServer, error) {
+	binDir, err := PostgresBinDir()
+	if err != nil {
+		return nil, err
+	}
+	cred, err := serverCredential()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "testworld-pg-")
+	if err != nil {
+		return nil, err
+	}
+	s := &pgServer{
+		binDir: binDir, dir: dir,
+		superPassword: randomHex(12), ownerPassword: randomHex(12),
+		logPath: filepath.Join(dir, "server.log"),
+	}
+	fail := func(err error) (*pgServer, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	pwfile := filepath.Join(dir, "pwfile")
+	if err := os.WriteFile(pwfile, []byte(s.superPassword+"\n"), 0o600); err != nil {
+		return fail(err)
+	}
+	if cred != nil {
+		// initdb refuses to run as root: the server runs as the postgres system user, which
+		// must own its directory.
+		if err := chownAll(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return fail(err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.Command(filepath.Join(binDir, "initdb"),
+		"-D", data, "-U", pgSuperUser, "--pwfile", pwfile,
+		"--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
+		"-E", "UTF8", "--no-locale", "--no-sync")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return fail(fmt.Errorf("initdb: %w: %s", err, tail(out)))
+	}
+	os.Remove(pwfile)
+
+	for attempt := 0; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return fail(err)
+		}
+		s.port = port
+		err = s.start(data, cred)
+		if err == nil {
+			break
+		}
+		if attempt == 2 {
+			return fail(err)
+		}
+	}
+	ctx := context.Background()
+	if _, err := psql(ctx, binDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword,
+		fmt.Sprintf(`CREATE ROLE %q LOGIN PASSWORD '%s' NOSUPERUSER NOCREATEDB NOCREATEROLE`, pgOwner, s.ownerPassword)); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("create owner role: %w", err)
+	}
+	return s, nil
+}
+
+// start runs the server in the foreground of a child process, so that it dies with the test
+// binary even when the binary is killed (Pdeathsig), and waits until it accepts connections.
+func (s *pgServer) start(data string, cred *syscall.Credential) error {
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(s.binDir, "postgres"),
+		"-D", data,
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "port="+strconv.Itoa(s.port),
+		"-c", "unix_socket_directories=",
+		"-c", "password_encryption=scram-sha-256",
+		// A throwaway server: durability buys nothing here.
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=200")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGINT, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	s.cmd = cmd
+	s.exited = make(chan struct{})
+	go func() { cmd.Wait(); close(s.exited) }()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-s.exited:
+			log, _ := os.ReadFile(s.logPath)
+			return fmt.Errorf("postgres exited during start: %s", tail(log))
+		default:
+		}
+		_, err := psql(context.Background(), s.binDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword, "SELECT 1")
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return fmt.Errorf("postgres not ready after 60s: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *pgServer) stop() error {
+	defer os.RemoveAll(s.dir)
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	// SIGINT is PostgreSQL's fast shutdown: it ends sessions and stops cleanly.
+	s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.exited:
+		return nil
+	case <-time.After(30 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.exited
+		return errors.New("postgres did not stop within 30s; killed")
+	}
+}
+
+// serverCredential returns the identity to run the server as: nil (this process's own) unless
+// this process is root, in which case the postgres system user.
+func serverCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root, the server must run as the postgres system user: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+func chownAll(dir string, uid, gid int) error {
+	return filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(p, uid, gid)
+	})
+}
+
+// psql runs one SQL text through psql, password in the child's environment only.
+func psql(ctx context.Context, binDir, host string, port int, database, name, password, sql string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "psql"),
+		"-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+		"-h", host, "-p", strconv.Itoa(port), "-U", name, "-d", database)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=5")
+	cmd.Stdin = strings.NewReader(sql)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("%w: %s", err, tail(stderr.Bytes()))
+	}
+	return stdout.String(), nil
+}
+
+var unsafeName = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// sanitize turns a test name into a lower-case identifier fragment of at most n bytes.
+func sanitize(name string, n int) string {
+	s := unsafeName.ReplaceAllString(strings.ToLower(name), "_")
+	s = strings.Trim(s, "_")
+	if len(s) > n {
+		s = s[:n]
+	}
+	return s
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// tail returns the last few lines of a process's output, for error messages.
+func tail(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > 8 {
+		lines = lines[len(lines)-8:]
+	}
+	return strings.Join(lines, "\n")
+}
