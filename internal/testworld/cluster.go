@@ -233,6 +233,11 @@ apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
   nodeIP: 127.0.0.1
+  # A KwokConfiguration given here is not defaulted: these are kwok's own defaults.
+  nodeLeaseParallelism: 4
+  podPlayStageParallelism: 4
+  nodePlayStageParallelism: 4
+  podsOnNodeSyncParallelism: 1
 `)
 	stages, err := filepath.Glob(filepath.Join(root, "testdata", "kwok", "*.yaml"))
 	if err != nil {

@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+
+# Build stage: a static binary, so the runtime image needs no Go and no libc match.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X github.com/identity-upgrade/identity-upgrade/internal/version.version=${VERSION}" \
+      -o /out/identity-upgrade .
+
+# Runtime stage: pg_dump, pg_restore and psql 17 from the PostgreSQL project's apt repository
+# (PGDG). pg_dump must be at least the server's major version, and the newest client dumps every
+# older server; the repository key is checked against its published fingerprint. No USER and no
+# WORKDIR: GitHub runs container actions as root, in the workspace.
+FROM debian:bookworm-slim
+ARG PGDG_KEY_FINGERPRINT=B97B0AFCAA1A47F044F244A07FCC7D46ACCC4CF8
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends ca-certificates curl gnupg; \
+    install -d /usr/share/postgresql-common/pgdg; \
+    key=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc; \
+    curl -fsSL -o "$key" https://www.postgresql.org/media/keys/ACCC4CF8.asc; \
+    test "$(gpg --batch --show-keys --with-colons "$key" | awk -F: '$1 == "fpr" { print $10; exit }')" = "$PGDG_KEY_FINGERPRINT"; \
+    . /etc/os-release; \
+    echo "deb [signed-by=$key] https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" \
+      > /etc/apt/sources.list.d/pgdg.list; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends postgresql-client-17; \
+    apt-get purge -y --auto-remove curl gnupg; \
+    rm -rf /var/lib/apt/lists/*; \
+    pg_dump --version
+COPY --from=build /out/identity-upgrade /usr/local/bin/identity-upgrade
+ENTRYPOINT ["/usr/local/bin/identity-upgrade"]

@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"bytes"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/config"
+)
+
+const recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runCLI(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := Run(t.Context(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+	return result{code, stdout.String(), stderr.String()}
+}
+
+func TestExitCodes(t *testing.T) {
+	// The documented contract; scripts and workflows depend on these numbers.
+	if ExitOK != 0 || ExitFailed != 1 || ExitInvalid != 2 || ExitNeedsHuman != 3 {
+		t.Errorf("exit codes changed: %d %d %d %d", ExitOK, ExitFailed, ExitInvalid, ExitNeedsHuman)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	r := runCLI(t, nil, "version")
+	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "identity-upgrade dev") || !strings.Contains(r.stdout, runtime.Version()) {
+		t.Errorf("version: code %d, stdout %q; want 0 and the version with %s", r.code, r.stdout, runtime.Version())
+	}
+	if r := runCLI(t, nil, "version", "extra"); r.code != ExitInvalid {
+		t.Errorf("version extra: code %d, want %d", r.code, ExitInvalid)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string // in stdout
+	}{
+		{[]string{"--help"}, []string{"Usage: identity-upgrade <subcommand>", "upgrade", "restore", "Exit codes"}},
+		{[]string{"-h"}, []string{"Usage: identity-upgrade <subcommand>"}},
+		{[]string{"help"}, []string{"Usage: identity-upgrade <subcommand>"}},
+		{[]string{"help", "backup"}, []string{"Usage: identity-upgrade backup"}},
+		{[]string{"upgrade", "--help"}, []string{"Usage: identity-upgrade upgrade", "--release-name string", "--chart string",
+			"--timeout duration", "(default: 10m)", "--backup-store list", "(default: path:./backups)", "--dry-run bool",
+			"--rollback auto|never", "Requires --release-name, --chart"}},
+		{[]string{"plan", "-h"}, []string{"Usage: identity-upgrade plan", "--chart string"}},
+		{[]string{"backup", "--help"}, []string{"Usage: identity-upgrade backup", "--db-host string", "--backup-store list"}},
+		{[]string{"restore", "-h"}, []string{"Usage: identity-upgrade restore", "--from string", "--backup-identity text", "Requires --from"}},
+		{[]string{"version", "--help"}, []string{"Usage: identity-upgrade version"}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			r := runCLI(t, nil, tt.args...)
+			if r.code != ExitOK || r.stderr != "" {
+				t.Errorf("code %d, stderr %q; want 0 and nothing", r.code, r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("help lacks %q:\n%s", w, r.stdout)
+				}
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryFlag(t *testing.T) {
+	for _, cmd := range []string{config.CmdUpgrade, config.CmdPlan, config.CmdBackup, config.CmdRestore} {
+		r := runCLI(t, nil, cmd, "--help")
+		for _, in := range config.InputsFor(cmd) {
+			if !strings.Contains(r.stdout, "  --"+in.Name+" ") {
+				t.Errorf("%s --help does not list --%s", cmd, in.Name)
+			}
+		}
+	}
+	// Flags of other subcommands are not listed.
+	if r := runCLI(t, nil, "backup", "--help"); strings.Contains(r.stdout, "--chart ") || strings.Contains(r.stdout, "--from ") {
+		t.Errorf("backup --help lists --chart or --from")
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // in stderr
+	}{
+		{"unknown subcommand", nil, []string{"deploy"}, `unknown subcommand "deploy"`},
+		{"no arguments outside Actions", nil, nil, "Usage: identity-upgrade"},
+		{"no arguments, GITHUB_ACTIONS not true", map[string]string{"GITHUB_ACTIONS": "false"}, nil, "Usage: identity-upgrade"},
+		{"unknown flag", nil, []string{"upgrade", "--nope"}, "flag provided but not defined: -nope"},
+		{"flag of another subcommand", nil, []string{"backup", "--chart=x"}, "identity-upgrade backup --help"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, tt.env, tt.args...)
+			if r.code != ExitInvalid || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("code %d, stderr %q; want %d and %q", r.code, r.stderr, ExitInvalid, tt.want)
+			}
+		})
+	}
+}
+
+func TestInvalidInput(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string // named in stderr
+	}{
+		{"upgrade without inputs", nil, []string{"upgrade"},
+			[]string{"release-name: required", "chart: required", "db-host: required"}},
+		{"bad timeout", nil, []string{"upgrade", "--release-name=identity", "--chart=./x", "--timeout=abc"},
+			[]string{`timeout: "abc" is not a duration`}},
+		{"several problems", nil, []string{"upgrade", "--release-name=Bad", "--chart=a//b", "--db-port=0", "--backup-format=zip",
+			"--rollback=later", "--set=novalue"},
+			[]string{"release-name:", "chart:", "db-port:", "backup-format:", "rollback:", "set:"}},
+		{"restore without --from", nil, []string{"restore", "--database-url=postgres://k@db/k"}, []string{"from: required"}},
+		{"action without inputs", map[string]string{"GITHUB_ACTIONS": "true"}, nil,
+			[]string{"identity-upgrade upgrade: invalid input", "release-name: required", "chart: required", "'with:'"}},
+		{"action with a bad input", map[string]string{"GITHUB_ACTIONS": "true", "INPUT_RELEASE-NAME": "identity",
+			"INPUT_CHART": "./chart", "INPUT_DATABASE-URL": "postgres://k@db/k", "INPUT_TIMEOUT": "5 minutes"}, nil,
+			[]string{`timeout: "5 minutes" is not a duration`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, tt.env, tt.args...)
+			if r.code != ExitInvalid {
+				t.Errorf("code %d, want %d; stderr:\n%s", r.code, ExitInvalid, r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, r.stderr)
+				}
+			}
+			if !strings.Contains(r.stderr, "nothing was changed") {
+				t.Errorf("stderr does not say nothing was changed:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+func TestValidConfigNotImplementedYet(t *testing.T) {
+	const secret = "S3cret-run-pw"
+	chart := t.TempDir()
+	db := []string{"--db-host=db", "--db-name=keycloak", "--db-user=keycloak", "--db-password=" + secret}
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		cmd  string
+	}{
+		{"upgrade", nil, append([]string{"upgrade", "--release-name=identity", "--chart=oci://ghcr.io/org/identity"}, db...), "upgrade"},
+		{"plan", nil, append([]string{"plan", "--release-name=identity", "--chart=oci://ghcr.io/org/identity"}, db...), "plan"},
+		{"backup", nil, append([]string{"backup"}, db...), "backup"},
+		{"restore", map[string]string{"DATABASE_URL": "postgres://keycloak:" + secret + "@db/keycloak"},
+			[]string{"restore", "--from=" + chart}, "restore"},
+		{"action", map[string]string{"GITHUB_ACTIONS": "true", "INPUT_RELEASE-NAME": "identity",
+			"INPUT_CHART": "oci://ghcr.io/org/identity", "INPUT_DATABASE-URL": "postgres://keycloak@db/keycloak",
+			"PGPASSWORD": secret, "INPUT_BACKUP-ENCRYPTION-RECIPIENTS": recipient}, nil, "upgrade"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runCLI(t, tt.env, tt.args...)
+			if r.code != ExitFailed || !strings.Contains(r.stderr, tt.cmd+": not implemented yet") {
+				t.Errorf("code %d, stderr:\n%s\nwant %d and %q", r.code, r.stderr, ExitFailed, tt.cmd+": not implemented yet")
+			}
+			if strings.Contains(r.stdout+r.stderr, secret) {
+				t.Errorf("the password is shown:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+func TestInvalidInputDoesNotShowSecrets(t *testing.T) {
+	const secret = "S3cret-bad-input-pw"
+	r := runCLI(t, map[string]string{"PGPASSWORD": secret}, "upgrade", "--timeout="+secret, "--release-name=x"+secret,
+		"--database-url=postgres://k:"+secret+"@db:bad/k", "--keycloak-admin-password="+secret, "--set=k"+secret)
+	if r.code != ExitInvalid {
+		t.Errorf("code %d, want %d", r.code, ExitInvalid)
+	}
+	if strings.Contains(r.stdout+r.stderr, secret) {
+		t.Errorf("the password is shown:\n%s", r.stderr)
+	}
+}

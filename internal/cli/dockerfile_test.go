@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+)
+
+// instruction is one Dockerfile instruction after joining continuation lines.
+type instruction struct {
+	cmd   string // upper case: FROM, RUN, COPY, ...
+	args  string
+	stage int // index of the build stage it belongs to; -1 before the first FROM
+}
+
+// parseDockerfile splits a Dockerfile into instructions: comment lines (also inside a
+// continuation) and blank lines are dropped, and lines ending in a backslash are joined.
+func parseDockerfile(text string) []instruction {
+	var (
+		out     []instruction
+		pending string
+		stage   = -1
+	)
+	for line := range strings.Lines(text) {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
+			continue
+		}
+		if cont, ok := strings.CutSuffix(trimmed, `\`); ok {
+			pending += cont + " "
+			continue
+		}
+		full := strings.TrimSpace(pending + trimmed)
+		pending = ""
+		cmd, args, _ := strings.Cut(full, " ")
+		cmd = strings.ToUpper(cmd)
+		if cmd == "FROM" {
+			stage++
+		}
+		out = append(out, instruction{cmd: cmd, args: strings.TrimSpace(args), stage: stage})
+	}
+	return out
+}
+
+const binary = "/usr/local/bin/identity-upgrade"
+
+// checkDockerfile returns what is wrong with the image the Dockerfile builds.
+func checkDockerfile(ins []instruction) []string {
+	var problems []string
+	last := -1
+	for _, in := range ins {
+		last = max(last, in.stage)
+	}
+	if last < 1 {
+		return []string{"want a multi-stage build: a builder stage and a runtime stage"}
+	}
+	var builderName string
+	var cgoOff, trimpath, versionFlag, client, copied, entrypoint bool
+	for _, in := range ins {
+		switch {
+		case in.cmd == "FROM" && in.stage == 0:
+			if f := strings.Fields(in.args); len(f) == 3 && strings.EqualFold(f[1], "AS") {
+				builderName = f[2]
+			}
+		case in.stage == 0 && (in.cmd == "RUN" || in.cmd == "ENV"):
+			cgoOff = cgoOff || strings.Contains(in.args, "CGO_ENABLED=0")
+			if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
+				trimpath = strings.Contains(in.args, "-trimpath")
+				versionFlag = strings.Contains(in.args, "-X github.com/identity-upgrade/identity-upgrade/internal/version.version=")
+			}
+		case in.stage != last:
+		case in.cmd == "USER" || in.cmd == "WORKDIR":
+			problems = append(problems, "the runtime stage sets "+in.cmd+"; GitHub runs container actions as root in the workspace")
+		case in.cmd == "RUN":
+			client = client || strings.Contains(in.args, "apt-get install") && strings.Contains(in.args, "postgresql-client-17")
+		case in.cmd == "COPY":
+			f := strings.Fields(in.args)
+			copied = copied || len(f) == 3 && builderName != "" && f[0] == "--from="+builderName && f[2] == binary
+		case in.cmd == "ENTRYPOINT":
+			var argv []string
+			entrypoint = json.Unmarshal([]byte(in.args), &argv) == nil && len(argv) > 0 && argv[0] == binary
+		}
+	}
+	for _, c := range []struct {
+		ok   bool
+		what string
+	}{
+		{builderName != "", "the builder stage has no name (FROM image AS name)"},
+		{cgoOff, "the builder does not set CGO_ENABLED=0 (the binary must be static)"},
+		{trimpath, "go build lacks -trimpath"},
+		{versionFlag, "go build does not set internal/version.version with -ldflags -X"},
+		{client, "the runtime stage does not apt-get install postgresql-client-17"},
+		{copied, "the runtime stage does not COPY --from=<builder> the binary to " + binary},
+		{entrypoint, "ENTRYPOINT is not the exec form [\"" + binary + "\"]"},
+	} {
+		if !c.ok {
+			problems = append(problems, c.what)
+		}
+	}
+	return problems
+}
+
+func TestDockerfile(t *testing.T) {
+	data, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range checkDockerfile(parseDockerfile(string(data))) {
+		t.Error("Dockerfile: " + p)
+	}
+	// The -X flag must name a variable that exists.
+	src, err := os.ReadFile("../version/version.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(src), "\nvar version = ") {
+		t.Error("internal/version has no `var version`, which the Dockerfile sets with -ldflags -X")
+	}
+}
+
+func TestCheckDockerfileFindsProblems(t *testing.T) {
+	good := `# syntax=docker/dockerfile:1
+FROM golang:1.26-bookworm AS build
+RUN CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-X github.com/identity-upgrade/identity-upgrade/internal/version.version=dev" \
+      -o /out/identity-upgrade .
+FROM debian:bookworm-slim
+RUN apt-get update; \
+    # a comment inside a continuation
+    apt-get install -y postgresql-client-17
+COPY --from=build /out/identity-upgrade /usr/local/bin/identity-upgrade
+ENTRYPOINT ["/usr/local/bin/identity-upgrade"]
+`
+	if p := checkDockerfile(parseDockerfile(good)); len(p) != 0 {
+		t.Fatalf("a good Dockerfile has problems: %q", p)
+	}
+	tests := []struct {
+		name, old, new, want string
+	}{
+		{"one stage", "FROM debian:bookworm-slim\n", "", "multi-stage"},
+		{"USER", "ENTRYPOINT", "USER nobody\nENTRYPOINT", "USER"},
+		{"WORKDIR", "ENTRYPOINT", "WORKDIR /app\nENTRYPOINT", "WORKDIR"},
+		{"cgo", "CGO_ENABLED=0 ", "", "CGO_ENABLED=0"},
+		{"no trimpath", "-trimpath", "", "-trimpath"},
+		{"no version", "-X github.com/identity-upgrade/identity-upgrade/internal/version.version=dev", "", "version"},
+		{"no client", "postgresql-client-17", "postgresql-client", "postgresql-client-17"},
+		{"client only in a comment", "    apt-get install -y postgresql-client-17", "    # apt-get install -y postgresql-client-17\n    true", "postgresql-client-17"},
+		{"binary elsewhere", "=build /out/identity-upgrade /usr/local/bin/identity-upgrade", "=build /out/identity-upgrade /identity-upgrade", "COPY"},
+		{"shell-form entrypoint", `ENTRYPOINT ["/usr/local/bin/identity-upgrade"]`, "ENTRYPOINT /usr/local/bin/identity-upgrade", "ENTRYPOINT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := strings.Replace(good, tt.old, tt.new, 1)
+			if bad == good {
+				t.Fatalf("mutation %q not applied", tt.old)
+			}
+			problems := checkDockerfile(parseDockerfile(bad))
+			if !strings.Contains(strings.Join(problems, "\n"), tt.want) {
+				t.Errorf("problems %q do not mention %q", problems, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/config"
+)
+
+// command describes a subcommand for the help text.
+type command struct {
+	name     string
+	summary  string // one line, for the list of subcommands
+	about    string // what it does
+	requires string // which inputs it needs
+}
+
+func commands() []command {
+	const database = "the database: --database-url (or DATABASE_URL), or --db-host, --db-name and --db-user (password from --db-password or PGPASSWORD)"
+	return []command{
+		{
+			name:    config.CmdUpgrade,
+			summary: "back up the database, upgrade the release, check it, roll back on failure",
+			about: "Upgrades a Helm release of the identity service (Keycloak on PostgreSQL) safely: preflight checks, " +
+				"quiesce Keycloak, back up the database (and the release's values and manifest) to the backup stores, " +
+				"upgrade, wait until every resource is ready and stays ready, and on any failure roll back the release " +
+				"and restore the database. This is what the GitHub Action runs.",
+			requires: "--release-name, --chart, and " + database + ". An artifact or oci:// backup store also needs " +
+				"--backup-encryption-recipients, or --allow-plaintext-backup.",
+		},
+		{
+			name:     config.CmdPlan,
+			summary:  "run the preflight checks and show the manifest diff; change nothing",
+			about:    "Does what upgrade would check first (cluster, release, database, versions) and shows the manifest diff of the upgrade. It changes nothing: no quiesce, no backup, no upgrade.",
+			requires: "the same as upgrade: --release-name, --chart, and " + database + ".",
+		},
+		{
+			name:    config.CmdBackup,
+			summary: "back up the database into a bundle in the backup stores",
+			about: "Dumps the database with pg_dump into a bundle (dump plus manifest.json with checksums), encrypts it " +
+				"to the age recipients if given, and stores it in every backup store. The last line on stdout is the " +
+				"bundle's location. Keycloak keeps running; the dump is consistent.",
+			requires: database + ". --release-name is optional: it names the bundle and records the release's values " +
+				"and manifest in it.",
+		},
+		{
+			name:    config.CmdRestore,
+			summary: "restore the database from a bundle",
+			about: "Checks a bundle against its manifest (refusing one that does not match) and restores it into the " +
+				"database, replacing its content. Stop Keycloak first (scale its workload to 0).",
+			requires: "--from and " + database + ". An encrypted bundle also needs --backup-identity; an oci:// bundle " +
+				"may need --registry-username and --registry-password.",
+		},
+	}
+}
+
+func findCommand(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+func writeHelp(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("identity-upgrade upgrades a Helm release of the Alfresco Identity Service (Keycloak on PostgreSQL)\n")
+	b.WriteString("safely: database backup first, hard readiness checks, and rollback of release and database on failure.\n\n")
+	b.WriteString("Usage: identity-upgrade <subcommand> [flags]\n\nSubcommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(&b, "  %-8s %s\n", "version", "print the version")
+	b.WriteString("\nRun 'identity-upgrade <subcommand> --help' for its flags.\n\n")
+	b.WriteString("As a GitHub Action (GITHUB_ACTIONS=true and no arguments) it runs upgrade and reads each input\n")
+	b.WriteString("from INPUT_<NAME> (e.g. INPUT_RELEASE-NAME); every flag --<name> is the input <name>.\n\n")
+	b.WriteString(exitCodesHelp)
+	io.WriteString(w, b.String())
+}
+
+const exitCodesHelp = `Exit codes:
+  0  upgraded, or nothing to do
+  1  failed; release and database were rolled back cleanly
+  2  invalid input, or the preflight refused; nothing was changed
+  3  failed and could not restore; needs a human (the summary says what state everything is in)
+`
+
+func writeCommandHelp(w io.Writer, c command) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: identity-upgrade %s [flags]\n\n", c.name)
+	b.WriteString(wrap(c.about, 0, 100) + "\n\n")
+	b.WriteString(wrap("Requires "+c.requires, 0, 100) + "\n\n")
+	b.WriteString("Boolean flags: --name or --name=false. List flags: repeat the flag, or put one item per line.\n")
+
+	inputs := config.InputsFor(c.name)
+	for _, group := range config.Groups() {
+		var in []config.Input
+		for _, i := range inputs {
+			if i.Group == group {
+				in = append(in, i)
+			}
+		}
+		if len(in) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s:\n", group)
+		for _, i := range in {
+			writeFlag(&b, i)
+		}
+	}
+	b.WriteString("\n" + exitCodesHelp)
+	io.WriteString(w, b.String())
+}
+
+func writeFlag(b *strings.Builder, in config.Input) {
+	placeholder := in.Kind.String()
+	if in.Enum != nil {
+		placeholder = strings.Join(in.Enum, "|")
+	}
+	fmt.Fprintf(b, "  --%s %s\n", in.Name, placeholder)
+	// The description already says whether it is secret and which env var it falls back to.
+	text := in.Description
+	if d := in.DefaultFor(false); d != "" {
+		text += " (default: " + d + ")"
+	}
+	b.WriteString(wrap(text, 6, 100) + "\n")
+}
+
+// wrap breaks text into lines of at most width columns, each indented by indent spaces.
+func wrap(text string, indent, width int) string {
+	pad := strings.Repeat(" ", indent)
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		if line != "" && indent+len(line)+1+len(word) > width {
+			lines = append(lines, pad+line)
+			line = ""
+		}
+		if line == "" {
+			line = word
+		} else {
+			line += " " + word
+		}
+	}
+	if line != "" {
+		lines = append(lines, pad+line)
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,241 @@
+package config
+
+import (
+	"slices"
+	"strings"
+)
+
+// Subcommands that take a configuration.
+const (
+	CmdUpgrade = "upgrade"
+	CmdPlan    = "plan"
+	CmdBackup  = "backup"
+	CmdRestore = "restore"
+)
+
+// Kind is how an input's text is read.
+type Kind int
+
+const (
+	KindString   Kind = iota // one line of text
+	KindText                 // multi-line text (YAML, kubeconfig, age identity)
+	KindList                 // newline-separated list; on the CLI the flag may also be repeated
+	KindBool                 // true or false
+	KindInt                  // a decimal number
+	KindDuration             // a Go duration such as 90s or 10m
+)
+
+// String names the kind as the help text shows it.
+func (k Kind) String() string {
+	switch k {
+	case KindText:
+		return "text"
+	case KindList:
+		return "list"
+	case KindBool:
+		return "bool"
+	case KindInt:
+		return "int"
+	case KindDuration:
+		return "duration"
+	default:
+		return "string"
+	}
+}
+
+// Input describes one input: an action input (env INPUT_<NAME>) and a CLI flag (--<name>).
+type Input struct {
+	Name        string
+	Group       string // heading in the help text
+	Description string
+	Default     string   // default as an action (and on the CLI unless CLIDefault is set)
+	CLIDefault  string   // default on the CLI when it differs from Default
+	Enum        []string // allowed values, if it is an enumeration
+	Kind        Kind
+	Secret      bool     // redacted in String/LogValue, returned by Secrets
+	Required    bool     // required: true in action.yml (the action runs upgrade)
+	Env         string   // environment variable read when the input is not given
+	Commands    []string // subcommands that accept it as a flag
+	CLIOnly     bool     // a CLI flag only, not an action input
+}
+
+// DefaultFor returns the input's default as an action (action true) or on the CLI.
+func (in Input) DefaultFor(action bool) string {
+	if !action && in.CLIDefault != "" {
+		return in.CLIDefault
+	}
+	return in.Default
+}
+
+// EnvName is the environment variable GitHub sets for an action input: INPUT_ and the name in
+// upper case, hyphens kept (INPUT_RELEASE-NAME).
+func EnvName(input string) string {
+	return "INPUT_" + strings.ToUpper(input)
+}
+
+// Help text groups, in the order the help shows them.
+const (
+	GroupRelease  = "Release"
+	GroupCluster  = "Cluster"
+	GroupDatabase = "Database"
+	GroupBackup   = "Backup"
+	GroupRecovery = "Readiness and recovery"
+	GroupIdentity = "Identity service"
+	GroupRun      = "Run"
+)
+
+// Groups returns the help text groups in display order.
+func Groups() []string {
+	return []string{GroupRelease, GroupCluster, GroupDatabase, GroupBackup, GroupRecovery, GroupIdentity, GroupRun}
+}
+
+// allInputs is the one table of inputs. It drives FromAction, FromFlags, the help text and the
+// test that compares it with action.yml.
+func allInputs() []Input {
+	var (
+		upgrade  = []string{CmdUpgrade}
+		upPlan   = []string{CmdUpgrade, CmdPlan}
+		upBackup = []string{CmdUpgrade, CmdPlan, CmdBackup}
+		restore  = []string{CmdRestore}
+		all      = []string{CmdUpgrade, CmdPlan, CmdBackup, CmdRestore}
+	)
+	return []Input{
+		// Release.
+		{Name: "release-name", Group: GroupRelease, Kind: KindString, Required: true, Commands: upBackup,
+			Description: "Name of the Helm release of the identity service (a DNS-1123 label, at most 53 characters)."},
+		{Name: "namespace", Group: GroupRelease, Kind: KindString, Default: "default", Commands: upBackup,
+			Description: "Kubernetes namespace of the release."},
+		{Name: "chart", Group: GroupRelease, Kind: KindString, Required: true, Commands: upPlan,
+			Description: "Chart to upgrade to: repo/name (needs repo-url), oci://host/path/name, or a local chart directory or .tgz (e.g. alfresco/alfresco-identity-service)."},
+		{Name: "chart-version", Group: GroupRelease, Kind: KindString, Commands: upPlan,
+			Description: "Chart version or semver constraint (e.g. 3.0.0). Empty means the newest; not used with a local chart."},
+		{Name: "repo-url", Group: GroupRelease, Kind: KindString, Commands: upPlan,
+			Description: "Chart repository URL (http or https) for a repo/name chart, e.g. https://kubernetes-charts.alfresco.com/stable."},
+		{Name: "values", Group: GroupRelease, Kind: KindText, Commands: upPlan,
+			Description: "Inline YAML values applied on top of the values files."},
+		{Name: "values-files", Group: GroupRelease, Kind: KindList, Commands: upPlan,
+			Description: "Values files, one path per line, applied in order."},
+		{Name: "set", Group: GroupRelease, Kind: KindList, Commands: upPlan,
+			Description: "Values as key=value, one per line (like helm --set), applied last."},
+		{Name: "reuse-values", Group: GroupRelease, Kind: KindBool, Default: "true", Commands: upPlan,
+			Description: "Start from the release's current values (true or false)."},
+
+		// Cluster.
+		{Name: "kubeconfig", Group: GroupCluster, Kind: KindText, Secret: true, Commands: upBackup,
+			Description: "Kubeconfig file content (not a path; secret). Empty means KUBECONFIG, ~/.kube/config, or in-cluster config."},
+		{Name: "kube-context", Group: GroupCluster, Kind: KindString, Commands: upBackup,
+			Description: "Kubeconfig context to use. Empty means the current context."},
+
+		// Database.
+		{Name: "database-url", Group: GroupDatabase, Kind: KindString, Secret: true, Env: "DATABASE_URL", Commands: all,
+			Description: "Keycloak database as postgres://user[:password]@host[:port]/dbname[?sslmode=...] (secret). Falls back to DATABASE_URL. Use it or the db-* inputs, not both."},
+		{Name: "db-host", Group: GroupDatabase, Kind: KindString, Commands: all,
+			Description: "Database host, when database-url is not used."},
+		{Name: "db-port", Group: GroupDatabase, Kind: KindInt, Default: "5432", Commands: all,
+			Description: "Database port (1-65535)."},
+		{Name: "db-name", Group: GroupDatabase, Kind: KindString, Commands: all,
+			Description: "Database name, when database-url is not used."},
+		{Name: "db-user", Group: GroupDatabase, Kind: KindString, Commands: all,
+			Description: "Database user, when database-url is not used."},
+		{Name: "db-password", Group: GroupDatabase, Kind: KindString, Secret: true, Env: "PGPASSWORD", Commands: all,
+			Description: "Database password (secret). Falls back to PGPASSWORD, which keeps it out of process arguments."},
+		{Name: "db-sslmode", Group: GroupDatabase, Kind: KindString, Default: "prefer", Commands: all,
+			Enum:        []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
+			Description: "PostgreSQL sslmode."},
+
+		// Backup.
+		{Name: "from", Group: GroupBackup, Kind: KindString, CLIOnly: true, Commands: restore,
+			Description: "Bundle to restore: a bundle directory (DIR/<backup-name>), an oci://registry/repo:tag reference, or, in GitHub Actions, an artifact name. Required."},
+		{Name: "backup-format", Group: GroupBackup, Kind: KindString, Default: "custom", Enum: []string{"custom", "plain"}, Commands: upBackup,
+			Description: "pg_dump format: custom (restored with pg_restore) or plain (SQL restored with psql)."},
+		{Name: "backup-store", Group: GroupBackup, Kind: KindList, Default: "artifact", CLIDefault: "path:./backups", Commands: upBackup,
+			Description: "Where to store the backup, one per line: artifact (GitHub artifact), oci://registry/repo[:tag], or path:DIR. Default: artifact as an action, path:./backups on the CLI."},
+		{Name: "backup-name", Group: GroupBackup, Kind: KindString, Commands: upBackup,
+			Description: "Bundle name (letters, digits, '.', '_', '-'; at most 128). Empty means <release>-r<revision>-<UTC timestamp>."},
+		{Name: "backup-encryption-recipients", Group: GroupBackup, Kind: KindList, Commands: upBackup,
+			Description: "age recipients (age1...), one per line, that the backup is encrypted to before it leaves the machine."},
+		{Name: "allow-plaintext-backup", Group: GroupBackup, Kind: KindBool, Default: "false", Commands: upBackup,
+			Description: "Allow an unencrypted backup in an artifact or oci:// store when no recipients are given (true or false)."},
+		{Name: "backup-identity", Group: GroupBackup, Kind: KindText, Secret: true, Commands: restore,
+			Description: "age identity (AGE-SECRET-KEY-1...) that decrypts an encrypted bundle (secret). Needed by restore of an encrypted bundle."},
+		{Name: "registry-username", Group: GroupBackup, Kind: KindString, Commands: all,
+			Description: "Username for oci:// registries (chart and backup store)."},
+		{Name: "registry-password", Group: GroupBackup, Kind: KindString, Secret: true, Commands: all,
+			Description: "Password or token for oci:// registries (secret)."},
+
+		// Readiness and recovery.
+		{Name: "timeout", Group: GroupRecovery, Kind: KindDuration, Default: "10m", Commands: all,
+			Description: "Longest wait for the upgraded release to become ready (a duration such as 90s or 10m); also bounds backup and restore."},
+		{Name: "stability-window", Group: GroupRecovery, Kind: KindDuration, Default: "30s", Commands: upPlan,
+			Description: "How long every pod must stay ready after all are ready (a duration; 0 turns it off)."},
+		{Name: "probe-url", Group: GroupRecovery, Kind: KindString, Commands: upPlan,
+			Description: "Optional http(s) URL that must answer 200 after the upgrade, e.g. the OIDC discovery URL .../realms/master/.well-known/openid-configuration."},
+		{Name: "rollback", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "never"}, Commands: upPlan,
+			Description: "On failure: auto rolls the release (and database) back; never leaves everything as it failed."},
+		{Name: "restore-database", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "always", "never"}, Commands: upPlan,
+			Description: "On rollback: auto restores the database when the schema changed; always or never."},
+		{Name: "rollback-hooks", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "run", "skip"}, Commands: upPlan,
+			Description: "Hooks of the revision rolled back to: auto skips them (the database is restored by this tool), run or skip."},
+		{Name: "recreate-statefulsets", Group: GroupRecovery, Kind: KindString, Default: "never", Enum: []string{"never", "orphan"}, Commands: upPlan,
+			Description: "StatefulSets whose immutable fields change: never fails, orphan deletes them with --cascade=orphan and lets helm re-create them."},
+		{Name: "unlock-pending", Group: GroupRecovery, Kind: KindBool, Default: "false", Commands: upPlan,
+			Description: "Unlock a release left pending-install/upgrade/rollback by a killed run (true or false)."},
+
+		// Identity service.
+		{Name: "quiesce", Group: GroupIdentity, Kind: KindBool, Default: "true", Commands: upPlan,
+			Description: "Scale the Keycloak workload to 0 before the backup (the downtime the vendor procedure asks for)."},
+		{Name: "workload", Group: GroupIdentity, Kind: KindString, Default: "auto", Commands: upPlan,
+			Description: "Keycloak workload as statefulset/NAME or deployment/NAME; auto detects it from the release."},
+		{Name: "logout-sessions", Group: GroupIdentity, Kind: KindBool, Default: "false", Commands: upPlan,
+			Description: "End all user sessions through the admin API first (needs keycloak-url, keycloak-admin-user, keycloak-admin-password)."},
+		{Name: "keycloak-url", Group: GroupIdentity, Kind: KindString, Commands: upPlan,
+			Description: "Keycloak base URL (http or https) for the admin API, e.g. https://id.example.com/auth."},
+		{Name: "keycloak-admin-user", Group: GroupIdentity, Kind: KindString, Commands: upPlan,
+			Description: "Keycloak admin user (master realm)."},
+		{Name: "keycloak-admin-password", Group: GroupIdentity, Kind: KindString, Secret: true, Commands: upPlan,
+			Description: "Keycloak admin password (secret)."},
+		{Name: "realms", Group: GroupIdentity, Kind: KindList, Default: "all", Commands: upPlan,
+			Description: "Realms whose sessions are ended, one per line; all means every realm."},
+		{Name: "clear-tx-object-store", Group: GroupIdentity, Kind: KindBool, Default: "false", Commands: upPlan,
+			Description: "Delete the transaction object store in the Keycloak pod before the upgrade (vendor step 2)."},
+		{Name: "tx-object-store-path", Group: GroupIdentity, Kind: KindString, Default: "/opt/jboss/keycloak/standalone/data/tx-object-store", Commands: upPlan,
+			Description: "Absolute path of the transaction object store in the Keycloak container."},
+
+		// Run.
+		{Name: "dry-run", Group: GroupRun, Kind: KindBool, Default: "false", Commands: upgrade,
+			Description: "Run the preflight and show the manifest diff; change nothing (true or false)."},
+	}
+}
+
+// Inputs returns the action inputs (every input except CLI-only flags), in table order.
+func Inputs() []Input {
+	var out []Input
+	for _, in := range allInputs() {
+		if !in.CLIOnly {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// InputsFor returns the inputs a subcommand accepts as flags, in table order. It returns nil for
+// an unknown subcommand.
+func InputsFor(cmd string) []Input {
+	var out []Input
+	for _, in := range allInputs() {
+		if slices.Contains(in.Commands, cmd) {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// lookup returns the input called name from the table.
+func lookup(name string) (Input, bool) {
+	for _, in := range allInputs() {
+		if in.Name == name {
+			return in, true
+		}
+	}
+	return Input{}, false
+}
