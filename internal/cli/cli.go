@@ -29,7 +29,7 @@ const (
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		if getenv("GITHUB_ACTIONS") == "true" {
-			return run(ctx, config.FromAction(getenv), stdout, stderr)
+			return run(ctx, config.FromAction(getenv), getenv, stdout, stderr)
 		}
 		writeHelp(stderr)
 		return ExitInvalid
@@ -61,12 +61,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "identity-upgrade %v\nRun 'identity-upgrade %s --help' for its flags.\n", err, cmd.name)
 		return ExitInvalid
 	}
-	return run(ctx, cfg, stdout, stderr)
+	return run(ctx, cfg, getenv, stdout, stderr)
 }
 
 // run validates the configuration and runs its subcommand. Results go to stdout (backup's last
 // line is the bundle location); logs and problems go to stderr.
-func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) int {
+func run(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer) int {
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade %s: invalid input; nothing was changed:\n", cfg.Command)
 		for _, p := range config.Problems(err) {
@@ -82,6 +82,9 @@ func run(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) int 
 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	logger.InfoContext(ctx, "configuration", "config", cfg)
+	if cfg.Command == config.CmdPlan {
+		return runPlan(ctx, cfg, getenv, stdout, stderr, logger)
+	}
 	fmt.Fprintf(stderr, "identity-upgrade %s: not implemented yet\n", cfg.Command)
 	return ExitFailed
 }

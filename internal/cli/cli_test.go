@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -160,7 +161,6 @@ func TestValidConfigNotImplementedYet(t *testing.T) {
 		cmd  string
 	}{
 		{"upgrade", nil, append([]string{"upgrade", "--release-name=identity", "--chart=oci://ghcr.io/org/identity"}, db...), "upgrade"},
-		{"plan", nil, append([]string{"plan", "--release-name=identity", "--chart=oci://ghcr.io/org/identity"}, db...), "plan"},
 		{"backup", nil, append([]string{"backup"}, db...), "backup"},
 		{"restore", map[string]string{"DATABASE_URL": "postgres://keycloak:" + secret + "@db/keycloak"},
 			[]string{"restore", "--from=" + chart}, "restore"},
@@ -178,6 +178,19 @@ func TestValidConfigNotImplementedYet(t *testing.T) {
 				t.Errorf("the password is shown:\n%s", r.stderr)
 			}
 		})
+	}
+}
+
+func TestPlanWithoutClusterIsRefusedWithoutSecrets(t *testing.T) {
+	const secret = "S3cret-plan-pw"
+	missing := filepath.Join(t.TempDir(), "no-kubeconfig")
+	r := runCLI(t, map[string]string{"KUBECONFIG": missing, "PGPASSWORD": secret},
+		"plan", "--release-name=identity", "--chart=../../testdata/charts/identity/3.0.0", "--db-host=127.0.0.1", "--db-name=keycloak", "--db-user=keycloak")
+	if r.code != ExitInvalid || !strings.Contains(r.stderr, "preflight failed; nothing was changed") || !strings.Contains(r.stderr, "no-kubeconfig") {
+		t.Errorf("code %d, stderr:\n%s\nwant %d, a preflight failure naming the kubeconfig", r.code, r.stderr, ExitInvalid)
+	}
+	if strings.Contains(r.stdout+r.stderr, secret) {
+		t.Errorf("the password is shown:\n%s", r.stderr)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
 // ServerInfo is what the preflight learns about the database before anything changes.
@@ -25,16 +27,8 @@ type ServerInfo struct {
 func (s ServerInfo) Major() int { return s.ServerVersionNum / 10000 }
 
 // SchemaState is Keycloak's migration state: Liquibase's changelog and, when present,
-// Keycloak's own migration model. Comparing it before and after an upgrade tells whether the
-// new Keycloak has migrated the schema.
-type SchemaState struct {
-	// ChangelogRows is the number of rows in databasechangelog (0 when the table is absent).
-	ChangelogRows int64
-	// LatestChangeID is the id of the most recently executed changeset.
-	LatestChangeID string
-	// MigrationVersion is the newest migration_model.version, when that table exists.
-	MigrationVersion string
-}
+// Keycloak's own migration model.
+type SchemaState = rollout.SchemaState
 
 // Inspect connects with connString (a postgres:// URL or key=value DSN) and reads the facts
 // the preflight records.

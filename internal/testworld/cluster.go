@@ -43,7 +43,7 @@ type Kube struct {
 	Client    kubernetes.Interface
 }
 
-type kubeCluster struct {
+type KubeCluster struct {
 	name       string
 	workdir    string
 	kwokctl    string
@@ -55,7 +55,8 @@ type kubeCluster struct {
 }
 
 // Cluster gives the test a namespace of its own in the binary's shared simulated cluster,
-// building the control-plane binaries and starting the cluster on first use.
+// building the control-plane binaries and starting the cluster on first use. The namespace is
+// deleted when the test ends.
 func Cluster(t testing.TB) Kube {
 	t.Helper()
 	c, err := shared.kube()
@@ -63,18 +64,9 @@ func Cluster(t testing.TB) Kube {
 		t.Fatalf("testworld: cluster: %v", err)
 	}
 	ns := fmt.Sprintf("t%d-%s", c.namespaces.Add(1), strings.Trim(strings.ReplaceAll(sanitize(t.Name(), 40), "_", "-"), "-"))
-	ctx := context.Background()
-	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
-		ObjectMeta: metav1.ObjectMeta{Name: ns},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("testworld: create namespace: %v", err)
-	}
-	// Pods need the namespace's default service account, which a controller creates.
-	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := c.client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil, nil
-	}); err != nil {
-		t.Fatalf("testworld: namespace %s has no default service account: %v", ns, err)
+	kube, err := c.CreateNamespace(context.Background(), ns)
+	if err != nil {
+		t.Fatalf("testworld: %v", err)
 	}
 	t.Cleanup(func() {
 		err := c.client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
@@ -82,17 +74,34 @@ func Cluster(t testing.TB) Kube {
 			t.Errorf("testworld: delete namespace: %v", err)
 		}
 	})
+	return kube
+}
+
+// CreateNamespace creates a namespace and waits for its default service account, which pods
+// need and a controller creates.
+func (c *KubeCluster) CreateNamespace(ctx context.Context, ns string) (Kube, error) {
+	if _, err := c.client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: ns},
+	}, metav1.CreateOptions{}); err != nil {
+		return Kube{}, fmt.Errorf("create namespace %s: %w", ns, err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := c.client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, nil
+	}); err != nil {
+		return Kube{}, fmt.Errorf("namespace %s has no default service account: %w", ns, err)
+	}
 	return Kube{
 		Kubeconfig: c.kubeconfig, KubeconfigData: c.data, Namespace: ns,
 		Config: rest.CopyConfig(c.config), Client: c.client,
-	}
+	}, nil
 }
 
-func (w *world) kube() (*kubeCluster, error) {
+func (w *world) kube() (*KubeCluster, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.cluster == nil && w.kubeErr == nil {
-		w.cluster, w.kubeErr = startCluster()
+		w.cluster, w.kubeErr = StartCluster()
 	}
 	return w.cluster, w.kubeErr
 }
@@ -137,7 +146,7 @@ func Tools() (string, error) {
 
 const clusterPrefix = "testworld-kwok-"
 
-func startCluster() (*kubeCluster, error) {
+func StartCluster() (*KubeCluster, error) {
 	cache, err := Tools()
 	if err != nil {
 		return nil, err
@@ -164,7 +173,7 @@ func startCluster() (*kubeCluster, error) {
 	if err := os.WriteFile(filepath.Join(workdir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return nil, err
 	}
-	c := &kubeCluster{
+	c := &KubeCluster{
 		name:       "tw" + strconv.Itoa(os.Getpid()),
 		workdir:    workdir,
 		kwokctl:    kwokctl,
@@ -189,15 +198,19 @@ func startCluster() (*kubeCluster, error) {
 	fmt.Fprintf(os.Stderr, "testworld: starting simulated cluster %s (Kubernetes %s, kwok nodes) ...\n", c.name, KubeVersion)
 	if out, err := c.run(context.Background(), "create", "cluster",
 		"--config", confPath, "--kubeconfig", c.kubeconfig, "--wait", "2m", "--timeout", "5m"); err != nil {
-		c.stop()
+		c.Stop()
 		return nil, fmt.Errorf("kwokctl create cluster: %w: %s", err, tail(out))
 	}
 	if err := c.connect(); err != nil {
-		c.stop()
+		c.Stop()
 		return nil, err
 	}
 	if err := c.createNodes(context.Background()); err != nil {
-		c.stop()
+		c.Stop()
+		return nil, err
+	}
+	if err := c.createVolumes(context.Background()); err != nil {
+		c.Stop()
 		return nil, err
 	}
 	fmt.Fprintf(os.Stderr, "testworld: cluster %s ready in %s\n", c.name, time.Since(start).Round(100*time.Millisecond))
@@ -256,14 +269,14 @@ options:
 	return b.Bytes(), nil
 }
 
-func (c *kubeCluster) run(ctx context.Context, args ...string) ([]byte, error) {
+func (c *KubeCluster) run(ctx context.Context, args ...string) ([]byte, error) {
 	args = append(args, "--name", c.name)
 	cmd := exec.CommandContext(ctx, c.kwokctl, args...)
 	cmd.Env = append(os.Environ(), "KWOK_WORKDIR="+c.workdir)
 	return cmd.CombinedOutput()
 }
 
-func (c *kubeCluster) connect() error {
+func (c *KubeCluster) connect() error {
 	data, err := os.ReadFile(c.kubeconfig)
 	if err != nil {
 		return err
@@ -286,7 +299,7 @@ func (c *kubeCluster) connect() error {
 
 // createNodes registers the kwok nodes with 127.0.0.1 as their only InternalIP: the apiserver
 // dials a node's address for exec, logs and port-forward, which must never leave loopback.
-func (c *kubeCluster) createNodes(ctx context.Context) error {
+func (c *KubeCluster) createNodes(ctx context.Context) error {
 	for i := range NodeCount {
 		name := fmt.Sprintf("kwok-node-%d", i)
 		node := &corev1.Node{
@@ -335,7 +348,33 @@ func (c *kubeCluster) createNodes(ctx context.Context) error {
 	})
 }
 
-func (c *kubeCluster) stop() error {
+// VolumeCount is how many PersistentVolumes the harness provides. The cluster has no
+// provisioner: claims without a storage class bind to these (the charts' hook backup claims
+// and volumeClaimTemplates need them), and nothing is ever written to them.
+const VolumeCount = 64
+
+func (c *KubeCluster) createVolumes(ctx context.Context) error {
+	for i := range VolumeCount {
+		pv := &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("testworld-pv-%02d", i), Labels: map[string]string{"type": "kwok"}},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("100Gi")},
+				AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce, corev1.ReadWriteMany},
+				PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+				StorageClassName:              "",
+				PersistentVolumeSource: corev1.PersistentVolumeSource{
+					HostPath: &corev1.HostPathVolumeSource{Path: fmt.Sprintf("/nonexistent/testworld-pv-%02d", i)},
+				},
+			},
+		}
+		if _, err := c.client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("create persistent volume: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c *KubeCluster) Stop() error {
 	defer os.RemoveAll(c.workdir)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -358,8 +397,8 @@ func reapStaleClusters(kwokctl string) {
 		if err != nil || processAlive(pid) {
 			continue
 		}
-		stale := &kubeCluster{name: "tw" + strconv.Itoa(pid), workdir: dir, kwokctl: kwokctl}
-		if err := stale.stop(); err != nil {
+		stale := &KubeCluster{name: "tw" + strconv.Itoa(pid), workdir: dir, kwokctl: kwokctl}
+		if err := stale.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testworld: remove stale cluster %s: %v\n", stale.name, err)
 		}
 	}

@@ -60,19 +60,24 @@ func (p Database) url(name, password string) string {
 // error, and returns what psql printed (unaligned, tuples only).
 func (p Database) Exec(t testing.TB, sql string) string {
 	t.Helper()
-	out, err := p.psql(t.Context(), p.Database, p.SuperUser, p.SuperPassword, sql)
+	out, err := p.Run(t.Context(), sql)
 	if err != nil {
 		t.Fatalf("psql: %v", err)
 	}
 	return out
 }
 
+// Run is Exec for callers without a testing.TB.
+func (p Database) Run(ctx context.Context, sql string) (string, error) {
+	return p.psql(ctx, p.Database, p.SuperUser, p.SuperPassword, sql)
+}
+
 func (p Database) psql(ctx context.Context, database, name, password, sql string) (string, error) {
 	return psql(ctx, p.BinDir, p.Host, p.Port, database, name, password, sql)
 }
 
-// pgServer is the shared server of one test binary.
-type pgServer struct {
+// PostgresServer is the shared server of one test binary.
+type PostgresServer struct {
 	binDir        string
 	dir           string
 	port          int
@@ -98,32 +103,47 @@ func Postgres(t testing.TB) Database {
 		t.Fatalf("testworld: postgres: %v", err)
 	}
 	name := fmt.Sprintf("t%d_%s", srv.databases.Add(1), sanitize(t.Name(), 40))
-	p := Database{
-		Host: "127.0.0.1", Port: srv.port, Database: name,
-		SuperUser: pgSuperUser, SuperPassword: srv.superPassword,
-		Owner: pgOwner, OwnerPassword: srv.ownerPassword,
-		BinDir: srv.binDir,
-	}
-	ctx := context.Background()
-	if _, err := p.psql(ctx, "postgres", pgSuperUser, srv.superPassword,
-		fmt.Sprintf(`CREATE DATABASE %q OWNER %q`, name, pgOwner)); err != nil {
-		t.Fatalf("testworld: create database: %v", err)
+	db, err := srv.CreateDatabase(context.Background(), name)
+	if err != nil {
+		t.Fatalf("testworld: %v", err)
 	}
 	t.Cleanup(func() {
-		// WITH (FORCE) ends connections a failed test left open.
-		if _, err := p.psql(context.Background(), "postgres", pgSuperUser, srv.superPassword,
-			fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, name)); err != nil {
-			t.Errorf("testworld: drop database: %v", err)
+		if err := srv.DropDatabase(context.Background(), name); err != nil {
+			t.Errorf("testworld: %v", err)
 		}
 	})
-	return p
+	return db
 }
 
-func (w *world) pg() (*pgServer, error) {
+// CreateDatabase creates a database owned by the non-superuser owner role.
+func (s *PostgresServer) CreateDatabase(ctx context.Context, name string) (Database, error) {
+	db := Database{
+		Host: "127.0.0.1", Port: s.port, Database: name,
+		SuperUser: pgSuperUser, SuperPassword: s.superPassword,
+		Owner: pgOwner, OwnerPassword: s.ownerPassword,
+		BinDir: s.binDir,
+	}
+	if _, err := db.psql(ctx, "postgres", pgSuperUser, s.superPassword,
+		fmt.Sprintf(`CREATE DATABASE %q OWNER %q`, name, pgOwner)); err != nil {
+		return Database{}, fmt.Errorf("create database %s: %w", name, err)
+	}
+	return db, nil
+}
+
+// DropDatabase drops a database, ending the sessions still connected to it.
+func (s *PostgresServer) DropDatabase(ctx context.Context, name string) error {
+	if _, err := psql(ctx, s.binDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword,
+		fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, name)); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+func (w *world) pg() (*PostgresServer, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.postgres == nil && w.pgErr == nil {
-		w.postgres, w.pgErr = startPostgres()
+		w.postgres, w.pgErr = StartPostgresServer()
 	}
 	return w.postgres, w.pgErr
 }
@@ -147,7 +167,7 @@ func PostgresBinDir() (string, error) {
 	return filepath.Dir(dirs[0]), nil
 }
 
-func startPostgres() (*pgServer, error) {
+func StartPostgresServer() (*PostgresServer, error) {
 	binDir, err := PostgresBinDir()
 	if err != nil {
 		return nil, err
@@ -160,12 +180,12 @@ func startPostgres() (*pgServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &pgServer{
+	s := &PostgresServer{
 		binDir: binDir, dir: dir,
 		superPassword: randomHex(12), ownerPassword: randomHex(12),
 		logPath: filepath.Join(dir, "server.log"),
 	}
-	fail := func(err error) (*pgServer, error) {
+	fail := func(err error) (*PostgresServer, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -208,7 +228,7 @@ func startPostgres() (*pgServer, error) {
 	ctx := context.Background()
 	if _, err := psql(ctx, binDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword,
 		fmt.Sprintf(`CREATE ROLE %q LOGIN PASSWORD '%s' NOSUPERUSER NOCREATEDB NOCREATEROLE`, pgOwner, s.ownerPassword)); err != nil {
-		s.stop()
+		s.Stop()
 		return nil, fmt.Errorf("create owner role: %w", err)
 	}
 	return s, nil
@@ -216,7 +236,7 @@ func startPostgres() (*pgServer, error) {
 
 // start runs the server in the foreground of a child process, so that it dies with the test
 // binary even when the binary is killed (Pdeathsig), and waits until it accepts connections.
-func (s *pgServer) start(data string, cred *syscall.Credential) error {
+func (s *PostgresServer) start(data string, cred *syscall.Credential) error {
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -253,14 +273,14 @@ func (s *pgServer) start(data string, cred *syscall.Credential) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			s.stop()
+			s.Stop()
 			return fmt.Errorf("postgres not ready after 60s: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func (s *pgServer) stop() error {
+func (s *PostgresServer) Stop() error {
 	defer os.RemoveAll(s.dir)
 	if s.cmd == nil || s.cmd.Process == nil {
 		return nil

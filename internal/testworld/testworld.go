@@ -21,9 +21,9 @@ import (
 // cost seconds each.
 type world struct {
 	mu       sync.Mutex
-	postgres *pgServer
+	postgres *PostgresServer
 	pgErr    error
-	cluster  *kubeCluster
+	cluster  *KubeCluster
 	kubeErr  error
 }
 
@@ -40,13 +40,13 @@ func (w *world) stop() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.cluster != nil {
-		if err := w.cluster.stop(); err != nil {
+		if err := w.cluster.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testworld: stop cluster: %v\n", err)
 		}
 		w.cluster = nil
 	}
 	if w.postgres != nil {
-		if err := w.postgres.stop(); err != nil {
+		if err := w.postgres.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testworld: stop postgres: %v\n", err)
 		}
 		w.postgres = nil

@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/config"
+	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
+	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+)
+
+// runPlan is the read-only preflight: release, target manifest diff and database facts.
+// It exits 0 when the upgrade would start and 2 when the preflight would refuse it.
+func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger) int {
+	client, err := helmrelease.New(helmrelease.Options{
+		KubeconfigData: []byte(cfg.Kubeconfig),
+		KubeconfigPath: getenv("KUBECONFIG"),
+		Context:        cfg.KubeContext,
+		Namespace:      cfg.Namespace,
+		Log:            log,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade plan: %v\n", err)
+		return ExitInvalid
+	}
+	releases := helmrelease.Renderer{Client: client, Spec: helmrelease.UpgradeSpec{
+		Chart: cfg.Chart, Version: cfg.ChartVersion, RepoURL: cfg.RepoURL,
+		Values: cfg.Values, ValuesFiles: cfg.ValuesFiles, Set: cfg.Set, ReuseValues: cfg.ReuseValues,
+	}}
+	db := pgbackup.Inspector{ConnString: cfg.DatabaseConnString()}
+	plan, err := rollout.MakePlan(ctx, releases, db, rollout.PlanRequest{
+		Release:              cfg.ReleaseName,
+		RecreateStatefulSets: cfg.RecreateStatefulSets,
+		RollbackHooks:        cfg.RollbackHooks,
+		UnlockPending:        cfg.UnlockPending,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
+		if errors.Is(err, helmrelease.ErrReleaseNotFound) {
+			fmt.Fprintln(stderr, "Check release-name and namespace (helm list --all-namespaces shows the releases).")
+		}
+		return ExitInvalid
+	}
+	if err := plan.WriteText(stdout); err != nil {
+		return ExitFailed
+	}
+	if plan.Refused() {
+		return ExitInvalid
+	}
+	return ExitOK
+}

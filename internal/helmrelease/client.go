@@ -1,0 +1,213 @@
+package helmrelease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/release"
+	"helm.sh/helm/v3/pkg/storage/driver"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+)
+
+// ErrReleaseNotFound is returned when the release has no revision in the namespace.
+var ErrReleaseNotFound = errors.New("release not found")
+
+// Options says which cluster and namespace to talk to. KubeconfigData (the `kubeconfig` input's
+// content) wins over KubeconfigPath; with neither, the usual loading rules apply ($KUBECONFIG,
+// ~/.kube/config, in-cluster).
+type Options struct {
+	KubeconfigData []byte
+	KubeconfigPath string
+	Context        string
+	Namespace      string
+	Log            *slog.Logger
+}
+
+// Client is the project's one handle on helm: a configured action.Configuration whose storage
+// (release Secrets) is the source of truth for release state.
+type Client struct {
+	cfg       *action.Configuration
+	namespace string
+	log       *slog.Logger
+}
+
+// New builds a client for opts.Namespace.
+func New(opts Options) (*Client, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	getter, err := newRESTGetter(opts)
+	if err != nil {
+		return nil, err
+	}
+	ns := opts.Namespace
+	if ns == "" {
+		ns, _, err = getter.ToRawKubeConfigLoader().Namespace()
+		if err != nil || ns == "" {
+			ns = "default"
+		}
+	}
+	cfg := new(action.Configuration)
+	debug := func(format string, v ...any) { log.Debug(fmt.Sprintf(format, v...), "component", "helm") }
+	if err := cfg.Init(getter, ns, "secret", debug); err != nil {
+		return nil, fmt.Errorf("initialise helm for namespace %q: %w", ns, err)
+	}
+	return &Client{cfg: cfg, namespace: ns, log: log}, nil
+}
+
+// Namespace is the namespace the client works in.
+func (c *Client) Namespace() string { return c.namespace }
+
+// Current returns the latest revision of the release, whatever its status.
+func (c *Client) Current(name string) (rollout.Release, error) {
+	rel, err := c.cfg.Releases.Last(name)
+	if errors.Is(err, driver.ErrReleaseNotFound) {
+		return rollout.Release{}, fmt.Errorf("release %q in namespace %q: %w", name, c.namespace, ErrReleaseNotFound)
+	}
+	if err != nil {
+		return rollout.Release{}, fmt.Errorf("read release %q: %w", name, err)
+	}
+	return fromHelm(rel), nil
+}
+
+// History returns every stored revision of the release, oldest first.
+func (c *Client) History(name string) ([]rollout.Release, error) {
+	rels, err := c.cfg.Releases.History(name)
+	if errors.Is(err, driver.ErrReleaseNotFound) || (err == nil && len(rels) == 0) {
+		return nil, fmt.Errorf("release %q in namespace %q: %w", name, c.namespace, ErrReleaseNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read history of %q: %w", name, err)
+	}
+	out := make([]rollout.Release, len(rels))
+	for i, r := range rels {
+		out[i] = fromHelm(r)
+	}
+	slices.SortFunc(out, func(a, b rollout.Release) int { return a.Revision - b.Revision })
+	return out, nil
+}
+
+// Install installs chartPath (a chart directory or .tgz) as release name with values, waiting
+// with helm's own waiter up to timeout. It is used to set up rehearsals and tests; upgrades
+// go through the pipeline, which waits with its own readiness checks.
+func (c *Client) Install(ctx context.Context, name, chartPath string, values map[string]any, timeout time.Duration) (rollout.Release, error) {
+	ch, err := LoadChart(chartPath)
+	if err != nil {
+		return rollout.Release{}, err
+	}
+	install := action.NewInstall(c.cfg)
+	install.ReleaseName = name
+	install.Namespace = c.namespace
+	install.Wait = timeout > 0
+	install.Timeout = timeout
+	rel, err := install.RunWithContext(ctx, ch, values)
+	if err != nil {
+		return rollout.Release{}, fmt.Errorf("install %q from %s: %w", name, chartPath, err)
+	}
+	return fromHelm(rel), nil
+}
+
+// LoadChart loads a chart directory or archive.
+func LoadChart(path string) (*chart.Chart, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("chart %s: %w", path, err)
+	}
+	ch, err := loader.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("load chart %s: %w", path, err)
+	}
+	return ch, nil
+}
+
+func fromHelm(r *release.Release) rollout.Release {
+	out := rollout.Release{Name: r.Name, Namespace: r.Namespace, Revision: r.Version, Manifest: r.Manifest}
+	if r.Info != nil {
+		out.Status = r.Info.Status.String()
+		out.Updated = r.Info.LastDeployed.Time
+	}
+	if r.Chart != nil && r.Chart.Metadata != nil {
+		out.ChartName = r.Chart.Metadata.Name
+		out.ChartVersion = r.Chart.Metadata.Version
+		out.AppVersion = r.Chart.Metadata.AppVersion
+	}
+	for _, h := range r.Hooks {
+		hook := rollout.Hook{Kind: h.Kind, Name: h.Name}
+		for _, e := range h.Events {
+			hook.Events = append(hook.Events, e.String())
+		}
+		out.Hooks = append(out.Hooks, hook)
+	}
+	return out
+}
+
+// restGetter is helm's view of the cluster, built from kubeconfig content or the usual
+// loading rules, without writing a kubeconfig file anywhere.
+type restGetter struct {
+	clientConfig clientcmd.ClientConfig
+}
+
+func newRESTGetter(opts Options) (*restGetter, error) {
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: opts.Context}
+	if opts.Namespace != "" {
+		overrides.Context.Namespace = opts.Namespace
+	}
+	if len(opts.KubeconfigData) > 0 {
+		raw, err := clientcmd.Load(opts.KubeconfigData)
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig: %w", err)
+		}
+		return &restGetter{clientConfig: clientcmd.NewDefaultClientConfig(*raw, overrides)}, nil
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if opts.KubeconfigPath != "" {
+		rules.ExplicitPath = opts.KubeconfigPath
+	}
+	return &restGetter{clientConfig: clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)}, nil
+}
+
+func (g *restGetter) ToRESTConfig() (*rest.Config, error) {
+	cfg, err := g.clientConfig.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+func (g *restGetter) ToDiscoveryClient() (discovery.CachedDiscoveryInterface, error) {
+	cfg, err := g.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return memory.NewMemCacheClient(dc), nil
+}
+
+func (g *restGetter) ToRESTMapper() (meta.RESTMapper, error) {
+	dc, err := g.ToDiscoveryClient()
+	if err != nil {
+		return nil, err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(dc)
+	return restmapper.NewShortcutExpander(mapper, dc, func(string) {}), nil
+}
+
+func (g *restGetter) ToRawKubeConfigLoader() clientcmd.ClientConfig { return g.clientConfig }

@@ -1,0 +1,127 @@
+package helmrelease
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"reflect"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+)
+
+// immutableFields lists, per kind, the spec fields the API server refuses to change on update.
+// A change to any of them makes a plain upgrade fail after it has applied the resources before
+// it in the manifest.
+var immutableFields = map[string][]string{
+	"StatefulSet": {"spec.selector", "spec.serviceName", "spec.podManagementPolicy", "spec.volumeClaimTemplates"},
+	"Deployment":  {"spec.selector"},
+	"DaemonSet":   {"spec.selector"},
+	"ReplicaSet":  {"spec.selector"},
+	"Job":         {"spec.selector", "spec.template"},
+}
+
+type object struct {
+	kind, namespace, name string
+	body                  map[string]any
+}
+
+// DiffManifests lists the resources that are added, removed or changed between two rendered
+// manifests, with the immutable fields each change touches. defaultNamespace is where
+// resources without a namespace live.
+func DiffManifests(current, target, defaultNamespace string) ([]rollout.Change, error) {
+	before, err := parseManifest(current, defaultNamespace)
+	if err != nil {
+		return nil, fmt.Errorf("parse current manifest: %w", err)
+	}
+	after, err := parseManifest(target, defaultNamespace)
+	if err != nil {
+		return nil, fmt.Errorf("parse target manifest: %w", err)
+	}
+	var changes []rollout.Change
+	for key, a := range after {
+		b, ok := before[key]
+		switch {
+		case !ok:
+			changes = append(changes, rollout.Change{Action: rollout.Added, Kind: a.kind, Namespace: a.namespace, Name: a.name})
+		case !reflect.DeepEqual(a.body, b.body):
+			c := rollout.Change{Action: rollout.Changed, Kind: a.kind, Namespace: a.namespace, Name: a.name}
+			for _, field := range immutableFields[a.kind] {
+				if !reflect.DeepEqual(lookup(b.body, field), lookup(a.body, field)) {
+					c.Immutable = append(c.Immutable, field)
+				}
+			}
+			changes = append(changes, c)
+		}
+	}
+	for key, b := range before {
+		if _, ok := after[key]; !ok {
+			changes = append(changes, rollout.Change{Action: rollout.Removed, Kind: b.kind, Namespace: b.namespace, Name: b.name})
+		}
+	}
+	sort.Slice(changes, func(i, j int) bool {
+		if changes[i].Kind != changes[j].Kind {
+			return changes[i].Kind < changes[j].Kind
+		}
+		return changes[i].Name < changes[j].Name
+	})
+	return changes, nil
+}
+
+func parseManifest(manifest, defaultNamespace string) (map[string]object, error) {
+	objects := map[string]object{}
+	reader := yaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
+	for {
+		doc, err := reader.Read()
+		if err == io.EOF {
+			return objects, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		var body map[string]any
+		if err := yaml.Unmarshal(doc, &body); err != nil {
+			return nil, err
+		}
+		if body == nil {
+			continue
+		}
+		o := object{body: body}
+		o.kind, _ = body["kind"].(string)
+		if meta, ok := body["metadata"].(map[string]any); ok {
+			o.name, _ = meta["name"].(string)
+			o.namespace, _ = meta["namespace"].(string)
+		}
+		if o.namespace == "" {
+			o.namespace = defaultNamespace
+		}
+		group := ""
+		if v, ok := body["apiVersion"].(string); ok {
+			group, _, _ = strings.Cut(v, "/")
+			if !strings.Contains(v, "/") {
+				group = ""
+			}
+		}
+		objects[group+"/"+o.kind+"/"+o.namespace+"/"+o.name] = o
+	}
+}
+
+// lookup follows a dotted path through nested maps; a missing step yields nil.
+func lookup(m map[string]any, path string) any {
+	var cur any = m
+	for _, part := range strings.Split(path, ".") {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[part]
+	}
+	return cur
+}

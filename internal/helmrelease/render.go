@@ -1,0 +1,117 @@
+package helmrelease
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/strvals"
+	"sigs.k8s.io/yaml"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+)
+
+// UpgradeSpec is the target of an upgrade: chart, version and values, as the inputs give them.
+type UpgradeSpec struct {
+	// Chart is a local chart directory or .tgz. (repo/name with RepoURL and oci:// references
+	// are recognised by the config but not fetched yet.)
+	Chart   string
+	Version string
+	RepoURL string
+	// Values is inline YAML; ValuesFiles are read in order; Set are key=value lines with helm's
+	// --set syntax. Later sources win, as with helm.
+	Values      string
+	ValuesFiles []string
+	Set         []string
+	// ReuseValues keeps the values given to the current revision, over the new chart's
+	// defaults (helm's --reset-then-reuse-values).
+	ReuseValues bool
+}
+
+func (s UpgradeSpec) values() (map[string]any, error) {
+	base := map[string]any{}
+	for _, f := range s.ValuesFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("values-files: %w", err)
+		}
+		m := map[string]any{}
+		if err := yaml.Unmarshal(data, &m); err != nil {
+			return nil, fmt.Errorf("values-files: %s is not valid YAML: %w", f, err)
+		}
+		base = chartutil.CoalesceTables(m, base)
+	}
+	if strings.TrimSpace(s.Values) != "" {
+		m := map[string]any{}
+		if err := yaml.Unmarshal([]byte(s.Values), &m); err != nil {
+			return nil, fmt.Errorf("values: not valid YAML: %w", err)
+		}
+		base = chartutil.CoalesceTables(m, base)
+	}
+	for _, kv := range s.Set {
+		if err := strvals.ParseInto(kv, base); err != nil {
+			key, _, _ := strings.Cut(kv, "=")
+			return nil, fmt.Errorf("set: %q: %w", key, err)
+		}
+	}
+	return base, nil
+}
+
+func (s UpgradeSpec) load() (*chart.Chart, error) {
+	if s.RepoURL != "" || strings.HasPrefix(s.Chart, "oci://") {
+		return nil, fmt.Errorf("chart %q: only local chart directories and archives are supported so far", s.Chart)
+	}
+	return LoadChart(s.Chart)
+}
+
+// Render returns the revision an upgrade of release name to spec would create, without
+// changing anything: helm's client-side dry run, which renders the chart and its hooks
+// against the release's stored values.
+func (c *Client) Render(ctx context.Context, name string, spec UpgradeSpec) (rollout.Release, error) {
+	ch, err := spec.load()
+	if err != nil {
+		return rollout.Release{}, err
+	}
+	vals, err := spec.values()
+	if err != nil {
+		return rollout.Release{}, err
+	}
+	up := action.NewUpgrade(c.cfg)
+	up.Namespace = c.namespace
+	up.DryRun = true
+	up.DryRunOption = "client"
+	// reuse-values keeps the values the user gave the release and takes the new chart's
+	// defaults. (helm's own --reuse-values also keeps the old chart's defaults, image tags
+	// included: the 1.4 chart would be installed still running the 1.3 image.)
+	up.ResetThenReuseValues = spec.ReuseValues
+	rel, err := up.RunWithContext(ctx, name, ch, vals)
+	if err != nil {
+		return rollout.Release{}, fmt.Errorf("render upgrade of %q to %s: %w", name, spec.Chart, err)
+	}
+	return fromHelm(rel), nil
+}
+
+// Renderer binds a spec to the client, so that it serves as the pipeline's ReleaseReader.
+type Renderer struct {
+	*Client
+	Spec UpgradeSpec
+}
+
+// Render renders the bound spec.
+func (r Renderer) Render(ctx context.Context, name string) (rollout.Release, error) {
+	return r.Client.Render(ctx, name, r.Spec)
+}
+
+// Current returns the latest revision of the release.
+func (r Renderer) Current(_ context.Context, name string) (rollout.Release, error) {
+	return r.Client.Current(name)
+}
+
+// Diff compares the two revisions' manifests.
+func (r Renderer) Diff(current, target rollout.Release) ([]rollout.Change, error) {
+	return DiffManifests(current.Manifest, target.Manifest, r.namespace)
+}

@@ -1,0 +1,179 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Sentinel errors the preflight refuses with; callers branch on them with errors.Is.
+var (
+	ErrReleasePending  = errors.New("release has an operation in progress")
+	ErrImmutableChange = errors.New("upgrade changes immutable fields")
+	ErrPgDumpTooOld    = errors.New("pg_dump is older than the database server")
+)
+
+// ReleaseReader is the read-only side of the Helm release: what exists and what an upgrade
+// would make of it.
+type ReleaseReader interface {
+	// Current returns the latest revision of the release, whatever its status.
+	Current(ctx context.Context, name string) (Release, error)
+	// Render returns the revision the upgrade would create, without changing anything.
+	Render(ctx context.Context, name string) (Release, error)
+	// Diff lists the resources that differ between two revisions' manifests.
+	Diff(current, target Release) ([]Change, error)
+}
+
+// DatabaseInspector reads the database facts the preflight records.
+type DatabaseInspector interface {
+	Inspect(ctx context.Context) (Database, error)
+}
+
+// PlanRequest is the part of the configuration the preflight needs.
+type PlanRequest struct {
+	Release string
+	// RecreateStatefulSets is "never" or "orphan" (the recreate-statefulsets input).
+	RecreateStatefulSets string
+	// RollbackHooks is "auto", "run" or "skip" (the rollback-hooks input).
+	RollbackHooks string
+	// UnlockPending allows continuing from a release left pending-* (the unlock-pending input).
+	UnlockPending bool
+}
+
+// Plan is the outcome of the preflight: the state found, what the upgrade would change, and
+// the reasons it would be refused, if any.
+type Plan struct {
+	Request  PlanRequest
+	Current  Release
+	Target   Release
+	Changes  []Change
+	Database Database
+	// SkippedRollbackHooks are the current revision's rollback hooks that a rollback to it would
+	// not run (they would restore a stale in-cluster backup; the procedure restores its own).
+	SkippedRollbackHooks []Hook
+	// Refusals are the reasons the upgrade would not start; each wraps a sentinel error.
+	Refusals []error
+}
+
+// Refused reports whether the preflight would refuse the upgrade.
+func (p Plan) Refused() bool { return len(p.Refusals) > 0 }
+
+// MakePlan runs the read-only preflight. An error means a fact could not be read (cluster or
+// database unreachable, release missing); refusals are collected in the plan.
+func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, req PlanRequest) (Plan, error) {
+	p := Plan{Request: req}
+	var err error
+	p.Current, err = rel.Current(ctx, req.Release)
+	if err != nil {
+		return p, err
+	}
+	if p.Current.Pending() && !req.UnlockPending {
+		p.Refusals = append(p.Refusals, fmt.Errorf("%w: release %q is %s at revision %d (a killed run leaves it so, and helm refuses every later operation); "+
+			"set unlock-pending: true to mark that revision failed and continue, as Flux does",
+			ErrReleasePending, req.Release, p.Current.Status, p.Current.Revision))
+	} else {
+		p.Target, err = rel.Render(ctx, req.Release)
+		if err != nil {
+			return p, err
+		}
+		p.Changes, err = rel.Diff(p.Current, p.Target)
+		if err != nil {
+			return p, err
+		}
+		if req.RecreateStatefulSets != "orphan" {
+			for _, c := range p.Changes {
+				if len(c.Immutable) > 0 {
+					p.Refusals = append(p.Refusals, fmt.Errorf("%w: %s changes %s, which the API server refuses to update: a plain helm upgrade "+
+						"would fail after applying part of the release; set recreate-statefulsets: orphan to re-create it (its pods' volumes are kept)",
+						ErrImmutableChange, c.Resource(), strings.Join(c.Immutable, ", ")))
+				}
+			}
+		}
+	}
+	if req.RollbackHooks != "run" {
+		for _, h := range p.Current.Hooks {
+			if h.RunsOn("pre-rollback") || h.RunsOn("post-rollback") {
+				p.SkippedRollbackHooks = append(p.SkippedRollbackHooks, h)
+			}
+		}
+	}
+	p.Database, err = db.Inspect(ctx)
+	if err != nil {
+		return p, err
+	}
+	if p.Database.PgDumpMajor < p.Database.ServerMajor {
+		p.Refusals = append(p.Refusals, fmt.Errorf("%w: pg_dump %s cannot dump a PostgreSQL %s server; install pg_dump %d or newer",
+			ErrPgDumpTooOld, p.Database.PgDumpVersion, p.Database.ServerVersion, p.Database.ServerMajor))
+	}
+	return p, nil
+}
+
+// WriteText writes the plan for a person to read.
+func (p Plan) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Plan for release %q in namespace %q\n", p.Current.Name, p.Current.Namespace)
+	fmt.Fprintf(&b, "  current: revision %d, %s, chart %s (app %s)\n", p.Current.Revision, p.Current.Status, p.Current.Chart(), p.Current.AppVersion)
+	if p.Target.ChartName != "" {
+		fmt.Fprintf(&b, "  target:  chart %s (app %s)\n", p.Target.Chart(), p.Target.AppVersion)
+		fmt.Fprintf(&b, "  on failure: roll back to revision %d\n", p.Current.Revision)
+	}
+	d := p.Database
+	if d.ServerVersion != "" {
+		fmt.Fprintf(&b, "Database %q: PostgreSQL %s, %d tables, %s; backup with pg_dump %s\n", d.Name, d.ServerVersion, d.Tables, humanBytes(d.SizeBytes), d.PgDumpVersion)
+		if d.Schema.ChangelogRows > 0 {
+			fmt.Fprintf(&b, "  Keycloak schema: %d changesets, latest %q", d.Schema.ChangelogRows, d.Schema.LatestChangeID)
+			if d.Schema.MigrationVersion != "" {
+				fmt.Fprintf(&b, ", migration model %s", d.Schema.MigrationVersion)
+			}
+			b.WriteString("\n")
+		} else {
+			b.WriteString("  Keycloak schema: none found (no databasechangelog table)\n")
+		}
+	}
+	if p.Target.ChartName != "" {
+		if len(p.Changes) == 0 {
+			b.WriteString("Manifest: no resource changes\n")
+		} else {
+			fmt.Fprintf(&b, "Manifest: %d resource changes\n", len(p.Changes))
+			for _, c := range p.Changes {
+				sign := map[ChangeAction]string{Added: "+", Removed: "-", Changed: "~"}[c.Action]
+				fmt.Fprintf(&b, "  %s %s", sign, c.Resource())
+				if len(c.Immutable) > 0 {
+					fmt.Fprintf(&b, "  (immutable: %s)", strings.Join(c.Immutable, ", "))
+				}
+				b.WriteString("\n")
+			}
+		}
+	}
+	if len(p.SkippedRollbackHooks) > 0 {
+		fmt.Fprintf(&b, "Rollback hooks of revision %d that a rollback would skip (the database is restored from this run's backup instead):\n", p.Current.Revision)
+		for _, h := range p.SkippedRollbackHooks {
+			fmt.Fprintf(&b, "  %s/%s (%s)\n", h.Kind, h.Name, strings.Join(h.Events, ", "))
+		}
+	}
+	if p.Refused() {
+		b.WriteString("Refused: the upgrade would not start:\n")
+		for _, err := range p.Refusals {
+			fmt.Fprintf(&b, "  - %v\n", err)
+		}
+	} else {
+		b.WriteString("Ready: the upgrade would start with a backup of the database.\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

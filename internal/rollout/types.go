@@ -1,0 +1,96 @@
+// Package rollout is the upgrade procedure: preflight, quiesce, backup, upgrade, readiness,
+// rollback and report, one step after another. It owns the small interfaces it consumes and
+// imports no outside system; the adapters (helmrelease, pgbackup, readiness, store, keycloak,
+// ghaction) implement them.
+package rollout
+
+import "time"
+
+// Release is one revision of a Helm release as the procedure sees it.
+type Release struct {
+	Name         string
+	Namespace    string
+	Revision     int
+	Status       string
+	ChartName    string
+	ChartVersion string
+	AppVersion   string
+	Manifest     string
+	Hooks        []Hook
+	Updated      time.Time
+}
+
+// Pending reports whether a helm operation on the release is in progress, or was left in
+// progress by a process that died: every later helm call is refused until it is unlocked.
+func (r Release) Pending() bool {
+	switch r.Status {
+	case "pending-install", "pending-upgrade", "pending-rollback":
+		return true
+	}
+	return false
+}
+
+// Chart names the chart and version of a revision, as "name-version".
+func (r Release) Chart() string { return r.ChartName + "-" + r.ChartVersion }
+
+// Hook is a chart hook resource of a revision.
+type Hook struct {
+	Kind   string
+	Name   string
+	Events []string
+}
+
+// RunsOn reports whether the hook runs on the given event (e.g. "pre-rollback").
+func (h Hook) RunsOn(event string) bool {
+	for _, e := range h.Events {
+		if e == event {
+			return true
+		}
+	}
+	return false
+}
+
+// ChangeAction says what an upgrade does to one resource.
+type ChangeAction string
+
+const (
+	Added   ChangeAction = "add"
+	Removed ChangeAction = "remove"
+	Changed ChangeAction = "change"
+)
+
+// Change is one resource that differs between the current and the target manifest.
+type Change struct {
+	Action    ChangeAction
+	Kind      string
+	Namespace string
+	Name      string
+	// Immutable lists the fields that change but that the API server refuses to update
+	// (e.g. "spec.selector" of a StatefulSet): a plain upgrade fails on them.
+	Immutable []string
+}
+
+// Resource names the change's resource as "Kind/name".
+func (c Change) Resource() string { return c.Kind + "/" + c.Name }
+
+// Database is what the preflight learns about the Keycloak database.
+type Database struct {
+	ServerVersion string
+	ServerMajor   int
+	Name          string
+	SizeBytes     int64
+	Tables        int
+	Schema        SchemaState
+	// PgDumpVersion is the version of the pg_dump that would take the backup, and
+	// PgDumpMajor its major version.
+	PgDumpVersion string
+	PgDumpMajor   int
+}
+
+// SchemaState is Keycloak's migration state; a change between two readings means Keycloak
+// migrated the schema.
+type SchemaState struct {
+	ChangelogRows    int64
+	LatestChangeID   string
+	MigrationVersion string
+}
