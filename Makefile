@@ -18,7 +18,7 @@ tools:
 	@bash tools/build.sh >/dev/null
 
 rehearsal: tools build
-	$(GO) run ./internal/rehearsal/cmd/rehearsal
+	$(GO) run ./internal/rehearsal/cmd/rehearsal -binary bin/identity-upgrade $(ARGS)
 
 vet:
 	$(GO) vet ./...
