@@ -41,7 +41,13 @@ type Kube struct {
 	Namespace string
 	Config    *rest.Config
 	Client    kubernetes.Interface
+
+	cluster *KubeCluster
 }
+
+// ComponentPIDs returns the process ids of the cluster's components (etcd, apiserver,
+// controller-manager, scheduler, kwok).
+func (k Kube) ComponentPIDs() ([]int, error) { return k.cluster.PIDs() }
 
 type KubeCluster struct {
 	name       string
@@ -93,18 +99,11 @@ func (c *KubeCluster) CreateNamespace(ctx context.Context, ns string) (Kube, err
 	}
 	return Kube{
 		Kubeconfig: c.kubeconfig, KubeconfigData: c.data, Namespace: ns,
-		Config: rest.CopyConfig(c.config), Client: c.client,
+		Config: rest.CopyConfig(c.config), Client: c.client, cluster: c,
 	}, nil
 }
 
-func (w *world) kube() (*KubeCluster, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cluster == nil && w.kubeErr == nil {
-		w.cluster, w.kubeErr = StartCluster()
-	}
-	return w.cluster, w.kubeErr
-}
+func (w *world) kube() (*KubeCluster, error) { return w.cluster.get(StartCluster) }
 
 // RepoRoot finds the repository root from the working directory (a test runs in its package
 // directory).

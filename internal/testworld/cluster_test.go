@@ -80,3 +80,29 @@ func waitPod(t *testing.T, kube testworld.Kube, name string, ok func(*corev1.Pod
 	t.Fatalf("pod %s: condition not reached within a minute; last status: %+v", name, last)
 	return nil
 }
+
+// TestWorldListensOnLoopbackOnly proves the servers the world starts accept connections on
+// 127.0.0.1 alone: every component of the cluster and the PostgreSQL server.
+func TestWorldListensOnLoopbackOnly(t *testing.T) {
+	kube := testworld.Cluster(t)
+	db := testworld.Postgres(t)
+	pids, err := kube.ComponentPIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pids) < 5 {
+		t.Errorf("%d component processes, want etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok", len(pids))
+	}
+	addrs, err := testworld.ListenAddresses(append(pids, db.ServerPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(addrs) < 6 {
+		t.Errorf("found %d listening sockets (%v); want at least one per process", len(addrs), addrs)
+	}
+	for _, a := range addrs {
+		if !a.Addr().IsLoopback() {
+			t.Errorf("a world process listens on %s, beyond loopback", a)
+		}
+	}
+}

@@ -37,6 +37,8 @@ type Database struct {
 	OwnerPassword string
 	// BinDir holds the server's own binaries (initdb, pg_ctl, postgres, psql, pg_dump).
 	BinDir string
+	// ServerPID is the server's process id.
+	ServerPID int
 }
 
 // URL returns a connection URL for the database owner.
@@ -121,7 +123,7 @@ func (s *PostgresServer) CreateDatabase(ctx context.Context, name string) (Datab
 		Host: "127.0.0.1", Port: s.port, Database: name,
 		SuperUser: pgSuperUser, SuperPassword: s.superPassword,
 		Owner: pgOwner, OwnerPassword: s.ownerPassword,
-		BinDir: s.binDir,
+		BinDir: s.binDir, ServerPID: s.PID(),
 	}
 	if _, err := db.psql(ctx, "postgres", pgSuperUser, s.superPassword,
 		fmt.Sprintf(`CREATE DATABASE %q OWNER %q`, name, pgOwner)); err != nil {
@@ -139,14 +141,7 @@ func (s *PostgresServer) DropDatabase(ctx context.Context, name string) error {
 	return nil
 }
 
-func (w *world) pg() (*PostgresServer, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.postgres == nil && w.pgErr == nil {
-		w.postgres, w.pgErr = StartPostgresServer()
-	}
-	return w.postgres, w.pgErr
-}
+func (w *world) pg() (*PostgresServer, error) { return w.postgres.get(StartPostgresServer) }
 
 // PostgresBinDir finds the PostgreSQL server binaries: $TESTWORLD_PG_BIN, else the newest
 // /usr/lib/postgresql/<major>/bin that has initdb.

@@ -20,11 +20,20 @@ import (
 // process-wide state in the project, and exists only in test binaries: a server per test would
 // cost seconds each.
 type world struct {
-	mu       sync.Mutex
-	postgres *PostgresServer
-	pgErr    error
-	cluster  *KubeCluster
-	kubeErr  error
+	postgres lazy[*PostgresServer]
+	cluster  lazy[*KubeCluster]
+}
+
+// lazy starts a server on first use; a failed start is remembered, not retried.
+type lazy[T any] struct {
+	once sync.Once
+	v    T
+	err  error
+}
+
+func (l *lazy[T]) get(start func() (T, error)) (T, error) {
+	l.once.Do(func() { l.v, l.err = start() })
+	return l.v, l.err
 }
 
 var shared world
@@ -36,20 +45,17 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
+// stop runs after every test of the binary has finished.
 func (w *world) stop() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.cluster != nil {
-		if err := w.cluster.Stop(); err != nil {
+	if c := w.cluster.v; c != nil {
+		if err := c.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testworld: stop cluster: %v\n", err)
 		}
-		w.cluster = nil
 	}
-	if w.postgres != nil {
-		if err := w.postgres.Stop(); err != nil {
+	if pg := w.postgres.v; pg != nil {
+		if err := pg.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testworld: stop postgres: %v\n", err)
 		}
-		w.postgres = nil
 	}
 }
 
