@@ -10,7 +10,7 @@ build:
 
 # The README's test command; .ci/run runs exactly this.
 test: tools
-	$(GO) test -race -shuffle=on ./...
+	$(GO) test -race -shuffle=on -timeout 30m ./...
 
 # Control-plane binaries for the simulated cluster, built from Go modules and cached by version
 # (first time about 6 minutes on 2 cores).
