@@ -82,8 +82,13 @@ func run(ctx context.Context, cfg *config.Config, getenv func(string) string, st
 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	logger.InfoContext(ctx, "configuration", "config", cfg)
-	if cfg.Command == config.CmdPlan {
+	switch cfg.Command {
+	case config.CmdPlan:
 		return runPlan(ctx, cfg, getenv, stdout, stderr, logger)
+	case config.CmdBackup:
+		return runBackup(ctx, cfg, stdout, stderr, logger)
+	case config.CmdRestore:
+		return runRestore(ctx, cfg, stdout, stderr, logger)
 	}
 	fmt.Fprintf(stderr, "identity-upgrade %s: not implemented yet\n", cfg.Command)
 	return ExitFailed

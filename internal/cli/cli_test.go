@@ -152,7 +152,6 @@ func TestInvalidInput(t *testing.T) {
 
 func TestValidConfigNotImplementedYet(t *testing.T) {
 	const secret = "S3cret-run-pw"
-	chart := t.TempDir()
 	db := []string{"--db-host=db", "--db-name=keycloak", "--db-user=keycloak", "--db-password=" + secret}
 	tests := []struct {
 		name string
@@ -161,9 +160,6 @@ func TestValidConfigNotImplementedYet(t *testing.T) {
 		cmd  string
 	}{
 		{"upgrade", nil, append([]string{"upgrade", "--release-name=identity", "--chart=oci://ghcr.io/org/identity"}, db...), "upgrade"},
-		{"backup", nil, append([]string{"backup"}, db...), "backup"},
-		{"restore", map[string]string{"DATABASE_URL": "postgres://keycloak:" + secret + "@db/keycloak"},
-			[]string{"restore", "--from=" + chart}, "restore"},
 		{"action", map[string]string{"GITHUB_ACTIONS": "true", "INPUT_RELEASE-NAME": "identity",
 			"INPUT_CHART": "oci://ghcr.io/org/identity", "INPUT_DATABASE-URL": "postgres://keycloak@db/keycloak",
 			"PGPASSWORD": secret, "INPUT_BACKUP-ENCRYPTION-RECIPIENTS": recipient}, nil, "upgrade"},

@@ -26,8 +26,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// KubeVersion is the version of the simulated cluster's control plane.
-const KubeVersion = "v1.37.2"
+// KubeVersion is the version of the simulated cluster's control plane. These versions match
+// tools/build.sh, which builds and caches the binaries under these names.
+const (
+	KubeVersion = "v1.37.2"
+	etcdVersion = "v3.6.16"
+	kwokVersion = "v0.8.0"
+)
 
 // NodeCount is how many kwok nodes the harness creates.
 const NodeCount = 2
@@ -154,7 +159,7 @@ func StartCluster() (*KubeCluster, error) {
 	bin := func(component, version, name string) string {
 		return filepath.Join(cache, component+"-"+version, name)
 	}
-	kwokctl := bin("kwok", "v0.8.0", "kwokctl")
+	kwokctl := bin("kwok", kwokVersion, "kwokctl")
 
 	// Starting is serialised across test binaries: kwokctl picks its ports by probing, and two
 	// clusters starting at once could pick the same ones.
@@ -183,8 +188,8 @@ func StartCluster() (*KubeCluster, error) {
 		"kubeControllerManagerBinary": bin("kubernetes", KubeVersion, "kube-controller-manager"),
 		"kubeSchedulerBinary":         bin("kubernetes", KubeVersion, "kube-scheduler"),
 		"kubectlBinary":               bin("kubernetes", KubeVersion, "kubectl"),
-		"etcdBinary":                  bin("etcd", "v3.6.16", "etcd"),
-		"kwokControllerBinary":        bin("kwok", "v0.8.0", "kwok"),
+		"etcdBinary":                  bin("etcd", etcdVersion, "etcd"),
+		"kwokControllerBinary":        bin("kwok", kwokVersion, "kwok"),
 	})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
+)
+
+func TestMain(m *testing.M) { testworld.Main(m) }
+
+func TestBackupAndRestoreCommands(t *testing.T) {
+	src := testworld.Postgres(t)
+	src.Exec(t, `SET ROLE keycloak; CREATE TABLE realm (id text PRIMARY KEY, name text); INSERT INTO realm VALUES ('1', 'master'), ('2', 'alfresco');`)
+	identity, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores := t.TempDir()
+	r := runCLI(t, map[string]string{"DATABASE_URL": src.URL()}, "backup", "--backup-store=path:"+stores,
+		"--backup-encryption-recipients="+identity.Recipient().String(), "--backup-format=plain")
+	if r.code != ExitOK {
+		t.Fatalf("backup: code %d, stderr:\n%s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	location := lines[len(lines)-1]
+	if !regexp.MustCompile(`^` + regexp.QuoteMeta(stores) + `/` + src.Database + `-\d{8}T\d{6}Z$`).MatchString(location) {
+		t.Errorf("last stdout line %q is not the bundle location in %s", location, stores)
+	}
+	if _, err := os.Stat(filepath.Join(location, "manifest.json")); err != nil {
+		t.Fatal(err)
+	}
+
+	dst := testworld.Postgres(t)
+	dst.Exec(t, `SET ROLE keycloak; CREATE TABLE realm (id text PRIMARY KEY, name text, extra int); CREATE TABLE newer (x int);`)
+	env := map[string]string{"DATABASE_URL": dst.URL()}
+
+	// Refused before anything changes: no identity, then a damaged dump.
+	if r := runCLI(t, env, "restore", "--from="+location); r.code != ExitInvalid || !strings.Contains(r.stderr, "encrypted with age") {
+		t.Errorf("restore without identity: code %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if r := runCLI(t, env, "restore", "--from="+t.TempDir()); r.code != ExitInvalid || !strings.Contains(r.stderr, "no manifest.json") {
+		t.Errorf("restore of an empty directory: code %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if got := dst.Exec(t, `SELECT count(*) FROM newer`); strings.TrimSpace(got) != "0" {
+		t.Fatalf("the target changed after a refused restore")
+	}
+
+	// A failure during the restore (exit 1): the target holds an object the owner cannot drop
+	// and the dump recreates.
+	dst.Exec(t, `CREATE TABLE public.realm_blocker (x int); ALTER TABLE realm RENAME TO realm_old; CREATE TABLE public.realm (id text); ALTER TABLE public.realm OWNER TO postgres;`)
+	if r := runCLI(t, env, "restore", "--from="+location, "--backup-identity="+identity.String()); r.code != ExitFailed {
+		t.Errorf("restore over a table the owner cannot drop: code %d, stderr:\n%s", r.code, r.stderr)
+	}
+	dst.Exec(t, `DROP TABLE public.realm; DROP TABLE public.realm_blocker;`)
+
+	r = runCLI(t, env, "restore", "--from="+location, "--backup-identity="+identity.String())
+	if r.code != ExitOK {
+		t.Fatalf("restore: code %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if got := strings.TrimSpace(dst.Exec(t, `SELECT string_agg(name, ',' ORDER BY id) FROM realm`)); got != "master,alfresco" {
+		t.Errorf("restored realms %q", got)
+	}
+	if got := strings.TrimSpace(dst.Exec(t, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`)); got != "1" {
+		t.Errorf("%s tables after restore, want 1 (the newer table must be gone)", got)
+	}
+	if strings.Contains(r.stdout+r.stderr, "AGE-SECRET-KEY") || strings.Contains(r.stdout+r.stderr, dst.OwnerPassword) {
+		t.Errorf("a secret is shown:\n%s\n%s", r.stdout, r.stderr)
+	}
+}
+
+func TestBackupCommandFailures(t *testing.T) {
+	db := testworld.Postgres(t)
+	// Stores that exist as inputs but not yet in backup are refused before anything starts.
+	r := runCLI(t, map[string]string{"DATABASE_URL": db.URL()}, "backup", "--backup-store=oci://ghcr.io/org/backups:x", "--allow-plaintext-backup=true")
+	if r.code != ExitInvalid || !strings.Contains(r.stderr, "not supported yet") {
+		t.Errorf("oci store: code %d, stderr:\n%s", r.code, r.stderr)
+	}
+	// A wrong password fails the backup (exit 1) with a clear error and no bundle.
+	stores := t.TempDir()
+	r = runCLI(t, map[string]string{"DATABASE_URL": strings.Replace(db.URL(), db.OwnerPassword, "wrong-pw", 1)}, "backup", "--backup-store=path:"+stores)
+	if r.code != ExitFailed || !strings.Contains(r.stderr, "password authentication failed") {
+		t.Errorf("wrong password: code %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if entries, _ := os.ReadDir(stores); len(entries) != 0 {
+		t.Errorf("a failed backup left %d entries in the store", len(entries))
+	}
+}

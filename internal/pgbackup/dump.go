@@ -1,0 +1,341 @@
+package pgbackup
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"github.com/jackc/pgx/v5"
+	"github.com/klauspost/compress/zstd"
+)
+
+// ErrIncomplete marks a dump that did not finish: pg_dump failed or was killed, or its output
+// ended early. No manifest is written for it.
+var ErrIncomplete = errors.New("the dump is incomplete; no bundle was written")
+
+// BackupOptions says what to dump and how.
+type BackupOptions struct {
+	// ConnString is a postgres:// URL or key=value DSN; it may carry the password.
+	ConnString string
+	// Format is FormatCustom (default) or FormatPlain.
+	Format string
+	// Recipients are age recipients (age1...); the dump is encrypted to them. None: plaintext.
+	Recipients []string
+	Tools      Tools
+	// Release, Revision and ChartVersion are recorded in the manifest.
+	Release      string
+	Revision     int
+	ChartVersion string
+	// Now gives the creation time (default time.Now).
+	Now func() time.Time
+}
+
+// DumpFileName returns the name of the dump file of a bundle.
+func DumpFileName(format string, encrypted bool) string {
+	name := "dump.pgcustom.zst"
+	if format == FormatPlain {
+		name = "dump.sql.zst"
+	}
+	if encrypted {
+		name += ".age"
+	}
+	return name
+}
+
+// Backup dumps the database into a new bundle directory dir, which must not exist. The dump
+// is streamed: pg_dump → (plain: seed filter) → zstd → (age) → sha256 → file, and its row
+// counts are read in the very snapshot pg_dump dumps. The manifest is written last, only after
+// pg_dump succeeded and the dump was checked complete; on any failure dir is removed.
+func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err error) {
+	format := orDefault(opts.Format, FormatCustom)
+	if format != FormatCustom && format != FormatPlain {
+		return nil, fmt.Errorf("backup: unknown dump format %q (custom or plain)", format)
+	}
+	recipients, err := parseRecipients(opts.Recipients)
+	if err != nil {
+		return nil, err
+	}
+	env, pgcfg, err := connEnv(opts.ConnString)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+
+	conn, err := pgx.Connect(ctx, opts.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database %q on %s:%d: %w", pgcfg.Database, pgcfg.Host, pgcfg.Port, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	// The snapshot stays exported while this transaction is open: pg_dump dumps exactly it,
+	// and the row counts are read in it.
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("begin snapshot: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	m := Manifest{
+		FormatVersion: ManifestVersion, DumpFormat: format, Compression: "zstd", Encryption: "none",
+		DumpFile: DumpFileName(format, len(recipients) > 0),
+		Release:  opts.Release, Revision: opts.Revision, ChartVersion: opts.ChartVersion,
+	}
+	if len(recipients) > 0 {
+		m.Encryption = "age"
+	}
+	var snapshot string
+	var serverNum int
+	err = tx.QueryRow(ctx, `SELECT pg_export_snapshot(), current_setting('server_version'),
+		current_setting('server_version_num')::int, current_database()`).Scan(&snapshot, &m.ServerVersion, &serverNum, &m.Database)
+	if err != nil {
+		return nil, fmt.Errorf("export snapshot: %w", err)
+	}
+	schema, err := schemaState(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	m.Schema = ManifestSchema{ChangelogRows: schema.ChangelogRows, LatestChangeID: schema.LatestChangeID, MigrationVersion: schema.MigrationVersion}
+	if m.RowCounts, err = rowCounts(ctx, conn); err != nil {
+		return nil, err
+	}
+
+	version, major, err := ClientVersion(ctx, opts.Tools.pgDump())
+	if err != nil {
+		return nil, err
+	}
+	if major < serverNum/10000 {
+		return nil, fmt.Errorf("pg_dump %s is older than the server (PostgreSQL %s): pg_dump must be at least the server's major version", version, m.ServerVersion)
+	}
+	m.PgDumpVersion = version
+
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create bundle directory: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	b := &Bundle{Dir: dir, Manifest: m}
+	sum, size, err := dumpTo(ctx, b.DumpPath(), format, snapshot, recipients, env, opts.Tools)
+	if err != nil {
+		return nil, fmt.Errorf("dump database %q: %w", m.Database, err)
+	}
+	b.Manifest.SHA256, b.Manifest.SizeBytes = sum, size
+	b.Manifest.CreatedAt = now().UTC().Truncate(time.Second)
+	if err := writeManifest(dir, b.Manifest); err != nil {
+		return nil, fmt.Errorf("write manifest: %w", err)
+	}
+	return b, nil
+}
+
+func parseRecipients(list []string) ([]age.Recipient, error) {
+	var out []age.Recipient
+	for _, s := range list {
+		r, err := age.ParseX25519Recipient(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("backup encryption recipient %q: %w", s, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// dumpTo runs pg_dump into path through the stream and returns the file's sha256 and size.
+func dumpTo(parent context.Context, path, format, snapshot string, recipients []age.Recipient, env []string, tools Tools) (string, int64, error) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	hash := sha256.New()
+	counter := &countWriter{}
+	sink := io.MultiWriter(f, hash, counter)
+
+	var ageW io.WriteCloser
+	compressed := sink
+	if len(recipients) > 0 {
+		if ageW, err = age.Encrypt(sink, recipients...); err != nil {
+			return "", 0, fmt.Errorf("start encryption: %w", err)
+		}
+		compressed = ageW
+	}
+	zw, err := zstd.NewWriter(compressed, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(2))
+	if err != nil {
+		return "", 0, err
+	}
+	defer zw.Close()
+
+	args := []string{"--no-password", "--snapshot=" + snapshot}
+	if format == FormatCustom {
+		args = append(args, "--format=custom", "--compress=0")
+	} else {
+		args = append(args, "--format=plain", "--clean", "--if-exists", "--no-owner", "--no-acl")
+	}
+	dump, dumpErr := command(ctx, tools.pgDump(), env, args...)
+	stdout, err := dump.StdoutPipe()
+	if err != nil {
+		return "", 0, err
+	}
+	dump.WaitDelay = 5 * time.Second
+	if err := dump.Start(); err != nil {
+		return "", 0, fmt.Errorf("start pg_dump: %w", err)
+	}
+	// A cancelled dump must end now, even if a child of pg_dump (a wrapper's) holds the pipe.
+	stopRead := context.AfterFunc(ctx, func() { stdout.Close() })
+	defer stopRead()
+
+	// A custom archive has no trailer: a second reader, pg_restore writing the whole archive
+	// as SQL to nowhere, reads it to its end as it streams by and fails on a truncated one.
+	var verify *verifier
+	out := io.Writer(zw)
+	if format == FormatCustom {
+		verify, err = startVerifier(ctx, tools.pgRestore())
+		if err != nil {
+			dump.Process.Kill()
+			dump.Wait()
+			return "", 0, err
+		}
+		out = io.MultiWriter(zw, verify.stdin)
+	}
+
+	var complete bool
+	var copyErr error
+	if format == FormatPlain {
+		complete, copyErr = filterPlain(out, stdout)
+	} else {
+		var head headWriter
+		_, copyErr = io.Copy(io.MultiWriter(out, &head), stdout)
+		complete = bytes.HasPrefix(head.b, []byte("PGDMP"))
+	}
+	if copyErr != nil {
+		cancel() // stop pg_dump, which may be blocked writing
+	}
+	waitErr := dump.Wait()
+	var verifyErr error
+	if verify != nil {
+		verifyErr = verify.wait()
+	}
+	switch {
+	case parent.Err() != nil:
+		return "", 0, fmt.Errorf("%w: stopped: %v", ErrIncomplete, context.Cause(parent))
+	case copyErr != nil:
+		return "", 0, fmt.Errorf("%w: stream: %v", ErrIncomplete, errors.Join(copyErr, verifyErr))
+	case waitErr != nil:
+		return "", 0, fmt.Errorf("%w: %v", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr))
+	case verifyErr != nil:
+		return "", 0, fmt.Errorf("%w: the archive does not read to its end: %v", ErrIncomplete, verifyErr)
+	case !complete && format == FormatPlain:
+		return "", 0, fmt.Errorf("%w: pg_dump's output ended without its closing trailer %q", ErrIncomplete, strings.TrimSpace(string(dumpTrailer)))
+	case !complete:
+		return "", 0, fmt.Errorf("%w: pg_dump's output is not a custom archive", ErrIncomplete)
+	}
+	if err := zw.Close(); err != nil {
+		return "", 0, fmt.Errorf("compress: %w", err)
+	}
+	if ageW != nil {
+		if err := ageW.Close(); err != nil {
+			return "", 0, fmt.Errorf("encrypt: %w", err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return "", 0, err
+	}
+	if err := f.Close(); err != nil {
+		return "", 0, err
+	}
+	return hex.EncodeToString(hash.Sum(nil)), counter.n, nil
+}
+
+type countWriter struct{ n int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// headWriter keeps the first bytes written.
+type headWriter struct{ b []byte }
+
+func (h *headWriter) Write(p []byte) (int, error) {
+	if n := 5 - len(h.b); n > 0 {
+		h.b = append(h.b, p[:min(n, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// verifier is a pg_restore that reads a custom archive from its stdin to the end.
+type verifier struct {
+	cmd   interface{ Wait() error }
+	stdin io.WriteCloser
+	tail  *stderrTail
+}
+
+func startVerifier(ctx context.Context, pgRestore string) (*verifier, error) {
+	cmd, tail := command(ctx, pgRestore, os.Environ(), "--format=custom", "--file="+os.DevNull)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start pg_restore: %w", err)
+	}
+	return &verifier{cmd: cmd, stdin: stdin, tail: tail}, nil
+}
+
+func (v *verifier) wait() error {
+	v.stdin.Close()
+	if err := v.cmd.Wait(); err != nil {
+		return runErr("pg_restore", err, v.tail)
+	}
+	return nil
+}
+
+// rowCounts counts the rows of every table outside the system schemas.
+func rowCounts(ctx context.Context, conn *pgx.Conn) (map[string]int64, error) {
+	rows, err := conn.Query(ctx, `SELECT schemaname, tablename, quote_ident(schemaname) || '.' || quote_ident(tablename)
+		FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	type table struct{ key, quoted string }
+	var tables []table
+	for rows.Next() {
+		var schema, name, quoted string
+		if err := rows.Scan(&schema, &name, &quoted); err != nil {
+			return nil, fmt.Errorf("list tables: %w", err)
+		}
+		key := name
+		if schema != "public" {
+			key = schema + "." + name
+		}
+		tables = append(tables, table{key, quoted})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	counts := make(map[string]int64, len(tables))
+	for _, t := range tables {
+		var n int64
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+t.quoted).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count rows of %s: %w", t.quoted, err)
+		}
+		counts[t.key] = n
+	}
+	return counts, nil
+}
+
+// BundleName returns the default bundle name: <release-or-database>-<UTC yyyymmddThhmmssZ>.
+func BundleName(prefix string, t time.Time) string {
+	return prefix + "-" + t.UTC().Format("20060102T150405Z")
+}

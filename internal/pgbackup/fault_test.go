@@ -1,0 +1,195 @@
+package pgbackup_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
+)
+
+func TestBackupConnectionFaults(t *testing.T) {
+	db := testworld.Postgres(t)
+	wrong, _ := url.Parse(db.URL())
+	wrong.User = url.UserPassword(db.Owner, "not-the-password")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	tests := []struct {
+		name, conn, want string
+	}{
+		{"wrong password", wrong.String(), "password authentication failed"},
+		{"unreachable host", fmt.Sprintf("postgres://keycloak:pw@127.0.0.1:%d/db?sslmode=disable&connect_timeout=5", closedPort), "connection refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "b")
+			_, err := pgbackup.Backup(t.Context(), dir, pgbackup.BackupOptions{ConnString: tt.conn})
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "connect to database") {
+				t.Fatalf("error %v, want one naming %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "not-the-password") {
+				t.Errorf("error shows the password: %v", err)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("bundle directory exists after a failed backup: %v", err)
+			}
+		})
+	}
+}
+
+// TestBackupOfATruncatedDumpIsIncomplete runs pg_dump through a shell pipe that cuts it off
+// and still exits 0 (a pipe without pipefail): only the completeness checks can notice.
+func TestBackupOfATruncatedDumpIsIncomplete(t *testing.T) {
+	realDump, err := exec.LookPath("pg_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := testworld.Postgres(t)
+	loadSQLFixture(t, db, "keycloak-11.sql")
+	for i, tt := range []struct {
+		format, script string
+	}{
+		{pgbackup.FormatCustom, `"$REAL_PG_DUMP" "$@" | head -c 30000`},
+		{pgbackup.FormatPlain, `"$REAL_PG_DUMP" "$@" | head -c 30000`},
+		{pgbackup.FormatPlain, `"$REAL_PG_DUMP" "$@" | head -c 30000; kill -9 $$`},
+		{pgbackup.FormatCustom, `"$REAL_PG_DUMP" "$@" | head -c 30000; kill -9 $$`},
+	} {
+		t.Run(fmt.Sprintf("%s/%d", tt.format, i), func(t *testing.T) {
+			wrapper := filepath.Join(t.TempDir(), "pg_dump")
+			script := "#!/bin/sh\ncase \"$1\" in --version) exec \"$REAL_PG_DUMP\" --version;; esac\n" + tt.script + "\n"
+			script = strings.ReplaceAll(script, "$REAL_PG_DUMP", realDump)
+			if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(t.TempDir(), "b")
+			_, err := pgbackup.Backup(t.Context(), dir, pgbackup.BackupOptions{
+				ConnString: db.URL(), Format: tt.format, Tools: pgbackup.Tools{PgDump: wrapper},
+			})
+			if !errors.Is(err, pgbackup.ErrIncomplete) || !strings.Contains(err.Error(), "incomplete") {
+				t.Fatalf("error %v, want ErrIncomplete", err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, pgbackup.ManifestFile)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("manifest exists after an incomplete dump: %v", err)
+			}
+		})
+	}
+}
+
+func TestBackupCancelledIsIncomplete(t *testing.T) {
+	db := testworld.Postgres(t)
+	loadSQLFixture(t, db, "keycloak-11.sql")
+	ctx, cancel := context.WithCancel(t.Context())
+	// A pg_dump that starts, then the caller gives up while it runs.
+	wrapper := filepath.Join(t.TempDir(), "pg_dump")
+	realDump, _ := exec.LookPath("pg_dump")
+	os.WriteFile(wrapper, []byte("#!/bin/sh\ncase \"$1\" in --version) exec "+realDump+" --version;; esac\nsleep 30\n"), 0o755)
+	go func() { time.Sleep(500 * time.Millisecond); cancel() }()
+	dir := filepath.Join(t.TempDir(), "b")
+	start := time.Now()
+	_, err := pgbackup.Backup(ctx, dir, pgbackup.BackupOptions{ConnString: db.URL(), Tools: pgbackup.Tools{PgDump: wrapper}})
+	if time.Since(start) > 15*time.Second {
+		t.Errorf("the cancelled backup took %s to return", time.Since(start))
+	}
+	if !errors.Is(err, pgbackup.ErrIncomplete) {
+		t.Fatalf("error %v, want ErrIncomplete", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("bundle directory left after a cancelled dump: %v", err)
+	}
+}
+
+func TestRestoreRefusesBadBundles(t *testing.T) {
+	identity, _ := age.GenerateX25519Identity()
+	other, _ := age.GenerateX25519Identity()
+	_, encrypted, _ := backupKeycloak11(t, pgbackup.BackupOptions{Recipients: []string{identity.Recipient().String()}})
+	_, plain, _ := backupKeycloak11(t, pgbackup.BackupOptions{Format: pgbackup.FormatPlain})
+
+	// The target: a migrated database that must stay exactly as it is.
+	dst := testworld.Postgres(t)
+	loadSQLFixture(t, dst, "keycloak-11.sql")
+	loadSQLFixture(t, dst, "keycloak-12-migration.sql")
+	before := contentDigest(t, dst)
+
+	copyBundle := func(t *testing.T, b *pgbackup.Bundle) string {
+		dir := filepath.Join(t.TempDir(), b.Name())
+		if _, err := (pgbackup.DirStore{Dir: filepath.Dir(dir)}).Put(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	editManifest := func(t *testing.T, dir string, edit func(map[string]any)) {
+		p := filepath.Join(dir, pgbackup.ManifestFile)
+		data, _ := os.ReadFile(p)
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		edit(m)
+		data, _ = json.Marshal(m)
+		os.WriteFile(p, data, 0o600)
+	}
+	tests := []struct {
+		name     string
+		bundle   *pgbackup.Bundle
+		identity string
+		damage   func(t *testing.T, dir string)
+		want     string
+	}{
+		{"flipped byte", plain, "", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, plain.Manifest.DumpFile)
+			data, _ := os.ReadFile(p)
+			data[len(data)/2] ^= 0x01
+			os.WriteFile(p, data, 0o600)
+		}, "sha256"},
+		{"truncated", plain, "", func(t *testing.T, dir string) {
+			os.Truncate(filepath.Join(dir, plain.Manifest.DumpFile), plain.Manifest.SizeBytes/2)
+		}, "truncated"},
+		{"no manifest", plain, "", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, pgbackup.ManifestFile))
+		}, "no manifest.json"},
+		{"unknown format version", plain, "", func(t *testing.T, dir string) {
+			editManifest(t, dir, func(m map[string]any) { m["format_version"] = 99 })
+		}, "format_version 99"},
+		{"encrypted without identity", encrypted, "", nil, "encrypted with age"},
+		{"wrong identity", encrypted, other.String(), nil, "does not decrypt this bundle"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := copyBundle(t, tt.bundle)
+			if tt.damage != nil {
+				tt.damage(t, dir)
+			}
+			_, err := pgbackup.Restore(t.Context(), dir, pgbackup.RestoreOptions{ConnString: dst.URL(), Identity: tt.identity})
+			if !errors.Is(err, pgbackup.ErrBundleRefused) || !pgbackup.Untouched(err) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want a refusal saying %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "AGE-SECRET-KEY") {
+				t.Errorf("error shows the identity: %v", err)
+			}
+			if got := contentDigest(t, dst); got != before {
+				t.Errorf("the target database changed")
+			}
+		})
+	}
+	// The undamaged copies restore: the refusals above were about the damage.
+	if _, err := pgbackup.Restore(t.Context(), copyBundle(t, encrypted), pgbackup.RestoreOptions{ConnString: dst.URL(), Identity: identity.String()}); err != nil {
+		t.Fatal(err)
+	}
+	checkFixtureState(t, dst, keycloak11Rows, keycloak11Schema)
+}

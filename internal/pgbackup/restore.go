@@ -1,0 +1,319 @@
+package pgbackup
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/jackc/pgx/v5"
+	"github.com/klauspost/compress/zstd"
+)
+
+// ErrNotStarted marks a restore that stopped before it changed the database (for example, the
+// database could not be reached).
+var ErrNotStarted = errors.New("nothing was restored")
+
+// Untouched reports whether a Restore error left the target database as it was.
+func Untouched(err error) bool {
+	return errors.Is(err, ErrBundleRefused) || errors.Is(err, ErrNotStarted)
+}
+
+// RestoreOptions says where and how to restore.
+type RestoreOptions struct {
+	// ConnString is the target database; its user should own the database's objects.
+	ConnString string
+	// Identity is the age identity file content (AGE-SECRET-KEY-1...) for an encrypted bundle.
+	Identity string
+	// Jobs > 1 restores a custom dump with pg_restore -j Jobs; otherwise in one transaction.
+	Jobs  int
+	Tools Tools
+	// TempDir holds the decompressed custom archive during the restore (default os.TempDir).
+	TempDir string
+}
+
+// Restore restores the bundle in dir into the database. Before it touches the database it
+// checks the manifest, the dump file's size and sha256, and that the dump decrypts and
+// decompresses whole; a bundle that fails any of these is refused (ErrBundleRefused). Then it
+// drops every object of the public schema the connecting role owns, restores, and checks the
+// row count of every table against the manifest.
+func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, error) {
+	b, err := OpenBundle(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &b.Manifest
+	refuse := func(format string, args ...any) (*Manifest, error) {
+		return nil, fmt.Errorf("%w: %s: %s", ErrBundleRefused, dir, fmt.Sprintf(format, args...))
+	}
+	var identities []age.Identity
+	if m.Encryption == "age" {
+		if strings.TrimSpace(opts.Identity) == "" {
+			return refuse("the dump is encrypted with age; give the age identity (backup-identity)")
+		}
+		if identities, err = age.ParseIdentities(strings.NewReader(opts.Identity)); err != nil {
+			return refuse("the age identity does not parse (give the content of an age identity file)")
+		}
+	}
+	if err := checkDumpFile(ctx, b); err != nil {
+		return refuse("%v", err)
+	}
+
+	env, pgcfg, err := connEnv(opts.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+	}
+	tempDir, err := os.MkdirTemp(opts.TempDir, "identity-upgrade-restore-")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+	}
+	defer os.RemoveAll(tempDir)
+
+	// Decode the whole dump once before anything changes: a wrong key or damaged data is
+	// found here. A custom archive is kept decoded for pg_restore, which needs a file.
+	var archive string
+	sink := io.Discard
+	if m.DumpFormat == FormatCustom {
+		archive = filepath.Join(tempDir, "dump.pgcustom")
+		f, err := os.OpenFile(archive, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+		}
+		defer f.Close()
+		sink = f
+	}
+	if err := decodeDump(ctx, b, identities, sink, m.DumpFormat == FormatPlain); err != nil {
+		if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+		}
+		return refuse("%v", err)
+	}
+
+	conn, err := pgx.Connect(ctx, opts.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("%w: connect to database %q on %s:%d: %v", ErrNotStarted, pgcfg.Database, pgcfg.Host, pgcfg.Port, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	// From here on the database changes.
+	if m.DumpFormat == FormatPlain {
+		err = restorePlain(ctx, b, identities, env, opts.Tools)
+	} else {
+		err = restoreCustom(ctx, conn, archive, pgcfg.Database, env, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("restore %s into database %q: %w", dir, pgcfg.Database, err)
+	}
+	got, err := rowCounts(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("verify restore: %w", err)
+	}
+	if diff := countDiff(m.RowCounts, got); diff != "" {
+		return nil, fmt.Errorf("verify restore into database %q: row counts differ from the manifest: %s", pgcfg.Database, diff)
+	}
+	return m, nil
+}
+
+// checkDumpFile compares the dump file's size and sha256 with the manifest.
+func checkDumpFile(ctx context.Context, b *Bundle) error {
+	f, err := os.Open(b.DumpPath())
+	if err != nil {
+		return fmt.Errorf("dump file: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, ctxReader{ctx, f})
+	if err != nil {
+		return fmt.Errorf("read dump file: %w", err)
+	}
+	if n != b.Manifest.SizeBytes {
+		return fmt.Errorf("dump file %s is %d bytes, the manifest says %d: truncated or replaced", b.Manifest.DumpFile, n, b.Manifest.SizeBytes)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != b.Manifest.SHA256 {
+		return fmt.Errorf("dump file %s has sha256 %s, the manifest says %s: the file is damaged or not this bundle's", b.Manifest.DumpFile, sum, b.Manifest.SHA256)
+	}
+	return nil
+}
+
+// openDump returns the decrypted, decompressed dump stream.
+func openDump(b *Bundle, identities []age.Identity) (io.Reader, func(), error) {
+	f, err := os.Open(b.DumpPath())
+	if err != nil {
+		return nil, nil, err
+	}
+	var r io.Reader = bufio.NewReaderSize(f, 1<<20)
+	if len(identities) > 0 {
+		dec, err := age.Decrypt(r, identities...)
+		if err != nil {
+			f.Close()
+			var noMatch *age.NoIdentityMatchError
+			if errors.As(err, &noMatch) {
+				return nil, nil, errors.New("the age identity given does not decrypt this bundle (it was encrypted to other recipients)")
+			}
+			return nil, nil, fmt.Errorf("decrypt: %w", err)
+		}
+		r = dec
+	}
+	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2))
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return zr, func() { zr.Close(); f.Close() }, nil
+}
+
+// decodeDump reads the whole dump into sink, checking that a plain dump ends with its trailer
+// and a custom one starts with its magic.
+func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink io.Writer, plain bool) error {
+	r, done, err := openDump(b, identities)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var complete bool
+	if plain {
+		complete, err = filterPlain(sink, ctxReader{ctx, r})
+	} else {
+		var head headWriter
+		_, err = io.Copy(io.MultiWriter(sink, &head), ctxReader{ctx, r})
+		complete = bytes.HasPrefix(head.b, []byte("PGDMP"))
+	}
+	if err != nil {
+		return fmt.Errorf("decode dump: %w", err)
+	}
+	if !complete {
+		return errors.New("the decoded dump is incomplete")
+	}
+	return nil
+}
+
+// cleanSQL drops every table, view, sequence, routine and type of the public schema that the
+// current role may drop (it owns it), so that objects a newer Keycloak added are gone after
+// the restore: --clean only drops what is in the dump. The schema itself stays (its owner may
+// be another role).
+const cleanSQL = `DO $clean$
+DECLARE stmt text;
+BEGIN
+  SET LOCAL search_path = pg_catalog;
+  FOR stmt IN
+    SELECT format('DROP %s IF EXISTS %I.%I CASCADE',
+        CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+          WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, n.nspname, c.relname)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      AND pg_has_role(c.relowner, 'USAGE')
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT format('DROP ROUTINE IF EXISTS %s CASCADE', p.oid::regprocedure)
+    FROM pg_proc p
+    WHERE p.pronamespace = 'public'::regnamespace AND pg_has_role(p.proowner, 'USAGE') AND p.prokind <> 'a'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT format('DROP TYPE IF EXISTS %I.%I CASCADE', 'public', t.typname)
+    FROM pg_type t
+    WHERE t.typnamespace = 'public'::regnamespace AND pg_has_role(t.typowner, 'USAGE')
+      AND (t.typtype IN ('e', 'd', 'r', 'm') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE stmt;
+  END LOOP;
+END
+$clean$;
+`
+
+// restorePlain feeds the cleaning statement and the decoded dump to one psql session in one
+// transaction: it restores all or nothing.
+func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env []string, tools Tools) error {
+	r, done, err := openDump(b, identities)
+	if err != nil {
+		return err
+	}
+	defer done()
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.WriteString(pw, cleanSQL)
+		if err == nil {
+			_, err = filterPlain(pw, r)
+		}
+		pw.CloseWithError(err)
+	}()
+	defer pr.Close()
+	cmd, tail := command(ctx, tools.psql(), env,
+		"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--single-transaction", "--file=-")
+	cmd.Stdin = pr
+	cmd.Stdout = io.Discard
+	if err := cmd.Run(); err != nil {
+		return runErr("psql", err, tail)
+	}
+	return nil
+}
+
+// tocSeed matches the entries of a custom archive's table of contents that the plain filter
+// drops: the public schema and the plpgsql extension, which a non-superuser cannot recreate.
+var tocSeed = regexp.MustCompile(`^\d+; \d+ \d+ (SCHEMA - public|COMMENT - SCHEMA public|ACL - SCHEMA public|EXTENSION - plpgsql|COMMENT - EXTENSION plpgsql)( |$)`)
+
+func restoreCustom(ctx context.Context, conn *pgx.Conn, archive, database string, env []string, opts RestoreOptions) error {
+	list, err := run(ctx, opts.Tools.pgRestore(), env, "--list", archive)
+	if err != nil {
+		return err
+	}
+	var kept bytes.Buffer
+	for line := range strings.Lines(string(list)) {
+		if !tocSeed.MatchString(line) {
+			kept.WriteString(line)
+		}
+	}
+	listFile := archive + ".list"
+	if err := os.WriteFile(listFile, kept.Bytes(), 0o600); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, cleanSQL); err != nil {
+		return fmt.Errorf("drop the current objects: %w", err)
+	}
+	args := []string{"--no-password", "--no-owner", "--no-acl", "--clean", "--if-exists", "--exit-on-error",
+		"--use-list=" + listFile, "--dbname=" + conninfoDBName(database)}
+	if opts.Jobs > 1 {
+		args = append(args, "--jobs="+strconv.Itoa(opts.Jobs))
+	} else {
+		args = append(args, "--single-transaction")
+	}
+	_, err = run(ctx, opts.Tools.pgRestore(), env, append(args, archive)...)
+	return err
+}
+
+// conninfoDBName names only the database, as a conninfo string: a name containing '=' or
+// starting with postgres:// would otherwise be read as a connection string.
+func conninfoDBName(name string) string {
+	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	return "dbname='" + r.Replace(name) + "'"
+}
+
+// countDiff describes how got differs from want, or returns "".
+func countDiff(want, got map[string]int64) string {
+	var diffs []string
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		if n, ok := got[name]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s missing", name))
+		} else if n != want[name] {
+			diffs = append(diffs, fmt.Sprintf("%s has %d rows, want %d", name, n, want[name]))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(got)) {
+		if _, ok := want[name]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s is not in the backup", name))
+		}
+	}
+	return strings.Join(diffs, "; ")
+}
