@@ -98,8 +98,19 @@ func TestBackupCancelledIsIncomplete(t *testing.T) {
 	// A pg_dump that starts, then the caller gives up while it runs.
 	wrapper := filepath.Join(t.TempDir(), "pg_dump")
 	realDump, _ := exec.LookPath("pg_dump")
-	os.WriteFile(wrapper, []byte("#!/bin/sh\ncase \"$1\" in --version) exec "+realDump+" --version;; esac\nsleep 30\n"), 0o755)
-	go func() { time.Sleep(500 * time.Millisecond); cancel() }()
+	started := filepath.Join(t.TempDir(), "started")
+	os.WriteFile(wrapper, []byte("#!/bin/sh\ncase \"$1\" in --version) exec "+realDump+" --version;; esac\ntouch "+started+"\nsleep 30\n"), 0o755)
+	// Cancel once pg_dump runs: on a loaded machine the preflight before it can take seconds.
+	go func() {
+		for {
+			if _, err := os.Stat(started); err == nil || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		cancel()
+	}()
 	dir := filepath.Join(t.TempDir(), "b")
 	start := time.Now()
 	_, err := pgbackup.Backup(ctx, dir, pgbackup.BackupOptions{ConnString: db.URL(), Tools: pgbackup.Tools{PgDump: wrapper}})
