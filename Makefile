@@ -3,7 +3,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/identity-upgrade/identity-upgrade/internal/version.version=$(VERSION)
 
-.PHONY: build test tools rehearsal vet lint clean
+.PHONY: build test tools rehearsal vet lint clean bench-backup
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/identity-upgrade .
@@ -19,6 +19,12 @@ tools:
 
 rehearsal: tools build
 	$(GO) run ./internal/rehearsal/cmd/rehearsal -binary bin/identity-upgrade $(ARGS)
+
+# Backup and restore against raw pg_dump and the vendor's scripts on a generated Keycloak-shaped
+# database of BENCH_DB_MB MiB (default 1024) and of 100 MiB; prints ratios and PASS/MISS per target.
+BENCH_DB_MB ?= 1024
+bench-backup:
+	BENCH_DB_MB=$(BENCH_DB_MB) $(GO) run ./internal/pgbackup/bench $(ARGS)
 
 vet:
 	$(GO) vet ./...

@@ -3,6 +3,7 @@ package pgbackup
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,12 +38,27 @@ type RestoreOptions struct {
 	ConnString string
 	// Identity is the age identity file content (AGE-SECRET-KEY-1...) for an encrypted bundle.
 	Identity string
-	// Jobs > 1 restores a custom dump with pg_restore -j Jobs; otherwise in one transaction.
+	// Jobs is the number of parallel pg_restore jobs for a custom dump: 0 means DefaultJobs,
+	// 1 restores in one transaction. A plain dump is always restored in one transaction.
+	// With more than one job a failed restore leaves the database partly restored (with one
+	// job it leaves it emptied: the current objects are dropped before pg_restore starts);
+	// either way the remedy is to run the restore again.
 	Jobs  int
 	Tools Tools
 	// TempDir holds the decompressed custom archive during the restore (default os.TempDir).
 	TempDir string
 }
+
+// DefaultJobs is the number of parallel pg_restore jobs when RestoreOptions.Jobs is 0: table
+// data and index builds proceed two at a time, which a database server of two or more cores
+// absorbs.
+const DefaultJobs = 2
+
+// restoreSettings are session settings for the restoring sessions, given to psql and
+// pg_restore through PGOPTIONS: larger sort memory for the index and constraint builds, and no
+// wait for the WAL flush at each commit (a crash during a restore means restoring again
+// anyway). A non-superuser may set both.
+const restoreSettings = "-c synchronous_commit=off -c maintenance_work_mem=256MB"
 
 // Restore restores the bundle in dir into the database. Before it touches the database it
 // checks the manifest, the dump file's size and sha256, and that the dump decrypts and
@@ -75,6 +91,7 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
 	}
+	env = append(env, "PGOPTIONS="+restoreSettings)
 	tempDir, err := os.MkdirTemp(opts.TempDir, "identity-upgrade-restore-")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
@@ -243,9 +260,15 @@ func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env
 	defer done()
 	pr, pw := io.Pipe()
 	go func() {
-		_, err := io.WriteString(pw, cleanSQL)
+		// filterPlain writes a line at a time; unbuffered, every line would be one handover
+		// through the pipe and one write to psql.
+		w := bufio.NewWriterSize(pw, 1<<20)
+		_, err := io.WriteString(w, cleanSQL)
 		if err == nil {
-			_, err = filterPlain(pw, r)
+			_, err = filterPlain(w, r)
+		}
+		if err == nil {
+			err = w.Flush()
 		}
 		pw.CloseWithError(err)
 	}()
@@ -284,8 +307,8 @@ func restoreCustom(ctx context.Context, conn *pgx.Conn, archive, database string
 	}
 	args := []string{"--no-password", "--no-owner", "--no-acl", "--clean", "--if-exists", "--exit-on-error",
 		"--use-list=" + listFile, "--dbname=" + conninfoDBName(database)}
-	if opts.Jobs > 1 {
-		args = append(args, "--jobs="+strconv.Itoa(opts.Jobs))
+	if jobs := cmp.Or(opts.Jobs, DefaultJobs); jobs > 1 {
+		args = append(args, "--jobs="+strconv.Itoa(jobs))
 	} else {
 		args = append(args, "--single-transaction")
 	}
