@@ -174,7 +174,7 @@ func StartCluster() (*KubeCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(workdir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := writeOwner(workdir); err != nil {
 		return nil, err
 	}
 	c := &KubeCluster{
@@ -391,21 +391,46 @@ func (c *KubeCluster) Stop() error {
 // reapStaleClusters deletes clusters left behind by test binaries that were killed before they
 // could clean up (their owner process is gone).
 func reapStaleClusters(kwokctl string) {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), clusterPrefix+"*"))
-	for _, dir := range dirs {
-		data, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-		if err != nil || processAlive(pid) {
-			continue
-		}
+	for _, dir := range staleDirs(clusterPrefix) {
+		pid, _ := owner(dir)
 		stale := &KubeCluster{name: "tw" + strconv.Itoa(pid), workdir: dir, kwokctl: kwokctl}
 		if err := stale.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testworld: remove stale cluster %s: %v\n", stale.name, err)
 		}
 	}
+}
+
+// reapStaleDirs removes the directories of servers whose test binary was killed (the servers
+// themselves died with it).
+func reapStaleDirs(prefix string) {
+	for _, dir := range staleDirs(prefix) {
+		os.RemoveAll(dir)
+	}
+}
+
+// staleDirs lists the world directories with prefix whose owner process is gone.
+func staleDirs(prefix string) []string {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
+	var stale []string
+	for _, dir := range dirs {
+		if pid, err := owner(dir); err == nil && !processAlive(pid) {
+			stale = append(stale, dir)
+		}
+	}
+	return stale
+}
+
+// writeOwner records this process as the owner of a world directory.
+func writeOwner(dir string) error {
+	return os.WriteFile(filepath.Join(dir, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644)
+}
+
+func owner(dir string) (int, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "owner.pid"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
 }
 
 func processAlive(pid int) bool {

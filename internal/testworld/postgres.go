@@ -92,6 +92,7 @@ type PostgresServer struct {
 }
 
 const (
+	pgDirPrefix = "testworld-pg-"
 	pgSuperUser = "postgres"
 	pgOwner     = "keycloak"
 )
@@ -171,8 +172,13 @@ func StartPostgresServer() (*PostgresServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "testworld-pg-")
+	reapStaleDirs(pgDirPrefix)
+	dir, err := os.MkdirTemp("", pgDirPrefix)
 	if err != nil {
+		return nil, err
+	}
+	if err := writeOwner(dir); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	s := &PostgresServer{
