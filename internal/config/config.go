@@ -205,6 +205,10 @@ func build(cmd string, action bool, raw map[string]string, given map[string]bool
 	c.BackupName = get("backup-name")
 	c.BackupEncryptionRecipients = list("backup-encryption-recipients")
 	c.BackupIdentity = get("backup-identity")
+	if c.BackupIdentity == "" {
+		// Like PGPASSWORD: the key that decrypts every backup need never sit in process arguments.
+		c.BackupIdentity = getenv(BackupIdentityEnv)
+	}
 	c.RegistryUsername = get("registry-username")
 	c.RegistryPassword = get("registry-password")
 	c.ProbeURL = get("probe-url")

@@ -230,6 +230,28 @@ func TestFromFlagsErrors(t *testing.T) {
 	}
 }
 
+func TestBackupIdentityFromEnv(t *testing.T) {
+	const key = "AGE-SECRET-KEY-1ENVKEY"
+	env := envOf(map[string]string{BackupIdentityEnv: key})
+	cfg, err := FromFlags(CmdRestore, []string{"--from=oci://ghcr.io/org/backups:b1"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.BackupIdentity != key {
+		t.Errorf("BackupIdentity = %q, want the key from %s", cfg.BackupIdentity, BackupIdentityEnv)
+	}
+	if strings.Contains(cfg.String(), key) {
+		t.Errorf("the key from the environment is shown: %s", cfg.String())
+	}
+	cfg, err = FromFlags(CmdRestore, []string{"--from=oci://ghcr.io/org/backups:b1", "--backup-identity=AGE-SECRET-KEY-1FLAG"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.BackupIdentity != "AGE-SECRET-KEY-1FLAG" {
+		t.Errorf("BackupIdentity = %q, want the flag to win over the environment", cfg.BackupIdentity)
+	}
+}
+
 func TestEnvFallbacks(t *testing.T) {
 	const pw = "from-env-pw"
 	const dbURL = "postgres://keycloak@db.internal:5432/keycloak"

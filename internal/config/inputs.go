@@ -5,6 +5,9 @@ import (
 	"strings"
 )
 
+// BackupIdentityEnv is the environment variable read when backup-identity is not given.
+const BackupIdentityEnv = "IDENTITY_UPGRADE_BACKUP_IDENTITY"
+
 // Subcommands that take a configuration.
 const (
 	CmdUpgrade = "upgrade"
@@ -157,7 +160,7 @@ func allInputs() []Input {
 		{Name: "allow-plaintext-backup", Group: GroupBackup, Kind: KindBool, Default: "false", Commands: upBackup,
 			Description: "Allow an unencrypted backup in an artifact or oci:// store when no recipients are given (true or false)."},
 		{Name: "backup-identity", Group: GroupBackup, Kind: KindText, Secret: true, Commands: restore,
-			Description: "age identity (AGE-SECRET-KEY-1...) that decrypts an encrypted bundle (secret). Needed by restore of an encrypted bundle."},
+			Description: "age identity (AGE-SECRET-KEY-1...) that decrypts an encrypted bundle (secret). Needed by restore of an encrypted bundle. On the command line prefer the IDENTITY_UPGRADE_BACKUP_IDENTITY environment variable, so the key never sits in process arguments."},
 		{Name: "registry-username", Group: GroupBackup, Kind: KindString, Commands: all,
 			Description: "Username for oci:// registries (chart and backup store)."},
 		{Name: "registry-password", Group: GroupBackup, Kind: KindString, Secret: true, Commands: all,
