@@ -168,6 +168,10 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 			data[len(data)/2] ^= 0x01
 			os.WriteFile(p, data, 0o600)
 		}, "sha256"},
+		{"manifest names another sha256", plain, "", func(t *testing.T, dir string) {
+			// The file decodes cleanly: only the checksum taken during the decode can refuse it.
+			editManifest(t, dir, func(m map[string]any) { m["sha256"] = strings.Repeat("0", 64) })
+		}, "sha256"},
 		{"truncated", plain, "", func(t *testing.T, dir string) {
 			os.Truncate(filepath.Join(dir, plain.Manifest.DumpFile), plain.Manifest.SizeBytes/2)
 		}, "truncated"},

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
 	"os"
@@ -83,10 +84,6 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 			return refuse("the age identity does not parse (give the content of an age identity file)")
 		}
 	}
-	if err := checkDumpFile(ctx, b); err != nil {
-		return refuse("%v", err)
-	}
-
 	env, pgcfg, err := connEnv(opts.ConnString)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
@@ -98,8 +95,9 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	}
 	defer os.RemoveAll(tempDir)
 
-	// Decode the whole dump once before anything changes: a wrong key or damaged data is
-	// found here. A custom archive is kept decoded for pg_restore, which needs a file.
+	// Decode the whole dump once before anything changes, checking the file's size and sha256
+	// in the same read: a wrong key or damaged data is found here. A custom archive is kept
+	// decoded for pg_restore, which needs a file.
 	var archive string
 	sink := io.Discard
 	if m.DumpFormat == FormatCustom {
@@ -143,6 +141,37 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	return m, nil
 }
 
+// fileSum hashes and counts the raw dump file as it is read.
+type fileSum struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func newFileSum(r io.Reader) *fileSum { return &fileSum{r: r, h: sha256.New()} }
+
+func (s *fileSum) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.h.Write(p[:n])
+	s.n += int64(n)
+	return n, err
+}
+
+// check reads what the decoder left of the file and compares its size and sha256 with the
+// manifest.
+func (s *fileSum) check(ctx context.Context, m *Manifest) error {
+	if _, err := io.Copy(io.Discard, ctxReader{ctx, s}); err != nil {
+		return fmt.Errorf("read dump file: %w", err)
+	}
+	if s.n != m.SizeBytes {
+		return fmt.Errorf("dump file %s is %d bytes, the manifest says %d: truncated or replaced", m.DumpFile, s.n, m.SizeBytes)
+	}
+	if sum := hex.EncodeToString(s.h.Sum(nil)); sum != m.SHA256 {
+		return fmt.Errorf("dump file %s has sha256 %s, the manifest says %s: the file is damaged or not this bundle's", m.DumpFile, sum, m.SHA256)
+	}
+	return nil
+}
+
 // checkDumpFile compares the dump file's size and sha256 with the manifest.
 func checkDumpFile(ctx context.Context, b *Bundle) error {
 	f, err := os.Open(b.DumpPath())
@@ -150,18 +179,7 @@ func checkDumpFile(ctx context.Context, b *Bundle) error {
 		return fmt.Errorf("dump file: %w", err)
 	}
 	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, ctxReader{ctx, f})
-	if err != nil {
-		return fmt.Errorf("read dump file: %w", err)
-	}
-	if n != b.Manifest.SizeBytes {
-		return fmt.Errorf("dump file %s is %d bytes, the manifest says %d: truncated or replaced", b.Manifest.DumpFile, n, b.Manifest.SizeBytes)
-	}
-	if sum := hex.EncodeToString(h.Sum(nil)); sum != b.Manifest.SHA256 {
-		return fmt.Errorf("dump file %s has sha256 %s, the manifest says %s: the file is damaged or not this bundle's", b.Manifest.DumpFile, sum, b.Manifest.SHA256)
-	}
-	return nil
+	return newFileSum(f).check(ctx, &b.Manifest)
 }
 
 // openDump returns the decrypted, decompressed dump stream.
@@ -170,11 +188,20 @@ func openDump(b *Bundle, identities []age.Identity) (io.Reader, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var r io.Reader = bufio.NewReaderSize(f, 1<<20)
+	r, done, err := decoder(f, identities)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return r, func() { done(); f.Close() }, nil
+}
+
+// decoder decrypts (with identities) and decompresses the raw dump read from raw.
+func decoder(raw io.Reader, identities []age.Identity) (io.Reader, func(), error) {
+	var r io.Reader = bufio.NewReaderSize(raw, 1<<20)
 	if len(identities) > 0 {
 		dec, err := age.Decrypt(r, identities...)
 		if err != nil {
-			f.Close()
 			var noMatch *age.NoIdentityMatchError
 			if errors.As(err, &noMatch) {
 				return nil, nil, errors.New("the age identity given does not decrypt this bundle (it was encrypted to other recipients)")
@@ -185,16 +212,37 @@ func openDump(b *Bundle, identities []age.Identity) (io.Reader, func(), error) {
 	}
 	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2))
 	if err != nil {
-		f.Close()
 		return nil, nil, err
 	}
-	return zr, func() { zr.Close(); f.Close() }, nil
+	return zr, zr.Close, nil
 }
 
-// decodeDump reads the whole dump into sink, checking that a plain dump ends with its trailer
-// and a custom one starts with its magic.
+// decodeDump reads the whole dump into sink, checking the file's size and sha256 against the
+// manifest in the same read, that a plain dump ends with its trailer and that a custom one
+// starts with its magic. When the decode fails, a damaged file is named as the cause.
 func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink io.Writer, plain bool) error {
-	r, done, err := openDump(b, identities)
+	f, err := os.Open(b.DumpPath())
+	if err != nil {
+		return fmt.Errorf("dump file: %w", err)
+	}
+	defer f.Close()
+	sum := newFileSum(f)
+	err = decodeFrom(ctx, sum, identities, sink, plain)
+	if err != nil && ctx.Err() == nil {
+		// A wrong key and a damaged file both fail the decode; the checksum tells which.
+		if sumErr := checkDumpFile(ctx, b); sumErr != nil {
+			return sumErr
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	return sum.check(ctx, &b.Manifest)
+}
+
+func decodeFrom(ctx context.Context, raw io.Reader, identities []age.Identity, sink io.Writer, plain bool) error {
+	r, done, err := decoder(raw, identities)
 	if err != nil {
 		return err
 	}
