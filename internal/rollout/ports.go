@@ -1,0 +1,148 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Sentinel errors of the upgrade pipeline.
+var (
+	// ErrNotReady is wrapped by every readiness failure (see NotReady).
+	ErrNotReady = errors.New("release not ready")
+	// ErrLocked is returned by a Locker when another run holds the release.
+	ErrLocked = errors.New("another identity-upgrade run holds the release")
+)
+
+// Releaser is the Helm release: what exists, what an upgrade would make of it, and the
+// operations that change it. Implemented by helmrelease.
+type Releaser interface {
+	ReleaseReader
+	// Unlock marks a revision left pending-* as failed, so that helm accepts operations on the
+	// release again (what Flux's helm-controller does). It changes nothing in the cluster.
+	Unlock(ctx context.Context, rel Release) error
+	// Values returns the user-supplied values of a revision as YAML.
+	Values(ctx context.Context, name string, revision int) ([]byte, error)
+	// Upgrade applies the target chart without waiting for readiness. On an error after helm
+	// recorded a new revision, the returned Release carries that revision (Revision > 0).
+	Upgrade(ctx context.Context, name string, timeout time.Duration) (Release, error)
+	// Rollback returns the release to revision `to` (a new revision is recorded), without
+	// waiting for readiness.
+	Rollback(ctx context.Context, name string, to int, opts RollbackOptions) (Release, error)
+	// OrphanStatefulSets deletes the named StatefulSets with propagation Orphan (their pods and
+	// claims stay), waiting until they are gone; missing ones are ignored.
+	OrphanStatefulSets(ctx context.Context, names []string) error
+	// ReplaceOrphanedPods deletes the pods named <statefulset>-<ordinal> of each named
+	// StatefulSet that its (new) selector does not match, so that the StatefulSet re-creates
+	// them; volumes stay. It returns the pods it deleted.
+	ReplaceOrphanedPods(ctx context.Context, names []string) ([]string, error)
+}
+
+// RollbackOptions are helm's rollback switches.
+type RollbackOptions struct {
+	// DisableHooks skips the target revision's pre-/post-rollback hooks.
+	DisableHooks bool
+	// Force replaces resources that cannot be patched (helm --force).
+	Force bool
+	// CleanupOnFail deletes resources created by the failed rollback.
+	CleanupOnFail bool
+	// Timeout bounds helm's own work (hooks, deletions); readiness is waited for separately.
+	Timeout time.Duration
+}
+
+// WaitRequest says what to wait for: every resource of a manifest, in a namespace.
+type WaitRequest struct {
+	Namespace string
+	Manifest  string
+	// Timeout bounds the whole wait (stability window included).
+	Timeout time.Duration
+	// StabilityWindow is how long every resource must stay ready, with no decisive pod
+	// signal, after all first became ready.
+	StabilityWindow time.Duration
+	// ProbeURL, when set, must answer 2xx once the resources are ready and through the window.
+	ProbeURL string
+	// LogLines is how many lines of a failing container's log to fetch (0: a default).
+	LogLines int
+}
+
+// Waiter waits until a release is ready, failing fast on decisive signals. Implemented by
+// readiness. A failure is a *NotReady (errors.Is(err, ErrNotReady)).
+type Waiter interface {
+	Wait(ctx context.Context, req WaitRequest) error
+}
+
+// NotReady is why a release is not ready: the first decisive signal, or the timeout.
+type NotReady struct {
+	// Resource is "Kind/name" of the workload (or other resource) that failed.
+	Resource string
+	// Pod and Container name the failing pod and container, when a pod signal decided.
+	Pod       string
+	Container string
+	// Reason is the signal: CrashLoopBackOff, ImagePullBackOff, ErrImagePull,
+	// CreateContainerConfigError, Unschedulable, Terminated, RestartCountRising, ProbeFailed,
+	// Timeout, ...
+	Reason  string
+	Message string
+	// InWindow is true when the signal came during the stability window, after all resources
+	// had been ready.
+	InWindow bool
+	// Logs are the last lines of the failing container's log, fetched before any rollback.
+	Logs []string
+	// After is how long after the start of the wait the failure was decided.
+	After time.Duration
+}
+
+func (e *NotReady) Error() string {
+	var b strings.Builder
+	b.WriteString("not ready: ")
+	if e.Pod != "" {
+		fmt.Fprintf(&b, "pod %s", e.Pod)
+		if e.Container != "" {
+			fmt.Fprintf(&b, " container %s", e.Container)
+		}
+		if e.Resource != "" {
+			fmt.Fprintf(&b, " (%s)", e.Resource)
+		}
+	} else {
+		b.WriteString(e.Resource)
+	}
+	fmt.Fprintf(&b, ": %s", e.Reason)
+	if e.Message != "" {
+		fmt.Fprintf(&b, ": %s", e.Message)
+	}
+	if e.InWindow {
+		b.WriteString(" (during the stability window, after all resources were ready)")
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrNotReady) true for every NotReady.
+func (e *NotReady) Is(target error) bool { return target == ErrNotReady }
+
+// Locker takes a cluster-wide lock on a release so that two runs never overlap.
+// Implemented by kubelock (a coordination.k8s.io Lease).
+type Locker interface {
+	// Lock takes the lock or fails with an error wrapping ErrLocked naming the holder. The
+	// returned function releases it; it is safe to call on a cancelled parent context's
+	// successor.
+	Lock(ctx context.Context, release string) (unlock func(context.Context) error, err error)
+}
+
+// Scaled is a workload the procedure scaled, and the replicas it had.
+type Scaled struct {
+	Kind     string // StatefulSet or Deployment
+	Name     string
+	Replicas int32
+}
+
+// Workloads stops and starts the Keycloak workloads of a release (the vendor's downtime).
+// Implemented by keycloak.
+type Workloads interface {
+	// ScaleDown scales the Keycloak workloads found in the manifest to zero and waits until
+	// their pods are gone. It returns what it scaled (with the replicas each had).
+	ScaleDown(ctx context.Context, namespace, manifest string) ([]Scaled, error)
+	// ScaleUp gives each workload its recorded replicas back.
+	ScaleUp(ctx context.Context, namespace string, scaled []Scaled) error
+}
