@@ -49,6 +49,9 @@ type Manifest struct {
 	Release      string `json:"release,omitempty"`
 	Revision     int    `json:"revision,omitempty"`
 	ChartVersion string `json:"chart_version,omitempty"`
+	// ReleaseFiles are files of the release kept beside the dump (its values and manifest at
+	// Revision), by name.
+	ReleaseFiles []string `json:"release_files,omitempty"`
 }
 
 // ManifestSchema is SchemaState as stored in the manifest.
@@ -108,6 +111,11 @@ func OpenBundle(dir string) (*Bundle, error) {
 		return refuse("dump_file %q is not a plain file name", m.DumpFile)
 	case len(m.SHA256) != 64:
 		return refuse("sha256 %q is not a SHA-256 digest", m.SHA256)
+	}
+	for _, f := range m.ReleaseFiles {
+		if f == "" || f != filepath.Base(f) || strings.HasPrefix(f, ".") || f == m.DumpFile || f == ManifestFile {
+			return refuse("release file %q is not a plain file name", f)
+		}
 	}
 	return &Bundle{Dir: dir, Manifest: m}, nil
 }
@@ -183,6 +191,12 @@ func (s DirStore) Put(ctx context.Context, b *Bundle) (string, error) {
 	if err := copyFile(ctx, filepath.Join(dst, b.Manifest.DumpFile), b.DumpPath()); err != nil {
 		os.RemoveAll(dst)
 		return "", fmt.Errorf("store bundle in %s: %w", dst, err)
+	}
+	for _, f := range b.Manifest.ReleaseFiles {
+		if err := copyFile(ctx, filepath.Join(dst, f), filepath.Join(b.Dir, f)); err != nil {
+			os.RemoveAll(dst)
+			return "", fmt.Errorf("store bundle in %s: %w", dst, err)
+		}
 	}
 	if err := writeManifest(dst, b.Manifest); err != nil {
 		os.RemoveAll(dst)

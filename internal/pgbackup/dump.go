@@ -9,7 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +38,9 @@ type BackupOptions struct {
 	Release      string
 	Revision     int
 	ChartVersion string
+	// Extra are files written into the bundle beside the dump, by name (the release's values
+	// and manifest); they are listed in the manifest's release_files.
+	Extra map[string][]byte
 	// Now gives the creation time (default time.Now).
 	Now func() time.Time
 }
@@ -150,6 +156,15 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 		return nil, count.err
 	}
 	b.Manifest.RowCounts = count.counts
+	for _, name := range slices.Sorted(maps.Keys(opts.Extra)) {
+		if name != filepath.Base(name) || name == ManifestFile || name == b.Manifest.DumpFile {
+			return nil, fmt.Errorf("backup: extra file name %q is not a plain file name", name)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), opts.Extra[name], 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", name, err)
+		}
+		b.Manifest.ReleaseFiles = append(b.Manifest.ReleaseFiles, name)
+	}
 	b.Manifest.SHA256, b.Manifest.SizeBytes = sum, size
 	b.Manifest.CreatedAt = now().UTC().Truncate(time.Second)
 	if err := writeManifest(dir, b.Manifest); err != nil {

@@ -23,6 +23,9 @@ type Releaser interface {
 	// Unlock marks a revision left pending-* as failed, so that helm accepts operations on the
 	// release again (what Flux's helm-controller does). It changes nothing in the cluster.
 	Unlock(ctx context.Context, rel Release) error
+	// Deployed returns the newest revision whose status is deployed: the one running when the
+	// latest revision failed or was unlocked.
+	Deployed(ctx context.Context, name string) (Release, error)
 	// Values returns the user-supplied values of a revision as YAML.
 	Values(ctx context.Context, name string, revision int) ([]byte, error)
 	// Upgrade applies the target chart without waiting for readiness. On an error after helm
@@ -145,4 +148,51 @@ type Workloads interface {
 	ScaleDown(ctx context.Context, namespace, manifest string) ([]Scaled, error)
 	// ScaleUp gives each workload its recorded replicas back.
 	ScaleUp(ctx context.Context, namespace string, scaled []Scaled) error
+}
+
+// Databaser is the Keycloak database: its facts, a backup of it, and the way back to it.
+// Implemented by pgbackup.
+type Databaser interface {
+	DatabaseInspector
+	// Backup takes a complete, verified backup and stores it. The returned Backup keeps a
+	// local working copy the procedure can restore from whatever the remote stores hold.
+	Backup(ctx context.Context, req BackupRequest) (Backup, error)
+	// Drift says how the database now differs from the backup (schema state, tables, row
+	// counts); "" means no difference was found.
+	Drift(ctx context.Context, b Backup) (string, error)
+	// Restore puts the backup's content back.
+	Restore(ctx context.Context, b Backup) error
+	// Verify checks the database content against the backup's manifest.
+	Verify(ctx context.Context, b Backup) error
+}
+
+// BackupRequest names the backup and the release revision it belongs to.
+type BackupRequest struct {
+	Name string
+	// Release is the recorded revision R; its manifest and Values go into the bundle, the
+	// vendor's "back up your customisations".
+	Release Release
+	Values  []byte
+}
+
+// Backup is a backup the procedure took.
+type Backup struct {
+	Name string
+	// Dir is the local working copy (plaintext; removed when the run ends).
+	Dir string
+	// Locations are where the stores keep it; the first is the one reported.
+	Locations []string
+	SHA256    string
+	Bytes     int64
+	Schema    SchemaState
+	Tables    int
+	Rows      int64
+}
+
+// Location is the first store location, or the working copy when there is no store.
+func (b Backup) Location() string {
+	if len(b.Locations) > 0 {
+		return b.Locations[0]
+	}
+	return b.Dir
 }

@@ -1,0 +1,201 @@
+package pgbackup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"filippo.io/age"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+)
+
+// Files of the release that an upgrade's bundle carries beside the dump: the values given to
+// the recorded revision and its rendered manifest (the vendor's "back up your
+// customisations"), so that a release whose history was lost can be re-created by hand.
+const (
+	ReleaseValuesFile   = "release-values.yaml"
+	ReleaseManifestFile = "release-manifest.yaml"
+)
+
+// Engine is the database port of the upgrade pipeline (rollout.Databaser): it backs up into a
+// local working copy, which the run restores from on failure, and puts a copy in every store,
+// encrypted when recipients are given.
+type Engine struct {
+	ConnString string
+	Format     string
+	// Recipients encrypt the stored copies; the working copy stays plaintext and private.
+	Recipients []string
+	// WorkDir holds the working copy (the caller removes it when the run ends).
+	WorkDir string
+	Stores  []DirStore
+	Jobs    int
+	Tools   Tools
+	Now     func() time.Time
+}
+
+var _ rollout.Databaser = (*Engine)(nil)
+
+// Inspect reads the database facts of the preflight.
+func (e *Engine) Inspect(ctx context.Context) (rollout.Database, error) {
+	return Inspector{ConnString: e.ConnString, PgDump: e.Tools.PgDump}.Inspect(ctx)
+}
+
+// Backup takes the backup into the working directory and copies it to the stores.
+func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout.Backup, error) {
+	now := time.Now
+	if e.Now != nil {
+		now = e.Now
+	}
+	name := req.Name
+	if name == "" {
+		name = BundleName(fmt.Sprintf("%s-r%d", req.Release.Name, req.Release.Revision), now())
+	}
+	b, err := Backup(ctx, filepath.Join(e.WorkDir, name), BackupOptions{
+		ConnString: e.ConnString, Format: e.Format, Tools: e.Tools, Now: e.Now,
+		Release: req.Release.Name, Revision: req.Release.Revision, ChartVersion: req.Release.ChartVersion,
+		Extra: map[string][]byte{ReleaseValuesFile: req.Values, ReleaseManifestFile: []byte(req.Release.Manifest)},
+	})
+	if err != nil {
+		return rollout.Backup{}, err
+	}
+	out := rollout.Backup{
+		Name: name, Dir: b.Dir, SHA256: b.Manifest.SHA256, Bytes: b.Manifest.SizeBytes,
+		Schema: b.Manifest.Schema.State(), Tables: len(b.Manifest.RowCounts),
+	}
+	for _, n := range b.Manifest.RowCounts {
+		out.Rows += n
+	}
+	for _, s := range e.Stores {
+		var loc string
+		if len(e.Recipients) > 0 {
+			var m Manifest
+			loc, m, err = encryptedCopy(ctx, b, s.Location(name), e.Recipients)
+			if err == nil && len(out.Locations) == 0 {
+				// The reported sha256 and size are those of the stored form.
+				out.SHA256, out.Bytes = m.SHA256, m.SizeBytes
+			}
+		} else {
+			loc, err = s.Put(ctx, b)
+		}
+		if err != nil {
+			return out, fmt.Errorf("store the backup: %w", err)
+		}
+		out.Locations = append(out.Locations, loc)
+	}
+	return out, nil
+}
+
+// Drift compares the database with the backup: the Keycloak schema state, the set of tables
+// and every table's row count.
+func (e *Engine) Drift(ctx context.Context, bk rollout.Backup) (string, error) {
+	b, err := OpenBundle(bk.Dir)
+	if err != nil {
+		return "", err
+	}
+	conn, err := pgx.Connect(ctx, e.ConnString)
+	if err != nil {
+		return "", fmt.Errorf("connect to the database: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	schema, err := schemaState(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	if was := b.Manifest.Schema.State(); schema != was {
+		return fmt.Sprintf("Keycloak migrated the schema: %d changesets (latest %q) → %d (latest %q)",
+			was.ChangelogRows, was.LatestChangeID, schema.ChangelogRows, schema.LatestChangeID), nil
+	}
+	counts, err := rowCounts(ctx, conn)
+	if err != nil {
+		return "", err
+	}
+	if diff := countDiff(b.Manifest.RowCounts, counts); diff != "" {
+		return "data changed: " + diff, nil
+	}
+	return "", nil
+}
+
+// Restore restores the working copy.
+func (e *Engine) Restore(ctx context.Context, bk rollout.Backup) error {
+	_, err := Restore(ctx, bk.Dir, RestoreOptions{ConnString: e.ConnString, Jobs: e.Jobs, Tools: e.Tools, TempDir: e.WorkDir})
+	return err
+}
+
+// Verify checks that the database equals the backup in schema state, tables and row counts.
+func (e *Engine) Verify(ctx context.Context, bk rollout.Backup) error {
+	drift, err := e.Drift(ctx, bk)
+	if err != nil {
+		return fmt.Errorf("verify the database: %w", err)
+	}
+	if drift != "" {
+		return fmt.Errorf("verify the database: it differs from the backup %s: %s", bk.Name, drift)
+	}
+	return nil
+}
+
+// encryptedCopy writes an age-encrypted copy of the plaintext bundle b into dst: the dump
+// re-encoded as it streams through, the release files copied, the manifest (with the stored
+// form's sha256 and size) last.
+func encryptedCopy(ctx context.Context, b *Bundle, dst string, recipientList []string) (string, Manifest, error) {
+	recipients, err := parseRecipients(recipientList)
+	if err != nil {
+		return "", Manifest{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", Manifest{}, err
+	}
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		return "", Manifest{}, err
+	}
+	m := b.Manifest
+	m.Encryption = "age"
+	m.DumpFile = DumpFileName(m.DumpFormat, true)
+	err = func() error {
+		in, err := os.Open(b.DumpPath())
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(filepath.Join(dst, m.DumpFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		h := sha256.New()
+		cw := &countWriter{}
+		enc, err := age.Encrypt(io.MultiWriter(out, h, cw), recipients...)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(enc, ctxReader{ctx, in}); err != nil {
+			return err
+		}
+		if err := enc.Close(); err != nil {
+			return err
+		}
+		m.SHA256, m.SizeBytes = hex.EncodeToString(h.Sum(nil)), cw.n
+		return out.Sync()
+	}()
+	if err == nil {
+		for _, f := range m.ReleaseFiles {
+			if err = copyFile(ctx, filepath.Join(dst, f), filepath.Join(b.Dir, f)); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		err = writeManifest(dst, m)
+	}
+	if err != nil {
+		os.RemoveAll(dst)
+		return "", Manifest{}, fmt.Errorf("encrypted copy in %s: %w", dst, err)
+	}
+	return dst, m, nil
+}

@@ -1,0 +1,107 @@
+package pgbackup_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
+)
+
+// TestEngineBackupDriftRestore is the database side of an upgrade that fails after Keycloak
+// migrated the schema: the backup carries the release's files, the migration is seen as drift,
+// the restore from the working copy removes it, and the stored copies are complete bundles.
+func TestEngineBackupDriftRestore(t *testing.T) {
+	identity, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := testworld.Postgres(t)
+	loadSQLFixture(t, db, "keycloak-11.sql")
+	want := contentDigest(t, db)
+	plainStore, ageStore := t.TempDir(), t.TempDir()
+	e := &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(), Stores: []pgbackup.DirStore{{Dir: plainStore}}}
+	rel := rollout.Release{Name: "identity", Revision: 4, ChartVersion: "2.1.0", Manifest: "kind: StatefulSet\n"}
+	b, err := e.Backup(t.Context(), rollout.BackupRequest{Release: rel, Values: []byte("replicaCount: 2\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(b.Name, "identity-r4-") || b.Location() != filepath.Join(plainStore, b.Name) {
+		t.Errorf("backup %q stored at %v", b.Name, b.Locations)
+	}
+	if b.Schema != keycloak11Schema || b.Tables != len(keycloak11Rows) || b.Rows != 7188 {
+		t.Errorf("backup facts %+v, want the Keycloak 11 schema, %d tables, 7188 rows", b, len(keycloak11Rows))
+	}
+	for _, dir := range []string{b.Dir, b.Location()} {
+		bundle, err := pgbackup.OpenBundle(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bundle.Manifest.Revision != 4 || bundle.Manifest.ChartVersion != "2.1.0" || len(bundle.Manifest.ReleaseFiles) != 2 {
+			t.Errorf("%s: manifest %+v", dir, bundle.Manifest)
+		}
+		if v, err := os.ReadFile(filepath.Join(dir, pgbackup.ReleaseValuesFile)); err != nil || string(v) != "replicaCount: 2\n" {
+			t.Errorf("%s: values file %q, %v", dir, v, err)
+		}
+	}
+
+	if drift, err := e.Drift(t.Context(), b); err != nil || drift != "" {
+		t.Fatalf("drift right after the backup: %q, %v", drift, err)
+	}
+	loadSQLFixture(t, db, "keycloak-12-migration.sql")
+	drift, err := e.Drift(t.Context(), b)
+	if err != nil || !strings.Contains(drift, "migrated the schema: 86 changesets") {
+		t.Fatalf("drift after the Keycloak 12 migration: %q, %v", drift, err)
+	}
+	if err := e.Verify(t.Context(), b); err == nil {
+		t.Fatal("Verify passed on a migrated database")
+	}
+	if err := e.Restore(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Verify(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	if got := contentDigest(t, db); got != want {
+		t.Errorf("content after the restore differs from before the backup")
+	}
+
+	// A row changed without a migration is drift too.
+	db.Exec(t, `DELETE FROM event_entity WHERE id IN (SELECT id FROM event_entity LIMIT 3)`)
+	if drift, err := e.Drift(t.Context(), b); err != nil || !strings.Contains(drift, "data changed: event_entity has") {
+		t.Errorf("drift after deleting rows: %q, %v", drift, err)
+	}
+
+	// With recipients, the stores get the encrypted form and the working copy stays plain.
+	e.Stores, e.Recipients = []pgbackup.DirStore{{Dir: ageStore}}, []string{identity.Recipient().String()}
+	enc, err := e.Backup(t.Context(), rollout.BackupRequest{Name: "identity-r4-age", Release: rel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := pgbackup.OpenBundle(enc.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	work, err := pgbackup.OpenBundle(enc.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Manifest.Encryption != "age" || work.Manifest.Encryption != "none" || enc.SHA256 != stored.Manifest.SHA256 || enc.Bytes != stored.Manifest.SizeBytes {
+		t.Errorf("stored %+v, working %+v, reported %s/%d", stored.Manifest, work.Manifest, enc.SHA256, enc.Bytes)
+	}
+	other := testworld.Postgres(t)
+	if _, err := pgbackup.Restore(t.Context(), enc.Location(), pgbackup.RestoreOptions{ConnString: other.URL()}); err == nil {
+		t.Error("the encrypted copy restored without an identity")
+	}
+	if _, err := pgbackup.Restore(t.Context(), enc.Location(), pgbackup.RestoreOptions{ConnString: other.URL(), Identity: identity.String()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := contentDigest(t, other); got != contentDigest(t, db) {
+		t.Error("the encrypted copy restored other content")
+	}
+}

@@ -1,0 +1,479 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// UpgradeRequest is the part of the configuration the upgrade pipeline needs.
+type UpgradeRequest struct {
+	PlanRequest
+	Namespace string
+	// BackupName names the bundle; empty: <release>-r<revision>-<UTC timestamp>.
+	BackupName string
+	// Timeout bounds the helm upgrade and the readiness wait together; the recovery gets a
+	// budget of its own (RecoveryTimeout).
+	Timeout         time.Duration
+	StabilityWindow time.Duration
+	ProbeURL        string
+	// Rollback is "auto" or "never"; RestoreDatabase "auto", "always" or "never".
+	Rollback        string
+	RestoreDatabase string
+	// Quiesce scales the Keycloak workloads to zero before the backup.
+	Quiesce bool
+	// ForceRollback is helm rollback --force (the vendor's rollback uses it).
+	ForceRollback bool
+	// RecoveryTimeout bounds the recovery (scale down, restore, rollback, wait); 0: Timeout,
+	// at least 2 minutes.
+	RecoveryTimeout time.Duration
+	DryRun          bool
+}
+
+// Result is the outcome of a run, as the `result` output names it.
+type Result string
+
+const (
+	Upgraded   Result = "upgraded"
+	RolledBack Result = "rolled-back"
+	Failed     Result = "failed"
+	Noop       Result = "noop"
+)
+
+// Exit codes of DESIGN.md, as the pipeline decides them.
+const (
+	ExitOK         = 0
+	ExitRolledBack = 1
+	ExitRefused    = 2
+	ExitNeedsHuman = 3
+)
+
+// Step is one timed step of the timeline.
+type Step struct {
+	Name     string
+	Start    time.Time
+	Duration time.Duration
+	Err      error
+	// Note says what the step did, in a few words ("skipped: quiesce is off").
+	Note string
+}
+
+// Report is what a run did, for the outputs, the summary and the exit code.
+type Report struct {
+	Result    Result
+	ExitCode  int
+	Release   string
+	Namespace string
+	// PreviousRevision is the recorded revision R; Revision the revision the release is at
+	// when the run ends; UpgradedRevision the revision the upgrade created (0: none).
+	PreviousRevision int
+	Revision         int
+	UpgradedRevision int
+	FromChart        string
+	ToChart          string
+	Plan             Plan
+	Backup           *Backup
+	// DatabaseRestored is true when the recovery restored the database from the backup;
+	// DatabaseDrift is why it did (or what it found).
+	DatabaseRestored bool
+	DatabaseDrift    string
+	// Failure is the first cause of a failed run; Recovery the errors of the recovery, if it
+	// did not complete. NotReady is set when readiness decided the failure.
+	Failure  error
+	Recovery error
+	NotReady *NotReady
+	Timeline []Step
+	// DryRun is set when the run only planned.
+	DryRun   bool
+	Started  time.Time
+	Duration time.Duration
+}
+
+// Err joins the failure and the recovery errors: nil for a successful run.
+func (r *Report) Err() error { return errors.Join(r.Failure, r.Recovery) }
+
+// Pipeline is the upgrade procedure over its ports. Workloads may be nil when nothing is to be
+// scaled; every other port is required.
+type Pipeline struct {
+	Releases  Releaser
+	Database  Databaser
+	Waiter    Waiter
+	Locker    Locker
+	Workloads Workloads
+	Log       *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// run is the state of one run of the pipeline.
+type run struct {
+	p      *Pipeline
+	req    UpgradeRequest
+	rep    *Report
+	log    *slog.Logger
+	scaled []Scaled
+	// orphans are the StatefulSets re-created because their immutable fields change.
+	orphans []string
+}
+
+// Upgrade runs the procedure: preflight and lock, quiesce, backup, upgrade, readiness; on a
+// failure after the backup (cancellation included) the recovery: scale down, restore the
+// database when it changed, roll back to the recorded revision, wait ready, verify. The
+// report is always complete; its ExitCode says how the run ended.
+func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
+	r := &run{p: p, req: req, log: p.Log, rep: &Report{Release: req.Release, Namespace: req.Namespace}}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.rep.Started = p.now()
+	defer func() { r.rep.Duration = p.now().Sub(r.rep.Started) }()
+
+	// 2. Preflight: lock, release state, plan, database facts. Nothing changes here, but for
+	// the unlock the user asked for.
+	var unlock func(context.Context) error
+	if err := r.step(ctx, "lock", func(ctx context.Context) (string, error) {
+		var err error
+		unlock, err = p.Locker.Lock(ctx, req.Release)
+		return "", err
+	}); err != nil {
+		return r.refuse(err)
+	}
+	defer func() {
+		// The lock is released on a fresh context: the run's own may be cancelled by now.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := unlock(ctx); err != nil {
+			r.log.Warn("release the lock", "err", err)
+		}
+	}()
+
+	var plan Plan
+	if err := r.step(ctx, "preflight", func(ctx context.Context) (string, error) {
+		var err error
+		plan, err = r.preflight(ctx)
+		return "", err
+	}); err != nil {
+		return r.refuse(err)
+	}
+	r.rep.Plan = plan
+	r.rep.PreviousRevision, r.rep.Revision = plan.Current.Revision, plan.Current.Revision
+	r.rep.FromChart, r.rep.ToChart = plan.Current.Chart(), plan.Target.Chart()
+	if plan.Refused() {
+		return r.refuse(errors.Join(plan.Refusals...))
+	}
+	if req.DryRun {
+		r.rep.Result, r.rep.ExitCode, r.rep.DryRun = Noop, ExitOK, true
+		return r.rep
+	}
+	if len(plan.Changes) == 0 && plan.Current.Chart() == plan.Target.Chart() && plan.Current.Status == "deployed" {
+		r.log.Info("nothing to upgrade: the target renders the same manifest", "revision", plan.Current.Revision)
+		r.rep.Result, r.rep.ExitCode = Noop, ExitOK
+		return r.rep
+	}
+	for _, c := range plan.Changes {
+		if c.Kind == "StatefulSet" && len(c.Immutable) > 0 {
+			r.orphans = append(r.orphans, c.Name)
+		}
+	}
+
+	// 3. Quiesce: the downtime the vendor asks for, so that the backup is the last word.
+	if err := r.step(ctx, "quiesce", r.quiesce); err != nil {
+		return r.abort(ctx, err)
+	}
+
+	// 4. Backup: nothing is upgraded without a complete, verified backup.
+	if err := r.step(ctx, "backup", func(ctx context.Context) (string, error) {
+		values, err := p.Releases.Values(ctx, req.Release, plan.Current.Revision)
+		if err != nil {
+			return "", err
+		}
+		b, err := p.Database.Backup(ctx, BackupRequest{Name: req.BackupName, Release: plan.Current, Values: values})
+		if err != nil {
+			return "", err
+		}
+		r.rep.Backup = &b
+		return fmt.Sprintf("%s (%d bytes, sha256 %.12s…)", b.Location(), b.Bytes, b.SHA256), nil
+	}); err != nil {
+		return r.abort(ctx, err)
+	}
+
+	// 5. Upgrade, then 6. readiness, within one timeout.
+	upCtx, cancel := context.WithTimeout(ctx, req.Timeout)
+	defer cancel()
+	start := p.now()
+	var target Release
+	err := r.step(upCtx, "upgrade", func(ctx context.Context) (string, error) {
+		if len(r.orphans) > 0 {
+			if err := p.Releases.OrphanStatefulSets(ctx, r.orphans); err != nil {
+				return "", fmt.Errorf("orphan-delete StatefulSets %v before the upgrade: %w", r.orphans, err)
+			}
+		}
+		var err error
+		target, err = p.Releases.Upgrade(ctx, req.Release, req.Timeout)
+		if target.Revision > 0 {
+			r.rep.UpgradedRevision, r.rep.Revision = target.Revision, target.Revision
+		}
+		if err != nil {
+			return "", err
+		}
+		if len(r.orphans) > 0 {
+			pods, err := p.Releases.ReplaceOrphanedPods(ctx, r.orphans)
+			if err != nil {
+				return "", fmt.Errorf("replace the orphaned pods of %v: %w", r.orphans, err)
+			}
+			return fmt.Sprintf("revision %d; re-created %v, replaced pods %v", target.Revision, r.orphans, pods), nil
+		}
+		return fmt.Sprintf("revision %d", target.Revision), nil
+	})
+	if err == nil {
+		err = r.step(upCtx, "readiness", func(ctx context.Context) (string, error) {
+			return "", p.Waiter.Wait(ctx, WaitRequest{
+				Namespace:       req.Namespace,
+				Manifest:        target.Manifest,
+				Timeout:         req.Timeout - p.now().Sub(start),
+				StabilityWindow: req.StabilityWindow,
+				ProbeURL:        req.ProbeURL,
+			})
+		})
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("cancelled: %w", errors.Join(context.Cause(ctx), err))
+		}
+		return r.recover(ctx, target, err)
+	}
+	r.rep.Result, r.rep.ExitCode = Upgraded, ExitOK
+	return r.rep
+}
+
+// preflight reads the release and the database and makes the plan; a release left pending-*
+// is unlocked first when the request allows it.
+func (r *run) preflight(ctx context.Context) (Plan, error) {
+	cur, err := r.p.Releases.Current(ctx, r.req.Release)
+	if err != nil {
+		return Plan{}, err
+	}
+	if cur.Pending() && r.req.UnlockPending {
+		r.log.Warn("release left in progress: marking it failed (unlock-pending)", "revision", cur.Revision, "status", cur.Status)
+		if err := r.p.Releases.Unlock(ctx, cur); err != nil {
+			return Plan{}, fmt.Errorf("unlock revision %d: %w", cur.Revision, err)
+		}
+	}
+	plan, err := MakePlan(ctx, r.p.Releases, r.p.Database, r.req.PlanRequest)
+	if err != nil {
+		return plan, err
+	}
+	if !plan.Refused() && plan.Current.Status != "deployed" {
+		// The revision to return to must be one that ran, never a failed or unlocked one:
+		// the newest deployed revision, which is also what helm upgrades from.
+		last := plan.Current
+		plan.Current, err = r.p.Releases.Deployed(ctx, r.req.Release)
+		if err != nil {
+			return plan, fmt.Errorf("the latest revision %d of %q is %s, and no deployed revision to return to was found: %w",
+				last.Revision, r.req.Release, last.Status, err)
+		}
+		r.log.Warn("the latest revision is not deployed: the run returns to the newest deployed one on failure",
+			"latest", last.Revision, "status", last.Status, "return-to", plan.Current.Revision)
+		if plan.Changes, err = r.p.Releases.Diff(plan.Current, plan.Target); err != nil {
+			return plan, err
+		}
+	}
+	return plan, nil
+}
+
+func (r *run) quiesce(ctx context.Context) (string, error) {
+	if !r.req.Quiesce || r.p.Workloads == nil {
+		return "skipped: quiesce is off", nil
+	}
+	scaled, err := r.p.Workloads.ScaleDown(ctx, r.req.Namespace, r.rep.Plan.Current.Manifest)
+	r.scaled = scaled
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("scaled to 0: %v", scaled), nil
+}
+
+// refuse ends a run that changed nothing: exit 2.
+func (r *run) refuse(err error) *Report {
+	r.rep.Failure = err
+	r.rep.Result, r.rep.ExitCode = Failed, ExitRefused
+	return r.rep
+}
+
+// abort ends a run that failed before the upgrade: the release is untouched, and the quiesce
+// is undone.
+func (r *run) abort(ctx context.Context, cause error) *Report {
+	r.rep.Failure = cause
+	ctx, cancel := r.recoveryContext(ctx)
+	defer cancel()
+	if len(r.scaled) > 0 {
+		r.rep.Recovery = r.step(ctx, "scale up", func(ctx context.Context) (string, error) {
+			return fmt.Sprintf("%v", r.scaled), r.p.Workloads.ScaleUp(ctx, r.req.Namespace, r.scaled)
+		})
+	}
+	r.rep.Result = Failed
+	r.rep.ExitCode = ExitRolledBack
+	if r.rep.Recovery != nil {
+		r.rep.ExitCode = ExitNeedsHuman
+	}
+	return r.rep
+}
+
+// recoveryContext is a fresh context for the recovery: it must run even when the run was
+// cancelled, and it must end.
+func (r *run) recoveryContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := r.req.RecoveryTimeout
+	if d == 0 {
+		d = max(r.req.Timeout, 2*time.Minute)
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
+}
+
+// recover puts the release and the database back after a failed upgrade or readiness wait.
+func (r *run) recover(parent context.Context, target Release, cause error) *Report {
+	rep := r.rep
+	rep.Failure = cause
+	if nr, ok := errors.AsType[*NotReady](cause); ok {
+		rep.NotReady = nr
+	}
+	rep.Result, rep.ExitCode = Failed, ExitNeedsHuman
+	if r.req.Rollback == "never" {
+		rep.Recovery = errors.New("rollback: never: the release and the database were left as the failed upgrade made them")
+		return rep
+	}
+	ctx, cancel := r.recoveryContext(parent)
+	defer cancel()
+	cur := rep.Plan.Current
+	var errs []error
+
+	if target.Revision == 0 {
+		// helm recorded no revision: the release is as it was. Undo the quiesce and check.
+		if len(r.scaled) > 0 {
+			errs = append(errs, r.step(ctx, "scale up", func(ctx context.Context) (string, error) {
+				return fmt.Sprintf("%v", r.scaled), r.p.Workloads.ScaleUp(ctx, r.req.Namespace, r.scaled)
+			}))
+		}
+	} else {
+		// Stop the new version before the database is touched.
+		if r.p.Workloads != nil {
+			errs = append(errs, r.step(ctx, "scale down", func(ctx context.Context) (string, error) {
+				s, err := r.p.Workloads.ScaleDown(ctx, r.req.Namespace, target.Manifest)
+				return fmt.Sprintf("%v", s), err
+			}))
+		}
+		errs = append(errs, r.step(ctx, "restore database", r.restoreDatabase))
+		errs = append(errs, r.step(ctx, "rollback", func(ctx context.Context) (string, error) {
+			return r.rollback(ctx, target)
+		}))
+	}
+	errs = append(errs, r.step(ctx, "readiness after rollback", func(ctx context.Context) (string, error) {
+		return "", r.p.Waiter.Wait(ctx, WaitRequest{Namespace: r.req.Namespace, Manifest: cur.Manifest, Timeout: r.req.Timeout})
+	}))
+	if rep.DatabaseRestored {
+		errs = append(errs, r.step(ctx, "verify database", func(ctx context.Context) (string, error) {
+			return "", r.p.Database.Verify(ctx, *rep.Backup)
+		}))
+	}
+	rep.Recovery = errors.Join(errs...)
+	if rep.Recovery == nil {
+		rep.Result, rep.ExitCode = RolledBack, ExitRolledBack
+	}
+	return rep
+}
+
+// restoreDatabase restores the backup when restore-database says so: always, or (auto) when
+// the database drifted from it while the new version ran.
+func (r *run) restoreDatabase(ctx context.Context) (string, error) {
+	b := r.rep.Backup
+	switch r.req.RestoreDatabase {
+	case "never":
+		return "skipped: restore-database is never", nil
+	case "always":
+		r.rep.DatabaseDrift = "restore-database is always"
+	default:
+		drift, err := r.p.Database.Drift(ctx, *b)
+		if err != nil {
+			// Unknown is treated as changed: restoring an unchanged database costs time only.
+			drift = fmt.Sprintf("could not compare with the backup (%v)", err)
+		}
+		if drift == "" {
+			return "skipped: the database equals the backup", nil
+		}
+		r.rep.DatabaseDrift = drift
+	}
+	if err := r.p.Database.Restore(ctx, *b); err != nil {
+		return "", err
+	}
+	r.rep.DatabaseRestored = true
+	return "restored " + b.Location() + ": " + r.rep.DatabaseDrift, nil
+}
+
+// rollback returns the release to the recorded revision, re-creating the StatefulSets whose
+// immutable fields differ (the same trap as the upgrade, in reverse), with the target's
+// rollback hooks skipped when the plan says so.
+func (r *run) rollback(ctx context.Context, target Release) (string, error) {
+	cur := r.rep.Plan.Current
+	orphans := slices.Clone(r.orphans)
+	if back, err := r.p.Releases.Diff(target, cur); err == nil {
+		for _, c := range back {
+			if c.Kind == "StatefulSet" && len(c.Immutable) > 0 && !slices.Contains(orphans, c.Name) {
+				orphans = append(orphans, c.Name)
+			}
+		}
+	}
+	if len(orphans) > 0 {
+		if err := r.p.Releases.OrphanStatefulSets(ctx, orphans); err != nil {
+			return "", fmt.Errorf("orphan-delete StatefulSets %v before the rollback: %w", orphans, err)
+		}
+	}
+	opts := RollbackOptions{
+		DisableHooks:  len(r.rep.Plan.SkippedRollbackHooks) > 0 || r.req.RollbackHooks == "skip",
+		Force:         r.req.ForceRollback,
+		CleanupOnFail: true,
+		Timeout:       r.req.Timeout,
+	}
+	rel, err := r.p.Releases.Rollback(ctx, r.req.Release, cur.Revision, opts)
+	if rel.Revision > 0 {
+		r.rep.Revision = rel.Revision
+	}
+	if err != nil {
+		return "", fmt.Errorf("helm rollback to revision %d: %w", cur.Revision, err)
+	}
+	note := fmt.Sprintf("revision %d (= %d)", rel.Revision, cur.Revision)
+	if opts.DisableHooks {
+		note += ", rollback hooks skipped"
+	}
+	if len(orphans) > 0 {
+		pods, err := r.p.Releases.ReplaceOrphanedPods(ctx, orphans)
+		if err != nil {
+			return "", fmt.Errorf("replace the orphaned pods of %v: %w", orphans, err)
+		}
+		note += fmt.Sprintf("; re-created %v, replaced pods %v", orphans, pods)
+	}
+	return note, nil
+}
+
+// step runs one step of the timeline, logging its start and end.
+func (r *run) step(ctx context.Context, name string, f func(context.Context) (string, error)) error {
+	start := r.p.now()
+	r.log.Info("step", "step", name)
+	note, err := f(ctx)
+	s := Step{Name: name, Start: start, Duration: r.p.now().Sub(start), Err: err, Note: note}
+	r.rep.Timeline = append(r.rep.Timeline, s)
+	if err != nil {
+		r.log.Error("step failed", "step", name, "duration", s.Duration.Round(time.Millisecond), "err", err)
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	r.log.Info("step done", "step", name, "duration", s.Duration.Round(time.Millisecond), "note", note)
+	return nil
+}
+
+func (p *Pipeline) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
