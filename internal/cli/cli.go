@@ -89,9 +89,11 @@ func run(ctx context.Context, cfg *config.Config, getenv func(string) string, st
 		return runBackup(ctx, cfg, stdout, stderr, logger)
 	case config.CmdRestore:
 		return runRestore(ctx, cfg, stdout, stderr, logger)
+	case config.CmdUpgrade:
+		return runUpgrade(ctx, cfg, getenv, stdout, stderr, logger)
 	}
-	fmt.Fprintf(stderr, "identity-upgrade %s: not implemented yet\n", cfg.Command)
-	return ExitFailed
+	fmt.Fprintf(stderr, "identity-upgrade: unknown command %s\n", cfg.Command)
+	return ExitInvalid
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {

@@ -150,25 +150,27 @@ func TestInvalidInput(t *testing.T) {
 	}
 }
 
-func TestValidConfigNotImplementedYet(t *testing.T) {
+func TestUpgradeRefusedBeforeTouchingAnything(t *testing.T) {
 	const secret = "S3cret-run-pw"
-	db := []string{"--db-host=db", "--db-name=keycloak", "--db-user=keycloak", "--db-password=" + secret}
+	missing := filepath.Join(t.TempDir(), "no-kubeconfig")
+	db := []string{"--db-host=127.0.0.1", "--db-name=keycloak", "--db-user=keycloak", "--db-password=" + secret}
 	tests := []struct {
 		name string
 		env  map[string]string
 		args []string
-		cmd  string
+		want string
 	}{
-		{"upgrade", nil, append([]string{"upgrade", "--release-name=identity", "--chart=oci://ghcr.io/org/identity"}, db...), "upgrade"},
-		{"action", map[string]string{"GITHUB_ACTIONS": "true", "INPUT_RELEASE-NAME": "identity",
+		{"no cluster", map[string]string{"KUBECONFIG": missing}, append([]string{"upgrade", "--release-name=identity", "--chart=../../testdata/charts/identity/3.0.0",
+			"--backup-store=path:" + t.TempDir()}, db...), "identity was not changed"},
+		{"action with the artifact store", map[string]string{"GITHUB_ACTIONS": "true", "INPUT_RELEASE-NAME": "identity", "KUBECONFIG": missing,
 			"INPUT_CHART": "oci://ghcr.io/org/identity", "INPUT_DATABASE-URL": "postgres://keycloak@db/keycloak",
-			"PGPASSWORD": secret, "INPUT_BACKUP-ENCRYPTION-RECIPIENTS": recipient}, nil, "upgrade"},
+			"PGPASSWORD": secret, "INPUT_BACKUP-ENCRYPTION-RECIPIENTS": recipient}, nil, `backup-store "artifact" is not supported yet by upgrade`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCLI(t, tt.env, tt.args...)
-			if r.code != ExitFailed || !strings.Contains(r.stderr, tt.cmd+": not implemented yet") {
-				t.Errorf("code %d, stderr:\n%s\nwant %d and %q", r.code, r.stderr, ExitFailed, tt.cmd+": not implemented yet")
+			if r.code != ExitInvalid || !strings.Contains(r.stdout+r.stderr, tt.want) {
+				t.Errorf("code %d, stdout:\n%s\nstderr:\n%s\nwant %d and %q", r.code, r.stdout, r.stderr, ExitInvalid, tt.want)
 			}
 			if strings.Contains(r.stdout+r.stderr, secret) {
 				t.Errorf("the password is shown:\n%s", r.stderr)

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
@@ -39,9 +40,11 @@ type Options struct {
 }
 
 // Client is the project's one handle on helm: a configured action.Configuration whose storage
-// (release Secrets) is the source of truth for release state.
+// (release Secrets) is the source of truth for release state, and a clientset on the same
+// cluster for the StatefulSet work helm cannot do (orphan re-creation).
 type Client struct {
 	cfg       *action.Configuration
+	kube      kubernetes.Interface
 	namespace string
 	log       *slog.Logger
 }
@@ -68,7 +71,15 @@ func New(opts Options) (*Client, error) {
 	if err := cfg.Init(getter, ns, "secret", debug); err != nil {
 		return nil, fmt.Errorf("initialise helm for namespace %q: %w", ns, err)
 	}
-	return &Client{cfg: cfg, namespace: ns, log: log}, nil
+	restConfig, err := getter.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	kube, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &Client{cfg: cfg, kube: kube, namespace: ns, log: log}, nil
 }
 
 // Namespace is the namespace the client works in.

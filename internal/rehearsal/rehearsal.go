@@ -1,7 +1,8 @@
 // Package rehearsal is the local upgrade rehearsal behind `make rehearsal`: it starts the test
 // world (a PostgreSQL server and a simulated cluster), installs the Identity Service 1.3-like
 // release against a seeded Keycloak 11 database, and runs identity-upgrade against it as a
-// user would, showing each step's output.
+// user would, showing each step's output: the plan (the vendor's way is refused), the upgrade
+// to the 1.4-like chart, and an upgrade to a broken variant that is rolled back automatically.
 package rehearsal
 
 import (
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +37,8 @@ type Options struct {
 	Root string
 	// Out receives the rehearsal's narration and the binary's output.
 	Out io.Writer
+	// BackupDir is the backup store (default: a temporary directory, removed at the end).
+	BackupDir string
 	// Keep leaves the world running until ctx is done, for exploring by hand.
 	Keep bool
 }
@@ -103,11 +107,23 @@ func Run(ctx context.Context, opts Options) (steps []Step, err error) {
 		"--db-host", db.Host, "--db-port", strconv.Itoa(db.Port), "--db-name", db.Database,
 		"--db-user", db.Owner, "--db-sslmode", "disable",
 	}
+	backups := opts.BackupDir
+	if backups == "" {
+		if backups, err = os.MkdirTemp("", "identity-upgrade-rehearsal-backups-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(backups)
+	}
+	upgrade := append([]string{"upgrade", "--recreate-statefulsets", "orphan", "--backup-store", "path:" + backups,
+		"--stability-window", "5s", "--timeout", "2m"}, common...)
 	// The password and the kubeconfig go through the environment, never the arguments.
 	env := append(os.Environ(), "KUBECONFIG="+kube.Kubeconfig, "PGPASSWORD="+db.OwnerPassword)
 	for _, s := range []Step{
 		{Title: "plan the upgrade to Identity Service 1.4 as the vendor describes it (the postgres selector trap)", Args: append([]string{"plan"}, common...)},
 		{Title: "plan it again, letting identity-upgrade re-create the postgres StatefulSet", Args: append([]string{"plan", "--recreate-statefulsets", "orphan"}, common...)},
+		{Title: "upgrade to Identity Service 1.4: backup, orphan re-create, upgrade, readiness with a stability window", Args: upgrade},
+		{Title: "upgrade again to a broken 1.4 whose Keycloak crashes 2 s after it is Ready (helm --atomic calls this a success): automatic rollback",
+			Args: append(slices.Clone(upgrade), "--set", "fault=crash-after-ready", "--set", "faultDelay=2s")},
 	} {
 		say("%s\n    identity-upgrade %s", s.Title, strings.Join(s.Args, " "))
 		cmd := exec.CommandContext(ctx, opts.Binary, s.Args...)

@@ -12,7 +12,8 @@ import (
 
 // TestRehearsal runs `make rehearsal`'s job end to end with a freshly built binary: the plan
 // must refuse the vendor's upgrade for the postgres selector trap and accept it with orphan
-// re-creation, on a real cluster and a real seeded database.
+// re-creation; the upgrade must succeed, and the broken one must be rolled back, on a real
+// cluster and a real seeded database.
 func TestRehearsal(t *testing.T) {
 	root, err := testworld.RepoRoot()
 	if err != nil {
@@ -30,8 +31,8 @@ func TestRehearsal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rehearsal: %v\n%s", err, out.String())
 	}
-	if len(steps) != 2 {
-		t.Fatalf("%d steps, want 2\n%s", len(steps), out.String())
+	if len(steps) != 4 {
+		t.Fatalf("%d steps, want 4\n%s", len(steps), out.String())
 	}
 	want := []struct {
 		code int
@@ -39,6 +40,8 @@ func TestRehearsal(t *testing.T) {
 	}{
 		{2, []string{"StatefulSet/identity-postgresql-id  (immutable: spec.selector)", "set recreate-statefulsets: orphan", `86 changesets, latest "map-remove-ri", migration model 11.0.3`}},
 		{0, []string{"Ready: the upgrade would start", "Job/identity-id-rollback-restore (post-rollback)", "on failure: roll back to revision 1"}},
+		{0, []string{"Upgraded identity: revision 1 → 2", "re-created [identity-postgresql-id]"}},
+		{1, []string{"Failed and rolled back: identity is back at revision 2's release (now revision 4)", "identity-id-keycloak-0", "stability window"}},
 	}
 	for i, s := range steps {
 		if s.ExitCode != want[i].code {

@@ -27,6 +27,9 @@ func (r *Report) Headline() string {
 		}
 		return fmt.Sprintf("Failed and rolled back: %s is back at revision %d's release (now revision %d); %s.", r.Release, r.PreviousRevision, r.Revision, db)
 	}
+	if r.ExitCode == ExitRolledBack {
+		return fmt.Sprintf("Failed before the upgrade: %s was not upgraded and is still at revision %d.", r.Release, r.PreviousRevision)
+	}
 	if r.ExitCode == ExitRefused {
 		return fmt.Sprintf("Refused: %s was not changed.", r.Release)
 	}

@@ -200,10 +200,11 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 		return r.abort(ctx, err)
 	}
 
-	// 5. Upgrade, then 6. readiness, within one timeout.
+	// 5. Upgrade, then 6. readiness, within one timeout. The waiter enforces the rest of it
+	// itself, so that a timeout is reported as what was not ready, not as a bare deadline.
+	start := p.now()
 	upCtx, cancel := context.WithTimeout(ctx, req.Timeout)
 	defer cancel()
-	start := p.now()
 	var target Release
 	err := r.step(upCtx, "upgrade", func(ctx context.Context) (string, error) {
 		if len(r.orphans) > 0 {
@@ -229,7 +230,7 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 		return fmt.Sprintf("revision %d", target.Revision), nil
 	})
 	if err == nil {
-		err = r.step(upCtx, "readiness", func(ctx context.Context) (string, error) {
+		err = r.step(ctx, "readiness", func(ctx context.Context) (string, error) {
 			return "", p.Waiter.Wait(ctx, WaitRequest{
 				Namespace:       req.Namespace,
 				Manifest:        target.Manifest,

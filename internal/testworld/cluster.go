@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"text/template"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -255,6 +256,9 @@ options:
   podPlayStageParallelism: 4
   nodePlayStageParallelism: 4
   podsOnNodeSyncParallelism: 1
+  # Serve exec, logs and port-forward on the kubelet endpoint (kwok's default, but not applied
+  # here): without it the apiserver gets 405 MethodNotAllowed for pods/log and pods/exec.
+  enableDebuggingHandlers: true
 `)
 	stages, err := filepath.Glob(filepath.Join(root, "testdata", "kwok", "*.yaml"))
 	if err != nil {
@@ -268,6 +272,26 @@ options:
 		}
 		b.WriteString("---\n")
 		b.Write(bytes.TrimPrefix(data, []byte("---\n")))
+		b.WriteString("\n")
+	}
+	// Documents that name files (ClusterLogs' logsFile): kwok wants absolute paths, so these are
+	// templates with {{ .Root }} the repository root. They are not Stages, and the stage checks
+	// of internal/helmrelease read only *.yaml.
+	templates, err := filepath.Glob(filepath.Join(root, "testdata", "kwok", "*.yaml.tmpl"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(templates)
+	for _, p := range templates {
+		tmpl, err := template.ParseFiles(p)
+		if err != nil {
+			return nil, err
+		}
+		tmpl.Option("missingkey=error")
+		b.WriteString("---\n")
+		if err := tmpl.Execute(&b, struct{ Root string }{root}); err != nil {
+			return nil, fmt.Errorf("expand %s: %w", p, err)
+		}
 		b.WriteString("\n")
 	}
 	return b.Bytes(), nil

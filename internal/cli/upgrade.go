@@ -1,0 +1,117 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/config"
+	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
+	"github.com/identity-upgrade/identity-upgrade/internal/keycloak"
+	"github.com/identity-upgrade/identity-upgrade/internal/kubelock"
+	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/readiness"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+)
+
+// runUpgrade runs the whole procedure and prints its report; the exit code is the report's.
+func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger) int {
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "identity-upgrade upgrade: "+format+"; nothing was changed\n", args...)
+		return ExitInvalid
+	}
+	var stores []pgbackup.DirStore
+	for _, s := range cfg.BackupStores {
+		dir, ok := strings.CutPrefix(s, "path:")
+		if !ok {
+			return fail("backup-store %q is not supported yet by upgrade; use path:DIR", s)
+		}
+		stores = append(stores, pgbackup.DirStore{Dir: strings.TrimSpace(dir)})
+	}
+	client, err := helmrelease.New(helmrelease.Options{
+		KubeconfigData: []byte(cfg.Kubeconfig),
+		KubeconfigPath: getenv("KUBECONFIG"),
+		Context:        cfg.KubeContext,
+		Namespace:      cfg.Namespace,
+		Log:            log,
+	})
+	if err != nil {
+		return fail("%v", err)
+	}
+	restConfig, err := client.RESTConfig()
+	if err != nil {
+		return fail("%v", err)
+	}
+	waiter, err := readiness.New(restConfig, log)
+	if err != nil {
+		return fail("%v", err)
+	}
+	kube := client.Kubernetes()
+
+	// The working copy of the backup lives in the runner's temp dir and goes when the run ends:
+	// the stores hold the kept copies.
+	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
+	if err != nil {
+		return fail("working directory: %v", err)
+	}
+	defer os.RemoveAll(work)
+
+	workload := cfg.Workload
+	if workload == "auto" {
+		workload = ""
+	}
+	p := &rollout.Pipeline{
+		Releases: helmrelease.Renderer{Client: client, Spec: helmrelease.UpgradeSpec{
+			Chart: cfg.Chart, Version: cfg.ChartVersion, RepoURL: cfg.RepoURL,
+			Values: cfg.Values, ValuesFiles: cfg.ValuesFiles, Set: cfg.Set, ReuseValues: cfg.ReuseValues,
+		}},
+		Database: &pgbackup.Engine{
+			ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
+			Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: stores,
+		},
+		Waiter:    waiter,
+		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: lockHolder(getenv), Log: log},
+		Workloads: keycloak.Workloads{Client: kube, Name: workload, Log: log},
+		Log:       log,
+	}
+	rep := p.Upgrade(ctx, rollout.UpgradeRequest{
+		PlanRequest: rollout.PlanRequest{
+			Release:              cfg.ReleaseName,
+			RecreateStatefulSets: cfg.RecreateStatefulSets,
+			RollbackHooks:        cfg.RollbackHooks,
+			UnlockPending:        cfg.UnlockPending,
+		},
+		Namespace:       client.Namespace(),
+		BackupName:      cfg.BackupName,
+		Timeout:         cfg.Timeout,
+		StabilityWindow: cfg.StabilityWindow,
+		ProbeURL:        cfg.ProbeURL,
+		Rollback:        cfg.Rollback,
+		RestoreDatabase: cfg.RestoreDatabase,
+		Quiesce:         cfg.Quiesce,
+		ForceRollback:   true,
+		DryRun:          cfg.DryRun,
+	})
+	if rep.Plan.Current.Name != "" && (cfg.DryRun || rep.ExitCode == rollout.ExitRefused) {
+		if err := rep.Plan.WriteText(stdout); err != nil {
+			return ExitFailed
+		}
+	}
+	if err := rep.WriteText(stdout); err != nil {
+		return ExitFailed
+	}
+	return rep.ExitCode
+}
+
+// lockHolder names this run in the release's lock: the workflow run when there is one, else
+// the host and process.
+func lockHolder(getenv func(string) string) string {
+	if id := getenv("GITHUB_RUN_ID"); id != "" {
+		return fmt.Sprintf("github-run-%s-%s", id, getenv("GITHUB_RUN_ATTEMPT"))
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-pid-%d", host, os.Getpid())
+}

@@ -1,0 +1,349 @@
+package cli
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
+	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
+)
+
+// The end-to-end upgrade runs: a real PostgreSQL database seeded with a Keycloak 11 schema, the
+// Identity Service 1.3-like release installed against it on the simulated cluster, and
+// `identity-upgrade upgrade` to the 1.4-like chart, healthy or with a fault injected.
+
+const (
+	chart13 = "../../testdata/charts/identity/2.1.0"
+	chart14 = "../../testdata/charts/identity/3.0.0"
+)
+
+// installed is one test's release of the 1.3-like chart on its own seeded database.
+type installed struct {
+	kube   testworld.Kube
+	db     testworld.Database
+	helm   *helmrelease.Client
+	before string // the database content after the seed
+	stores string
+}
+
+func install13(t *testing.T) *installed {
+	t.Helper()
+	kube := testworld.Cluster(t)
+	db := testworld.Postgres(t)
+	seed, err := os.ReadFile("../../testdata/sql/keycloak-11.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Exec(t, "SET ROLE "+db.Owner+";\n"+string(seed))
+	helm, err := helmrelease.New(helmrelease.Options{KubeconfigData: kube.KubeconfigData, Namespace: kube.Namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := helm.Install(t.Context(), "identity", chart13, map[string]any{"postgresql": map[string]any{
+		"host": db.Host, "port": db.Port, "database": db.Database, "username": db.Owner, "password": db.OwnerPassword,
+	}}, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return &installed{kube: kube, db: db, helm: helm, before: dbContent(t, db), stores: t.TempDir()}
+}
+
+// upgrade runs `identity-upgrade upgrade` to the 1.4-like chart with the given extra flags;
+// the password and the kubeconfig come from the environment.
+func (w *installed) upgrade(ctx context.Context, t *testing.T, extra ...string) result {
+	args := []string{"upgrade", "--release-name", "identity", "--namespace", w.kube.Namespace, "--chart", chart14,
+		"--db-host", w.db.Host, "--db-port", strconv.Itoa(w.db.Port), "--db-name", w.db.Database, "--db-user", w.db.Owner,
+		"--db-sslmode", "disable", "--recreate-statefulsets", "orphan", "--backup-store", "path:" + w.stores}
+	for flag, def := range map[string]string{"--timeout": "90s", "--stability-window": "3s"} {
+		if !slices.Contains(extra, flag) {
+			args = append(args, flag, def)
+		}
+	}
+	env := map[string]string{"KUBECONFIG": w.kube.Kubeconfig, "PGPASSWORD": w.db.OwnerPassword}
+	var stdout, stderr bytes.Buffer
+	code := Run(ctx, append(args, extra...), func(k string) string { return env[k] }, &stdout, &stderr)
+	r := result{code, stdout.String(), stderr.String()}
+	t.Logf("identity-upgrade %s: exit %d\n%s", strings.Join(extra, " "), code, r.stdout)
+	return r
+}
+
+// expect checks the release's latest revision, its chart, and that both StatefulSets run
+// their replicas with the images of that chart.
+func (w *installed) expect(t *testing.T, revision int, chartVersion, keycloakTag string) {
+	t.Helper()
+	cur, err := w.helm.Current("identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Revision != revision || cur.Status != "deployed" || cur.ChartVersion != chartVersion {
+		t.Errorf("release at revision %d %s chart %s; want %d deployed %s", cur.Revision, cur.Status, cur.ChartVersion, revision, chartVersion)
+	}
+	for _, name := range []string{"identity-id-keycloak", "identity-postgresql-id"} {
+		var sts *appsv1.StatefulSet
+		err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			sts, err = w.kube.Client.AppsV1().StatefulSets(w.kube.Namespace).Get(ctx, name, metav1.GetOptions{})
+			return err == nil && sts.Status.ReadyReplicas == *sts.Spec.Replicas && *sts.Spec.Replicas > 0, nil
+		})
+		if err != nil {
+			t.Errorf("StatefulSet %s not ready: %+v", name, sts.Status)
+			continue
+		}
+		if image := sts.Spec.Template.Spec.Containers[0].Image; name == "identity-id-keycloak" && !strings.HasSuffix(image, ":"+keycloakTag) {
+			t.Errorf("keycloak image %s, want tag %s", image, keycloakTag)
+		}
+	}
+}
+
+// dbContent is every table's row count and an md5 of its rows, in a fixed order.
+func dbContent(t *testing.T, db testworld.Database) string {
+	t.Helper()
+	tables := strings.Fields(db.Exec(t, `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`))
+	var q []string
+	for _, name := range tables {
+		q = append(q, `SELECT '`+name+`', count(*) || ' ' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM public."`+name+`" t`)
+	}
+	return db.Exec(t, strings.Join(q, "\nUNION ALL\n")+"\nORDER BY 1")
+}
+
+func mustContain(t *testing.T, r result, texts ...string) {
+	t.Helper()
+	for _, s := range texts {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("output lacks %q", s)
+		}
+	}
+}
+
+func TestUpgradeEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end upgrades on the simulated cluster")
+	}
+	t.Run("success", func(t *testing.T) {
+		t.Parallel()
+		w := install13(t)
+		r := w.upgrade(t.Context(), t)
+		if r.code != ExitOK {
+			t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		mustContain(t, r, "Upgraded identity: revision 1 → 2", "re-created [identity-postgresql-id]", "backup: "+w.stores+"/identity-r1-")
+		w.expect(t, 2, "3.0.0", "1.4.0")
+		if got := dbContent(t, w.db); got != w.before {
+			t.Error("the database changed during a successful upgrade of pods that do not migrate")
+		}
+		if strings.Contains(r.stdout+r.stderr, w.db.OwnerPassword) {
+			t.Error("the database password appears in the output")
+		}
+	})
+	for _, tt := range []struct {
+		fault  string
+		extra  []string
+		reason string
+	}{
+		{"crashloop", nil, "exit code 1"},
+		{"image-pull", nil, "Image"},
+		{"create-container-config-error", nil, "CreateContainerConfigError"},
+		{"unschedulable", nil, "Unschedulable"},
+		// Ready for a second, then crashing: helm --atomic reports success here.
+		{"crash-after-ready", []string{"--set", "faultDelay=1s", "--stability-window", "8s"}, "stability window"},
+	} {
+		t.Run(tt.fault, func(t *testing.T) {
+			t.Parallel()
+			w := install13(t)
+			start := time.Now()
+			r := w.upgrade(t.Context(), t, append([]string{"--set", "fault=" + tt.fault}, tt.extra...)...)
+			if r.code != ExitFailed {
+				t.Fatalf("exit %d, want %d (rolled back)\n%s\n%s", r.code, ExitFailed, r.stdout, r.stderr)
+			}
+			if took := time.Since(start); took > 80*time.Second {
+				t.Errorf("the failed upgrade took %v: it waited out the timeout instead of failing fast", took)
+			}
+			mustContain(t, r, "Failed and rolled back", "identity-id-keycloak-0", tt.reason, "rollback hooks skipped")
+			w.expect(t, 3, "2.1.0", "1.3")
+			if got := dbContent(t, w.db); got != w.before {
+				t.Error("the database differs from before the upgrade")
+			}
+		})
+	}
+	t.Run("template-error", func(t *testing.T) {
+		t.Parallel()
+		w := install13(t)
+		r := w.upgrade(t.Context(), t, "--set", "fault=template-error")
+		if r.code != ExitInvalid {
+			t.Fatalf("exit %d, want %d: the preflight renders the target\n%s\n%s", r.code, ExitInvalid, r.stdout, r.stderr)
+		}
+		w.expect(t, 1, "2.1.0", "1.3")
+		if entries, _ := os.ReadDir(w.stores); len(entries) != 0 {
+			t.Errorf("a refused run left a backup: %v", entries)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		t.Parallel()
+		w := install13(t)
+		// The stability window cannot end within the timeout: the upgrade itself takes longer
+		// than the 100 ms left.
+		r := w.upgrade(t.Context(), t, "--timeout", "6s", "--stability-window", "5900ms")
+		if r.code != ExitFailed {
+			t.Fatalf("exit %d, want %d\n%s\n%s", r.code, ExitFailed, r.stdout, r.stderr)
+		}
+		mustContain(t, r, "Failed and rolled back", "Timeout")
+		w.expect(t, 3, "2.1.0", "1.3")
+	})
+	t.Run("schema migrated, then failure", func(t *testing.T) {
+		t.Parallel()
+		w := install13(t)
+		// Keycloak 12 migrates the schema as its pod starts, then crashes.
+		migrated := make(chan error, 1)
+		go func() {
+			migrated <- wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+				sts, err := w.kube.Client.AppsV1().StatefulSets(w.kube.Namespace).Get(ctx, "identity-id-keycloak", metav1.GetOptions{})
+				if err != nil || !strings.HasSuffix(sts.Spec.Template.Spec.Containers[0].Image, ":1.4.0") || sts.Status.ReadyReplicas == 0 {
+					return false, nil
+				}
+				sql, err := os.ReadFile("../../testdata/sql/keycloak-12-migration.sql")
+				if err != nil {
+					return false, err
+				}
+				_, err = w.db.Run(ctx, "SET ROLE "+w.db.Owner+";\n"+string(sql))
+				return err == nil, err
+			})
+		}()
+		r := w.upgrade(t.Context(), t, "--set", "fault=crash-after-ready", "--set", "faultDelay=4s", "--stability-window", "15s")
+		if err := <-migrated; err != nil {
+			t.Fatalf("migrate while the new version runs: %v", err)
+		}
+		if r.code != ExitFailed {
+			t.Fatalf("exit %d, want %d\n%s\n%s", r.code, ExitFailed, r.stdout, r.stderr)
+		}
+		mustContain(t, r, "the database was restored from the backup", "Keycloak migrated the schema: 86 changesets")
+		w.expect(t, 3, "2.1.0", "1.3")
+		if got := dbContent(t, w.db); got != w.before {
+			t.Error("the database after the rollback differs from before the upgrade")
+		}
+	})
+	t.Run("cancelled during the wait", func(t *testing.T) {
+		t.Parallel()
+		w := install13(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go func() {
+			// Cancel once the new version is up and the stability window runs.
+			_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+				sts, err := w.kube.Client.AppsV1().StatefulSets(w.kube.Namespace).Get(ctx, "identity-id-keycloak", metav1.GetOptions{})
+				return err == nil && strings.HasSuffix(sts.Spec.Template.Spec.Containers[0].Image, ":1.4.0") && sts.Status.ReadyReplicas == 1, nil
+			})
+			time.Sleep(time.Second)
+			cancel()
+		}()
+		r := w.upgrade(ctx, t, "--stability-window", "60s")
+		if r.code != ExitFailed {
+			t.Fatalf("exit %d, want %d\n%s\n%s", r.code, ExitFailed, r.stdout, r.stderr)
+		}
+		mustContain(t, r, "cancelled", "Failed and rolled back")
+		w.expect(t, 3, "2.1.0", "1.3")
+	})
+	t.Run("pending-upgrade", func(t *testing.T) {
+		t.Parallel()
+		w := install13(t)
+		markPending(t, w)
+		r := w.upgrade(t.Context(), t)
+		if r.code != ExitInvalid || !strings.Contains(r.stdout+r.stderr, "unlock-pending") {
+			t.Fatalf("exit %d, want %d naming unlock-pending\n%s\n%s", r.code, ExitInvalid, r.stdout, r.stderr)
+		}
+		r = w.upgrade(t.Context(), t, "--unlock-pending")
+		if r.code != ExitOK {
+			t.Fatalf("with unlock-pending: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		w.expect(t, 3, "3.0.0", "1.4.0")
+		if h, err := w.helm.History("identity"); err != nil || h[1].Status != "failed" {
+			t.Errorf("revision 2 after the unlock: %+v, %v", h, err)
+		}
+	})
+	t.Run("concurrent runs", func(t *testing.T) {
+		t.Parallel()
+		w := install13(t)
+		first := make(chan result, 1)
+		go func() { first <- w.upgrade(t.Context(), t, "--stability-window", "10s") }()
+		err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			leases, err := w.kube.Client.CoordinationV1().Leases(w.kube.Namespace).List(ctx, metav1.ListOptions{})
+			return err == nil && len(leases.Items) > 0, nil
+		})
+		if err != nil {
+			t.Fatal("the first run took no lease")
+		}
+		second := w.upgrade(t.Context(), t)
+		if second.code != ExitInvalid || !strings.Contains(second.stdout+second.stderr, "another identity-upgrade run") {
+			t.Errorf("second run: exit %d, want %d naming the other run\n%s\n%s", second.code, ExitInvalid, second.stdout, second.stderr)
+		}
+		if r := <-first; r.code != ExitOK {
+			t.Fatalf("first run: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		w.expect(t, 2, "3.0.0", "1.4.0")
+	})
+}
+
+// markPending records what a run killed during its upgrade leaves: a revision 2 with status
+// pending-upgrade in helm's storage (a release Secret like helm's, payload and labels), the
+// deployed revision 1 untouched.
+func markPending(t *testing.T, w *installed) {
+	t.Helper()
+	secrets := w.kube.Client.CoreV1().Secrets(w.kube.Namespace)
+	s, err := secrets.Get(t.Context(), "sh.helm.release.v1.identity.v1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(string(s.Data["release"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rel map[string]any
+	if err := json.Unmarshal(data, &rel); err != nil {
+		t.Fatal(err)
+	}
+	rel["info"].(map[string]any)["status"] = "pending-upgrade"
+	rel["version"] = 2
+	data, err = json.Marshal(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(data)
+	zw.Close()
+	pending := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "sh.helm.release.v1.identity.v2", Labels: map[string]string{}},
+		Type:       s.Type,
+		Data:       map[string][]byte{"release": []byte(base64.StdEncoding.EncodeToString(buf.Bytes()))},
+	}
+	for k, v := range s.Labels {
+		pending.Labels[k] = v
+	}
+	pending.Labels["status"], pending.Labels["version"] = "pending-upgrade", "2"
+	if _, err := secrets.Create(t.Context(), pending, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := w.helm.Current("identity"); err != nil || cur.Status != "pending-upgrade" {
+		t.Fatalf("release after marking: %+v, %v", cur, err)
+	}
+}

@@ -1,0 +1,141 @@
+package helmrelease
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// OrphanStatefulSets deletes the named StatefulSets of the client's namespace with propagation
+// Orphan (kubectl delete --cascade=orphan): their pods and claims stay, so that an upgrade can
+// create them again with a changed immutable field. It waits, bounded by ctx, until each is gone
+// (the garbage collector first releases the pods); missing ones are ignored.
+func (c *Client) OrphanStatefulSets(ctx context.Context, names []string) error {
+	sets := c.kube.AppsV1().StatefulSets(c.namespace)
+	orphan := metav1.DeletePropagationOrphan
+	deleted := map[string]types.UID{}
+	for _, name := range names {
+		sts, err := sets.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("orphan StatefulSet %s: %w", name, err)
+		}
+		err = sets.Delete(ctx, name, metav1.DeleteOptions{
+			PropagationPolicy: &orphan,
+			Preconditions:     &metav1.Preconditions{UID: &sts.UID},
+		})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("orphan StatefulSet %s: %w", name, err)
+		}
+		deleted[name] = sts.UID
+		c.log.Info("deleted StatefulSet, orphaning its pods", "statefulset", name, "namespace", c.namespace)
+	}
+	for _, name := range names {
+		uid, ok := deleted[name]
+		if !ok {
+			continue
+		}
+		// Gone means not found, or found with another UID (someone created it again).
+		err := poll(ctx, func(ctx context.Context) (bool, error) {
+			sts, err := sets.Get(ctx, name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return true, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			return sts.UID != uid, nil
+		})
+		if err != nil {
+			return fmt.Errorf("wait for StatefulSet %s to be deleted: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// ReplaceOrphanedPods deletes, for each named StatefulSet of the client's namespace, the pods
+// named <statefulset>-<ordinal> that its selector does not match: after an orphan re-create
+// with a new selector, the orphaned pod keeps the old labels and its name, so the new
+// StatefulSet cannot create its own and stays unready until it is deleted. Volumes stay. Pods
+// controlled by another object are left alone. It returns the pods it deleted, and does not
+// wait for their replacements (readiness does).
+func (c *Client) ReplaceOrphanedPods(ctx context.Context, names []string) ([]string, error) {
+	var replaced []string
+	for _, name := range names {
+		sts, err := c.kube.AppsV1().StatefulSets(c.namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return replaced, fmt.Errorf("replace orphaned pods of StatefulSet %s: %w", name, err)
+		}
+		selector, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
+		if err != nil {
+			return replaced, fmt.Errorf("replace orphaned pods of StatefulSet %s: selector: %w", name, err)
+		}
+		pods, err := c.kube.CoreV1().Pods(c.namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return replaced, fmt.Errorf("replace orphaned pods of StatefulSet %s: list pods: %w", name, err)
+		}
+		for i := range pods.Items {
+			pod := &pods.Items[i]
+			if !ordinalPod(name, pod.Name) || pod.DeletionTimestamp != nil || selector.Matches(labels.Set(pod.Labels)) {
+				continue
+			}
+			if owner := metav1.GetControllerOf(pod); owner != nil && owner.UID != sts.UID {
+				continue
+			}
+			err := c.kube.CoreV1().Pods(c.namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
+				Preconditions: &metav1.Preconditions{UID: &pod.UID},
+			})
+			if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+				continue // already gone, or replaced meanwhile
+			}
+			if err != nil {
+				return replaced, fmt.Errorf("delete orphaned pod %s of StatefulSet %s: %w", pod.Name, name, err)
+			}
+			c.log.Info("deleted orphaned pod", "pod", pod.Name, "statefulset", name, "labels", labels.Set(pod.Labels).String(), "selector", selector.String())
+			replaced = append(replaced, pod.Name)
+		}
+	}
+	return replaced, nil
+}
+
+// ordinalPod reports whether pod is named <statefulset>-<digits>.
+func ordinalPod(statefulset, pod string) bool {
+	ordinal, ok := strings.CutPrefix(pod, statefulset+"-")
+	if !ok || ordinal == "" {
+		return false
+	}
+	for _, r := range ordinal {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// poll calls done with a backoff from 50 ms to 1 s until it returns true or an error, or ctx
+// ends. (wait.Backoff's Cap ends the steps when reached, so it cannot poll until ctx ends.)
+func poll(ctx context.Context, done func(context.Context) (bool, error)) error {
+	delay := 50 * time.Millisecond
+	for {
+		ok, err := done(ctx)
+		if err != nil || ok {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		case <-t.C:
+		}
+		delay = min(delay*3/2, time.Second)
+	}
+}

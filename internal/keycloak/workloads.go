@@ -1,0 +1,342 @@
+package keycloak
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/yaml"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+)
+
+// Workload kinds that Workloads scales.
+const (
+	StatefulSet = "StatefulSet"
+	Deployment  = "Deployment"
+)
+
+var _ rollout.Workloads = Workloads{}
+
+// Workloads stops and starts the Keycloak workloads of a release through their scale
+// subresource (the vendor's downtime).
+type Workloads struct {
+	Client kubernetes.Interface
+	// Name is the `workload` input: "" detects the Keycloak workloads in the manifest;
+	// otherwise "StatefulSet/name", "Deployment/name" or a bare name, which must be in the
+	// manifest.
+	Name string
+	Log  *slog.Logger
+}
+
+func (w Workloads) log() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// manifestObject is what Detect reads of each document of a manifest.
+type manifestObject struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+}
+
+// detectLabels are the labels whose value marks a Keycloak workload (besides its name).
+var detectLabels = []string{"app", "app.kubernetes.io/name", "app.kubernetes.io/component"}
+
+// Detect finds the Keycloak workloads (StatefulSets and Deployments of group apps) in a
+// release manifest (multi-document YAML, as helm stores it). With name empty, those whose
+// name or app, app.kubernetes.io/name or app.kubernetes.io/component label contains
+// "keycloak" (in any case); otherwise the one named: "Kind/name" or a bare name. Replicas are
+// left unset.
+func Detect(manifest, name string) ([]rollout.Scaled, error) {
+	workloads, err := manifestWorkloads(manifest)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		var found []rollout.Scaled
+		for _, o := range workloads {
+			if isKeycloak(o) {
+				found = append(found, rollout.Scaled{Kind: o.Kind, Name: o.Metadata.Name})
+			}
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("no Keycloak StatefulSet or Deployment in the release manifest (none has %q in its name or its %s label; workloads: %s): name it with the `workload` input, e.g. StatefulSet/<name>",
+				"keycloak", strings.Join(detectLabels, ", "), list(workloads))
+		}
+		return found, nil
+	}
+
+	kind, bare, err := parseName(name)
+	if err != nil {
+		return nil, err
+	}
+	var found []rollout.Scaled
+	for _, o := range workloads {
+		if o.Metadata.Name == bare && (kind == "" || o.Kind == kind) {
+			found = append(found, rollout.Scaled{Kind: o.Kind, Name: o.Metadata.Name})
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("workload %q (the `workload` input) is not in the release manifest; its workloads: %s", name, list(workloads))
+	case 1:
+		return found, nil
+	default:
+		return nil, fmt.Errorf("workload %q (the `workload` input) names both a StatefulSet and a Deployment: write StatefulSet/%s or Deployment/%s", name, bare, bare)
+	}
+}
+
+// parseName reads the `workload` input: "Kind/name" or a bare name.
+func parseName(s string) (kind, name string, err error) {
+	k, n, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return "", k, nil
+	}
+	switch strings.ToLower(k) {
+	case "statefulset", "statefulsets", "statefulset.apps", "statefulsets.apps", "sts":
+		kind = StatefulSet
+	case "deployment", "deployments", "deployment.apps", "deployments.apps", "deploy":
+		kind = Deployment
+	default:
+		return "", "", fmt.Errorf("workload %q (the `workload` input): kind %q is neither StatefulSet nor Deployment", s, k)
+	}
+	if n == "" {
+		return "", "", fmt.Errorf("workload %q (the `workload` input): no name after the kind", s)
+	}
+	return kind, n, nil
+}
+
+// manifestWorkloads returns the StatefulSets and Deployments of a manifest, in its order.
+func manifestWorkloads(manifest string) ([]manifestObject, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
+	var out []manifestObject
+	for i := 0; ; i++ {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read release manifest, document %d: %w", i+1, err)
+		}
+		var o manifestObject
+		if err := yaml.Unmarshal(doc, &o); err != nil {
+			return nil, fmt.Errorf("parse release manifest, document %d: %w", i+1, err)
+		}
+		group, _, _ := strings.Cut(o.APIVersion, "/")
+		if group != "apps" || (o.Kind != StatefulSet && o.Kind != Deployment) || o.Metadata.Name == "" {
+			continue
+		}
+		out = append(out, o)
+	}
+}
+
+func isKeycloak(o manifestObject) bool {
+	has := func(s string) bool { return strings.Contains(strings.ToLower(s), "keycloak") }
+	if has(o.Metadata.Name) {
+		return true
+	}
+	for _, l := range detectLabels {
+		if has(o.Metadata.Labels[l]) {
+			return true
+		}
+	}
+	return false
+}
+
+func list(objs []manifestObject) string {
+	if len(objs) == 0 {
+		return "none"
+	}
+	names := make([]string, len(objs))
+	for i, o := range objs {
+		names[i] = o.Kind + "/" + o.Metadata.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// ScaleDown scales the Keycloak workloads of the manifest to zero and waits until none of
+// their pods remain (including terminating ones), for as long as ctx allows. It returns what
+// it scaled with the replicas each had, also together with an error: those must be scaled up
+// again.
+func (w Workloads) ScaleDown(ctx context.Context, namespace, manifest string) ([]rollout.Scaled, error) {
+	targets, err := Detect(manifest, w.Name)
+	if err != nil {
+		return nil, err
+	}
+	var scaled []rollout.Scaled
+	selectors := make([]labels.Selector, 0, len(targets))
+	for _, t := range targets {
+		var replicas int32
+		var selector string
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			s, err := w.getScale(ctx, namespace, t)
+			if err != nil {
+				return err
+			}
+			replicas, selector = s.Spec.Replicas, s.Status.Selector
+			if replicas == 0 {
+				return nil
+			}
+			s.Spec.Replicas = 0
+			_, err = w.updateScale(ctx, namespace, t, s)
+			return err
+		})
+		if err != nil {
+			return scaled, fmt.Errorf("scale %s/%s to 0: %w", t.Kind, t.Name, err)
+		}
+		t.Replicas = replicas
+		scaled = append(scaled, t)
+		if selector == "" {
+			selector, err = w.specSelector(ctx, namespace, t)
+			if err != nil {
+				return scaled, err
+			}
+		}
+		sel, err := labels.Parse(selector)
+		if err != nil {
+			return scaled, fmt.Errorf("selector %q of %s/%s: %w", selector, t.Kind, t.Name, err)
+		}
+		selectors = append(selectors, sel)
+		w.log().Info("scaled down", "workload", t.Kind+"/"+t.Name, "namespace", namespace, "replicas", replicas)
+	}
+	for i, t := range scaled {
+		if err := w.waitNoPods(ctx, namespace, t, selectors[i]); err != nil {
+			return scaled, err
+		}
+	}
+	return scaled, nil
+}
+
+// ScaleUp gives each workload its recorded replicas back, without waiting for readiness.
+// Workloads recorded at 0 are left alone. Every workload is tried; the errors are joined.
+func (w Workloads) ScaleUp(ctx context.Context, namespace string, scaled []rollout.Scaled) error {
+	var errs []error
+	for _, t := range scaled {
+		if t.Replicas == 0 {
+			w.log().Info("left at 0 replicas, as it was", "workload", t.Kind+"/"+t.Name, "namespace", namespace)
+			continue
+		}
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			s, err := w.getScale(ctx, namespace, t)
+			if err != nil {
+				return err
+			}
+			if s.Spec.Replicas == t.Replicas {
+				return nil
+			}
+			s.Spec.Replicas = t.Replicas
+			_, err = w.updateScale(ctx, namespace, t, s)
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("scale %s/%s back to %d: %w", t.Kind, t.Name, t.Replicas, err))
+			continue
+		}
+		w.log().Info("scaled up", "workload", t.Kind+"/"+t.Name, "namespace", namespace, "replicas", t.Replicas)
+	}
+	return errors.Join(errs...)
+}
+
+func (w Workloads) getScale(ctx context.Context, namespace string, t rollout.Scaled) (*autoscalingv1.Scale, error) {
+	switch t.Kind {
+	case StatefulSet:
+		return w.Client.AppsV1().StatefulSets(namespace).GetScale(ctx, t.Name, metav1.GetOptions{})
+	case Deployment:
+		return w.Client.AppsV1().Deployments(namespace).GetScale(ctx, t.Name, metav1.GetOptions{})
+	}
+	return nil, fmt.Errorf("kind %q is neither StatefulSet nor Deployment", t.Kind)
+}
+
+func (w Workloads) updateScale(ctx context.Context, namespace string, t rollout.Scaled, s *autoscalingv1.Scale) (*autoscalingv1.Scale, error) {
+	switch t.Kind {
+	case StatefulSet:
+		return w.Client.AppsV1().StatefulSets(namespace).UpdateScale(ctx, t.Name, s, metav1.UpdateOptions{})
+	case Deployment:
+		return w.Client.AppsV1().Deployments(namespace).UpdateScale(ctx, t.Name, s, metav1.UpdateOptions{})
+	}
+	return nil, fmt.Errorf("kind %q is neither StatefulSet nor Deployment", t.Kind)
+}
+
+// specSelector reads a workload's pod selector when its scale subresource does not report it.
+func (w Workloads) specSelector(ctx context.Context, namespace string, t rollout.Scaled) (string, error) {
+	var sel *metav1.LabelSelector
+	switch t.Kind {
+	case StatefulSet:
+		o, err := w.Client.AppsV1().StatefulSets(namespace).Get(ctx, t.Name, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("read %s/%s: %w", t.Kind, t.Name, err)
+		}
+		sel = o.Spec.Selector
+	case Deployment:
+		o, err := w.Client.AppsV1().Deployments(namespace).Get(ctx, t.Name, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("read %s/%s: %w", t.Kind, t.Name, err)
+		}
+		sel = o.Spec.Selector
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return "", fmt.Errorf("selector of %s/%s: %w", t.Kind, t.Name, err)
+	}
+	if s.Empty() {
+		return "", fmt.Errorf("%s/%s has an empty selector: refusing to wait on every pod of the namespace", t.Kind, t.Name)
+	}
+	return s.String(), nil
+}
+
+// waitNoPods polls, with a growing interval, until no pod of the selector remains.
+func (w Workloads) waitNoPods(ctx context.Context, namespace string, t rollout.Scaled, sel labels.Selector) error {
+	const maxInterval = 2 * time.Second
+	interval := 100 * time.Millisecond
+	start := time.Now()
+	var remaining []string
+	var lastErr error
+	for {
+		pods, err := w.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		if err == nil {
+			remaining = remaining[:0]
+			for _, p := range pods.Items {
+				remaining = append(remaining, p.Name)
+			}
+			if len(remaining) == 0 {
+				w.log().Info("pods gone", "workload", t.Kind+"/"+t.Name, "namespace", namespace, "after", time.Since(start).Round(time.Millisecond))
+				return nil
+			}
+			lastErr = nil
+		} else {
+			lastErr = err
+		}
+		timer := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			cause := context.Cause(ctx)
+			if lastErr != nil {
+				cause = errors.Join(cause, lastErr)
+			}
+			slices.Sort(remaining)
+			return fmt.Errorf("wait for the pods of %s/%s to go (%d remain: %s) after %s: %w",
+				t.Kind, t.Name, len(remaining), strings.Join(remaining, ", "), time.Since(start).Round(time.Second), cause)
+		case <-timer.C:
+		}
+		interval = min(interval*2, maxInterval)
+	}
+}
