@@ -161,7 +161,7 @@ func TestUpgradeRefusedBeforeTouchingAnything(t *testing.T) {
 		want string
 	}{
 		{"no cluster", map[string]string{"KUBECONFIG": missing}, append([]string{"upgrade", "--release-name=identity", "--chart=../../testdata/charts/identity/3.0.0",
-			"--backup-store=path:" + t.TempDir()}, db...), "identity was not changed"},
+			"--backup-store=path:" + t.TempDir()}, db...), "no-kubeconfig: no such file or directory; nothing was changed"},
 		{"action with the artifact store", map[string]string{"GITHUB_ACTIONS": "true", "INPUT_RELEASE-NAME": "identity", "KUBECONFIG": missing,
 			"INPUT_CHART": "oci://ghcr.io/org/identity", "INPUT_DATABASE-URL": "postgres://keycloak@db/keycloak",
 			"PGPASSWORD": secret, "INPUT_BACKUP-ENCRYPTION-RECIPIENTS": recipient}, nil, `backup-store "artifact" is not supported yet by upgrade`},

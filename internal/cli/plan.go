@@ -24,7 +24,7 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		Log:            log,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade plan: %v\n", err)
+		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
 		return ExitInvalid
 	}
 	releases := helmrelease.Renderer{Client: client, Spec: helmrelease.UpgradeSpec{

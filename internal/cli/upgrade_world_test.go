@@ -158,7 +158,7 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		{"create-container-config-error", nil, "CreateContainerConfigError"},
 		{"unschedulable", nil, "Unschedulable"},
 		// Ready for a second, then crashing: helm --atomic reports success here.
-		{"crash-after-ready", []string{"--set", "faultDelay=1s", "--stability-window", "8s"}, "stability window"},
+		{"crash-after-ready", []string{"--set", "faultDelay=1s", "--stability-window", "8s"}, "crashed after becoming ready"},
 	} {
 		t.Run(tt.fault, func(t *testing.T) {
 			t.Parallel()
@@ -172,6 +172,10 @@ func TestUpgradeEndToEnd(t *testing.T) {
 				t.Errorf("the failed upgrade took %v: it waited out the timeout instead of failing fast", took)
 			}
 			mustContain(t, r, "Failed and rolled back", "identity-id-keycloak-0", tt.reason, "rollback hooks skipped")
+			if tt.fault == "crashloop" {
+				// The crashed container's log, fetched before the rollback removed the pod.
+				mustContain(t, r, "Last log lines of identity-id-keycloak-0/keycloak", "Failed to update database")
+			}
 			w.expect(t, 3, "2.1.0", "1.3")
 			if got := dbContent(t, w.db); got != w.before {
 				t.Error("the database differs from before the upgrade")
