@@ -99,6 +99,11 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		if err := rep.Plan.WriteText(stdout); err != nil {
 			return ExitFailed
 		}
+		if cfg.DryRun {
+			if err := rep.Plan.WriteDiff(stdout); err != nil {
+				return ExitFailed
+			}
+		}
 	}
 	if err := rep.WriteText(stdout); err != nil {
 		return ExitFailed

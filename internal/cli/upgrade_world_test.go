@@ -194,6 +194,23 @@ func TestUpgradeEndToEnd(t *testing.T) {
 			t.Errorf("a refused run left a backup: %v", entries)
 		}
 	})
+	t.Run("dry-run", func(t *testing.T) {
+		t.Parallel()
+		w := install13(t)
+		r := w.upgrade(t.Context(), t, "--dry-run")
+		if r.code != ExitOK {
+			t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		mustContain(t, r, "Dry run: identity would be upgraded from revision 1", "--- change StatefulSet/identity-id-keycloak",
+			"+        image: alfresco/alfresco-identity-service:1.4.0", "--- change Secret/identity-id-keycloak-db")
+		if strings.Contains(r.stdout, base64.StdEncoding.EncodeToString([]byte(w.db.OwnerPassword))) {
+			t.Error("the dry run shows the database password")
+		}
+		w.expect(t, 1, "2.1.0", "1.3")
+		if entries, _ := os.ReadDir(w.stores); len(entries) != 0 {
+			t.Errorf("a dry run left a backup: %v", entries)
+		}
+	})
 	t.Run("timeout", func(t *testing.T) {
 		t.Parallel()
 		w := install13(t)

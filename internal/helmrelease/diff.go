@@ -10,7 +10,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/pmezard/go-difflib/difflib"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -48,9 +50,9 @@ func DiffManifests(current, target, defaultNamespace string) ([]rollout.Change, 
 		b, ok := before[key]
 		switch {
 		case !ok:
-			changes = append(changes, rollout.Change{Action: rollout.Added, Kind: a.kind, Namespace: a.namespace, Name: a.name})
+			changes = append(changes, rollout.Change{Action: rollout.Added, Kind: a.kind, Namespace: a.namespace, Name: a.name, Diff: unified(nil, a)})
 		case !reflect.DeepEqual(a.body, b.body):
-			c := rollout.Change{Action: rollout.Changed, Kind: a.kind, Namespace: a.namespace, Name: a.name}
+			c := rollout.Change{Action: rollout.Changed, Kind: a.kind, Namespace: a.namespace, Name: a.name, Diff: unified(&b, a)}
 			for _, field := range immutableFields[a.kind] {
 				if !reflect.DeepEqual(lookup(b.body, field), lookup(a.body, field)) {
 					c.Immutable = append(c.Immutable, field)
@@ -61,7 +63,7 @@ func DiffManifests(current, target, defaultNamespace string) ([]rollout.Change, 
 	}
 	for key, b := range before {
 		if _, ok := after[key]; !ok {
-			changes = append(changes, rollout.Change{Action: rollout.Removed, Kind: b.kind, Namespace: b.namespace, Name: b.name})
+			changes = append(changes, rollout.Change{Action: rollout.Removed, Kind: b.kind, Namespace: b.namespace, Name: b.name, Diff: unifiedRemoved(b)})
 		}
 	}
 	sort.Slice(changes, func(i, j int) bool {
@@ -144,4 +146,82 @@ func (c *Client) ImmutableStatefulSets(changes []rollout.Change) []string {
 	}
 	sort.Strings(names)
 	return slices.Compact(names)
+}
+
+// unified is a unified diff of one resource's YAML, before → after (before nil: added).
+// Secret values never appear: each is replaced by a placeholder that says whether it changed.
+func unified(before *object, after object) string {
+	var a []string
+	var prev map[string]any
+	if before != nil {
+		prev = before.body
+		a = lines(render(redact(before.body, nil, before.kind)))
+	}
+	b := lines(render(redact(after.body, prev, after.kind)))
+	text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: a, B: b, FromFile: "current", ToFile: "target", Context: 3,
+	})
+	if err != nil {
+		return ""
+	}
+	return text
+}
+
+func unifiedRemoved(before object) string {
+	text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: lines(render(redact(before.body, nil, before.kind))), FromFile: "current", ToFile: "target", Context: 3,
+	})
+	if err != nil {
+		return ""
+	}
+	return text
+}
+
+func render(body map[string]any) string {
+	out, err := sigsyaml.Marshal(body)
+	if err != nil {
+		return fmt.Sprintf("(cannot render: %v)\n", err)
+	}
+	return string(out)
+}
+
+// redact replaces the values of a Secret's data and stringData by placeholders; against
+// prev (the same Secret before), a changed value says so, so that a diff shows which keys
+// change without showing any value.
+func redact(body, prev map[string]any, kind string) map[string]any {
+	if kind != "Secret" {
+		return body
+	}
+	out := make(map[string]any, len(body))
+	for k, v := range body {
+		out[k] = v
+	}
+	for _, field := range []string{"data", "stringData"} {
+		m, ok := body[field].(map[string]any)
+		if !ok {
+			continue
+		}
+		old, _ := prev[field].(map[string]any)
+		red := make(map[string]any, len(m))
+		for k, v := range m {
+			red[k] = "(redacted)"
+			if prev != nil {
+				if was, ok := old[k]; ok && !reflect.DeepEqual(was, v) {
+					red[k] = "(redacted, changed)"
+				}
+			}
+		}
+		out[field] = red
+	}
+	return out
+}
+
+// lines splits text into lines that keep their newline (difflib's SplitLines adds an empty
+// last line).
+func lines(text string) []string {
+	l := strings.SplitAfter(text, "\n")
+	if l[len(l)-1] == "" {
+		l = l[:len(l)-1]
+	}
+	return l
 }

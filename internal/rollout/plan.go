@@ -177,3 +177,14 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
+
+// WriteDiff writes the manifest diff of every changed resource: what a dry run shows.
+func (p Plan) WriteDiff(w io.Writer) error {
+	var b strings.Builder
+	for _, c := range p.Changes {
+		fmt.Fprintf(&b, "--- %s %s\n", c.Action, c.Resource())
+		b.WriteString(c.Diff)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -68,6 +68,9 @@ type Change struct {
 	// Immutable lists the fields that change but that the API server refuses to update
 	// (e.g. "spec.selector" of a StatefulSet): a plain upgrade fails on them.
 	Immutable []string
+	// Diff is a unified diff of the resource's manifest, current → target, Secret values
+	// redacted.
+	Diff string
 }
 
 // Resource names the change's resource as "Kind/name".
