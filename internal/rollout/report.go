@@ -19,16 +19,13 @@ func (r *Report) Headline() string {
 		return fmt.Sprintf("Nothing to do: %s at revision %d already renders the target.", r.Release, r.PreviousRevision)
 	case RolledBack:
 		if r.UpgradedRevision == 0 {
-			return fmt.Sprintf("Failed, nothing upgraded: %s is still at revision %d.", r.Release, r.PreviousRevision)
+			return fmt.Sprintf("Failed before the upgrade: %s was not upgraded and is still at revision %d.", r.Release, r.PreviousRevision)
 		}
 		db := "the database was unchanged"
 		if r.DatabaseRestored {
 			db = "the database was restored from the backup"
 		}
 		return fmt.Sprintf("Failed and rolled back: %s is back at revision %d's release (now revision %d); %s.", r.Release, r.PreviousRevision, r.Revision, db)
-	}
-	if r.ExitCode == ExitRolledBack {
-		return fmt.Sprintf("Failed before the upgrade: %s was not upgraded and is still at revision %d.", r.Release, r.PreviousRevision)
 	}
 	if r.ExitCode == ExitRefused {
 		return fmt.Sprintf("Refused: %s was not changed.", r.Release)

@@ -30,7 +30,7 @@ func TestReportText(t *testing.T) {
 		{"needs a human", rollout.Report{Result: rollout.Failed, ExitCode: 3, Release: "identity", PreviousRevision: 4, Revision: 5,
 			Failure: nr, Recovery: errors.New("rollback: another operation is in progress")},
 			[]string{"FAILED and NOT fully recovered", "Recovery did not complete: rollback: another operation is in progress"}},
-		{"failed before the upgrade", rollout.Report{Result: rollout.Failed, ExitCode: 1, Release: "identity", PreviousRevision: 4, Revision: 4, Failure: errors.New("backup: disk full")},
+		{"failed before the upgrade", rollout.Report{Result: rollout.RolledBack, ExitCode: 1, Release: "identity", PreviousRevision: 4, Revision: 4, Failure: errors.New("backup: disk full")},
 			[]string{"Failed before the upgrade: identity was not upgraded and is still at revision 4.", "Cause: backup: disk full"}},
 		{"refused", rollout.Report{Result: rollout.Failed, ExitCode: 2, Release: "identity", Failure: rollout.ErrLocked},
 			[]string{"Refused: identity was not changed.", "result: failed (exit 2)"}},

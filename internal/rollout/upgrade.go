@@ -315,10 +315,10 @@ func (r *run) abort(ctx context.Context, cause error) *Report {
 			return fmt.Sprintf("%v", r.scaled), r.p.Workloads.ScaleUp(ctx, r.req.Namespace, r.scaled)
 		})
 	}
-	r.rep.Result = Failed
-	r.rep.ExitCode = ExitRolledBack
+	// Nothing was upgraded and what the run changed is undone: as good as a rollback.
+	r.rep.Result, r.rep.ExitCode = RolledBack, ExitRolledBack
 	if r.rep.Recovery != nil {
-		r.rep.ExitCode = ExitNeedsHuman
+		r.rep.Result, r.rep.ExitCode = Failed, ExitNeedsHuman
 	}
 	return r.rep
 }

@@ -258,14 +258,14 @@ func TestUpgrade(t *testing.T) {
 		{
 			name:   "backup fails: nothing upgraded, quiesce undone",
 			setup:  func(w *world, _ *rollout.UpgradeRequest) { w.backupErr = errors.New("pg_dump: connection refused") },
-			result: rollout.Failed, exit: 1,
+			result: rollout.RolledBack, exit: 1,
 			calls:   []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "scale up", "unlock lease"},
 			failure: "backup: pg_dump: connection refused", revision: 4,
 		},
 		{
 			name:   "quiesce fails",
 			setup:  func(w *world, _ *rollout.UpgradeRequest) { w.scaleDownErr = errors.New("forbidden") },
-			result: rollout.Failed, exit: 1,
+			result: rollout.RolledBack, exit: 1,
 			calls:   []string{"lock", "current", "current", "render", "inspect", "scale down", "unlock lease"},
 			failure: "quiesce: forbidden", revision: 4,
 		},
