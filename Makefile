@@ -3,7 +3,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/identity-upgrade/identity-upgrade/internal/version.version=$(VERSION)
 
-.PHONY: build test tools rehearsal vet lint clean bench-backup
+.PHONY: build test tools rehearsal vet lint clean bench-backup bench-rollback
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/identity-upgrade .
@@ -25,6 +25,12 @@ rehearsal: tools build
 BENCH_DB_MB ?= 1024
 bench-backup:
 	BENCH_DB_MB=$(BENCH_DB_MB) $(GO) run ./internal/pgbackup/bench $(ARGS)
+
+# identity-upgrade's rollback against `helm upgrade --atomic --timeout 60s` on the simulated cluster:
+# never-ready, crash-loop, crash-after-ready and healthy upgrades, one run each (a few minutes:
+# --atomic waits out its timeout); prints times, ratios and PASS/MISS per target.
+bench-rollback: tools
+	BENCH_ROLLBACK=1 $(GO) test -count=1 -v -timeout 30m -run TestBenchRollback ./internal/helmrelease/
 
 vet:
 	$(GO) vet ./...
