@@ -12,6 +12,7 @@ import (
 	"log/slog"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
+	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/version"
 )
 
@@ -80,6 +81,12 @@ func run(ctx context.Context, cfg *config.Config, getenv func(string) string, st
 		return ExitInvalid
 	}
 
+	var act *ghaction.Action
+	if cfg.Action {
+		// Masks go first: nothing may be logged before GitHub knows the secrets.
+		act = ghaction.New(getenv, stdout)
+		act.Mask(cfg.Secrets()...)
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	logger.InfoContext(ctx, "configuration", "config", cfg)
 	switch cfg.Command {
@@ -90,7 +97,7 @@ func run(ctx context.Context, cfg *config.Config, getenv func(string) string, st
 	case config.CmdRestore:
 		return runRestore(ctx, cfg, stdout, stderr, logger)
 	case config.CmdUpgrade:
-		return runUpgrade(ctx, cfg, getenv, stdout, stderr, logger)
+		return runUpgrade(ctx, cfg, getenv, stdout, stderr, logger, act)
 	}
 	fmt.Fprintf(stderr, "identity-upgrade: unknown command %s\n", cfg.Command)
 	return ExitInvalid

@@ -27,10 +27,7 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
 		return ExitInvalid
 	}
-	releases := helmrelease.Renderer{Client: client, Spec: helmrelease.UpgradeSpec{
-		Chart: cfg.Chart, Version: cfg.ChartVersion, RepoURL: cfg.RepoURL,
-		Values: cfg.Values, ValuesFiles: cfg.ValuesFiles, Set: cfg.Set, ReuseValues: cfg.ReuseValues,
-	}}
+	releases := helmrelease.Renderer{Client: client, Spec: upgradeSpec(cfg)}
 	db := pgbackup.Inspector{ConnString: cfg.DatabaseConnString()}
 	plan, err := rollout.MakePlan(ctx, releases, db, rollout.PlanRequest{
 		Release:              cfg.ReleaseName,
@@ -52,4 +49,13 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		return ExitInvalid
 	}
 	return ExitOK
+}
+
+// upgradeSpec is the target of the upgrade as the inputs give it.
+func upgradeSpec(cfg *config.Config) helmrelease.UpgradeSpec {
+	return helmrelease.UpgradeSpec{
+		Chart: cfg.Chart, Version: cfg.ChartVersion, RepoURL: cfg.RepoURL,
+		Values: cfg.Values, ValuesFiles: cfg.ValuesFiles, Set: cfg.Set, ReuseValues: cfg.ReuseValues,
+		Username: cfg.RegistryUsername, Password: cfg.RegistryPassword,
+	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
+	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/keycloak"
 	"github.com/identity-upgrade/identity-upgrade/internal/kubelock"
@@ -18,7 +20,9 @@ import (
 )
 
 // runUpgrade runs the whole procedure and prints its report; the exit code is the report's.
-func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger) int {
+// As an action (act not nil) it also writes the outputs, the job summary and an annotation,
+// and groups the log by step.
+func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger, act *ghaction.Action) int {
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "identity-upgrade upgrade: "+format+"; nothing was changed\n", args...)
 		return ExitInvalid
@@ -64,10 +68,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		workload = ""
 	}
 	p := &rollout.Pipeline{
-		Releases: helmrelease.Renderer{Client: client, Spec: helmrelease.UpgradeSpec{
-			Chart: cfg.Chart, Version: cfg.ChartVersion, RepoURL: cfg.RepoURL,
-			Values: cfg.Values, ValuesFiles: cfg.ValuesFiles, Set: cfg.Set, ReuseValues: cfg.ReuseValues,
-		}},
+		Releases: helmrelease.Renderer{Client: client, Spec: upgradeSpec(cfg)},
 		Database: &pgbackup.Engine{
 			ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
 			Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: stores,
@@ -76,6 +77,9 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: lockHolder(getenv), Log: log},
 		Workloads: keycloak.Workloads{Client: kube, Name: workload, Log: log},
 		Log:       log,
+	}
+	if act != nil {
+		p.StepHook = act.Group
 	}
 	rep := p.Upgrade(ctx, rollout.UpgradeRequest{
 		PlanRequest: rollout.PlanRequest{
@@ -107,6 +111,15 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 	}
 	if err := rep.WriteText(stdout); err != nil {
 		return ExitFailed
+	}
+	if act != nil {
+		act.Error(rep)
+		if err := errors.Join(act.Outputs(rep), act.Summary(rep)); err != nil {
+			fmt.Fprintf(stderr, "identity-upgrade upgrade: %v\n", err)
+			if rep.ExitCode == rollout.ExitOK {
+				return ExitFailed
+			}
+		}
 	}
 	return rep.ExitCode
 }

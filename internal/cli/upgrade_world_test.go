@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,6 +183,56 @@ func TestUpgradeEndToEnd(t *testing.T) {
 			}
 		})
 	}
+	t.Run("as an action", func(t *testing.T) {
+		t.Parallel()
+		w := install13(t)
+		dir := t.TempDir()
+		outputs, summary := filepath.Join(dir, "output"), filepath.Join(dir, "summary.md")
+		env := map[string]string{
+			"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": outputs, "GITHUB_STEP_SUMMARY": summary, "RUNNER_TEMP": dir,
+			"INPUT_RELEASE-NAME": "identity", "INPUT_NAMESPACE": w.kube.Namespace, "INPUT_CHART": chart14,
+			"INPUT_KUBECONFIG":            string(w.kube.KubeconfigData),
+			"INPUT_DATABASE-URL":          w.db.URL(),
+			"INPUT_RECREATE-STATEFULSETS": "orphan", "INPUT_BACKUP-STORE": "path:" + w.stores,
+			"INPUT_STABILITY-WINDOW": "3s", "INPUT_SET": "fault=crashloop",
+		}
+		var stdout, stderr bytes.Buffer
+		code := Run(t.Context(), nil, func(k string) string { return env[k] }, &stdout, &stderr)
+		if code != ExitFailed {
+			t.Fatalf("exit %d, want %d\n%s\n%s", code, ExitFailed, stdout.String(), stderr.String())
+		}
+		out, err := os.ReadFile(outputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := os.ReadFile(summary)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"result<<", "rolled-back", "previous-revision<<", "revision<<", "backup-sha256<<", "failure-reason<<"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("outputs lack %q:\n%s", want, out)
+			}
+		}
+		for _, want := range []string{"rolled back", "| readiness |", "identity-id-keycloak-0"} {
+			if !strings.Contains(string(sum), want) {
+				t.Errorf("summary lacks %q:\n%s", want, sum)
+			}
+		}
+		for _, want := range []string{"::add-mask::" + w.db.OwnerPassword, "::group::backup", "::error title=identity-upgrade::"} {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("stdout lacks %q", want)
+			}
+		}
+		// The password was masked first; after that it appears nowhere.
+		rest := strings.Replace(stdout.String(), "::add-mask::"+w.db.OwnerPassword, "", 1)
+		for name, text := range map[string]string{"stdout": rest, "stderr": stderr.String(), "outputs": string(out), "summary": string(sum)} {
+			if strings.Contains(text, w.db.OwnerPassword) {
+				t.Errorf("%s shows the database password", name)
+			}
+		}
+		w.expect(t, 3, "2.1.0", "1.3")
+	})
 	t.Run("template-error", func(t *testing.T) {
 		t.Parallel()
 		w := install13(t)

@@ -2,13 +2,16 @@ package helmrelease
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/strvals"
 	"sigs.k8s.io/yaml"
 
@@ -17,11 +20,24 @@ import (
 
 // UpgradeSpec is the target of an upgrade: chart, version and values, as the inputs give them.
 type UpgradeSpec struct {
-	// Chart is a local chart directory or .tgz. (repo/name with RepoURL and oci:// references
-	// are recognised by the config but not fetched yet.)
-	Chart   string
+	// Chart is the `chart` input: repo/name with RepoURL (the part before the slash is only the
+	// repository's alias), oci://host/path/name[:tag][@digest], or a local chart directory or
+	// .tgz.
+	Chart string
+	// Version (`chart-version`) is an exact version or a semver constraint; empty means the
+	// newest stable version. Not used with a local chart.
 	Version string
+	// RepoURL (`repo-url`) is the chart repository whose index.yaml lists Chart.
 	RepoURL string
+	// Username and Password (`registry-username`, `registry-password`) authenticate to the
+	// chart repository (HTTP basic auth, sent to the repository's own host only) or the OCI
+	// registry. Without them an OCI pull uses docker's stored credentials, if any.
+	Username string
+	Password string
+	// CacheDir holds downloaded chart archives (default: identity-upgrade/charts under the
+	// user's cache directory). A repository chart is downloaded again only when its digest in
+	// index.yaml changes; the index itself is fetched on every load.
+	CacheDir string
 	// Values is inline YAML; ValuesFiles are read in order; Set are key=value lines with helm's
 	// --set syntax. Later sources win, as with helm.
 	Values      string
@@ -61,11 +77,21 @@ func (s UpgradeSpec) values() (map[string]any, error) {
 	return base, nil
 }
 
+// load fetches and loads the chart the spec names: from an OCI registry, a chart repository
+// (see chartsource.go) or the local file system.
 func (s UpgradeSpec) load() (*chart.Chart, error) {
-	if s.RepoURL != "" || strings.HasPrefix(s.Chart, "oci://") {
-		return nil, fmt.Errorf("chart %q: only local chart directories and archives are supported so far", s.Chart)
+	switch {
+	case registry.IsOCI(s.Chart):
+		return s.loadOCI()
+	case s.RepoURL != "":
+		return s.loadFromRepo()
 	}
-	return LoadChart(s.Chart)
+	ch, err := LoadChart(s.Chart)
+	if err != nil && errors.Is(err, fs.ErrNotExist) && strings.Count(s.Chart, "/") == 1 &&
+		!strings.HasPrefix(s.Chart, ".") && !strings.HasPrefix(s.Chart, "/") {
+		return nil, fmt.Errorf("chart %q is no local path, and as repo/name it needs repo-url (the chart repository's URL): %w", s.Chart, err)
+	}
+	return ch, err
 }
 
 // Render returns the revision an upgrade of release name to spec would create, without

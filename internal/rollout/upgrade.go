@@ -106,6 +106,9 @@ type Pipeline struct {
 	Log       *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// StepHook, when set, is called as each step starts; the function it returns is called as
+	// the step ends (the action opens and closes a log group with it).
+	StepHook func(name string) (end func())
 }
 
 // run is the state of one run of the pipeline.
@@ -460,6 +463,9 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 // step runs one step of the timeline, logging its start and end.
 func (r *run) step(ctx context.Context, name string, f func(context.Context) (string, error)) error {
 	start := r.p.now()
+	if r.p.StepHook != nil {
+		defer r.p.StepHook(name)()
+	}
 	r.log.Info("step", "step", name)
 	note, err := f(ctx)
 	s := Step{Name: name, Start: start, Duration: r.p.now().Sub(start), Err: err, Note: note}

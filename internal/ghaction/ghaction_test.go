@@ -1,0 +1,327 @@
+package ghaction_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+)
+
+// env is a fake environment for getenv.
+type env map[string]string
+
+func (e env) get(k string) string { return e[k] }
+
+// newAction returns an Action whose GITHUB_OUTPUT and GITHUB_STEP_SUMMARY are files in a temp
+// dir, and the buffer it writes workflow commands to.
+func newAction(t *testing.T) (*ghaction.Action, env, *bytes.Buffer) {
+	t.Helper()
+	dir := t.TempDir()
+	e := env{
+		"GITHUB_OUTPUT":       filepath.Join(dir, "output"),
+		"GITHUB_STEP_SUMMARY": filepath.Join(dir, "summary"),
+	}
+	var out bytes.Buffer
+	return ghaction.New(e.get, &out), e, &out
+}
+
+// parseOutputs reads a GITHUB_OUTPUT file the way the runner does: name=value lines and
+// name<<DELIM heredocs.
+func parseOutputs(t *testing.T, path string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		if name, delim, ok := strings.Cut(line, "<<"); ok && !strings.Contains(name, "=") {
+			var val []string
+			i++
+			for ; i < len(lines) && lines[i] != delim; i++ {
+				val = append(val, lines[i])
+			}
+			if i == len(lines) {
+				t.Fatalf("output %s: heredoc %s not closed:\n%s", name, delim, data)
+			}
+			if _, dup := got[name]; dup {
+				t.Errorf("output %s written twice", name)
+			}
+			got[name] = strings.Join(val, "\n")
+			continue
+		}
+		name, val, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("line %d of GITHUB_OUTPUT is neither name=value nor a heredoc: %q", i+1, line)
+		}
+		got[name] = val
+	}
+	return got
+}
+
+// outputNames are the outputs of action.yml.
+var outputNames = []string{"result", "previous-revision", "revision", "backup-location", "backup-sha256",
+	"backup-bytes", "failure-reason", "duration-seconds"}
+
+func TestOutputs(t *testing.T) {
+	reps := reports()
+	multi := reports()["needs-human"]
+	multi.Failure = fmt.Errorf("upgrade: %w", errors.Join(errors.New("first cause"), errors.New("second line\n_GitHubActionsFileCommandDelimeter_\nrevision=99")))
+
+	tests := []struct {
+		name string
+		rep  *rollout.Report
+		want map[string]string
+	}{
+		{"success", reps["success"], map[string]string{
+			"result": "upgraded", "previous-revision": "4", "revision": "5",
+			"backup-location": "artifact:identity-r4-20250314T092653Z\npath:/backups/identity-r4-20250314T092653Z",
+			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216",
+			"failure-reason": "", "duration-seconds": "122",
+		}},
+		{"rolled back", reps["rolled-back"], map[string]string{
+			"result": "rolled-back", "previous-revision": "4", "revision": "6",
+			"backup-location": "artifact:identity-r4-20250314T092653Z\npath:/backups/identity-r4-20250314T092653Z",
+			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216",
+			"failure-reason":   "readiness: not ready: pod identity-id-keycloak-0 container keycloak (StatefulSet/identity-id-keycloak): CrashLoopBackOff: back-off 20s restarting failed container",
+			"duration-seconds": "185",
+		}},
+		{"refused", reps["refused"], map[string]string{
+			"result": "failed", "previous-revision": "", "revision": "", "backup-location": "", "backup-sha256": "", "backup-bytes": "",
+			"failure-reason":   "lock: another identity-upgrade run holds the release: held by run 1234 (octo/infra, attempt 1) since 09:20:11",
+			"duration-seconds": "0",
+		}},
+		{"multi-line failure", multi, map[string]string{
+			"result": "failed", "previous-revision": "4", "revision": "5",
+			"backup-location": "artifact:identity-r4-20250314T092653Z\npath:/backups/identity-r4-20250314T092653Z",
+			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216",
+			"failure-reason":   "upgrade: first cause\nsecond line\n_GitHubActionsFileCommandDelimiter_\nrevision=99",
+			"duration-seconds": "737",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, e, _ := newAction(t)
+			if err := a.Outputs(tt.rep); err != nil {
+				t.Fatal(err)
+			}
+			got := parseOutputs(t, e["GITHUB_OUTPUT"])
+			if names := slices.Sorted(maps.Keys(got)); !slices.Equal(names, slices.Sorted(slices.Values(outputNames))) {
+				t.Errorf("outputs %v, want %v", names, outputNames)
+			}
+			for k, want := range tt.want {
+				if got[k] != want {
+					t.Errorf("%s = %q, want %q", k, got[k], want)
+				}
+			}
+		})
+	}
+}
+
+func TestOutputsOutsideActions(t *testing.T) {
+	var out bytes.Buffer
+	a := ghaction.New(env{}.get, &out)
+	if err := a.Outputs(reports()["success"]); err != nil {
+		t.Errorf("Outputs without GITHUB_OUTPUT: %v", err)
+	}
+	if err := a.Summary(reports()["success"]); err != nil {
+		t.Errorf("Summary without GITHUB_STEP_SUMMARY: %v", err)
+	}
+	if out.Len() > 0 {
+		t.Errorf("wrote %q", out.String())
+	}
+}
+
+func TestOutputsUnwritable(t *testing.T) {
+	e := env{"GITHUB_OUTPUT": filepath.Join(t.TempDir(), "missing", "output")}
+	a := ghaction.New(e.get, new(bytes.Buffer))
+	if err := a.Outputs(reports()["success"]); err == nil {
+		t.Error("Outputs to a file that cannot be created: no error")
+	}
+}
+
+func TestSummaryFile(t *testing.T) {
+	a, e, _ := newAction(t)
+	if err := os.WriteFile(e["GITHUB_STEP_SUMMARY"], []byte("earlier step\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := reports()["rolled-back"]
+	if err := a.Summary(rep); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(e["GITHUB_STEP_SUMMARY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "earlier step\n" + ghaction.Summary(rep) + "\n"; string(got) != want {
+		t.Errorf("GITHUB_STEP_SUMMARY =\n%s\nwant the earlier content and the summary appended", got)
+	}
+}
+
+func TestMask(t *testing.T) {
+	a, _, out := newAction(t)
+	kubeconfig := "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: LS0tLS1CRUdJTiBDRVJU\n  name: k\n"
+	a.Mask("s3cr%t", "", kubeconfig, "s3cr%t")
+	got := out.String()
+	for _, w := range []string{
+		"::add-mask::s3cr%25t\n",
+		"::add-mask::apiVersion: v1%0Aclusters:%0A- cluster:%0A    certificate-authority-data: LS0tLS1CRUdJTiBDRVJU%0A  name: k%0A\n",
+		"::add-mask::apiVersion: v1\n",
+		"::add-mask::clusters:\n",
+		"::add-mask::- cluster:\n",
+		"::add-mask::certificate-authority-data: LS0tLS1CRUdJTiBDRVJU\n",
+		"::add-mask::name: k\n",
+	} {
+		if !strings.Contains(got, w) {
+			t.Errorf("stdout lacks %q:\n%s", w, got)
+		}
+	}
+	if n := strings.Count(got, "::add-mask::s3cr%25t\n"); n != 1 {
+		t.Errorf("the repeated secret was masked %d times", n)
+	}
+	if strings.Contains(got, "::add-mask::\n") {
+		t.Errorf("an empty value was masked:\n%s", got)
+	}
+	if n := strings.Count(got, "::add-mask::"); n != 7 {
+		t.Errorf("%d masks, want 7 (the secret, the kubeconfig whole and its 5 lines):\n%s", n, got)
+	}
+}
+
+func TestGroup(t *testing.T) {
+	a, _, out := newAction(t)
+	a.Mask("hunter2")
+	out.Reset()
+	end := a.Group("backup of hunter2")
+	fmt.Fprintln(out, "inside")
+	end()
+	end()
+	if want := "::group::backup of xxxxx\ninside\n::endgroup::\n"; out.String() != want {
+		t.Errorf("stdout = %q, want %q", out.String(), want)
+	}
+}
+
+func TestError(t *testing.T) {
+	reps := reports()
+	tests := []struct {
+		name string
+		rep  *rollout.Report
+		want string
+	}{
+		{"success", reps["success"],
+			"::notice title=identity-upgrade::Upgraded identity: revision 4 → 5 (alfresco-identity-service-2.1.0 → alfresco-identity-service-3.0.0).\n"},
+		{"rolled back", reps["rolled-back"],
+			"::error title=identity-upgrade::Failed and rolled back: identity is back at revision 4's release (now revision 6); the database was restored from the backup.%0ACause: readiness: not ready: pod identity-id-keycloak-0 container keycloak (StatefulSet/identity-id-keycloak): CrashLoopBackOff: back-off 20s restarting failed container\n"},
+		{"needs a person", reps["needs-human"],
+			"::error title=identity-upgrade::FAILED and NOT fully recovered: identity needs a person (state below).%0ACause: readiness: not ready: StatefulSet/identity-id-keycloak: Timeout: 0/1 replicas ready after 10m0s%0ARecovery did not complete: restore database: psql: error: connection to server at \"identity-postgresql-id\" (10.0.0.7), port 5432 failed: Connection refused%0A\tIs the server running on that host and accepting TCP/IP connections?%0Arollback: another operation (install/upgrade/rollback) is in progress\n"},
+		{"refused", reps["refused"],
+			"::error title=identity-upgrade::Refused: identity was not changed.%0ACause: lock: another identity-upgrade run holds the release: held by run 1234 (octo/infra, attempt 1) since 09:20:11\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, _, out := newAction(t)
+			a.Error(tt.rep)
+			if out.String() != tt.want {
+				t.Errorf("stdout =\n%q\nwant\n%q", out.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct {
+		name, s string
+		secrets []string
+		want    string
+	}{
+		{"none", "password=pw", nil, "password=pw"},
+		{"empty secret ignored", "abc", []string{""}, "abc"},
+		{"every occurrence", "pw and pw", []string{"pw"}, "xxxxx and xxxxx"},
+		{"longest first", "p@ss and p@ssword", []string{"p@ss", "p@ssword"}, "xxxxx and xxxxx"},
+		{"url-like", "postgres://keycloak:S3cr3t!@db/keycloak", []string{"S3cr3t!"}, "postgres://keycloak:xxxxx@db/keycloak"},
+		{"multi-line whole", "key:\nAGE-SECRET-KEY-1ABC\nend", []string{"key:\nAGE-SECRET-KEY-1ABC\nend"}, "xxxxx"},
+		{"line of a multi-line secret", "failed near '  token: abcdef0123'", []string{"kind: Config\n  token: abcdef0123\n-\n"},
+			"failed near '  xxxxx'"},
+		{"short lines of a multi-line secret are kept", "- a }", []string{"{\n- a\n}"}, "- a }"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ghaction.Redact(tt.s, tt.secrets); got != tt.want {
+				t.Errorf("Redact(%q) = %q, want %q", tt.s, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestSecretsNotWritten puts secrets the action knows into every text of a failed report and
+// checks that neither the outputs, the summary, nor the annotation carry them.
+func TestSecretsNotWritten(t *testing.T) {
+	const password = "Tr0ub4dor|&3`x"
+	identity := "# created: 2025-03-14\nAGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ"
+	rep := reports()["needs-human"]
+	rep.Failure = fmt.Errorf("preflight: connect to postgres://keycloak:%s@db:5432/keycloak: password authentication failed", password)
+	rep.Recovery = fmt.Errorf("restore database: decrypt with AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ: no identity matched\nPGPASSWORD=%s", password)
+	rep.DatabaseDrift = "tried " + password
+	rep.NotReady = &rollout.NotReady{Pod: "p", Container: "c", Reason: "Terminated", Logs: []string{"db password is " + password}}
+	rep.Timeline[0].Note = "password " + password
+	rep.Backup.Locations[0] = "oci://user:" + password + "@registry/repo:tag"
+
+	a, e, out := newAction(t)
+	a.Mask(password, identity)
+	if err := a.Outputs(rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Summary(rep); err != nil {
+		t.Fatal(err)
+	}
+	a.Error(rep)
+
+	outputs, err := os.ReadFile(e["GITHUB_OUTPUT"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	summary, err := os.ReadFile(e["GITHUB_STEP_SUMMARY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	annotations := strings.SplitN(out.String(), "::error", 2)
+	if len(annotations) != 2 {
+		t.Fatalf("no ::error in stdout:\n%s", out.String())
+	}
+	for name, text := range map[string]string{"outputs": string(outputs), "summary": string(summary), "annotation": annotations[1]} {
+		for _, leak := range []string{"Tr0ub4dor", "AGE-SECRET-KEY-1QQQ"} {
+			if strings.Contains(text, leak) {
+				t.Errorf("%s contain %q:\n%s", name, leak, text)
+			}
+		}
+		if !strings.Contains(text, "xxxxx") {
+			t.Errorf("%s show no redaction:\n%s", name, text)
+		}
+	}
+	got := parseOutputs(t, e["GITHUB_OUTPUT"])
+	if want := "preflight: connect to postgres://keycloak:xxxxx@db:5432/keycloak: password authentication failed"; got["failure-reason"] != want {
+		t.Errorf("failure-reason = %q, want %q", got["failure-reason"], want)
+	}
+}
+
+func TestDurationSecondsRounds(t *testing.T) {
+	a, e, _ := newAction(t)
+	rep := reports()["success"]
+	rep.Duration = 89*time.Second + 600*time.Millisecond
+	if err := a.Outputs(rep); err != nil {
+		t.Fatal(err)
+	}
+	if got := parseOutputs(t, e["GITHUB_OUTPUT"])["duration-seconds"]; got != "90" {
+		t.Errorf("duration-seconds = %q, want 90", got)
+	}
+}

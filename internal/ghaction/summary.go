@@ -1,0 +1,285 @@
+package ghaction
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+)
+
+// maxNote bounds the note of a timeline row; the full errors are in the sections above it.
+const maxNote = 300
+
+// Summary is the job summary of a run, as Markdown: a title with the result, a table of facts,
+// the cause, the recovery errors and the failing container's last log lines, and the timeline.
+// It depends on nothing but the report (times are offsets from Report.Started). Secrets are
+// not replaced: Action.Summary does that.
+func Summary(rep *rollout.Report) string { return summary(rep, nil) }
+
+// summary renders the summary with the secrets replaced in every text before it is escaped.
+func summary(rep *rollout.Report, secrets []string) string {
+	red := func(s string) string { return Redact(s, secrets) }
+	var b strings.Builder
+
+	fmt.Fprintf(&b, "## %s\n\n%s\n\n", heading(rep), paragraph(red(rep.Headline())))
+
+	// Facts.
+	b.WriteString("| | |\n|---|---|\n")
+	row := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, v) }
+	res := code(string(rep.Result)) + fmt.Sprintf(" (exit %d", rep.ExitCode)
+	if rep.DryRun {
+		res += ", dry run"
+	}
+	row("Result", res+")")
+	if rep.Release != "" {
+		rel := code(red(rep.Release))
+		if rep.Namespace != "" {
+			rel += " in namespace " + code(red(rep.Namespace))
+		}
+		row("Release", rel)
+	}
+	if r := revisions(rep); r != "" {
+		row("Revisions", r)
+	}
+	if rep.FromChart != "" || rep.ToChart != "" {
+		row("Chart", code(red(rep.FromChart))+" → "+code(red(rep.ToChart)))
+	}
+	if bk := rep.Backup; bk != nil {
+		locs := bk.Locations
+		if len(locs) == 0 && bk.Dir != "" {
+			locs = []string{bk.Dir + " (working copy)"}
+		}
+		var cells []string
+		for _, l := range locs {
+			cells = append(cells, code(red(l)))
+		}
+		if len(cells) > 0 {
+			row("Backup", strings.Join(cells, "<br>"))
+		}
+		if bk.SHA256 != "" {
+			row("Backup SHA-256", code(red(bk.SHA256)))
+		}
+		if bk.Bytes > 0 {
+			row("Backup size", fmt.Sprintf("%s (%d bytes)", humanBytes(bk.Bytes), bk.Bytes))
+		}
+	}
+	if db := database(rep); db != "" {
+		row("Database", cell(red(db)))
+	}
+	row("Duration", duration(rep.Duration))
+
+	// What went wrong.
+	if rep.Failure != nil {
+		b.WriteString("\n### Cause\n\n")
+		block(&b, red(rep.Failure.Error()))
+	}
+	if rep.Recovery != nil {
+		b.WriteString("\n### Recovery did not complete\n\n")
+		block(&b, red(rep.Recovery.Error()))
+	}
+	if nr := rep.NotReady; nr != nil && len(nr.Logs) > 0 {
+		who := nr.Pod
+		if nr.Container != "" {
+			who += "/" + nr.Container
+		}
+		if who == "" {
+			who = nr.Resource
+		}
+		fmt.Fprintf(&b, "\n### Last log lines of %s\n\n", code(red(who)))
+		if nr.Reason != "" {
+			when := ""
+			if nr.After > 0 {
+				when = " after " + duration(nr.After) + " of waiting"
+			}
+			if nr.InWindow {
+				when += ", during the stability window"
+			}
+			fmt.Fprintf(&b, "%s%s.\n\n", inline(red(nr.Reason)), when)
+		}
+		fenced(&b, red(strings.Join(nr.Logs, "\n")), "text")
+	}
+
+	// Timeline.
+	if len(rep.Timeline) > 0 {
+		b.WriteString("\n### Timeline\n\n| Step | Started | Duration | Result | Note |\n|---|---:|---:|---|---|\n")
+		for _, s := range rep.Timeline {
+			status, note := "✅ ok", s.Note
+			switch {
+			case s.Err != nil:
+				status = "❌ failed"
+				if note != "" {
+					note += ": "
+				}
+				note += s.Err.Error()
+			case strings.HasPrefix(s.Note, "skipped"):
+				status = "⏭ skipped"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", cell(red(s.Name)), offset(rep.Started, s.Start),
+				duration(s.Duration), status, cell(truncate(red(note), maxNote)))
+		}
+	}
+	return b.String()
+}
+
+// heading is the summary's title: the result at a glance.
+func heading(rep *rollout.Report) string {
+	switch {
+	case rep.Result == rollout.Upgraded:
+		return "✅ identity upgraded"
+	case rep.Result == rollout.Noop && rep.DryRun:
+		return "📝 dry run: nothing changed"
+	case rep.Result == rollout.Noop:
+		return "✅ nothing to do"
+	case rep.Result == rollout.RolledBack:
+		return "↩️ identity rolled back"
+	case rep.ExitCode == rollout.ExitRefused:
+		return "⏸ refused"
+	default:
+		return "❌ identity needs a person"
+	}
+}
+
+// revisions tells the revisions: before → upgraded → now, and what the rollback returned to.
+func revisions(rep *rollout.Report) string {
+	if rep.PreviousRevision == 0 && rep.Revision == 0 && rep.UpgradedRevision == 0 {
+		return ""
+	}
+	parts := []string{fmt.Sprintf("%d before", rep.PreviousRevision)}
+	if rep.UpgradedRevision > 0 {
+		parts = append(parts, fmt.Sprintf("%d upgraded", rep.UpgradedRevision))
+	}
+	now := fmt.Sprintf("%d now", rep.Revision)
+	if rep.Result == rollout.RolledBack && rep.UpgradedRevision > 0 {
+		now += fmt.Sprintf(" (rolled back to revision %d)", rep.PreviousRevision)
+	}
+	return strings.Join(append(parts, now), " → ")
+}
+
+// database says what happened to the database, when anything could have.
+func database(rep *rollout.Report) string {
+	switch {
+	case rep.DatabaseRestored && rep.DatabaseDrift != "":
+		return "restored from the backup: " + rep.DatabaseDrift
+	case rep.DatabaseRestored:
+		return "restored from the backup"
+	case rep.DatabaseDrift != "":
+		return "not restored: " + rep.DatabaseDrift
+	case rep.UpgradedRevision > 0 && rep.ExitCode != rollout.ExitOK:
+		return "not restored"
+	}
+	return ""
+}
+
+// block writes a text: one line as a paragraph, several in a fenced block.
+func block(b *strings.Builder, s string) {
+	s = strings.TrimRight(s, "\n")
+	if !strings.ContainsAny(s, "\r\n") {
+		b.WriteString(paragraph(s) + "\n")
+		return
+	}
+	fenced(b, s, "text")
+}
+
+// fenced writes s in a fenced code block whose fence no line of s can close.
+func fenced(b *strings.Builder, s, lang string) {
+	s = strings.ReplaceAll(strings.TrimRight(s, "\n"), "\r\n", "\n")
+	fence := strings.Repeat("`", max(3, longestRun(s, '`')+1))
+	fmt.Fprintf(b, "%s%s\n%s\n%s\n", fence, lang, s, fence)
+}
+
+// code is s as a code span in a table cell.
+func code(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if s == "" {
+		return ""
+	}
+	ticks := strings.Repeat("`", longestRun(s, '`')+1)
+	pad := ""
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
+		pad = " "
+	}
+	return ticks + pad + strings.ReplaceAll(s, "|", `\|`) + pad + ticks
+}
+
+// cell is s as plain text in a table cell: Markdown escaped, lines joined with <br>.
+func cell(s string) string {
+	lines := strings.Split(strings.TrimRight(strings.ReplaceAll(s, "\r\n", "\n"), "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = inline(l)
+	}
+	return strings.Join(lines, "<br>")
+}
+
+// inlineEscaper escapes what Markdown (and the HTML it allows) would interpret in a line.
+var inlineEscaper = strings.NewReplacer(
+	`\`, `\\`, "`", "\\`", "*", `\*`, "_", `\_`, "[", `\[`, "]", `\]`,
+	"<", `\<`, ">", `\>`, "|", `\|`, "~", `\~`, "&", "&amp;", "#", `\#`,
+)
+
+// inline is one line of plain text, escaped.
+func inline(s string) string {
+	return inlineEscaper.Replace(strings.ReplaceAll(strings.ReplaceAll(s, "\r", " "), "\n", " "))
+}
+
+// paragraph is one line of plain text as a paragraph of its own: escaped, and kept from
+// starting a list, a heading underline or a thematic break.
+func paragraph(s string) string {
+	s = inline(s)
+	if s != "" && strings.ContainsRune("-+=", rune(s[0])) {
+		return `\` + s
+	}
+	digits := len(s) - len(strings.TrimLeft(s, "0123456789"))
+	if digits > 0 && digits < len(s) && (s[digits] == '.' || s[digits] == ')') {
+		return s[:digits] + `\` + s[digits:]
+	}
+	return s
+}
+
+func longestRun(s string, c byte) int {
+	n, best := 0, 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			n++
+			best = max(best, n)
+		} else {
+			n = 0
+		}
+	}
+	return best
+}
+
+// duration shows a duration the way a timeline reads best: ms below a second, then tenths.
+func duration(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// offset is when a step started, relative to the run's start ("+1.2s").
+func offset(start, at time.Time) string {
+	if at.IsZero() || start.IsZero() {
+		return ""
+	}
+	d := at.Sub(start)
+	if d < 0 {
+		return "-" + duration(-d)
+	}
+	return "+" + duration(d)
+}
+
+// humanBytes is a size in binary units ("4.0 KiB").
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
