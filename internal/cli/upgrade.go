@@ -27,7 +27,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		fmt.Fprintf(stderr, "identity-upgrade upgrade: "+format+"; nothing was changed\n", args...)
 		return ExitInvalid
 	}
-	var stores []pgbackup.DirStore
+	var stores []pgbackup.Store
 	for _, s := range cfg.BackupStores {
 		dir, ok := strings.CutPrefix(s, "path:")
 		if !ok {

@@ -34,7 +34,8 @@ type Engine struct {
 	Recipients []string
 	// WorkDir holds the working copy (the caller removes it when the run ends).
 	WorkDir string
-	Stores  []DirStore
+	// Stores keep the backup: directories, artifacts, registries.
+	Stores []Store
 	Jobs    int
 	Tools   Tools
 	Now     func() time.Time
@@ -72,18 +73,22 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 	for _, n := range b.Manifest.RowCounts {
 		out.Rows += n
 	}
-	for _, s := range e.Stores {
-		var loc string
-		if len(e.Recipients) > 0 {
-			var m Manifest
-			loc, m, err = encryptedCopy(ctx, b, s.Location(name), e.Recipients)
-			if err == nil && len(out.Locations) == 0 {
-				// The reported sha256 and size are those of the stored form.
-				out.SHA256, out.Bytes = m.SHA256, m.SizeBytes
-			}
-		} else {
-			loc, err = s.Put(ctx, b)
+	// The stores get the encrypted form when there are recipients: one encrypted copy, made
+	// once beside the working copy.
+	stored := b
+	if len(e.Recipients) > 0 && len(e.Stores) > 0 {
+		dir := filepath.Join(e.WorkDir, "encrypted", name)
+		if _, _, err := encryptedCopy(ctx, b, dir, e.Recipients); err != nil {
+			return out, fmt.Errorf("store the backup: %w", err)
 		}
+		if stored, err = OpenBundle(dir); err != nil {
+			return out, fmt.Errorf("store the backup: %w", err)
+		}
+		// The reported sha256 and size are those of the stored form.
+		out.SHA256, out.Bytes = stored.Manifest.SHA256, stored.Manifest.SizeBytes
+	}
+	for _, s := range e.Stores {
+		loc, err := s.Put(ctx, stored)
 		if err != nil {
 			return out, fmt.Errorf("store the backup: %w", err)
 		}

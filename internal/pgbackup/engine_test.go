@@ -25,7 +25,7 @@ func TestEngineBackupDriftRestore(t *testing.T) {
 	loadSQLFixture(t, db, "keycloak-11.sql")
 	want := contentDigest(t, db)
 	plainStore, ageStore := t.TempDir(), t.TempDir()
-	e := &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(), Stores: []pgbackup.DirStore{{Dir: plainStore}}}
+	e := &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(), Stores: []pgbackup.Store{pgbackup.DirStore{Dir: plainStore}}}
 	rel := rollout.Release{Name: "identity", Revision: 4, ChartVersion: "2.1.0", Manifest: "kind: StatefulSet\n"}
 	b, err := e.Backup(t.Context(), rollout.BackupRequest{Release: rel, Values: []byte("replicaCount: 2\n")})
 	if err != nil {
@@ -78,7 +78,7 @@ func TestEngineBackupDriftRestore(t *testing.T) {
 	}
 
 	// With recipients, the stores get the encrypted form and the working copy stays plain.
-	e.Stores, e.Recipients = []pgbackup.DirStore{{Dir: ageStore}}, []string{identity.Recipient().String()}
+	e.Stores, e.Recipients = []pgbackup.Store{pgbackup.DirStore{Dir: ageStore}}, []string{identity.Recipient().String()}
 	enc, err := e.Backup(t.Context(), rollout.BackupRequest{Name: "identity-r4-age", Release: rel})
 	if err != nil {
 		t.Fatal(err)
