@@ -36,9 +36,9 @@ type Engine struct {
 	WorkDir string
 	// Stores keep the backup: directories, artifacts, registries.
 	Stores []Store
-	Jobs    int
-	Tools   Tools
-	Now     func() time.Time
+	Jobs   int
+	Tools  Tools
+	Now    func() time.Time
 }
 
 var _ rollout.Databaser = (*Engine)(nil)
