@@ -266,8 +266,8 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		t.Parallel()
 		w := install13(t)
 		// The stability window cannot end within the timeout: the upgrade itself takes longer
-		// than the 100 ms left.
-		r := w.upgrade(t.Context(), t, "--timeout", "6s", "--stability-window", "5900ms")
+		// than the 100 ms left (and far less than the 30 s, even on a loaded machine).
+		r := w.upgrade(t.Context(), t, "--timeout", "30s", "--stability-window", "29900ms")
 		if r.code != ExitFailed {
 			t.Fatalf("exit %d, want %d\n%s\n%s", r.code, ExitFailed, r.stdout, r.stderr)
 		}
