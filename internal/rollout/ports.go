@@ -196,3 +196,19 @@ func (b Backup) Location() string {
 	}
 	return b.Dir
 }
+
+// Sessions ends the users' sessions before the downtime (the vendor's first step).
+// Implemented by keycloak (admin REST API).
+type Sessions interface {
+	// LogoutAll logs out every session of the configured realms and returns how many realms
+	// it logged out.
+	LogoutAll(ctx context.Context) (realms int, err error)
+}
+
+// TxObjectStore clears Keycloak's transaction object store in the running pods (the vendor's
+// second step). Implemented by keycloak (pod exec).
+type TxObjectStore interface {
+	// Clear deletes the store's directory in every running pod of the Keycloak workloads found
+	// in the manifest, and returns the pods it cleared.
+	Clear(ctx context.Context, namespace, manifest string) (pods []string, err error)
+}
