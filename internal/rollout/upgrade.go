@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -23,8 +24,12 @@ type UpgradeRequest struct {
 	// Rollback is "auto" or "never"; RestoreDatabase "auto", "always" or "never".
 	Rollback        string
 	RestoreDatabase string
-	// Quiesce scales the Keycloak workloads to zero before the backup.
-	Quiesce bool
+	// Quiesce scales the Keycloak workloads to zero before the backup; before that,
+	// LogoutSessions ends the users' sessions and ClearTxObjectStore deletes the transaction
+	// object store in the running pods (the vendor's first two steps).
+	Quiesce            bool
+	LogoutSessions     bool
+	ClearTxObjectStore bool
 	// ForceRollback is helm rollback --force (the vendor's rollback uses it).
 	ForceRollback bool
 	// RecoveryTimeout bounds the recovery (scale down, restore, rollback, wait); 0: Timeout,
@@ -95,14 +100,16 @@ type Report struct {
 // Err joins the failure and the recovery errors: nil for a successful run.
 func (r *Report) Err() error { return errors.Join(r.Failure, r.Recovery) }
 
-// Pipeline is the upgrade procedure over its ports. Workloads may be nil when nothing is to be
-// scaled; every other port is required.
+// Pipeline is the upgrade procedure over its ports. Workloads, Sessions and TxStore may be nil
+// when the request does not use them; every other port is required.
 type Pipeline struct {
 	Releases  Releaser
 	Database  Databaser
 	Waiter    Waiter
 	Locker    Locker
 	Workloads Workloads
+	Sessions  Sessions
+	TxStore   TxObjectStore
 	Log       *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -289,15 +296,39 @@ func (r *run) preflight(ctx context.Context) (Plan, error) {
 }
 
 func (r *run) quiesce(ctx context.Context) (string, error) {
-	if !r.req.Quiesce || r.p.Workloads == nil {
+	var notes []string
+	if r.req.LogoutSessions {
+		if r.p.Sessions == nil {
+			return "", errors.New("logout-sessions is set but no session port is configured")
+		}
+		n, err := r.p.Sessions.LogoutAll(ctx)
+		if err != nil {
+			return "", fmt.Errorf("log out sessions: %w", err)
+		}
+		notes = append(notes, fmt.Sprintf("sessions of %d realms logged out", n))
+	}
+	if r.req.ClearTxObjectStore {
+		if r.p.TxStore == nil {
+			return "", errors.New("clear-tx-object-store is set but no exec port is configured")
+		}
+		pods, err := r.p.TxStore.Clear(ctx, r.req.Namespace, r.rep.Plan.Current.Manifest)
+		if err != nil {
+			return "", fmt.Errorf("clear tx-object-store: %w", err)
+		}
+		notes = append(notes, fmt.Sprintf("tx-object-store cleared in %v", pods))
+	}
+	if r.req.Quiesce && r.p.Workloads != nil {
+		scaled, err := r.p.Workloads.ScaleDown(ctx, r.req.Namespace, r.rep.Plan.Current.Manifest)
+		r.scaled = scaled
+		if err != nil {
+			return "", err
+		}
+		notes = append(notes, fmt.Sprintf("scaled to 0: %v", scaled))
+	}
+	if len(notes) == 0 {
 		return "skipped: quiesce is off", nil
 	}
-	scaled, err := r.p.Workloads.ScaleDown(ctx, r.req.Namespace, r.rep.Plan.Current.Manifest)
-	r.scaled = scaled
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("scaled to 0: %v", scaled), nil
+	return strings.Join(notes, "; "), nil
 }
 
 // refuse ends a run that changed nothing: exit 2.

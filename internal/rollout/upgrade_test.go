@@ -25,7 +25,7 @@ type world struct {
 	changes  []rollout.Change
 	db       rollout.Database
 
-	lockErr, unlockErr, backupErr, upgradeErr, waitErr, rollbackErr, restoreErr, verifyErr, scaleDownErr error
+	lockErr, unlockErr, logoutErr, backupErr, upgradeErr, waitErr, rollbackErr, restoreErr, verifyErr, scaleDownErr error
 	// upgradeRecords says whether a failing upgrade still records a revision.
 	upgradeRecords bool
 	// waitAfterRollbackErr fails the wait after the rollback.
@@ -177,8 +177,17 @@ func (w *world) ScaleUp(ctx context.Context, namespace string, scaled []rollout.
 	return nil
 }
 
+func (w *world) LogoutAll(ctx context.Context) (int, error) {
+	w.call(ctx, "logout sessions")
+	return 2, w.logoutErr
+}
+func (w *world) Clear(ctx context.Context, namespace, manifest string) ([]string, error) {
+	w.call(ctx, "clear tx-object-store")
+	return []string{"identity-id-keycloak-0"}, nil
+}
+
 func (w *world) pipeline() *rollout.Pipeline {
-	return &rollout.Pipeline{Releases: w, Database: w, Waiter: w, Locker: w, Workloads: w}
+	return &rollout.Pipeline{Releases: w, Database: w, Waiter: w, Locker: w, Workloads: w, Sessions: w, TxStore: w}
 }
 
 func request() rollout.UpgradeRequest {
@@ -347,6 +356,25 @@ func TestUpgrade(t *testing.T) {
 			result: rollout.Failed, exit: 3,
 			calls:   []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "rollback: never", revision: 5,
+		},
+		{
+			name: "sessions and tx-object-store before the scale-down",
+			setup: func(w *world, r *rollout.UpgradeRequest) {
+				r.LogoutSessions, r.ClearTxObjectStore = true, true
+			},
+			result: rollout.Upgraded, exit: 0,
+			calls: []string{"lock", "current", "current", "render", "inspect", "logout sessions", "clear tx-object-store", "scale down",
+				"values 4", "backup r4", "upgrade", "wait", "unlock lease"},
+			revision: 5,
+		},
+		{
+			name: "session logout fails: nothing changed further",
+			setup: func(w *world, r *rollout.UpgradeRequest) {
+				r.LogoutSessions, w.logoutErr = true, errors.New("401 Unauthorized")
+			},
+			result: rollout.RolledBack, exit: 1,
+			calls:   []string{"lock", "current", "current", "render", "inspect", "logout sessions", "unlock lease"},
+			failure: "log out sessions: 401", revision: 4,
 		},
 		{
 			name:   "quiesce off",
