@@ -52,9 +52,9 @@ rendering for fault=template-error and for values it does not know.
 */}}
 {{- define "identity.fault" -}}
 {{- $fault := .Values.fault | default "" | toString -}}
-{{- $known := list "" "crash-after-ready" "crashloop" "image-pull" "create-container-config-error" "unschedulable" "template-error" -}}
+{{- $known := list "" "crash-after-ready" "crashloop" "image-pull" "create-container-config-error" "unschedulable" "template-error" "pre-upgrade-hook" -}}
 {{- if not (has $fault $known) -}}
-{{- fail (printf "values: fault %q is unknown; use one of crash-after-ready, crashloop, image-pull, create-container-config-error, unschedulable, template-error" $fault) -}}
+{{- fail (printf "values: fault %q is unknown; use one of crash-after-ready, crashloop, image-pull, create-container-config-error, unschedulable, template-error, pre-upgrade-hook" $fault) -}}
 {{- end -}}
 {{- if not (has (toString .Values.faultTarget) (list "keycloak" "postgresql")) -}}
 {{- fail (printf "values: faultTarget %q is unknown; use keycloak or postgresql" (toString .Values.faultTarget)) -}}

@@ -1,0 +1,326 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// The fault matrix: every row runs the real identity-upgrade binary (so that signals and the
+// child processes' environment are real) against its own release and database, injects one
+// fault, and checks that the release, the Keycloak replicas and the database end either all as
+// before the upgrade or all upgraded, never in between, with the exit code and a reason naming
+// the fault.
+
+var built struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// identityUpgrade builds the binary once per test binary.
+func identityUpgrade(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "identity-upgrade-bin-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.path = filepath.Join(dir, "identity-upgrade")
+		out, err := exec.Command("go", "build", "-o", built.path, "../..").CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
+}
+
+// process is one running identity-upgrade.
+type process struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+	mu     sync.Mutex
+}
+
+// start runs `identity-upgrade upgrade` for w with extra flags; onLog sees every stderr line
+// as it comes (the log), with the process, to inject a fault at the right step.
+func (w *installed) start(t *testing.T, env []string, onLog func(line string, p *os.Process), extra ...string) *process {
+	t.Helper()
+	args := []string{"upgrade", "--release-name", "identity", "--namespace", w.kube.Namespace, "--chart", chart14,
+		"--db-host", w.db.Host, "--db-port", strconv.Itoa(w.db.Port), "--db-name", w.db.Database, "--db-user", w.db.Owner,
+		"--db-sslmode", "disable", "--recreate-statefulsets", "orphan", "--backup-store", "path:" + w.stores}
+	for flag, def := range map[string]string{"--timeout": "90s", "--stability-window": "3s"} {
+		if !strings.Contains(strings.Join(extra, " "), flag) {
+			args = append(args, flag, def)
+		}
+	}
+	p := &process{cmd: exec.Command(identityUpgrade(t), append(args, extra...)...)}
+	p.cmd.Env = append(append(os.Environ(), "KUBECONFIG="+w.kube.Kubeconfig, "PGPASSWORD="+w.db.OwnerPassword), env...)
+	p.cmd.Stdout = &p.stdout
+	pipe, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill() })
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stderr.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			if onLog != nil {
+				onLog(sc.Text(), p.cmd.Process)
+			}
+		}
+		io.Copy(io.Discard, pipe)
+	}()
+	return p
+}
+
+// wait waits for the process and returns its result.
+func (p *process) wait(t *testing.T) result {
+	t.Helper()
+	err := p.cmd.Wait()
+	var exit *exec.ExitError
+	code := 0
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := result{code, p.stdout.String(), p.stderr.String()}
+	t.Logf("exit %d\n%s", code, r.stdout)
+	return r
+}
+
+// atStep calls f once, when the log says the step starts.
+func atStep(step string, f func(p *os.Process)) func(string, *os.Process) {
+	var once sync.Once
+	return func(line string, p *os.Process) {
+		if strings.HasSuffix(line, "msg=step step="+step) || strings.HasSuffix(line, "msg=step step="+strconv.Quote(step)) {
+			once.Do(func() { f(p) })
+		}
+	}
+}
+
+// endState checks that everything is as before the upgrade, or everything upgraded: the
+// newest deployed revision's chart, no revision left pending (unless pendingOK), both
+// StatefulSets ready with the images of that chart, and the database as seeded.
+func (w *installed) endState(t *testing.T, upgraded bool) {
+	t.Helper()
+	w.endStateOf(t, upgraded, false)
+}
+
+func (w *installed) endStateOf(t *testing.T, upgraded, pendingOK bool) {
+	t.Helper()
+	chart, tag := "2.1.0", "1.3"
+	if upgraded {
+		chart, tag = "3.0.0", "1.4.0"
+	}
+	deployed, err := w.helm.Deployed(t.Context(), "identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deployed.ChartVersion != chart {
+		t.Errorf("deployed revision %d has chart %s, want %s", deployed.Revision, deployed.ChartVersion, chart)
+	}
+	cur, err := w.helm.Current("identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Pending() && !pendingOK {
+		t.Errorf("revision %d left %s", cur.Revision, cur.Status)
+	}
+	for _, name := range []string{"identity-id-keycloak", "identity-postgresql-id"} {
+		var sts *appsv1.StatefulSet
+		err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			sts, err = w.kube.Client.AppsV1().StatefulSets(w.kube.Namespace).Get(ctx, name, metav1.GetOptions{})
+			return err == nil && sts.Status.ReadyReplicas == *sts.Spec.Replicas && *sts.Spec.Replicas == 1, nil
+		})
+		if err != nil {
+			t.Errorf("StatefulSet %s not at its 1 ready replica: %+v", name, sts.Status)
+			continue
+		}
+		if image := sts.Spec.Template.Spec.Containers[0].Image; name == "identity-id-keycloak" && !strings.HasSuffix(image, ":"+tag) {
+			t.Errorf("keycloak image %s, want tag %s", image, tag)
+		}
+	}
+	if got := dbContent(t, w.db); got != w.before {
+		t.Error("the database differs from before the upgrade")
+	}
+}
+
+// pgDumpKilledMidStream is a pg_dump that sends 64 KiB of the real dump and is then killed
+// with SIGKILL, the way an OOM kill or a node loss ends it.
+func pgDumpKilledMidStream(t *testing.T) []string {
+	t.Helper()
+	real, err := exec.LookPath("pg_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	script := fmt.Sprintf("#!/bin/sh\ncase \"$1\" in --version) exec %q \"$@\";; esac\n%q \"$@\" | head -c 65536\nkill -9 $$\n", real, real)
+	if err := os.WriteFile(filepath.Join(dir, "pg_dump"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"PATH=" + dir + ":" + os.Getenv("PATH")}
+}
+
+func TestFaultMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the fault matrix runs whole upgrades on the simulated cluster")
+	}
+	type row struct {
+		name     string
+		flags    []string
+		env      func(t *testing.T, w *installed) []string
+		during   func(t *testing.T, w *installed) func(string, *os.Process)
+		exit     int
+		reason   string
+		upgraded bool
+		// run replaces the single run when the row needs more than one.
+		run func(t *testing.T, w *installed)
+	}
+	sigterm := func(p *os.Process) { p.Signal(syscall.SIGTERM) }
+	rows := []row{
+		{name: "crash-loop", flags: []string{"--set", "fault=crashloop"}, exit: ExitFailed, reason: "exit code 1"},
+		{name: "image pull", flags: []string{"--set", "fault=image-pull"}, exit: ExitFailed, reason: "ErrImagePull"},
+		{name: "unschedulable", flags: []string{"--set", "fault=unschedulable"}, exit: ExitFailed, reason: "Unschedulable"},
+		// Ready for a second, then crashing: helm --atomic reports success here.
+		{name: "crash after Ready", flags: []string{"--set", "fault=crash-after-ready", "--set", "faultDelay=1s", "--stability-window", "8s"},
+			exit: ExitFailed, reason: "crashed after becoming ready"},
+		{name: "chart render error", flags: []string{"--set", "fault=template-error"}, exit: ExitInvalid, reason: "fault template-error"},
+		{name: "pre-upgrade hook failure", flags: []string{"--set", "fault=pre-upgrade-hook"}, exit: ExitFailed, reason: "pre-upgrade hooks failed"},
+		// The stability window cannot end within the timeout.
+		{name: "timeout", flags: []string{"--timeout", "30s", "--stability-window", "29900ms"}, exit: ExitFailed, reason: "Timeout"},
+		{name: "SIGTERM during the wait", flags: []string{"--stability-window", "60s"}, exit: ExitFailed, reason: "cancelled",
+			during: func(t *testing.T, w *installed) func(string, *os.Process) {
+				return atStep("readiness", func(p *os.Process) { time.AfterFunc(time.Second, func() { sigterm(p) }) })
+			}},
+		// The recovery runs to its end: a second signal does not stop it.
+		{name: "SIGTERM during the rollback", flags: []string{"--set", "fault=crashloop"}, exit: ExitFailed, reason: "exit code 1",
+			during: func(t *testing.T, w *installed) func(string, *os.Process) { return atStep("rollback", sigterm) }},
+		{name: "database unreachable at backup", exit: ExitFailed, reason: "backup",
+			during: func(t *testing.T, w *installed) func(string, *os.Process) {
+				t.Cleanup(func() { w.db.Run(context.Background(), "ALTER DATABASE "+w.db.Database+" CONNECTION LIMIT -1") })
+				// Between the preflight and the backup: stop the run, close the database to
+				// its user, go on.
+				return atStep("quiesce", func(p *os.Process) {
+					p.Signal(syscall.SIGSTOP)
+					defer p.Signal(syscall.SIGCONT)
+					if _, err := w.db.Run(context.Background(), "ALTER DATABASE "+w.db.Database+" CONNECTION LIMIT 0"); err != nil {
+						t.Error(err)
+					}
+				})
+			}},
+		{name: "pg_dump killed mid-stream", exit: ExitFailed, reason: "incomplete",
+			env: func(t *testing.T, w *installed) []string { return pgDumpKilledMidStream(t) }},
+		{name: "release stuck pending-upgrade", run: func(t *testing.T, w *installed) {
+			markPending(t, w)
+			if r := w.start(t, nil, nil).wait(t); r.code != ExitInvalid || !strings.Contains(r.stdout+r.stderr, "unlock-pending") {
+				t.Fatalf("exit %d, want %d naming unlock-pending", r.code, ExitInvalid)
+			}
+			w.endStateOf(t, false, true)
+			if r := w.start(t, nil, nil, "--unlock-pending").wait(t); r.code != ExitOK {
+				t.Fatalf("with unlock-pending: exit %d\n%s", r.code, r.stderr)
+			}
+			w.endState(t, true)
+		}},
+		{name: "schema migrated, then failure", flags: []string{"--set", "fault=crash-after-ready", "--set", "faultDelay=4s", "--stability-window", "15s"},
+			exit: ExitFailed, reason: "the database was restored from the backup",
+			during: func(t *testing.T, w *installed) func(string, *os.Process) {
+				// Keycloak 12 migrates the schema as its pod starts, then crashes.
+				return atStep("readiness", func(*os.Process) {
+					err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+						sts, err := w.kube.Client.AppsV1().StatefulSets(w.kube.Namespace).Get(ctx, "identity-id-keycloak", metav1.GetOptions{})
+						return err == nil && sts.Status.ReadyReplicas > 0, nil
+					})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					sql, err := os.ReadFile("../../testdata/sql/keycloak-12-migration.sql")
+					if err == nil {
+						_, err = w.db.Run(t.Context(), "SET ROLE "+w.db.Owner+";\n"+string(sql))
+					}
+					if err != nil {
+						t.Errorf("migrate while the new version runs: %v", err)
+					}
+				})
+			}},
+		{name: "a concurrent second run", run: func(t *testing.T, w *installed) {
+			first := w.start(t, nil, nil, "--stability-window", "10s")
+			err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+				leases, err := w.kube.Client.CoordinationV1().Leases(w.kube.Namespace).List(ctx, metav1.ListOptions{})
+				return err == nil && len(leases.Items) > 0, nil
+			})
+			if err != nil {
+				t.Fatal("the first run took no lease")
+			}
+			if r := w.start(t, nil, nil).wait(t); r.code != ExitInvalid || !strings.Contains(r.stdout+r.stderr, "another identity-upgrade run") {
+				t.Errorf("second run: exit %d, want %d naming the other run", r.code, ExitInvalid)
+			}
+			if r := first.wait(t); r.code != ExitOK {
+				t.Fatalf("first run: exit %d", r.code)
+			}
+			w.endState(t, true)
+		}},
+	}
+	for _, tt := range rows {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := install13(t)
+			if tt.run != nil {
+				tt.run(t, w)
+				return
+			}
+			var env []string
+			if tt.env != nil {
+				env = tt.env(t, w)
+			}
+			var during func(string, *os.Process)
+			if tt.during != nil {
+				during = tt.during(t, w)
+			}
+			r := w.start(t, env, during, tt.flags...).wait(t)
+			if r.code != tt.exit {
+				t.Errorf("exit %d, want %d\n%s", r.code, tt.exit, r.stderr)
+			}
+			if !strings.Contains(r.stdout, tt.reason) {
+				t.Errorf("the report does not name the fault (%q)", tt.reason)
+			}
+			if strings.Contains(r.stdout+r.stderr, w.db.OwnerPassword) {
+				t.Error("the output shows the database password")
+			}
+			w.endState(t, tt.upgraded)
+		})
+	}
+}
