@@ -14,19 +14,22 @@ import (
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
-// runBackup dumps the database into a bundle in every path:DIR store and prints the bundle's
-// location as its last stdout line.
-func runBackup(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer, log *slog.Logger) int {
-	var stores []pgbackup.DirStore
-	for _, s := range cfg.BackupStores {
-		dir, ok := strings.CutPrefix(s, "path:")
-		if !ok {
-			fmt.Fprintf(stderr, "identity-upgrade backup: backup-store %q is not supported yet by backup; use path:DIR; nothing was changed\n", s)
-			return ExitInvalid
-		}
-		stores = append(stores, pgbackup.DirStore{Dir: strings.TrimSpace(dir)})
+// runBackup dumps the database into a bundle, puts it in every store of backup-store and
+// prints the bundle's location as its last stdout line.
+func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger) int {
+	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade backup: working directory: %v; nothing was changed\n", err)
+		return ExitInvalid
+	}
+	defer os.RemoveAll(work)
+	targets, err := stores(cfg, getenv, work)
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
+		return ExitInvalid
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -39,34 +42,28 @@ func runBackup(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer
 		}
 		name = pgbackup.BundleName(prefix, time.Now())
 	}
-	first := stores[0]
-	if err := os.MkdirAll(first.Dir, 0o755); err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade backup: %v\n", err)
-		return ExitFailed
+	log.InfoContext(ctx, "backing up the database", "bundle", name, "format", cfg.BackupFormat, "stores", len(targets))
+	engine := &pgbackup.Engine{
+		ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
+		Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
 	}
-	log.InfoContext(ctx, "backing up the database", "bundle", first.Location(name), "format", cfg.BackupFormat)
-	b, err := pgbackup.Backup(ctx, first.Location(name), pgbackup.BackupOptions{
-		ConnString: cfg.DatabaseConnString(),
-		Format:     cfg.BackupFormat,
-		Recipients: cfg.BackupEncryptionRecipients,
-		Release:    cfg.ReleaseName,
-	})
+	b, err := engine.Backup(ctx, rollout.BackupRequest{Name: name, Release: rollout.Release{Name: cfg.ReleaseName}})
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade backup: %v\n", err)
+		for _, l := range b.Locations {
+			fmt.Fprintf(stderr, "The bundle is complete in %s.\n", l)
+		}
 		return ExitFailed
 	}
-	location := b.Dir
-	for _, s := range stores[1:] {
-		if _, err := s.Put(ctx, b); err != nil {
-			fmt.Fprintf(stderr, "identity-upgrade backup: the bundle is complete in %s, but: %v\n", b.Dir, err)
-			fmt.Fprintln(stdout, location)
-			return ExitFailed
-		}
-	}
-	if abs, err := filepath.Abs(location); err == nil {
+	location := b.Location()
+	if abs, err := filepath.Abs(location); err == nil && !strings.Contains(location, "://") && !strings.HasPrefix(location, "artifact:") {
 		location = abs
 	}
-	fmt.Fprintf(stdout, "sha256 %s\nbytes %d\n%s\n", b.Manifest.SHA256, b.Manifest.SizeBytes, location)
+	fmt.Fprintf(stdout, "sha256 %s\nbytes %d\n", b.SHA256, b.Bytes)
+	for _, l := range b.Locations[1:] {
+		fmt.Fprintln(stdout, l)
+	}
+	fmt.Fprintln(stdout, location)
 	return ExitOK
 }
 
@@ -87,19 +84,22 @@ func databaseName(cfg *config.Config) string {
 
 // runRestore restores a bundle directory: exit 2 when the bundle is refused or the restore
 // could not start (the database is unchanged), 1 when it failed during the restore.
-func runRestore(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer, log *slog.Logger) int {
-	if strings.HasPrefix(cfg.From, "oci://") {
-		fmt.Fprintf(stderr, "identity-upgrade restore: oci:// bundles are not supported yet; give a bundle directory; nothing was changed\n")
-		return ExitInvalid
-	}
-	if st, err := os.Stat(cfg.From); err != nil || !st.IsDir() {
-		fmt.Fprintf(stderr, "identity-upgrade restore: %q is not a bundle directory (artifact names are not supported yet); nothing was changed\n", cfg.From)
-		return ExitInvalid
-	}
+func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger) int {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade restore: working directory: %v; nothing was changed\n", err)
+		return ExitInvalid
+	}
+	defer os.RemoveAll(work)
+	dir, err := openBundle(ctx, cfg, getenv, work)
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
+		return ExitInvalid
+	}
 	log.InfoContext(ctx, "restoring the database", "bundle", cfg.From)
-	m, err := pgbackup.Restore(ctx, cfg.From, pgbackup.RestoreOptions{
+	m, err := pgbackup.Restore(ctx, dir, pgbackup.RestoreOptions{
 		ConnString: cfg.DatabaseConnString(),
 		Identity:   cfg.BackupIdentity,
 	})

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
@@ -76,10 +78,10 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 
 func TestBackupCommandFailures(t *testing.T) {
 	db := testworld.Postgres(t)
-	// Stores that exist as inputs but not yet in backup are refused before anything starts.
-	r := runCLI(t, map[string]string{"DATABASE_URL": db.URL()}, "backup", "--backup-store=oci://ghcr.io/org/backups:x", "--allow-plaintext-backup=true")
-	if r.code != ExitInvalid || !strings.Contains(r.stderr, "not supported yet") {
-		t.Errorf("oci store: code %d, stderr:\n%s", r.code, r.stderr)
+	// The artifact store outside a GitHub Actions job is refused before anything starts.
+	r := runCLI(t, map[string]string{"DATABASE_URL": db.URL()}, "backup", "--backup-store=artifact", "--allow-plaintext-backup=true")
+	if r.code != ExitInvalid || !strings.Contains(r.stderr, "outside a GitHub Actions job") || !strings.Contains(r.stderr, "nothing was changed") {
+		t.Errorf("artifact store outside Actions: code %d, stderr:\n%s", r.code, r.stderr)
 	}
 	// A wrong password fails the backup (exit 1) with a clear error and no bundle.
 	stores := t.TempDir()
@@ -89,5 +91,35 @@ func TestBackupCommandFailures(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(stores); len(entries) != 0 {
 		t.Errorf("a failed backup left %d entries in the store", len(entries))
+	}
+}
+
+// TestBackupAndRestoreThroughAnOCIRegistry takes a backup into a registry on loopback and
+// restores it from its oci:// reference into another database.
+func TestBackupAndRestoreThroughAnOCIRegistry(t *testing.T) {
+	srv := httptest.NewServer(registry.New())
+	t.Cleanup(srv.Close)
+	ref := "oci://" + strings.TrimPrefix(srv.URL, "http://") + "/backups/keycloak"
+	src := testworld.Postgres(t)
+	src.Exec(t, `SET ROLE keycloak; CREATE TABLE realm (id text PRIMARY KEY, name text); INSERT INTO realm VALUES ('1', 'master');`)
+	r := runCLI(t, map[string]string{"DATABASE_URL": src.URL()}, "backup", "--backup-store="+ref, "--allow-plaintext-backup=true", "--backup-name=kc-1")
+	if r.code != ExitOK {
+		t.Fatalf("backup: code %d, stderr:\n%s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	location := lines[len(lines)-1]
+	if !strings.HasPrefix(location, ref+":kc-1@sha256:") {
+		t.Fatalf("location %q, want %s:kc-1@sha256:…", location, ref)
+	}
+	dst := testworld.Postgres(t)
+	r = runCLI(t, map[string]string{"DATABASE_URL": dst.URL()}, "restore", "--from="+location)
+	if r.code != ExitOK {
+		t.Fatalf("restore: code %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if got := strings.TrimSpace(dst.Exec(t, `SELECT name FROM realm`)); got != "master" {
+		t.Errorf("restored %q", got)
+	}
+	if r := runCLI(t, map[string]string{"DATABASE_URL": dst.URL()}, "restore", "--from="+ref+":no-such-tag"); r.code != ExitInvalid {
+		t.Errorf("restore of a missing tag: code %d, stderr:\n%s", r.code, r.stderr)
 	}
 }

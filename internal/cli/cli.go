@@ -93,9 +93,9 @@ func run(ctx context.Context, cfg *config.Config, getenv func(string) string, st
 	case config.CmdPlan:
 		return runPlan(ctx, cfg, getenv, stdout, stderr, logger)
 	case config.CmdBackup:
-		return runBackup(ctx, cfg, stdout, stderr, logger)
+		return runBackup(ctx, cfg, getenv, stdout, stderr, logger)
 	case config.CmdRestore:
-		return runRestore(ctx, cfg, stdout, stderr, logger)
+		return runRestore(ctx, cfg, getenv, stdout, stderr, logger)
 	case config.CmdUpgrade:
 		return runUpgrade(ctx, cfg, getenv, stdout, stderr, logger, act)
 	}

@@ -164,7 +164,7 @@ func TestUpgradeRefusedBeforeTouchingAnything(t *testing.T) {
 			"--backup-store=path:" + t.TempDir()}, db...), "no-kubeconfig: no such file or directory; nothing was changed"},
 		{"action with the artifact store", map[string]string{"GITHUB_ACTIONS": "true", "INPUT_RELEASE-NAME": "identity", "KUBECONFIG": missing,
 			"INPUT_CHART": "oci://ghcr.io/org/identity", "INPUT_DATABASE-URL": "postgres://keycloak@db/keycloak",
-			"PGPASSWORD": secret, "INPUT_BACKUP-ENCRYPTION-RECIPIENTS": recipient}, nil, `backup-store "artifact" is not supported yet by upgrade`},
+			"PGPASSWORD": secret, "INPUT_BACKUP-ENCRYPTION-RECIPIENTS": recipient}, nil, `backup-store "artifact": the GitHub artifact store`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

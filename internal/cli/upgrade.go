@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
@@ -27,13 +26,16 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		fmt.Fprintf(stderr, "identity-upgrade upgrade: "+format+"; nothing was changed\n", args...)
 		return ExitInvalid
 	}
-	var stores []pgbackup.Store
-	for _, s := range cfg.BackupStores {
-		dir, ok := strings.CutPrefix(s, "path:")
-		if !ok {
-			return fail("backup-store %q is not supported yet by upgrade; use path:DIR", s)
-		}
-		stores = append(stores, pgbackup.DirStore{Dir: strings.TrimSpace(dir)})
+	// The working copy of the backup lives in the runner's temp dir and goes when the run ends:
+	// the stores hold the kept copies.
+	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
+	if err != nil {
+		return fail("working directory: %v", err)
+	}
+	defer os.RemoveAll(work)
+	targets, err := stores(cfg, getenv, work)
+	if err != nil {
+		return fail("%v", err)
 	}
 	client, err := helmrelease.New(helmrelease.Options{
 		KubeconfigData: []byte(cfg.Kubeconfig),
@@ -55,14 +57,6 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 	}
 	kube := client.Kubernetes()
 
-	// The working copy of the backup lives in the runner's temp dir and goes when the run ends:
-	// the stores hold the kept copies.
-	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
-	if err != nil {
-		return fail("working directory: %v", err)
-	}
-	defer os.RemoveAll(work)
-
 	workload := cfg.Workload
 	if workload == "auto" {
 		workload = ""
@@ -71,12 +65,15 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Releases: helmrelease.Renderer{Client: client, Spec: upgradeSpec(cfg)},
 		Database: &pgbackup.Engine{
 			ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
-			Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: stores,
+			Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
 		},
 		Waiter:    waiter,
 		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: lockHolder(getenv), Log: log},
 		Workloads: keycloak.Workloads{Client: kube, Name: workload, Log: log},
-		Log:       log,
+		Sessions: keycloak.Sessions{BaseURL: cfg.KeycloakURL, User: cfg.KeycloakAdminUser, Password: cfg.KeycloakAdminPassword,
+			Realms: cfg.Realms, Log: log},
+		TxStore: keycloak.TxStore{Client: kube, Config: restConfig, Workload: workload, Path: cfg.TxObjectStorePath, Log: log},
+		Log:     log,
 	}
 	if act != nil {
 		p.StepHook = act.Group

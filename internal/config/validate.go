@@ -298,7 +298,9 @@ func checkOCIRef(ref string) string {
 			return "has a malformed digest after '@' (expected sha256:<hex>)"
 		}
 		repo = before
-	} else if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+	}
+	// A tag, alone or before a digest (repo:tag@sha256:…, as the OCI store reports a backup).
+	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
 		if !ociTag.MatchString(repo[i+1:]) {
 			return "has a malformed tag after ':' (letters, digits, '.', '_', '-'; at most 128)"
 		}

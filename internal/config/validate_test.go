@@ -133,6 +133,8 @@ func TestValidate(t *testing.T) {
 		{name: "backup-store twice", inputs: with(nil, "backup-store", "artifact\nartifact"), want: []string{"backup-store"}},
 		{name: "backup-store oci upper case", inputs: with(nil, "backup-store", "oci://ghcr.io/Org/backups"), want: []string{"backup-store"}},
 		{name: "backup-store oci bad tag", inputs: with(nil, "backup-store", "oci://ghcr.io/org/backups:-x"), want: []string{"backup-store"}},
+		{name: "backup-store oci tag and digest", inputs: with(nil, "backup-store", "oci://127.0.0.1:5000/org/backups:kc-1@sha256:"+strings.Repeat("a", 64))},
+		{name: "backup-store oci bad tag before digest", inputs: with(nil, "backup-store", "oci://ghcr.io/org/backups:-x@sha256:"+strings.Repeat("a", 64)), want: []string{"backup-store"}},
 		{name: "recipient bad", inputs: with(nil, "backup-encryption-recipients", recipient+"\nssh-rsa-AAAA"), want: []string{"backup-encryption-recipients"}},
 		{name: "plaintext refused", inputs: with(nil, "backup-encryption-recipients", ""), want: []string{"backup-encryption-recipients"},
 			text: "allow-plaintext-backup"},

@@ -1,4 +1,5 @@
-// Package keycloak is the Identity Service's Keycloak as the upgrade handles it: the
-// workloads of a release scaled to zero and back around the upgrade (the downtime the vendor
-// procedure asks for), found in the release manifest.
+// Package keycloak is the Identity Service's Keycloak as the upgrade handles it, the vendor's
+// first steps and its downtime: the users' sessions logged out through the admin REST API, the
+// transaction object store deleted in the running pods through pod exec, and the workloads of
+// a release (found in its manifest) scaled to zero and back around the upgrade.
 package keycloak

@@ -58,11 +58,14 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 	if name == "" {
 		name = BundleName(fmt.Sprintf("%s-r%d", req.Release.Name, req.Release.Revision), now())
 	}
-	b, err := Backup(ctx, filepath.Join(e.WorkDir, name), BackupOptions{
+	opts := BackupOptions{
 		ConnString: e.ConnString, Format: e.Format, Tools: e.Tools, Now: e.Now,
 		Release: req.Release.Name, Revision: req.Release.Revision, ChartVersion: req.Release.ChartVersion,
-		Extra: map[string][]byte{ReleaseValuesFile: req.Values, ReleaseManifestFile: []byte(req.Release.Manifest)},
-	})
+	}
+	if req.Release.Revision > 0 {
+		opts.Extra = map[string][]byte{ReleaseValuesFile: req.Values, ReleaseManifestFile: []byte(req.Release.Manifest)}
+	}
+	b, err := Backup(ctx, filepath.Join(e.WorkDir, name), opts)
 	if err != nil {
 		return rollout.Backup{}, err
 	}

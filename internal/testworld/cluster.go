@@ -51,6 +51,11 @@ type Kube struct {
 	cluster *KubeCluster
 }
 
+// ExecDir is the host directory in which a command exec'd into any container of a kwok pod
+// runs (testdata/kwok/91-exec.yaml.tmpl): kwok runs it on this machine, as this user, not in a
+// container. Tests that exec must only touch paths they own (a t.TempDir()).
+func (k Kube) ExecDir() string { return k.cluster.execDir }
+
 // ComponentPIDs returns the process ids of the cluster's components (etcd, apiserver,
 // controller-manager, scheduler, kwok).
 func (k Kube) ComponentPIDs() ([]int, error) { return k.cluster.PIDs() }
@@ -60,6 +65,7 @@ type KubeCluster struct {
 	workdir    string
 	kwokctl    string
 	kubeconfig string
+	execDir    string
 	data       []byte
 	config     *rest.Config
 	client     kubernetes.Interface
@@ -183,8 +189,12 @@ func StartCluster() (*KubeCluster, error) {
 		workdir:    workdir,
 		kwokctl:    kwokctl,
 		kubeconfig: filepath.Join(workdir, "kubeconfig"),
+		execDir:    filepath.Join(workdir, "exec"),
 	}
-	conf, err := clusterConfig(root, map[string]string{
+	if err := os.Mkdir(c.execDir, 0o755); err != nil {
+		return nil, err
+	}
+	conf, err := clusterConfig(templateData{Root: root, ExecDir: c.execDir}, map[string]string{
 		"kubeApiserverBinary":         bin("kubernetes", KubeVersion, "kube-apiserver"),
 		"kubeControllerManagerBinary": bin("kubernetes", KubeVersion, "kube-controller-manager"),
 		"kubeSchedulerBinary":         bin("kubernetes", KubeVersion, "kube-scheduler"),
@@ -222,10 +232,20 @@ func StartCluster() (*KubeCluster, error) {
 	return c, nil
 }
 
+// templateData is what the testdata/kwok/*.yaml.tmpl documents may use.
+type templateData struct {
+	// Root is the repository root.
+	Root string
+	// ExecDir is the working directory of commands exec'd into kwok pods.
+	ExecDir string
+}
+
 // clusterConfig is the kwokctl configuration: the binaries, every component bound to
-// loopback, the apiserver dialling nodes by their InternalIP (127.0.0.1), and the kwok stages
-// of testdata/kwok (defaults plus the fault injectors).
-func clusterConfig(root string, binaries map[string]string) ([]byte, error) {
+// loopback, the apiserver dialling nodes by their InternalIP (127.0.0.1), the kwok stages
+// of testdata/kwok (defaults plus the fault injectors) and its other kwok documents (logs,
+// exec).
+func clusterConfig(data templateData, binaries map[string]string) ([]byte, error) {
+	root := data.Root
 	var b bytes.Buffer
 	b.WriteString("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n")
 	b.WriteString("  runtime: binary\n  bindAddress: 127.0.0.1\n  kubeAuthorization: true\n")
@@ -274,9 +294,10 @@ options:
 		b.Write(bytes.TrimPrefix(data, []byte("---\n")))
 		b.WriteString("\n")
 	}
-	// Documents that name files (ClusterLogs' logsFile): kwok wants absolute paths, so these are
-	// templates with {{ .Root }} the repository root. They are not Stages, and the stage checks
-	// of internal/helmrelease read only *.yaml.
+	// Documents that name files (ClusterLogs' logsFile, ClusterExec's workDir): kwok wants
+	// absolute paths, so these are templates with {{ .Root }} the repository root and
+	// {{ .ExecDir }} the exec directory. They are not Stages, and the stage checks of
+	// internal/helmrelease read only *.yaml.
 	templates, err := filepath.Glob(filepath.Join(root, "testdata", "kwok", "*.yaml.tmpl"))
 	if err != nil {
 		return nil, err
@@ -289,7 +310,7 @@ options:
 		}
 		tmpl.Option("missingkey=error")
 		b.WriteString("---\n")
-		if err := tmpl.Execute(&b, struct{ Root string }{root}); err != nil {
+		if err := tmpl.Execute(&b, data); err != nil {
 			return nil, fmt.Errorf("expand %s: %w", p, err)
 		}
 		b.WriteString("\n")

@@ -1,0 +1,659 @@
+package store
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/nektos/act/pkg/artifacts"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+)
+
+// artifactTestServer is act's artifact v4 server on 127.0.0.1, storing under Dir. Intercept,
+// when set, sees every request first and answers it itself when it returns true.
+type artifactTestServer struct {
+	URL       string
+	Dir       string
+	mu        sync.Mutex
+	intercept func(w http.ResponseWriter, r *http.Request) bool
+}
+
+func startArtifactServer(t *testing.T) *artifactTestServer {
+	t.Helper()
+	s := &artifactTestServer{Dir: t.TempDir()}
+	router := httprouter.New()
+	artifacts.RoutesV4(router, s.Dir, artifactTestFS{}, artifactTestFS{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// act's routes keep the request host in shared state: one request at a time.
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.intercept != nil && s.intercept(w, r) {
+			return
+		}
+		router.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+func (s *artifactTestServer) setIntercept(f func(w http.ResponseWriter, r *http.Request) bool) {
+	s.mu.Lock()
+	s.intercept = f
+	s.mu.Unlock()
+}
+
+// storedZip is where act keeps the artifact's zip (run backend id 1).
+func (s *artifactTestServer) storedZip(name string) string {
+	return filepath.Join(s.Dir, "1", name, name+".zip")
+}
+
+// artifactTestFS is the os-backed file system act's routes need (act's own is unexported).
+type artifactTestFS struct{}
+
+func (artifactTestFS) Open(name string) (fs.File, error) { return os.Open(name) }
+
+func (artifactTestFS) OpenWritable(name string) (artifacts.WritableFile, error) {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+}
+
+func (artifactTestFS) OpenAppendable(name string) (artifacts.WritableFile, error) {
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+}
+
+// artifactTestToken is an unsigned JWT with the given scp claim ("" leaves it out).
+func artifactTestToken(scp string) string {
+	claims := map[string]any{"iss": "test", "exp": time.Now().Add(time.Hour).Unix()}
+	if scp != "" {
+		claims["scp"] = scp
+	}
+	payload, _ := json.Marshal(claims)
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc.EncodeToString(payload) + "."
+}
+
+func artifactTestEnv(env map[string]string) func(string) string {
+	return func(k string) string { return env[k] }
+}
+
+func (s *artifactTestServer) store(t *testing.T) Artifact {
+	return Artifact{
+		Getenv: artifactTestEnv(map[string]string{
+			"ACTIONS_RESULTS_URL":   s.URL + "/",
+			"ACTIONS_RUNTIME_TOKEN": artifactTestToken("Actions.ExampleScope Actions.Results:1:2"),
+			"GITHUB_SERVER_URL":     "https://github.com",
+		}),
+		TempDir: t.TempDir(),
+		Backoff: time.Millisecond,
+	}
+}
+
+// artifactTestBundle writes a bundle dir/<name> with a dump of size random bytes and two
+// release files.
+func artifactTestBundle(t *testing.T, name string, size int64) *pgbackup.Bundle {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const dumpFile = "dump.pgcustom.zst"
+	f, err := os.Create(filepath.Join(dir, dumpFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	rng := rand.NewChaCha8([32]byte{byte(size), 7})
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; {
+		n := min(left, int64(len(buf)))
+		rng.Read(buf[:n])
+		h.Write(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		left -= n
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"values.yaml":   "postgresql:\n  enabled: true\n",
+		"manifest.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+	}
+	for n, c := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := pgbackup.Manifest{
+		FormatVersion: pgbackup.ManifestVersion,
+		CreatedAt:     time.Date(2026, 5, 4, 3, 2, 1, 0, time.UTC),
+		ServerVersion: "15.14",
+		PgDumpVersion: "15.14",
+		Database:      "keycloak",
+		DumpFormat:    pgbackup.FormatCustom,
+		DumpFile:      dumpFile,
+		Compression:   "zstd",
+		Encryption:    "none",
+		SHA256:        hex.EncodeToString(h.Sum(nil)),
+		SizeBytes:     size,
+		RowCounts:     map[string]int64{"realm": 2, "user_entity": 40},
+		Schema:        pgbackup.ManifestSchema{ChangelogRows: 120, LatestChangeID: "11.0.0-1"},
+		Release:       "identity",
+		Revision:      3,
+		ChartVersion:  "2.1.0",
+		ReleaseFiles:  []string{"manifest.yaml", "values.yaml"},
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, pgbackup.ManifestFile), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := pgbackup.OpenBundle(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func artifactFileSHA(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// artifactSameBundle fails unless got holds the same files as want.
+func artifactSameBundle(t *testing.T, want, got *pgbackup.Bundle) {
+	t.Helper()
+	if got.Name() != want.Name() {
+		t.Errorf("opened bundle is named %q, want %q", got.Name(), want.Name())
+	}
+	if !reflect.DeepEqual(got.Manifest, want.Manifest) {
+		t.Errorf("opened manifest differs:\n got %+v\nwant %+v", got.Manifest, want.Manifest)
+	}
+	if g, w := artifactFileSHA(t, got.DumpPath()), want.Manifest.SHA256; g != w {
+		t.Errorf("opened dump has sha256 %s, want %s", g, w)
+	}
+	for _, f := range want.Manifest.ReleaseFiles {
+		w, err := os.ReadFile(filepath.Join(want.Dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := os.ReadFile(filepath.Join(got.Dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(g, w) {
+			t.Errorf("release file %s differs", f)
+		}
+	}
+	entries, err := os.ReadDir(got.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	wantNames := append([]string{pgbackup.ManifestFile, want.Manifest.DumpFile}, want.Manifest.ReleaseFiles...)
+	slices.Sort(wantNames)
+	if !slices.Equal(names, wantNames) {
+		t.Errorf("opened bundle holds %v, want %v", names, wantNames)
+	}
+}
+
+func TestArtifactRoundTrip(t *testing.T) {
+	srv := startArtifactServer(t)
+	a := srv.store(t)
+	a.BlockSize = 64 << 10 // many blocks, the last one short
+	b := artifactTestBundle(t, "identity-r3-20260504T030201Z", 1<<20+12345)
+
+	loc, err := a.Put(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "artifact:" + b.Name(); loc != want {
+		t.Errorf("Put returned %q, want %q", loc, want)
+	}
+
+	// What act stored is a zip of stored entries without data descriptors (readable while
+	// it downloads), the manifest last.
+	zr, err := zip.OpenReader(srv.storedZip(b.Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+		if f.Method != zip.Store || f.Flags&0x8 != 0 {
+			t.Errorf("entry %s: method %d, flags %#x; want stored, no data descriptor", f.Name, f.Method, f.Flags)
+		}
+	}
+	zr.Close()
+	if want := []string{"dump.pgcustom.zst", "manifest.yaml", "values.yaml", "manifest.json"}; !slices.Equal(names, want) {
+		t.Errorf("zip entries %v, want %v", names, want)
+	}
+
+	for _, location := range []string{loc, b.Name()} {
+		got, err := a.Open(t.Context(), location)
+		if err != nil {
+			t.Fatalf("Open(%q): %v", location, err)
+		}
+		artifactSameBundle(t, b, got)
+		if !strings.HasPrefix(got.Dir, a.TempDir+string(os.PathSeparator)) {
+			t.Errorf("opened bundle at %s, not under TempDir %s", got.Dir, a.TempDir)
+		}
+	}
+}
+
+func TestArtifactLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("uploads 200 MiB")
+	}
+	const size = 200 << 20
+	srv := startArtifactServer(t)
+	a := srv.store(t) // default block size
+	b := artifactTestBundle(t, "large", size)
+
+	var finalized struct {
+		Size string `json:"size"`
+		Hash string `json:"hash"`
+	}
+	srv.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/FinalizeArtifact") {
+			body, _ := io.ReadAll(r.Body)
+			if err := json.Unmarshal(body, &finalized); err != nil {
+				t.Errorf("FinalizeArtifact body %s: %v", body, err)
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		return false
+	})
+
+	stop := artifactHeapPeak()
+	start := time.Now()
+	if _, err := a.Put(t.Context(), b); err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	putTime := time.Since(start)
+	putPeak := stop()
+
+	stored := srv.storedZip(b.Name())
+	fi, err := os.Stat(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := "sha256:"+artifactFileSHA(t, stored), finalized.Hash; got != want {
+		t.Errorf("act stored a zip with %s, we finalized %s", got, want)
+	}
+	if got := fmt.Sprint(fi.Size()); got != finalized.Size {
+		t.Errorf("act stored %s bytes, we finalized %s", got, finalized.Size)
+	}
+	if fi.Size() < size {
+		t.Errorf("stored zip has %d bytes, less than the dump's %d", fi.Size(), size)
+	}
+
+	stop = artifactHeapPeak()
+	start = time.Now()
+	got, err := a.Open(t.Context(), "artifact:"+b.Name())
+	openTime := time.Since(start)
+	openPeak := stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	artifactSameBundle(t, b, got)
+
+	mb := float64(size) / (1 << 20)
+	t.Logf("Put %.0f MiB in %v (%.0f MiB/s), peak heap growth %.1f MiB; Open in %v (%.0f MiB/s), peak heap growth %.1f MiB",
+		mb, putTime.Round(time.Millisecond), mb/putTime.Seconds(), float64(putPeak)/(1<<20),
+		openTime.Round(time.Millisecond), mb/openTime.Seconds(), float64(openPeak)/(1<<20))
+	const bound = 64 << 20
+	if putPeak > bound || openPeak > bound {
+		t.Errorf("peak heap growth Put %d, Open %d bytes; want below %d", putPeak, openPeak, bound)
+	}
+}
+
+// artifactHeapPeak samples HeapInuse every 2 ms until stop, which returns the largest growth
+// over the HeapInuse at the start (after a GC).
+func artifactHeapPeak() func() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapInuse
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > base && ms.HeapInuse-base > peak.Load() {
+				peak.Store(ms.HeapInuse - base)
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	return func() uint64 {
+		close(done)
+		wg.Wait()
+		return peak.Load()
+	}
+}
+
+func TestArtifactRetries(t *testing.T) {
+	srv := startArtifactServer(t)
+	a := srv.store(t)
+	a.BlockSize = 64 << 10
+	b := artifactTestBundle(t, "retried", 300<<10)
+
+	second := base64.StdEncoding.EncodeToString([]byte("block-00000001"))
+	var blockTries, createTries int
+	srv.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		q := r.URL.Query()
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/CreateArtifact"):
+			createTries++
+			if createTries == 1 {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusTooManyRequests)
+				io.WriteString(w, `{"code":"resource_exhausted","msg":"slow down"}`)
+				return true
+			}
+		case q.Get("comp") == "block" && q.Get("blockid") == second:
+			blockTries++
+			if blockTries <= 2 {
+				// Answer before reading the body, as a busy front end does.
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return true
+			}
+		}
+		return false
+	})
+
+	if _, err := a.Put(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	if createTries != 2 || blockTries != 3 {
+		t.Errorf("CreateArtifact tried %d times (want 2), block 1 %d times (want 3)", createTries, blockTries)
+	}
+	srv.setIntercept(nil)
+	got, err := a.Open(t.Context(), "artifact:"+b.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	artifactSameBundle(t, b, got)
+}
+
+func TestArtifactGivesUp(t *testing.T) {
+	srv := startArtifactServer(t)
+	a := srv.store(t)
+	a.BlockSize = 64 << 10
+	a.Attempts = 3
+	b := artifactTestBundle(t, "refused", 200<<10)
+
+	var tries, finalized int
+	srv.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Query().Get("comp") == "block" {
+			tries++
+			http.Error(w, "down", http.StatusBadGateway)
+			return true
+		}
+		if strings.HasSuffix(r.URL.Path, "/FinalizeArtifact") {
+			finalized++
+		}
+		return false
+	})
+	_, err := a.Put(t.Context(), b)
+	if err == nil {
+		t.Fatal("Put succeeded while every block failed")
+	}
+	t.Log(err)
+	if tries != 3 || finalized != 0 {
+		t.Errorf("block tried %d times (want 3), finalized %d times (want 0)", tries, finalized)
+	}
+	for _, want := range []string{"502", "3 tries", "block 0", "refused"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "sig=") {
+		t.Errorf("error %q shows the signed URL's signature", err)
+	}
+
+	// Cancelled while retrying: Put ends at once with the context's error.
+	a.Attempts, a.Backoff = 100, time.Hour
+	ctx, cancel := context.WithCancel(t.Context())
+	srv.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Query().Get("comp") == "block" {
+			cancel()
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	start := time.Now()
+	_, err = a.Put(ctx, b)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled Put: %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("cancelled Put took %v", d)
+	}
+}
+
+func TestArtifactToken(t *testing.T) {
+	srv := startArtifactServer(t)
+	var requests int
+	srv.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+		requests++
+		return false
+	})
+	b := artifactTestBundle(t, "token", 1000)
+	for _, tc := range []struct{ name, token, want string }{
+		{"no scp", artifactTestToken(""), "no Actions.Results:<run>:<job> scope in its scp claim"},
+		{"other scopes", artifactTestToken("Actions.GenericRead:00000000-0000-0000-0000-000000000000"), "no Actions.Results"},
+		{"not a JWT", "ghs_notajwt", "is not a JWT"},
+		{"bad payload", "eyJhbGciOiJub25lIn0.!!!.", "not base64url"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := srv.store(t)
+			a.Getenv = artifactTestEnv(map[string]string{"ACTIONS_RESULTS_URL": srv.URL, "ACTIONS_RUNTIME_TOKEN": tc.token})
+			_, err := a.Put(t.Context(), b)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Put with a token with %s: %v, want an error saying %q", tc.name, err, tc.want)
+			}
+			if strings.Contains(err.Error(), tc.token) {
+				t.Errorf("error %q shows the token", err)
+			}
+			if _, err := a.Open(t.Context(), "artifact:token"); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Open with a token with %s: %v", tc.name, err)
+			}
+		})
+	}
+	if requests != 0 {
+		t.Errorf("%d requests sent with unusable tokens", requests)
+	}
+}
+
+func TestArtifactAvailable(t *testing.T) {
+	token := artifactTestToken("Actions.Results:1:2")
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string // "" for available
+	}{
+		{"github.com", map[string]string{"GITHUB_SERVER_URL": "https://github.com", "ACTIONS_RUNTIME_TOKEN": token, "ACTIONS_RESULTS_URL": "https://results.example/"}, ""},
+		{"ghe.com", map[string]string{"GITHUB_SERVER_URL": "https://acme.ghe.com", "ACTIONS_RUNTIME_TOKEN": token, "ACTIONS_RESULTS_URL": "https://results.example/"}, ""},
+		{"no server url", map[string]string{"ACTIONS_RUNTIME_TOKEN": token, "ACTIONS_RESULTS_URL": "https://results.example/"}, ""},
+		{"GHES", map[string]string{"GITHUB_SERVER_URL": "https://github.acme.internal", "ACTIONS_RUNTIME_TOKEN": token, "ACTIONS_RESULTS_URL": "https://results.example/"},
+			"the GitHub artifact store (v4) is not available on GitHub Enterprise Server (GITHUB_SERVER_URL https://github.acme.internal); use backup-store oci://registry/repo[:tag] or path:DIR"},
+		{"outside Actions", map[string]string{}, "outside a GitHub Actions job: ACTIONS_RUNTIME_TOKEN and ACTIONS_RESULTS_URL not set"},
+		{"no results url", map[string]string{"ACTIONS_RUNTIME_TOKEN": token}, "ACTIONS_RESULTS_URL not set"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Available(artifactTestEnv(tc.env))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("Available: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrArtifactUnavailable) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Available: %v, want ErrArtifactUnavailable saying %q", err, tc.want)
+			}
+			a := Artifact{Getenv: artifactTestEnv(tc.env), TempDir: t.TempDir()}
+			if _, err := a.Put(t.Context(), &pgbackup.Bundle{Dir: "/nowhere/x"}); !errors.Is(err, ErrArtifactUnavailable) {
+				t.Errorf("Put: %v, want ErrArtifactUnavailable", err)
+			}
+			if _, err := a.Open(t.Context(), "artifact:x"); !errors.Is(err, ErrArtifactUnavailable) {
+				t.Errorf("Open: %v, want ErrArtifactUnavailable", err)
+			}
+		})
+	}
+}
+
+// TestArtifactUnsafeZip uploads zips no bundle has (through the same protocol) and checks that
+// Open refuses them and writes nothing outside TempDir, nor leaves anything in it.
+func TestArtifactUnsafeZip(t *testing.T) {
+	srv := startArtifactServer(t)
+	a := srv.store(t)
+	s, err := a.session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, _ := os.ReadFile(filepath.Join(artifactTestBundle(t, "m", 10).Dir, pgbackup.ManifestFile))
+	for i, tc := range []struct {
+		entries []string
+		want    string
+	}{
+		{[]string{"../evil.txt", "manifest.json"}, `"../evil.txt", which is not a plain file name`},
+		{[]string{"sub/dump.pgcustom.zst", "manifest.json"}, "not a plain file name"},
+		{[]string{"/abs", "manifest.json"}, "not a plain file name"},
+		{[]string{`..\evil`, "manifest.json"}, "not a plain file name"},
+		{[]string{"manifest.json", "manifest.json"}, "not a plain file name"},
+		{[]string{"values.yaml"}, "no manifest.json"},
+		{[]string{"manifest.json"}, "no dump file"},
+	} {
+		name := fmt.Sprintf("unsafe-%d", i)
+		t.Run(name, func(t *testing.T) {
+			signed, err := s.createArtifact(t.Context(), name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			size, sum, err := a.upload(t.Context(), signed, func(w io.Writer) error {
+				zw := zip.NewWriter(w)
+				for _, e := range tc.entries {
+					fw, err := zw.CreateHeader(&zip.FileHeader{Name: e, Method: zip.Store})
+					if err != nil {
+						return err
+					}
+					fw.Write(manifest)
+				}
+				return zw.Close()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.finalizeArtifact(t.Context(), name, size, sum); err != nil {
+				t.Fatal(err)
+			}
+			_, err = a.Open(t.Context(), "artifact:"+name)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open: %v, want an error saying %q", err, tc.want)
+			}
+			left, _ := os.ReadDir(a.TempDir)
+			if len(left) != 0 {
+				t.Errorf("Open left %d entries in TempDir", len(left))
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(a.TempDir), "evil.txt")); err == nil {
+				t.Errorf("Open wrote outside TempDir")
+			}
+		})
+	}
+}
+
+func TestArtifactNotFound(t *testing.T) {
+	srv := startArtifactServer(t)
+	a := srv.store(t)
+	if _, err := a.Put(t.Context(), artifactTestBundle(t, "present", 100)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Open(t.Context(), "artifact:absent")
+	if err == nil || !strings.Contains(err.Error(), `no artifact "absent" in this workflow run`) {
+		t.Fatalf("Open of a missing artifact: %v", err)
+	}
+	if _, err := a.Open(t.Context(), "artifact:a/b"); err == nil || !strings.Contains(err.Error(), "characters GitHub refuses") {
+		t.Errorf("Open of an invalid name: %v", err)
+	}
+}
+
+// TestArtifactDumpChanged checks that a dump that changes between the checksum pass and the
+// upload fails the upload instead of storing a zip whose header does not match its data.
+func TestArtifactDumpChanged(t *testing.T) {
+	b := artifactTestBundle(t, "changed", 4096)
+	entries, err := artifactEntries(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := artifactWriteZip(t.Context(), io.Discard, entries); err != nil {
+		t.Fatalf("unchanged bundle: %v", err)
+	}
+	data, err := os.ReadFile(b.DumpPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[100] ^= 1
+	if err := os.WriteFile(b.DumpPath(), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = artifactWriteZip(t.Context(), io.Discard, entries)
+	if err == nil || !strings.Contains(err.Error(), "dump.pgcustom.zst changed while it was being stored") {
+		t.Fatalf("changed dump: %v", err)
+	}
+}

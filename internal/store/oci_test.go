@@ -1,0 +1,607 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+)
+
+// ociTestRegistry starts an in-memory registry on loopback and returns its host:port. wrap,
+// when given, wraps its handler (for authentication).
+func ociTestRegistry(t *testing.T, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
+	// Hermetic: no docker credentials of this machine.
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// ociTestBundle writes a bundle directory dir/name by hand: a dump of dumpSize pseudo-random
+// bytes, two release files and a manifest consistent with them.
+func ociTestBundle(t testing.TB, dir, name string, dumpSize int64, seed uint64) *pgbackup.Bundle {
+	t.Helper()
+	bdir := filepath.Join(dir, name)
+	if err := os.MkdirAll(bdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const dumpFile = "dump.pgcustom.zst"
+	sum, err := ociWriteRandom(filepath.Join(bdir, dumpFile), dumpSize, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := map[string]string{
+		pgbackup.ReleaseValuesFile:   "keycloak:\n  replicas: 2\n",
+		pgbackup.ReleaseManifestFile: "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: keycloak\n",
+	}
+	for f, content := range release {
+		if err := os.WriteFile(filepath.Join(bdir, f), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := pgbackup.Manifest{
+		FormatVersion: pgbackup.ManifestVersion,
+		CreatedAt:     time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
+		ServerVersion: "15.8",
+		PgDumpVersion: "15.8",
+		Database:      "keycloak",
+		DumpFormat:    pgbackup.FormatCustom,
+		DumpFile:      dumpFile,
+		Compression:   "zstd",
+		Encryption:    "none",
+		SHA256:        sum,
+		SizeBytes:     dumpSize,
+		RowCounts:     map[string]int64{"realm": 2, "user_entity": 40},
+		Schema:        pgbackup.ManifestSchema{ChangelogRows: 120, LatestChangeID: "24.0.0-9999"},
+		Release:       "keycloak",
+		Revision:      7,
+		ChartVersion:  "1.3.2",
+		ReleaseFiles:  []string{pgbackup.ReleaseValuesFile, pgbackup.ReleaseManifestFile},
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bdir, pgbackup.ManifestFile), append(data, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := pgbackup.OpenBundle(bdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ociWriteRandom writes size bytes of a fast PRNG stream to path and returns their sha256.
+func ociWriteRandom(path string, size int64, seed uint64) (string, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	for left := size; left > 0; {
+		for i := 0; i+8 <= len(buf); i += 8 {
+			binary.LittleEndian.PutUint64(buf[i:], rng.Uint64())
+		}
+		n := int64(len(buf))
+		if left < n {
+			n = left
+		}
+		h.Write(buf[:n])
+		if _, err := f.Write(buf[:n]); err != nil {
+			return "", err
+		}
+		left -= n
+	}
+	return hex.EncodeToString(h.Sum(nil)), f.Close()
+}
+
+// ociFileSums returns the sha256 of every file in dir, by name.
+func ociFileSums(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]string{}
+	for _, e := range entries {
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		sums[e.Name()] = hex.EncodeToString(h.Sum(nil))
+	}
+	return sums
+}
+
+func ociSameBundle(t *testing.T, want, got *pgbackup.Bundle) {
+	t.Helper()
+	ws, gs := ociFileSums(t, want.Dir), ociFileSums(t, got.Dir)
+	if len(ws) != len(gs) {
+		t.Errorf("pulled bundle has files %v, want %v", gs, ws)
+	}
+	for f, s := range ws {
+		if gs[f] != s {
+			t.Errorf("%s: sha256 %s, want %s", f, gs[f], s)
+		}
+	}
+	if got.Name() != want.Name() {
+		t.Errorf("pulled bundle is named %q, want %q", got.Name(), want.Name())
+	}
+	if got.Manifest.SHA256 != want.Manifest.SHA256 || got.Manifest.Revision != want.Manifest.Revision {
+		t.Errorf("pulled manifest %+v, want %+v", got.Manifest, want.Manifest)
+	}
+}
+
+func TestOCIPutOpen(t *testing.T) {
+	host := ociTestRegistry(t, nil)
+	b := ociTestBundle(t, t.TempDir(), "keycloak-r7-20250304T050607Z", 3<<20+17, 1)
+	o := OCI{Ref: host + "/backups/keycloak", TempDir: t.TempDir()}
+
+	loc, err := o.Put(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "oci://" + host + "/backups/keycloak:keycloak-r7-20250304T050607Z@sha256:"
+	if !strings.HasPrefix(loc, prefix) || len(loc) != len(prefix)+64 {
+		t.Fatalf("location %q, want %s<digest>", loc, prefix)
+	}
+	tagOnly, _, _ := strings.Cut(loc, "@")
+	digestOnly := "oci://" + host + "/backups/keycloak@" + strings.SplitN(loc, "@", 2)[1]
+
+	for _, l := range []string{loc, tagOnly, digestOnly} {
+		t.Run(l, func(t *testing.T) {
+			o := o
+			o.TempDir = t.TempDir()
+			got, err := o.Open(t.Context(), l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if filepath.Dir(got.Dir) != o.TempDir {
+				t.Errorf("pulled into %s, want a directory under %s", got.Dir, o.TempDir)
+			}
+			ociSameBundle(t, b, got)
+		})
+	}
+
+	// The artifact's shape, as other tools see it.
+	ref, err := name.ParseReference(strings.TrimPrefix(loc, "oci://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Get(ref, remote.WithContext(t.Context()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m v1.Manifest
+	if err := json.Unmarshal(desc.Manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.MediaType != "application/vnd.oci.image.manifest.v1+json" || m.ArtifactType != OCIArtifactType {
+		t.Errorf("manifest media type %q, artifact type %q", m.MediaType, m.ArtifactType)
+	}
+	if m.Config.MediaType != "application/vnd.oci.empty.v1+json" || m.Config.Size != 2 ||
+		m.Config.Digest.String() != "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a" {
+		t.Errorf("config %+v is not the empty descriptor", m.Config)
+	}
+	layers := map[string]string{}
+	for _, l := range m.Layers {
+		layers[l.Annotations["org.opencontainers.image.title"]] = string(l.MediaType)
+	}
+	wantLayers := map[string]string{
+		"dump.pgcustom.zst":     "application/vnd.identity-upgrade.backup.dump.v1+zstd",
+		"release-values.yaml":   "application/vnd.identity-upgrade.backup.release.v1+yaml",
+		"release-manifest.yaml": "application/vnd.identity-upgrade.backup.release.v1+yaml",
+		"manifest.json":         "application/vnd.identity-upgrade.backup.manifest.v1+json",
+	}
+	if fmt.Sprint(layers) != fmt.Sprint(wantLayers) {
+		t.Errorf("layers %v, want %v", layers, wantLayers)
+	}
+	if m.Layers[0].Digest.Hex != b.Manifest.SHA256 || m.Layers[0].Size != b.Manifest.SizeBytes {
+		t.Errorf("dump layer %+v, manifest says %s %d", m.Layers[0], b.Manifest.SHA256, b.Manifest.SizeBytes)
+	}
+	for k, want := range map[string]string{
+		"org.opencontainers.image.created":    "2025-03-04T05:06:07Z",
+		OCIAnnotationPrefix + "database":      "keycloak",
+		OCIAnnotationPrefix + "dump-format":   "custom",
+		OCIAnnotationPrefix + "encryption":    "none",
+		OCIAnnotationPrefix + "sha256":        b.Manifest.SHA256,
+		OCIAnnotationPrefix + "size":          fmt.Sprint(b.Manifest.SizeBytes),
+		OCIAnnotationPrefix + "release":       "keycloak",
+		OCIAnnotationPrefix + "revision":      "7",
+		OCIAnnotationPrefix + "chart-version": "1.3.2",
+	} {
+		if m.Annotations[k] != want {
+			t.Errorf("annotation %s = %q, want %q", k, m.Annotations[k], want)
+		}
+	}
+}
+
+func TestOCIPutExplicitTag(t *testing.T) {
+	host := ociTestRegistry(t, nil)
+	b := ociTestBundle(t, t.TempDir(), "keycloak-r3-20250101T000000Z", 1000, 2)
+	o := OCI{Ref: "oci://" + host + "/backups:nightly", TempDir: t.TempDir()}
+	loc, err := o.Put(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(loc, "oci://"+host+"/backups:nightly@sha256:") {
+		t.Fatalf("location %q does not carry the store's tag", loc)
+	}
+	got, err := o.Open(t.Context(), "oci://"+host+"/backups:nightly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The directory keeps the bundle's name, not the tag.
+	ociSameBundle(t, b, got)
+}
+
+func TestOCIOpenRefuses(t *testing.T) {
+	host := ociTestRegistry(t, nil)
+	b := ociTestBundle(t, t.TempDir(), "keycloak-r1-20250101T000000Z", 1000, 3)
+	o := OCI{Ref: host + "/backups", TempDir: t.TempDir()}
+	if _, err := o.Put(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(100, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgRef, err := name.NewTag(host + "/backups:an-image")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(imgRef, img, remote.WithContext(t.Context())); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		location string
+		refused  bool
+		want     string
+	}{
+		{"oci://" + host + "/backups:keycloak-r1-20250101T000000Y", true, "no backup at " + host + "/backups:keycloak-r1-20250101T000000Y"},
+		{"oci://" + host + "/other:keycloak-r1-20250101T000000Z", true, "no backup at"},
+		{"oci://" + host + "/backups:an-image", true, "not a backup"},
+		{"oci://" + host + "/backups", false, "names a repository, not a backup"},
+		{"oci://" + host + "/backups@sha256:0123", false, "backup location"},
+	} {
+		t.Run(tc.location, func(t *testing.T) {
+			_, err := o.Open(t.Context(), tc.location)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			t.Log(err)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			if errors.Is(err, pgbackup.ErrBundleRefused) != tc.refused {
+				t.Errorf("error %q: refused = %v, want %v", err, !tc.refused, tc.refused)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(o.TempDir); len(entries) != 0 {
+		t.Errorf("failed pulls left %v in TempDir", entries)
+	}
+}
+
+func TestOCIPutRefusesDumpNotMatchingManifest(t *testing.T) {
+	host := ociTestRegistry(t, nil)
+	o := OCI{Ref: host + "/backups", TempDir: t.TempDir()}
+
+	// Same size, other bytes: the registry checks the digest the manifest gave.
+	b := ociTestBundle(t, t.TempDir(), "changed", 4096, 4)
+	if _, err := ociWriteRandom(b.DumpPath(), 4096, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Put(t.Context(), b); err == nil || !strings.Contains(err.Error(), "DIGEST_INVALID") {
+		t.Errorf("Put of a dump whose bytes differ from its manifest: %v, want a digest error", err)
+	}
+
+	// Other size: refused before anything is sent.
+	b = ociTestBundle(t, t.TempDir(), "truncated", 4096, 6)
+	if err := os.Truncate(b.DumpPath(), 100); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Put(t.Context(), b); !errors.Is(err, pgbackup.ErrBundleRefused) {
+		t.Errorf("Put of a truncated dump: %v, want ErrBundleRefused", err)
+	}
+}
+
+func TestOCIBasicAuth(t *testing.T) {
+	host := ociTestRegistry(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, p, ok := r.BasicAuth(); !ok || u != "ci" || p != "s3cret" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	b := ociTestBundle(t, t.TempDir(), "keycloak-r2-20250101T000000Z", 10000, 7)
+	o := OCI{Ref: host + "/backups", Username: "ci", Password: "s3cret", TempDir: t.TempDir()}
+	loc, err := o.Put(t.Context(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := o.Open(t.Context(), loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ociSameBundle(t, b, got)
+
+	for _, bad := range []OCI{
+		{Ref: o.Ref, TempDir: o.TempDir},
+		{Ref: o.Ref, TempDir: o.TempDir, Username: "ci", Password: "wrong"},
+	} {
+		_, err := bad.Put(t.Context(), b)
+		t.Log(err)
+		if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "registry-username") {
+			t.Errorf("Put with user %q: %v, want a 401 that says what to set", bad.Username, err)
+		}
+		_, err = bad.Open(t.Context(), loc)
+		if err == nil || !strings.Contains(err.Error(), "registry-username") || errors.Is(err, pgbackup.ErrBundleRefused) {
+			t.Errorf("Open with user %q: %v, want a 401 that says what to set", bad.Username, err)
+		}
+		if bad.Password != "" && strings.Contains(fmt.Sprint(err), bad.Password) {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
+
+func TestOCIReferences(t *testing.T) {
+	for _, tc := range []struct {
+		ref, bundle, want string
+	}{
+		{"127.0.0.1:5000/backups", "kc-r1-20250101T000000Z", "127.0.0.1:5000/backups:kc-r1-20250101T000000Z"},
+		{"oci://ghcr.io/org/backups:nightly", "kc-r1-20250101T000000Z", "ghcr.io/org/backups:nightly"},
+		{"ghcr.io/org/backups", "odd name+x", "ghcr.io/org/backups:odd-name-x"},
+		{"ghcr.io/org/backups", ".hidden", "ghcr.io/org/backups:_.hidden"},
+		{"ghcr.io/org/backups@sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "x", ""},
+		{"ghcr.io/Org/backups", "x", ""},
+	} {
+		tag, err := OCI{Ref: tc.ref}.tag(tc.bundle)
+		if tc.want == "" {
+			if err == nil {
+				t.Errorf("%s: tag %s, want an error", tc.ref, tag)
+			}
+			continue
+		}
+		if err != nil || tag.Name() != tc.want {
+			t.Errorf("%s with bundle %q: %v, %v; want %s", tc.ref, tc.bundle, tag, err, tc.want)
+		}
+	}
+
+	for _, tc := range []struct{ compression, encryption, want string }{
+		{"zstd", "none", "application/vnd.identity-upgrade.backup.dump.v1+zstd"},
+		{"zstd", "age", "application/vnd.identity-upgrade.backup.dump.v1+zstd+age"},
+	} {
+		if got := ociDumpMediaType(pgbackup.Manifest{Compression: tc.compression, Encryption: tc.encryption}); string(got) != tc.want {
+			t.Errorf("dump media type for %s/%s: %s, want %s", tc.compression, tc.encryption, got, tc.want)
+		}
+	}
+
+	for host, want := range map[string]bool{
+		"127.0.0.1:5000": true, "localhost:5000": true, "localhost": true, "[::1]:5000": true, "[::1]": true,
+		"127.1.2.3": true, "10.0.0.1:5000": false, "192.168.1.1": false, "ghcr.io": false, "localhost.example.com": false,
+	} {
+		if got := ociLoopback(host); got != want {
+			t.Errorf("ociLoopback(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// A registry on a private address would get plain HTTP from go-containerregistry after a
+// failed HTTPS ping; the store refuses that unless Insecure is set.
+func TestOCITransportRefusesPlainHTTP(t *testing.T) {
+	var called bool
+	base := roundTripFunc(func(*http.Request) (*http.Response, error) {
+		called = true
+		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}, nil
+	})
+	req, _ := http.NewRequest(http.MethodGet, "http://10.0.0.1:5000/v2/", nil)
+	if _, err := (ociTransport{base: base}).RoundTrip(req); err == nil || called {
+		t.Errorf("plain HTTP to a private address: err %v, sent %v", err, called)
+	}
+	if _, err := (ociTransport{base: base, allowHTTP: true}).RoundTrip(req); err != nil || !called {
+		t.Errorf("plain HTTP allowed: err %v, sent %v", err, called)
+	}
+	called = false
+	req, _ = http.NewRequest(http.MethodGet, "https://10.0.0.1:5000/v2/", nil)
+	if _, err := (ociTransport{base: base}).RoundTrip(req); err != nil || !called {
+		t.Errorf("HTTPS: err %v, sent %v", err, called)
+	}
+	for _, tc := range []struct {
+		o    OCI
+		reg  string
+		want bool
+	}{
+		{OCI{}, "10.0.0.1:5000", false},
+		{OCI{}, "127.0.0.1:5000", true},
+		{OCI{Insecure: true}, "10.0.0.1:5000", true},
+	} {
+		if got := tc.o.allowHTTP(tc.reg); got != tc.want {
+			t.Errorf("Insecure %v, registry %s: plain HTTP allowed %v, want %v", tc.o.Insecure, tc.reg, got, tc.want)
+		}
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestOCIHelperRegistry is not a test: run by TestOCILargeBundle as a separate process, it
+// serves a registry whose blobs are on disk, so that the test process's heap holds only the
+// store's own memory (pkg/registry buffers chunked uploads in memory).
+func TestOCIHelperRegistry(t *testing.T) {
+	dir := os.Getenv("OCI_HELPER_REGISTRY_DIR")
+	if dir == "" {
+		return
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: registry.New(
+		registry.Logger(log.New(io.Discard, "", 0)),
+		registry.WithBlobHandler(registry.NewDiskBlobHandler(dir)),
+	)}
+	go srv.Serve(l)
+	fmt.Println(l.Addr().String())
+	io.Copy(io.Discard, os.Stdin) // until the parent closes it
+	srv.Close()
+}
+
+func ociHelperRegistry(t *testing.T) string {
+	t.Helper()
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOCIHelperRegistry$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "OCI_HELPER_REGISTRY_DIR="+t.TempDir())
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("registry process: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// ociHeapPeak samples HeapInuse every 2ms until stop is called, which returns the peak.
+func ociHeapPeak() (stop func() uint64) {
+	var (
+		mu   sync.Mutex
+		peak uint64
+		done = make(chan struct{})
+		wg   sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			mu.Lock()
+			peak = max(peak, ms.HeapInuse)
+			mu.Unlock()
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		wg.Wait()
+		return peak
+	}
+}
+
+func TestOCILargeBundleBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes and pushes a 256 MiB dump")
+	}
+	const size = 256 << 20
+	const limit = 64 << 20
+	host := ociHelperRegistry(t)
+	b := ociTestBundle(t, t.TempDir(), "keycloak-r9-20250101T000000Z", size, 42)
+	o := OCI{Ref: host + "/backups/big", TempDir: t.TempDir()}
+
+	measure := func(what string, f func() error) {
+		t.Helper()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		base := ms.HeapInuse
+		stop := ociHeapPeak()
+		start := time.Now()
+		err := f()
+		d := time.Since(start)
+		peak := stop()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		growth := int64(peak) - int64(base)
+		t.Logf("%s %d MiB: %v, %.0f MB/s, peak heap growth %.1f MiB (HeapInuse %.1f → %.1f MiB)",
+			what, size>>20, d.Round(time.Millisecond), float64(size)/1e6/d.Seconds(),
+			float64(growth)/(1<<20), float64(base)/(1<<20), float64(peak)/(1<<20))
+		if growth > limit {
+			t.Errorf("%s: heap grew by %.1f MiB, more than %d MiB: the dump is not streamed", what, float64(growth)/(1<<20), limit>>20)
+		}
+	}
+
+	var loc string
+	measure("Put", func() (err error) {
+		loc, err = o.Put(context.Background(), b)
+		return err
+	})
+	var got *pgbackup.Bundle
+	measure("Open", func() (err error) {
+		got, err = o.Open(context.Background(), loc)
+		return err
+	})
+	ociSameBundle(t, b, got)
+}
