@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
 // The fault matrix: every row runs the real identity-upgrade binary (so that signals and the
@@ -243,6 +246,24 @@ func TestFaultMatrix(t *testing.T) {
 			}},
 		{name: "pg_dump killed mid-stream", exit: ExitFailed, reason: "incomplete",
 			env: func(t *testing.T, w *installed) []string { return pgDumpKilledMidStream(t) }},
+		{name: "artifact upload failure", flags: []string{"--backup-store", "artifact", "--allow-plaintext-backup"}, exit: ExitFailed,
+			reason: "store the backup",
+			env: func(t *testing.T, w *installed) []string {
+				// act's artifact server, answering every block upload with 500.
+				srv := testworld.StartArtifactServer(t)
+				srv.SetIntercept(func(rw http.ResponseWriter, r *http.Request) bool {
+					if r.URL.Query().Get("comp") == "block" {
+						http.Error(rw, "injected failure", http.StatusInternalServerError)
+						return true
+					}
+					return false
+				})
+				var env []string
+				for k, v := range srv.Env() {
+					env = append(env, k+"="+v)
+				}
+				return env
+			}},
 		{name: "release stuck pending-upgrade", run: func(t *testing.T, w *installed) {
 			markPending(t, w)
 			if r := w.start(t, nil, nil).wait(t); r.code != ExitInvalid || !strings.Contains(r.stdout+r.stderr, "unlock-pending") {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -154,14 +156,21 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		w := install13(t)
 		dir := t.TempDir()
 		outputs, summary := filepath.Join(dir, "output"), filepath.Join(dir, "summary.md")
+		identity, err := age.GenerateX25519Identity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		artifacts := testworld.StartArtifactServer(t)
 		env := map[string]string{
 			"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": outputs, "GITHUB_STEP_SUMMARY": summary, "RUNNER_TEMP": dir,
 			"INPUT_RELEASE-NAME": "identity", "INPUT_NAMESPACE": w.kube.Namespace, "INPUT_CHART": chart14,
 			"INPUT_KUBECONFIG":            string(w.kube.KubeconfigData),
 			"INPUT_DATABASE-URL":          w.db.URL(),
-			"INPUT_RECREATE-STATEFULSETS": "orphan", "INPUT_BACKUP-STORE": "path:" + w.stores,
-			"INPUT_STABILITY-WINDOW": "3s", "INPUT_SET": "fault=crashloop",
+			"INPUT_RECREATE-STATEFULSETS": "orphan", "INPUT_BACKUP-STORE": "artifact",
+			"INPUT_BACKUP-ENCRYPTION-RECIPIENTS": identity.Recipient().String(),
+			"INPUT_STABILITY-WINDOW":             "3s", "INPUT_SET": "fault=crashloop",
 		}
+		maps.Copy(env, artifacts.Env())
 		var stdout, stderr bytes.Buffer
 		code := Run(t.Context(), nil, func(k string) string { return env[k] }, &stdout, &stderr)
 		if code != ExitFailed {
@@ -198,6 +207,22 @@ func TestUpgradeEndToEnd(t *testing.T) {
 			}
 		}
 		w.expect(t, 3, "2.1.0", "1.3")
+
+		// The backup is retrievable from the artifact store, decrypted with the identity.
+		_, location, _ := strings.Cut(string(out), "backup-location<<")
+		location = strings.Split(location, "\n")[1]
+		if !strings.HasPrefix(location, "artifact:identity-r1-") {
+			t.Fatalf("backup-location %q is not an artifact", location)
+		}
+		other := testworld.Postgres(t)
+		restoreEnv := artifacts.Env()
+		maps.Copy(restoreEnv, map[string]string{"DATABASE_URL": other.URL(), "IDENTITY_UPGRADE_BACKUP_IDENTITY": identity.String()})
+		if r := runCLI(t, restoreEnv, "restore", "--from", location); r.code != ExitOK {
+			t.Fatalf("restore from %s: exit %d\n%s", location, r.code, r.stderr)
+		}
+		if got := dbContent(t, other); got != w.before {
+			t.Error("the database restored from the artifact differs from the one backed up")
+		}
 	})
 	t.Run("dry-run", func(t *testing.T) {
 		t.Parallel()

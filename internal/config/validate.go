@@ -531,12 +531,20 @@ func (v *validator) backup() {
 	v.check("from", c.From, v.from)
 }
 
-// from checks restore's --from: an oci:// reference, a local bundle directory, or an artifact name.
+// from checks restore's --from: an oci:// reference, a local bundle directory, or an artifact name
+// (bare, or as artifact:<name>).
 func (v *validator) from(s string) {
 	c := v.c
 	if strings.HasPrefix(s, "oci://") {
 		if why := checkOCIRef(s); why != "" {
 			v.add("from", "%s %s", c.quote(s), why)
+		}
+		return
+	}
+	if name, ok := strings.CutPrefix(s, "artifact:"); ok {
+		// The form the artifact store reports a backup's location in.
+		if name == "" || strings.ContainsAny(name, artifactChars) {
+			v.add("from", "%s does not name a valid artifact after artifact:", c.quote(s))
 		}
 		return
 	}

@@ -224,6 +224,8 @@ func TestValidateSubcommandRequirements(t *testing.T) {
 		{CmdBackup, []string{"--database-url=postgres://k@db/k"}, nil},
 		{CmdRestore, nil, []string{"db-host", "db-name", "db-user", "from"}},
 		{CmdRestore, []string{"--database-url=postgres://k@db/k", "--from=oci://ghcr.io/org/b:1"}, nil},
+		{CmdRestore, []string{"--database-url=postgres://k@db/k", "--from=artifact:identity-r4-20261126T101500Z"}, nil},
+		{CmdRestore, []string{"--database-url=postgres://k@db/k", "--from=artifact:"}, []string{"from"}},
 		{CmdRestore, []string{"--database-url=postgres://k@db/k", "--from=./no/such/dir"}, []string{"from"}},
 		{CmdRestore, []string{"--database-url=postgres://k@db/k", "--from=bad:name"}, []string{"from"}},
 		{CmdRestore, []string{"--database-url=postgres://k@db/k", "--from=identity-r3-20250101T000000Z"}, nil},

@@ -11,10 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -26,95 +24,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/julienschmidt/httprouter"
-	"github.com/nektos/act/pkg/artifacts"
-
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
-
-// artifactTestServer is act's artifact v4 server on 127.0.0.1, storing under Dir. Intercept,
-// when set, sees every request first and answers it itself when it returns true.
-type artifactTestServer struct {
-	URL       string
-	Dir       string
-	mu        sync.Mutex
-	intercept func(w http.ResponseWriter, r *http.Request) bool
-}
-
-func startArtifactServer(t *testing.T) *artifactTestServer {
-	t.Helper()
-	s := &artifactTestServer{Dir: t.TempDir()}
-	router := httprouter.New()
-	artifacts.RoutesV4(router, s.Dir, artifactTestFS{}, artifactTestFS{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// act's routes keep the request host in shared state: one request at a time.
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.intercept != nil && s.intercept(w, r) {
-			return
-		}
-		router.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	s.URL = srv.URL
-	return s
-}
-
-func (s *artifactTestServer) setIntercept(f func(w http.ResponseWriter, r *http.Request) bool) {
-	s.mu.Lock()
-	s.intercept = f
-	s.mu.Unlock()
-}
-
-// storedZip is where act keeps the artifact's zip (run backend id 1).
-func (s *artifactTestServer) storedZip(name string) string {
-	return filepath.Join(s.Dir, "1", name, name+".zip")
-}
-
-// artifactTestFS is the os-backed file system act's routes need (act's own is unexported).
-type artifactTestFS struct{}
-
-func (artifactTestFS) Open(name string) (fs.File, error) { return os.Open(name) }
-
-func (artifactTestFS) OpenWritable(name string) (artifacts.WritableFile, error) {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return nil, err
-	}
-	return os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-}
-
-func (artifactTestFS) OpenAppendable(name string) (artifacts.WritableFile, error) {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return nil, err
-	}
-	return os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-}
-
-// artifactTestToken is an unsigned JWT with the given scp claim ("" leaves it out).
-func artifactTestToken(scp string) string {
-	claims := map[string]any{"iss": "test", "exp": time.Now().Add(time.Hour).Unix()}
-	if scp != "" {
-		claims["scp"] = scp
-	}
-	payload, _ := json.Marshal(claims)
-	enc := base64.RawURLEncoding
-	return enc.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + enc.EncodeToString(payload) + "."
-}
 
 func artifactTestEnv(env map[string]string) func(string) string {
 	return func(k string) string { return env[k] }
 }
 
-func (s *artifactTestServer) store(t *testing.T) Artifact {
-	return Artifact{
-		Getenv: artifactTestEnv(map[string]string{
-			"ACTIONS_RESULTS_URL":   s.URL + "/",
-			"ACTIONS_RUNTIME_TOKEN": artifactTestToken("Actions.ExampleScope Actions.Results:1:2"),
-			"GITHUB_SERVER_URL":     "https://github.com",
-		}),
-		TempDir: t.TempDir(),
-		Backoff: time.Millisecond,
-	}
+// artifactStore is the store as a job on s sees it, with short retry waits.
+func artifactStore(t *testing.T, s *testworld.ArtifactServer) Artifact {
+	return Artifact{Getenv: artifactTestEnv(s.Env()), TempDir: t.TempDir(), Backoff: time.Millisecond}
 }
 
 // artifactTestBundle writes a bundle dir/<name> with a dump of size random bytes and two
@@ -242,8 +162,8 @@ func artifactSameBundle(t *testing.T, want, got *pgbackup.Bundle) {
 }
 
 func TestArtifactRoundTrip(t *testing.T) {
-	srv := startArtifactServer(t)
-	a := srv.store(t)
+	srv := testworld.StartArtifactServer(t)
+	a := artifactStore(t, srv)
 	a.BlockSize = 64 << 10 // many blocks, the last one short
 	b := artifactTestBundle(t, "identity-r3-20260504T030201Z", 1<<20+12345)
 
@@ -257,7 +177,7 @@ func TestArtifactRoundTrip(t *testing.T) {
 
 	// What act stored is a zip of stored entries without data descriptors (readable while
 	// it downloads), the manifest last.
-	zr, err := zip.OpenReader(srv.storedZip(b.Name()))
+	zr, err := zip.OpenReader(srv.StoredZip(b.Name()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,15 +210,15 @@ func TestArtifactLarge(t *testing.T) {
 		t.Skip("uploads 200 MiB")
 	}
 	const size = 200 << 20
-	srv := startArtifactServer(t)
-	a := srv.store(t) // default block size
+	srv := testworld.StartArtifactServer(t)
+	a := artifactStore(t, srv) // default block size
 	b := artifactTestBundle(t, "large", size)
 
 	var finalized struct {
 		Size string `json:"size"`
 		Hash string `json:"hash"`
 	}
-	srv.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+	srv.SetIntercept(func(w http.ResponseWriter, r *http.Request) bool {
 		if strings.HasSuffix(r.URL.Path, "/FinalizeArtifact") {
 			body, _ := io.ReadAll(r.Body)
 			if err := json.Unmarshal(body, &finalized); err != nil {
@@ -318,7 +238,7 @@ func TestArtifactLarge(t *testing.T) {
 	putTime := time.Since(start)
 	putPeak := stop()
 
-	stored := srv.storedZip(b.Name())
+	stored := srv.StoredZip(b.Name())
 	fi, err := os.Stat(stored)
 	if err != nil {
 		t.Fatal(err)
@@ -387,14 +307,14 @@ func artifactHeapPeak() func() uint64 {
 }
 
 func TestArtifactRetries(t *testing.T) {
-	srv := startArtifactServer(t)
-	a := srv.store(t)
+	srv := testworld.StartArtifactServer(t)
+	a := artifactStore(t, srv)
 	a.BlockSize = 64 << 10
 	b := artifactTestBundle(t, "retried", 300<<10)
 
 	second := base64.StdEncoding.EncodeToString([]byte("block-00000001"))
 	var blockTries, createTries int
-	srv.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+	srv.SetIntercept(func(w http.ResponseWriter, r *http.Request) bool {
 		q := r.URL.Query()
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/CreateArtifact"):
@@ -422,7 +342,7 @@ func TestArtifactRetries(t *testing.T) {
 	if createTries != 2 || blockTries != 3 {
 		t.Errorf("CreateArtifact tried %d times (want 2), block 1 %d times (want 3)", createTries, blockTries)
 	}
-	srv.setIntercept(nil)
+	srv.SetIntercept(nil)
 	got, err := a.Open(t.Context(), "artifact:"+b.Name())
 	if err != nil {
 		t.Fatal(err)
@@ -431,14 +351,14 @@ func TestArtifactRetries(t *testing.T) {
 }
 
 func TestArtifactGivesUp(t *testing.T) {
-	srv := startArtifactServer(t)
-	a := srv.store(t)
+	srv := testworld.StartArtifactServer(t)
+	a := artifactStore(t, srv)
 	a.BlockSize = 64 << 10
 	a.Attempts = 3
 	b := artifactTestBundle(t, "refused", 200<<10)
 
 	var tries, finalized int
-	srv.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+	srv.SetIntercept(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.URL.Query().Get("comp") == "block" {
 			tries++
 			http.Error(w, "down", http.StatusBadGateway)
@@ -469,7 +389,7 @@ func TestArtifactGivesUp(t *testing.T) {
 	// Cancelled while retrying: Put ends at once with the context's error.
 	a.Attempts, a.Backoff = 100, time.Hour
 	ctx, cancel := context.WithCancel(t.Context())
-	srv.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+	srv.SetIntercept(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.URL.Query().Get("comp") == "block" {
 			cancel()
 			http.Error(w, "down", http.StatusServiceUnavailable)
@@ -488,21 +408,21 @@ func TestArtifactGivesUp(t *testing.T) {
 }
 
 func TestArtifactToken(t *testing.T) {
-	srv := startArtifactServer(t)
+	srv := testworld.StartArtifactServer(t)
 	var requests int
-	srv.setIntercept(func(w http.ResponseWriter, r *http.Request) bool {
+	srv.SetIntercept(func(w http.ResponseWriter, r *http.Request) bool {
 		requests++
 		return false
 	})
 	b := artifactTestBundle(t, "token", 1000)
 	for _, tc := range []struct{ name, token, want string }{
-		{"no scp", artifactTestToken(""), "no Actions.Results:<run>:<job> scope in its scp claim"},
-		{"other scopes", artifactTestToken("Actions.GenericRead:00000000-0000-0000-0000-000000000000"), "no Actions.Results"},
+		{"no scp", testworld.ArtifactToken(""), "no Actions.Results:<run>:<job> scope in its scp claim"},
+		{"other scopes", testworld.ArtifactToken("Actions.GenericRead:00000000-0000-0000-0000-000000000000"), "no Actions.Results"},
 		{"not a JWT", "ghs_notajwt", "is not a JWT"},
 		{"bad payload", "eyJhbGciOiJub25lIn0.!!!.", "not base64url"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := srv.store(t)
+			a := artifactStore(t, srv)
 			a.Getenv = artifactTestEnv(map[string]string{"ACTIONS_RESULTS_URL": srv.URL, "ACTIONS_RUNTIME_TOKEN": tc.token})
 			_, err := a.Put(t.Context(), b)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -522,7 +442,7 @@ func TestArtifactToken(t *testing.T) {
 }
 
 func TestArtifactAvailable(t *testing.T) {
-	token := artifactTestToken("Actions.Results:1:2")
+	token := testworld.ArtifactToken("Actions.Results:1:2")
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -561,8 +481,8 @@ func TestArtifactAvailable(t *testing.T) {
 // TestArtifactUnsafeZip uploads zips no bundle has (through the same protocol) and checks that
 // Open refuses them and writes nothing outside TempDir, nor leaves anything in it.
 func TestArtifactUnsafeZip(t *testing.T) {
-	srv := startArtifactServer(t)
-	a := srv.store(t)
+	srv := testworld.StartArtifactServer(t)
+	a := artifactStore(t, srv)
 	s, err := a.session()
 	if err != nil {
 		t.Fatal(err)
@@ -619,8 +539,8 @@ func TestArtifactUnsafeZip(t *testing.T) {
 }
 
 func TestArtifactNotFound(t *testing.T) {
-	srv := startArtifactServer(t)
-	a := srv.store(t)
+	srv := testworld.StartArtifactServer(t)
+	a := artifactStore(t, srv)
 	if _, err := a.Put(t.Context(), artifactTestBundle(t, "present", 100)); err != nil {
 		t.Fatal(err)
 	}
