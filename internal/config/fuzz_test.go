@@ -2,9 +2,12 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 // fuzzSecret is the database and Keycloak admin password in every fuzzed configuration; the
@@ -39,6 +42,51 @@ func FuzzValidate(f *testing.F) {
 		}
 		if strings.Contains(text, fuzzSecret) {
 			t.Fatalf("the secret is shown:\n%s", text)
+		}
+	})
+}
+
+// FuzzReferences validates fuzzed chart, backup-store and from values: it must never panic,
+// and every oci:// reference it accepts must parse as an OCI reference for the registry client
+// that will use it (go-containerregistry's own parser is the oracle), so a run never fails on a
+// reference the preflight let through.
+func FuzzReferences(f *testing.F) {
+	f.Add("oci://ghcr.io/org/identity", "oci://127.0.0.1:5000/backups/kc:r4", "oci://ghcr.io/org/b:kc-1@sha256:"+strings.Repeat("a", 64))
+	f.Add("alfresco/alfresco-identity-service", "path:./backups", "artifact:identity-r1-20261126T101500Z")
+	f.Add("oci://GHCR.io//x", "oci://h/Upper:tag", "oci://h/x@sha256:zz")
+	f.Add("./chart;rm -rf /", "path:\x00", "artifact:a/b")
+	f.Fuzz(func(t *testing.T, chart, store, from string) {
+		for _, cmd := range []string{CmdUpgrade, CmdRestore} {
+			env := map[string]string{
+				"INPUT_RELEASE-NAME": "identity", "INPUT_CHART": chart, "INPUT_BACKUP-STORE": store, "INPUT_FROM": from,
+				"INPUT_DATABASE-URL": "postgres://k@127.0.0.1/k", "INPUT_ALLOW-PLAINTEXT-BACKUP": "true",
+			}
+			c := FromAction(envOf(env))
+			c.Command = cmd
+			err := c.Validate()
+			problems := map[string]bool{}
+			for _, p := range Problems(err) {
+				var in *InputError
+				if errors.As(p, &in) {
+					problems[in.Input] = true
+				}
+			}
+			check := func(input, value string) {
+				if problems[input] || !strings.HasPrefix(value, "oci://") {
+					return
+				}
+				if _, perr := name.ParseReference(strings.TrimPrefix(value, "oci://"), name.WeakValidation); perr != nil {
+					t.Errorf("%s %q passed validation but is not an OCI reference: %v", input, value, perr)
+				}
+			}
+			if cmd == CmdUpgrade {
+				check("chart", strings.TrimSpace(chart))
+				for _, s := range c.BackupStores {
+					check("backup-store", s)
+				}
+			} else {
+				check("from", strings.TrimSpace(from))
+			}
 		}
 	})
 }

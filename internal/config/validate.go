@@ -290,6 +290,11 @@ func checkOCIRef(ref string) string {
 	if !ociHost.MatchString(host) {
 		return "does not start with a registry host or host:port (example: oci://ghcr.io/org/name)"
 	}
+	if !strings.ContainsAny(host, ".:") && host != "localhost" {
+		// Registry clients read a first element without a dot or a port as a Docker Hub
+		// path, not a host: oci://myregistry/x would go to docker.io/myregistry/x.
+		return "does not start with a registry host: a host name needs a dot or a port (or is localhost), e.g. oci://registry.example.com/org/name or oci://myregistry:5000/org/name"
+	}
 	if repo == "" {
 		return "has no repository path after the host (example: oci://ghcr.io/org/name)"
 	}
