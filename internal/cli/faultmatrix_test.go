@@ -345,3 +345,92 @@ func TestFaultMatrix(t *testing.T) {
 		})
 	}
 }
+
+// TestSecretsNeverShown runs a failing upgrade as an action, with a database restore, and
+// looks for the database password everywhere a run leaves text: stdout (but for its mask),
+// stderr, $GITHUB_OUTPUT, the job summary, the artifact names, and the argv of every child
+// process (read from /proc/<pid>/cmdline by wrappers of pg_dump, pg_restore and psql).
+func TestSecretsNeverShown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a whole upgrade on the simulated cluster")
+	}
+	w := install13(t)
+	dir := t.TempDir()
+	argv := filepath.Join(dir, "argv")
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"pg_dump", "pg_restore", "psql"} {
+		real, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		script := fmt.Sprintf("#!/bin/sh\n{ printf '%%s: ' %s; tr '\\0' ' ' < /proc/$$/cmdline; echo; } >> %q\nexec %q \"$@\"\n", tool, argv, real)
+		if err := os.WriteFile(filepath.Join(bin, tool), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	artifacts := testworld.StartArtifactServer(t)
+	outputs, summary := filepath.Join(dir, "output"), filepath.Join(dir, "summary.md")
+	env := []string{
+		"PATH=" + bin + ":" + os.Getenv("PATH"), "GITHUB_ACTIONS=true", "GITHUB_OUTPUT=" + outputs, "GITHUB_STEP_SUMMARY=" + summary,
+		"RUNNER_TEMP=" + dir, "INPUT_RELEASE-NAME=identity", "INPUT_NAMESPACE=" + w.kube.Namespace, "INPUT_CHART=" + chart14,
+		"INPUT_KUBECONFIG=" + string(w.kube.KubeconfigData), "INPUT_DB-HOST=" + w.db.Host, "INPUT_DB-PORT=" + strconv.Itoa(w.db.Port),
+		"INPUT_DB-NAME=" + w.db.Database, "INPUT_DB-USER=" + w.db.Owner, "INPUT_DB-PASSWORD=" + w.db.OwnerPassword, "INPUT_DB-SSLMODE=disable",
+		"INPUT_RECREATE-STATEFULSETS=orphan", "INPUT_BACKUP-STORE=artifact", "INPUT_ALLOW-PLAINTEXT-BACKUP=true",
+		"INPUT_RESTORE-DATABASE=always", "INPUT_STABILITY-WINDOW=3s", "INPUT_SET=fault=crashloop",
+	}
+	for k, v := range artifacts.Env() {
+		env = append(env, k+"="+v)
+	}
+	cmd := exec.Command(identityUpgrade(t))
+	// Only what the runner gives a container action: no PGPASSWORD, no KUBECONFIG.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PGPASSWORD=") && !strings.HasPrefix(kv, "KUBECONFIG=") && !strings.HasPrefix(kv, "PATH=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != ExitFailed {
+		t.Fatalf("run: %v, want exit %d\n%s\n%s", err, ExitFailed, stdout.String(), stderr.String())
+	}
+	secret := w.db.OwnerPassword
+	mask := "::add-mask::" + secret + "\n"
+	if !strings.HasPrefix(stdout.String(), mask) {
+		t.Errorf("stdout does not begin by masking the password:\n%.200s", stdout.String())
+	}
+	texts := map[string]string{"stdout": strings.Replace(stdout.String(), mask, "", 1), "stderr": stderr.String()}
+	for name, path := range map[string]string{"$GITHUB_OUTPUT": outputs, "the job summary": summary, "child argv": argv} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[name] = string(data)
+	}
+	t.Logf("child processes:\n%s", texts["child argv"])
+	for _, tool := range []string{"pg_dump:", "pg_restore:"} {
+		if !strings.Contains(texts["child argv"], tool) {
+			t.Errorf("no %s run was recorded: the check of the argv proves nothing\n%s", tool, texts["child argv"])
+		}
+	}
+	var names []string
+	filepath.WalkDir(artifacts.Dir, func(path string, d os.DirEntry, err error) error {
+		names = append(names, path)
+		return nil
+	})
+	texts["artifact names"] = strings.Join(names, "\n")
+	if !strings.Contains(texts["artifact names"], "identity-r1-") {
+		t.Errorf("no artifact was stored: %v", names)
+	}
+	for name, text := range texts {
+		if strings.Contains(text, secret) {
+			t.Errorf("%s shows the database password", name)
+		}
+	}
+	w.endState(t, false)
+}
