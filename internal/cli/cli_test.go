@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"maps"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -205,5 +206,39 @@ func TestInvalidInputDoesNotShowSecrets(t *testing.T) {
 	}
 	if strings.Contains(r.stdout+r.stderr, secret) {
 		t.Errorf("the password is shown:\n%s", r.stderr)
+	}
+}
+
+// TestHostileInputs: shell metacharacters, newlines, non-UTF-8 bytes and very long values are
+// refused with exit 2, an error naming the input, and nothing touched (no cluster or database
+// is reachable here: a run that got past validation would fail differently).
+func TestHostileInputs(t *testing.T) {
+	base := map[string]string{"INPUT_RELEASE-NAME": "identity", "INPUT_CHART": "../../testdata/charts/identity/3.0.0",
+		"INPUT_DATABASE-URL": "postgres://keycloak@127.0.0.1:1/keycloak", "INPUT_BACKUP-STORE": "path:" + t.TempDir(), "GITHUB_ACTIONS": "true"}
+	tests := []struct{ input, value string }{
+		{"release-name", "identity; rm -rf /"},
+		{"release-name", "identity$(reboot)"},
+		{"namespace", "identity\nkube-system"},
+		{"release-name", "identit\xff"},
+		{"release-name", strings.Repeat("a", 10000)},
+		{"chart-version", "3.0.0`id`"},
+		{"backup-name", "../../etc/passwd"},
+		{"db-port", "5432; DROP TABLE realm"},
+		{"timeout", "10m\n5m"},
+		{"kube-context", "a\x00b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.input, func(t *testing.T) {
+			env := maps.Clone(base)
+			env["INPUT_"+strings.ToUpper(tt.input)] = tt.value
+			if tt.input == "db-port" {
+				delete(env, "INPUT_DATABASE-URL")
+				env["INPUT_DB-HOST"], env["INPUT_DB-NAME"], env["INPUT_DB-USER"] = "127.0.0.1", "keycloak", "keycloak"
+			}
+			r := runCLI(t, env)
+			if r.code != ExitInvalid || !strings.Contains(r.stderr, "- "+tt.input+":") || !strings.Contains(r.stderr, "nothing was changed") {
+				t.Errorf("%s=%.40q: code %d, stderr:\n%.600s", tt.input, tt.value, r.code, r.stderr)
+			}
+		})
 	}
 }
