@@ -16,13 +16,7 @@ import (
 // runPlan is the read-only preflight: release, target manifest diff and database facts.
 // It exits 0 when the upgrade would start and 2 when the preflight would refuse it.
 func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger) int {
-	client, err := helmrelease.New(helmrelease.Options{
-		KubeconfigData: []byte(cfg.Kubeconfig),
-		KubeconfigPath: getenv("KUBECONFIG"),
-		Context:        cfg.KubeContext,
-		Namespace:      cfg.Namespace,
-		Log:            log,
-	})
+	client, err := helmClient(cfg, getenv, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
 		return ExitInvalid
@@ -58,4 +52,16 @@ func upgradeSpec(cfg *config.Config) helmrelease.UpgradeSpec {
 		Values: cfg.Values, ValuesFiles: cfg.ValuesFiles, Set: cfg.Set, ReuseValues: cfg.ReuseValues,
 		Username: cfg.RegistryUsername, Password: cfg.RegistryPassword,
 	}
+}
+
+// helmClient connects to the cluster of the kubeconfig input (content), else $KUBECONFIG or
+// in-cluster, in the namespace input.
+func helmClient(cfg *config.Config, getenv func(string) string, log *slog.Logger) (*helmrelease.Client, error) {
+	return helmrelease.New(helmrelease.Options{
+		KubeconfigData: []byte(cfg.Kubeconfig),
+		KubeconfigPath: getenv("KUBECONFIG"),
+		Context:        cfg.KubeContext,
+		Namespace:      cfg.Namespace,
+		Log:            log,
+	})
 }

@@ -37,13 +37,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 	if err != nil {
 		return fail("%v", err)
 	}
-	client, err := helmrelease.New(helmrelease.Options{
-		KubeconfigData: []byte(cfg.Kubeconfig),
-		KubeconfigPath: getenv("KUBECONFIG"),
-		Context:        cfg.KubeContext,
-		Namespace:      cfg.Namespace,
-		Log:            log,
-	})
+	client, err := helmClient(cfg, getenv, log)
 	if err != nil {
 		return fail("%v", err)
 	}

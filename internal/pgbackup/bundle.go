@@ -228,11 +228,17 @@ func copyFile(ctx context.Context, dst, src string) error {
 		return err
 	}
 	defer in.Close()
+	return WriteFile(ctx, dst, in)
+}
+
+// WriteFile writes what r gives into a new file dst (mode 0600, which must not exist), synced
+// to disk; the copy stops when ctx ends. Stores use it to unpack bundles.
+func WriteFile(ctx context.Context, dst string, r io.Reader) error {
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, ctxReader{ctx, in}); err != nil {
+	if _, err := io.Copy(out, ContextReader(ctx, r)); err != nil {
 		out.Close()
 		return err
 	}
@@ -242,6 +248,9 @@ func copyFile(ctx context.Context, dst, src string) error {
 	}
 	return out.Close()
 }
+
+// ContextReader reads r until ctx ends: a long copy stops when the run is cancelled.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
 
 // ctxReader stops a copy when the context ends.
 type ctxReader struct {

@@ -235,7 +235,7 @@ func artifactEntries(ctx context.Context, b *pgbackup.Bundle) ([]artifactEntry, 
 		}
 		if err == nil {
 			h := crc32.NewIEEE()
-			e.size, err = io.Copy(h, artifactCtxReader{ctx, f})
+			e.size, err = io.Copy(h, pgbackup.ContextReader(ctx, f))
 			e.crc, e.mod = h.Sum32(), fi.ModTime()
 		}
 		f.Close()
@@ -291,7 +291,7 @@ func artifactWriteEntry(ctx context.Context, zw *zip.Writer, e artifactEntry) er
 			return err
 		}
 		defer f.Close()
-		r = artifactCtxReader{ctx, f}
+		r = pgbackup.ContextReader(ctx, f)
 	}
 	h := crc32.NewIEEE()
 	n, err := io.Copy(io.MultiWriter(fw, h), io.LimitReader(r, e.size+1))
@@ -332,20 +332,8 @@ func artifactUnzipFile(ctx context.Context, f *zip.File, dst string) error {
 		return err
 	}
 	defer rc.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
 	// archive/zip checks the size and the CRC-32 at the end of the entry.
-	if _, err := io.Copy(out, artifactCtxReader{ctx, rc}); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return pgbackup.WriteFile(ctx, dst, rc)
 }
 
 // artifactCheckFiles checks that the files the manifest names came with it.
@@ -363,17 +351,4 @@ func artifactCheckFiles(b *pgbackup.Bundle) error {
 		}
 	}
 	return nil
-}
-
-// artifactCtxReader stops a copy when the context ends.
-type artifactCtxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c artifactCtxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -203,7 +203,7 @@ func ociDownload(ctx context.Context, img v1.Image, d v1.Descriptor, path string
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(f, ociCtxReader{ctx, rc})
+	n, err := io.Copy(f, pgbackup.ContextReader(ctx, rc))
 	if err == nil && n != d.Size {
 		err = fmt.Errorf("%w: got %d bytes, the artifact says %d", pgbackup.ErrBundleRefused, n, d.Size)
 	}
@@ -535,16 +535,3 @@ func (l *ociFileLayer) Digest() (v1.Hash, error)            { return l.digest, n
 func (l *ociFileLayer) Size() (int64, error)                { return l.size, nil }
 func (l *ociFileLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
 func (l *ociFileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
-
-// ociCtxReader stops a copy when the context ends.
-type ociCtxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ociCtxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
