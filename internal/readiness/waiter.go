@@ -206,6 +206,11 @@ func (w *Waiter) Wait(ctx context.Context, req rollout.WaitRequest) error {
 		now := time.Now()
 		switch {
 		case inWindow && ev.pending != nil:
+			// The workload's status can run ahead of the pod cache: a crashed pod explains
+			// the drop better than the drop itself, so ask the API server for its pods.
+			if nr, sig, ns := w.freshSignal(ctx, st, ev.pending.res); nr != nil {
+				return fail(nr, sig, ns)
+			}
 			return fail(&rollout.NotReady{
 				Resource: ev.pending.res.id(), Reason: "NotReadyAgain",
 				Message: fmt.Sprintf("%s again: %s", ev.pending.status, ev.pending.message),
@@ -450,3 +455,33 @@ type lastError struct {
 func (l *lastError) set(err error) { l.mu.Lock(); l.err = err; l.mu.Unlock() }
 
 func (l *lastError) get() error { l.mu.Lock(); defer l.mu.Unlock(); return l.err }
+
+// freshSignal lists the pods of workload r straight from the API server (the informer's cache
+// may lag the workload's own status by a moment) and returns the first decisive signal among
+// them, if any.
+func (w *Waiter) freshSignal(ctx context.Context, st *state, r *resource) (*rollout.NotReady, *podSignal, string) {
+	if !r.workload() {
+		return nil, nil, ""
+	}
+	for i, res := range st.resources {
+		if res != r {
+			continue
+		}
+		sel, err := selectorOf(st.live(i), r.desired)
+		if err != nil || sel == nil {
+			return nil, nil, ""
+		}
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pods, err := w.Client.CoreV1().Pods(r.namespace).List(lctx, metav1.ListOptions{LabelSelector: sel.String()})
+		cancel()
+		if err != nil {
+			return nil, nil, ""
+		}
+		for k := range pods.Items {
+			if nr, sig, ns := st.checkPod(&pods.Items[k]); nr != nil {
+				return nr, sig, ns
+			}
+		}
+	}
+	return nil, nil, ""
+}
