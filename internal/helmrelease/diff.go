@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"slices"
 	"sort"
 	"strings"
 
@@ -127,25 +126,6 @@ func lookup(m map[string]any, path string) any {
 		cur = mm[part]
 	}
 	return cur
-}
-
-// ImmutableStatefulSets returns the names, sorted, of the StatefulSets of the client's
-// namespace that the changes would alter in an immutable field: the ones an upgrade can only
-// apply after OrphanStatefulSets. Changes in other namespaces are not returned, since the client
-// cannot orphan them.
-func (c *Client) ImmutableStatefulSets(changes []rollout.Change) []string {
-	var names []string
-	for _, ch := range changes {
-		if ch.Kind != "StatefulSet" || ch.Action != rollout.Changed || len(ch.Immutable) == 0 {
-			continue
-		}
-		if ch.Namespace != "" && ch.Namespace != c.namespace {
-			continue
-		}
-		names = append(names, ch.Name)
-	}
-	sort.Strings(names)
-	return slices.Compact(names)
 }
 
 // unified is a unified diff of one resource's YAML, before → after (before nil: added).

@@ -98,27 +98,37 @@ func (s UpgradeSpec) load() (*chart.Chart, error) {
 // changing anything: helm's client-side dry run, which renders the chart and its hooks
 // against the release's stored values.
 func (c *Client) Render(ctx context.Context, name string, spec UpgradeSpec) (rollout.Release, error) {
-	ch, err := spec.load()
+	up, ch, vals, err := c.upgradeAction(spec)
 	if err != nil {
 		return rollout.Release{}, err
 	}
-	vals, err := spec.values()
-	if err != nil {
-		return rollout.Release{}, err
-	}
-	up := action.NewUpgrade(c.cfg)
-	up.Namespace = c.namespace
 	up.DryRun = true
 	up.DryRunOption = "client"
-	// reuse-values keeps the values the user gave the release and takes the new chart's
-	// defaults. (helm's own --reuse-values also keeps the old chart's defaults, image tags
-	// included: the 1.4 chart would be installed still running the 1.3 image.)
-	up.ResetThenReuseValues = spec.ReuseValues
 	rel, err := up.RunWithContext(ctx, name, ch, vals)
 	if err != nil {
 		return rollout.Release{}, fmt.Errorf("render upgrade of %q to %s: %w", name, spec.Chart, err)
 	}
 	return fromHelm(rel), nil
+}
+
+// upgradeAction loads the spec's chart and values and configures helm's upgrade the way both
+// the dry run and the real upgrade run it.
+func (c *Client) upgradeAction(spec UpgradeSpec) (*action.Upgrade, *chart.Chart, map[string]any, error) {
+	ch, err := spec.load()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	vals, err := spec.values()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	up := action.NewUpgrade(c.cfg)
+	up.Namespace = c.namespace
+	// reuse-values keeps the values the user gave the release and takes the new chart's
+	// defaults. (helm's own --reuse-values also keeps the old chart's defaults, image tags
+	// included: the 1.4 chart would be installed still running the 1.3 image.)
+	up.ResetThenReuseValues = spec.ReuseValues
+	return up, ch, vals, nil
 }
 
 // Renderer binds a spec to the client, so that it serves as the pipeline's ReleaseReader.

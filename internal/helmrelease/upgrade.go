@@ -120,11 +120,7 @@ func (c *Client) revision(name string, revision int) (*release.Release, error) {
 // Release. When ctx is cancelled helm returns at once and marks the revision failed, but its
 // own goroutine may still be applying the resources it had started on.
 func (c *Client) Upgrade(ctx context.Context, name string, spec UpgradeSpec, timeout time.Duration) (rollout.Release, error) {
-	ch, err := spec.load()
-	if err != nil {
-		return rollout.Release{}, err
-	}
-	vals, err := spec.values()
+	up, ch, vals, err := c.upgradeAction(spec)
 	if err != nil {
 		return rollout.Release{}, err
 	}
@@ -132,11 +128,8 @@ func (c *Client) Upgrade(ctx context.Context, name string, spec UpgradeSpec, tim
 	if err != nil {
 		return rollout.Release{}, err
 	}
-	up := action.NewUpgrade(c.cfg)
-	up.Namespace = c.namespace
 	up.Wait = false
 	up.Timeout = timeout
-	up.ResetThenReuseValues = spec.ReuseValues
 	up.MaxHistory = maxHistory
 	up.CleanupOnFail = false
 	rel, err := up.RunWithContext(ctx, name, ch, vals)

@@ -120,7 +120,7 @@ func TestOrphanRecreateUpgradeAndRollback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trapped := r.ImmutableStatefulSets(changes)
+	trapped := rollout.ImmutableStatefulSets(changes, kube.Namespace)
 	if !slices.Equal(trapped, []string{postgresSts}) {
 		t.Fatalf("ImmutableStatefulSets = %v, want [%s]", trapped, postgresSts)
 	}

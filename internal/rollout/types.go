@@ -4,7 +4,10 @@
 // ghaction) implement them.
 package rollout
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Release is one revision of a Helm release as the procedure sees it.
 type Release struct {
@@ -75,6 +78,25 @@ type Change struct {
 
 // Resource names the change's resource as "Kind/name".
 func (c Change) Resource() string { return c.Kind + "/" + c.Name }
+
+// ImmutableStatefulSets returns the names, sorted, of the StatefulSets that the changes would
+// alter in an immutable field: the ones an upgrade (or a rollback) can only apply after
+// re-creating them. With a namespace, changes in other namespaces are left out, since the
+// re-creation works in that namespace only.
+func ImmutableStatefulSets(changes []Change, namespace string) []string {
+	var names []string
+	for _, c := range changes {
+		if c.Kind != "StatefulSet" || c.Action != Changed || len(c.Immutable) == 0 {
+			continue
+		}
+		if namespace != "" && c.Namespace != "" && c.Namespace != namespace {
+			continue
+		}
+		names = append(names, c.Name)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
 
 // Database is what the preflight learns about the Keycloak database.
 type Database struct {

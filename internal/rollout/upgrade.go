@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 )
@@ -183,11 +182,7 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 		r.rep.Result, r.rep.ExitCode = Noop, ExitOK
 		return r.rep
 	}
-	for _, c := range plan.Changes {
-		if c.Kind == "StatefulSet" && len(c.Immutable) > 0 {
-			r.orphans = append(r.orphans, c.Name)
-		}
-	}
+	r.orphans = ImmutableStatefulSets(plan.Changes, req.Namespace)
 
 	// 3. Quiesce: the downtime the vendor asks for, so that the backup is the last word.
 	if err := r.step(ctx, "quiesce", r.quiesce); err != nil {
@@ -451,13 +446,9 @@ func (r *run) restoreDatabase(ctx context.Context) (string, error) {
 // rollback hooks skipped when the plan says so.
 func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 	cur := r.rep.Plan.Current
-	orphans := slices.Clone(r.orphans)
+	orphans := r.orphans
 	if back, err := r.p.Releases.Diff(target, cur); err == nil {
-		for _, c := range back {
-			if c.Kind == "StatefulSet" && len(c.Immutable) > 0 && !slices.Contains(orphans, c.Name) {
-				orphans = append(orphans, c.Name)
-			}
-		}
+		orphans = ImmutableStatefulSets(append(back, r.rep.Plan.Changes...), r.req.Namespace)
 	}
 	if len(orphans) > 0 {
 		if err := r.p.Releases.OrphanStatefulSets(ctx, orphans); err != nil {
