@@ -4,23 +4,16 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,135 +30,11 @@ func artifactStore(t *testing.T, s *testworld.ArtifactServer) Artifact {
 	return Artifact{Getenv: artifactTestEnv(s.Env()), TempDir: t.TempDir(), Backoff: time.Millisecond}
 }
 
-// artifactTestBundle writes a bundle dir/<name> with a dump of size random bytes and two
-// release files.
-func artifactTestBundle(t *testing.T, name string, size int64) *pgbackup.Bundle {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), name)
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	const dumpFile = "dump.pgcustom.zst"
-	f, err := os.Create(filepath.Join(dir, dumpFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	rng := rand.NewChaCha8([32]byte{byte(size), 7})
-	buf := make([]byte, 1<<20)
-	for left := size; left > 0; {
-		n := min(left, int64(len(buf)))
-		rng.Read(buf[:n])
-		h.Write(buf[:n])
-		if _, err := f.Write(buf[:n]); err != nil {
-			t.Fatal(err)
-		}
-		left -= n
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{
-		"values.yaml":   "postgresql:\n  enabled: true\n",
-		"manifest.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
-	}
-	for n, c := range files {
-		if err := os.WriteFile(filepath.Join(dir, n), []byte(c), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m := pgbackup.Manifest{
-		FormatVersion: pgbackup.ManifestVersion,
-		CreatedAt:     time.Date(2026, 5, 4, 3, 2, 1, 0, time.UTC),
-		ServerVersion: "15.14",
-		PgDumpVersion: "15.14",
-		Database:      "keycloak",
-		DumpFormat:    pgbackup.FormatCustom,
-		DumpFile:      dumpFile,
-		Compression:   "zstd",
-		Encryption:    "none",
-		SHA256:        hex.EncodeToString(h.Sum(nil)),
-		SizeBytes:     size,
-		RowCounts:     map[string]int64{"realm": 2, "user_entity": 40},
-		Schema:        pgbackup.ManifestSchema{ChangelogRows: 120, LatestChangeID: "11.0.0-1"},
-		Release:       "identity",
-		Revision:      3,
-		ChartVersion:  "2.1.0",
-		ReleaseFiles:  []string{"manifest.yaml", "values.yaml"},
-	}
-	data, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, pgbackup.ManifestFile), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b, err := pgbackup.OpenBundle(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func artifactFileSHA(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// artifactSameBundle fails unless got holds the same files as want.
-func artifactSameBundle(t *testing.T, want, got *pgbackup.Bundle) {
-	t.Helper()
-	if got.Name() != want.Name() {
-		t.Errorf("opened bundle is named %q, want %q", got.Name(), want.Name())
-	}
-	if !reflect.DeepEqual(got.Manifest, want.Manifest) {
-		t.Errorf("opened manifest differs:\n got %+v\nwant %+v", got.Manifest, want.Manifest)
-	}
-	if g, w := artifactFileSHA(t, got.DumpPath()), want.Manifest.SHA256; g != w {
-		t.Errorf("opened dump has sha256 %s, want %s", g, w)
-	}
-	for _, f := range want.Manifest.ReleaseFiles {
-		w, err := os.ReadFile(filepath.Join(want.Dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		g, err := os.ReadFile(filepath.Join(got.Dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(g, w) {
-			t.Errorf("release file %s differs", f)
-		}
-	}
-	entries, err := os.ReadDir(got.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	wantNames := append([]string{pgbackup.ManifestFile, want.Manifest.DumpFile}, want.Manifest.ReleaseFiles...)
-	slices.Sort(wantNames)
-	if !slices.Equal(names, wantNames) {
-		t.Errorf("opened bundle holds %v, want %v", names, wantNames)
-	}
-}
-
 func TestArtifactRoundTrip(t *testing.T) {
 	srv := testworld.StartArtifactServer(t)
 	a := artifactStore(t, srv)
 	a.BlockSize = 64 << 10 // many blocks, the last one short
-	b := artifactTestBundle(t, "identity-r3-20260504T030201Z", 1<<20+12345)
+	b := testBundle(t, t.TempDir(), "identity-r3-20260504T030201Z", 1<<20+12345, 1)
 
 	loc, err := a.Put(t.Context(), b)
 	if err != nil {
@@ -189,7 +58,7 @@ func TestArtifactRoundTrip(t *testing.T) {
 		}
 	}
 	zr.Close()
-	if want := []string{"dump.pgcustom.zst", "manifest.yaml", "values.yaml", "manifest.json"}; !slices.Equal(names, want) {
+	if want := []string{"dump.pgcustom.zst", pgbackup.ReleaseValuesFile, pgbackup.ReleaseManifestFile, "manifest.json"}; !slices.Equal(names, want) {
 		t.Errorf("zip entries %v, want %v", names, want)
 	}
 
@@ -198,7 +67,7 @@ func TestArtifactRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Open(%q): %v", location, err)
 		}
-		artifactSameBundle(t, b, got)
+		sameBundle(t, b, got)
 		if !strings.HasPrefix(got.Dir, a.TempDir+string(os.PathSeparator)) {
 			t.Errorf("opened bundle at %s, not under TempDir %s", got.Dir, a.TempDir)
 		}
@@ -212,7 +81,7 @@ func TestArtifactLarge(t *testing.T) {
 	const size = 200 << 20
 	srv := testworld.StartArtifactServer(t)
 	a := artifactStore(t, srv) // default block size
-	b := artifactTestBundle(t, "large", size)
+	b := testBundle(t, t.TempDir(), "large", size, 1)
 
 	var finalized struct {
 		Size string `json:"size"`
@@ -229,7 +98,7 @@ func TestArtifactLarge(t *testing.T) {
 		return false
 	})
 
-	stop := artifactHeapPeak()
+	stop := heapGrowth()
 	start := time.Now()
 	if _, err := a.Put(t.Context(), b); err != nil {
 		stop()
@@ -243,7 +112,7 @@ func TestArtifactLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := "sha256:"+artifactFileSHA(t, stored), finalized.Hash; got != want {
+	if got, want := "sha256:"+fileSHA(t, stored), finalized.Hash; got != want {
 		t.Errorf("act stored a zip with %s, we finalized %s", got, want)
 	}
 	if got := fmt.Sprint(fi.Size()); got != finalized.Size {
@@ -253,7 +122,7 @@ func TestArtifactLarge(t *testing.T) {
 		t.Errorf("stored zip has %d bytes, less than the dump's %d", fi.Size(), size)
 	}
 
-	stop = artifactHeapPeak()
+	stop = heapGrowth()
 	start = time.Now()
 	got, err := a.Open(t.Context(), "artifact:"+b.Name())
 	openTime := time.Since(start)
@@ -261,7 +130,7 @@ func TestArtifactLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	artifactSameBundle(t, b, got)
+	sameBundle(t, b, got)
 
 	mb := float64(size) / (1 << 20)
 	t.Logf("Put %.0f MiB in %v (%.0f MiB/s), peak heap growth %.1f MiB; Open in %v (%.0f MiB/s), peak heap growth %.1f MiB",
@@ -273,44 +142,11 @@ func TestArtifactLarge(t *testing.T) {
 	}
 }
 
-// artifactHeapPeak samples HeapInuse every 2 ms until stop, which returns the largest growth
-// over the HeapInuse at the start (after a GC).
-func artifactHeapPeak() func() uint64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapInuse
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > base && ms.HeapInuse-base > peak.Load() {
-				peak.Store(ms.HeapInuse - base)
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	})
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak.Load()
-	}
-}
-
 func TestArtifactRetries(t *testing.T) {
 	srv := testworld.StartArtifactServer(t)
 	a := artifactStore(t, srv)
 	a.BlockSize = 64 << 10
-	b := artifactTestBundle(t, "retried", 300<<10)
+	b := testBundle(t, t.TempDir(), "retried", 300<<10, 1)
 
 	second := base64.StdEncoding.EncodeToString([]byte("block-00000001"))
 	var blockTries, createTries int
@@ -347,7 +183,7 @@ func TestArtifactRetries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	artifactSameBundle(t, b, got)
+	sameBundle(t, b, got)
 }
 
 func TestArtifactGivesUp(t *testing.T) {
@@ -355,7 +191,7 @@ func TestArtifactGivesUp(t *testing.T) {
 	a := artifactStore(t, srv)
 	a.BlockSize = 64 << 10
 	a.Attempts = 3
-	b := artifactTestBundle(t, "refused", 200<<10)
+	b := testBundle(t, t.TempDir(), "refused", 200<<10, 1)
 
 	var tries, finalized int
 	srv.SetIntercept(func(w http.ResponseWriter, r *http.Request) bool {
@@ -414,7 +250,7 @@ func TestArtifactToken(t *testing.T) {
 		requests++
 		return false
 	})
-	b := artifactTestBundle(t, "token", 1000)
+	b := testBundle(t, t.TempDir(), "token", 1000, 1)
 	for _, tc := range []struct{ name, token, want string }{
 		{"no scp", testworld.ArtifactToken(""), "no Actions.Results:<run>:<job> scope in its scp claim"},
 		{"other scopes", testworld.ArtifactToken("Actions.GenericRead:00000000-0000-0000-0000-000000000000"), "no Actions.Results"},
@@ -487,7 +323,7 @@ func TestArtifactUnsafeZip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifest, _ := os.ReadFile(filepath.Join(artifactTestBundle(t, "m", 10).Dir, pgbackup.ManifestFile))
+	manifest, _ := os.ReadFile(filepath.Join(testBundle(t, t.TempDir(), "m", 10, 1).Dir, pgbackup.ManifestFile))
 	for i, tc := range []struct {
 		entries []string
 		want    string
@@ -541,7 +377,7 @@ func TestArtifactUnsafeZip(t *testing.T) {
 func TestArtifactNotFound(t *testing.T) {
 	srv := testworld.StartArtifactServer(t)
 	a := artifactStore(t, srv)
-	if _, err := a.Put(t.Context(), artifactTestBundle(t, "present", 100)); err != nil {
+	if _, err := a.Put(t.Context(), testBundle(t, t.TempDir(), "present", 100, 1)); err != nil {
 		t.Fatal(err)
 	}
 	_, err := a.Open(t.Context(), "artifact:absent")
@@ -556,7 +392,7 @@ func TestArtifactNotFound(t *testing.T) {
 // TestArtifactDumpChanged checks that a dump that changes between the checksum pass and the
 // upload fails the upload instead of storing a zip whose header does not match its data.
 func TestArtifactDumpChanged(t *testing.T) {
-	b := artifactTestBundle(t, "changed", 4096)
+	b := testBundle(t, t.TempDir(), "changed", 4096, 1)
 	entries, err := artifactEntries(t.Context(), b)
 	if err != nil {
 		t.Fatal(err)

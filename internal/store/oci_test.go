@@ -3,24 +3,18 @@ package store
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,133 +42,9 @@ func ociTestRegistry(t *testing.T, wrap func(http.Handler) http.Handler) string 
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-// ociTestBundle writes a bundle directory dir/name by hand: a dump of dumpSize pseudo-random
-// bytes, two release files and a manifest consistent with them.
-func ociTestBundle(t testing.TB, dir, name string, dumpSize int64, seed uint64) *pgbackup.Bundle {
-	t.Helper()
-	bdir := filepath.Join(dir, name)
-	if err := os.MkdirAll(bdir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	const dumpFile = "dump.pgcustom.zst"
-	sum, err := ociWriteRandom(filepath.Join(bdir, dumpFile), dumpSize, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := map[string]string{
-		pgbackup.ReleaseValuesFile:   "keycloak:\n  replicas: 2\n",
-		pgbackup.ReleaseManifestFile: "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: keycloak\n",
-	}
-	for f, content := range release {
-		if err := os.WriteFile(filepath.Join(bdir, f), []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m := pgbackup.Manifest{
-		FormatVersion: pgbackup.ManifestVersion,
-		CreatedAt:     time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
-		ServerVersion: "15.8",
-		PgDumpVersion: "15.8",
-		Database:      "keycloak",
-		DumpFormat:    pgbackup.FormatCustom,
-		DumpFile:      dumpFile,
-		Compression:   "zstd",
-		Encryption:    "none",
-		SHA256:        sum,
-		SizeBytes:     dumpSize,
-		RowCounts:     map[string]int64{"realm": 2, "user_entity": 40},
-		Schema:        pgbackup.ManifestSchema{ChangelogRows: 120, LatestChangeID: "24.0.0-9999"},
-		Release:       "keycloak",
-		Revision:      7,
-		ChartVersion:  "1.3.2",
-		ReleaseFiles:  []string{pgbackup.ReleaseValuesFile, pgbackup.ReleaseManifestFile},
-	}
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bdir, pgbackup.ManifestFile), append(data, '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b, err := pgbackup.OpenBundle(bdir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// ociWriteRandom writes size bytes of a fast PRNG stream to path and returns their sha256.
-func ociWriteRandom(path string, size int64, seed uint64) (string, error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	h := sha256.New()
-	buf := make([]byte, 1<<20)
-	for left := size; left > 0; {
-		for i := 0; i+8 <= len(buf); i += 8 {
-			binary.LittleEndian.PutUint64(buf[i:], rng.Uint64())
-		}
-		n := int64(len(buf))
-		if left < n {
-			n = left
-		}
-		h.Write(buf[:n])
-		if _, err := f.Write(buf[:n]); err != nil {
-			return "", err
-		}
-		left -= n
-	}
-	return hex.EncodeToString(h.Sum(nil)), f.Close()
-}
-
-// ociFileSums returns the sha256 of every file in dir, by name.
-func ociFileSums(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sums := map[string]string{}
-	for _, e := range entries {
-		f, err := os.Open(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		sums[e.Name()] = hex.EncodeToString(h.Sum(nil))
-	}
-	return sums
-}
-
-func ociSameBundle(t *testing.T, want, got *pgbackup.Bundle) {
-	t.Helper()
-	ws, gs := ociFileSums(t, want.Dir), ociFileSums(t, got.Dir)
-	if len(ws) != len(gs) {
-		t.Errorf("pulled bundle has files %v, want %v", gs, ws)
-	}
-	for f, s := range ws {
-		if gs[f] != s {
-			t.Errorf("%s: sha256 %s, want %s", f, gs[f], s)
-		}
-	}
-	if got.Name() != want.Name() {
-		t.Errorf("pulled bundle is named %q, want %q", got.Name(), want.Name())
-	}
-	if got.Manifest.SHA256 != want.Manifest.SHA256 || got.Manifest.Revision != want.Manifest.Revision {
-		t.Errorf("pulled manifest %+v, want %+v", got.Manifest, want.Manifest)
-	}
-}
-
 func TestOCIPutOpen(t *testing.T) {
 	host := ociTestRegistry(t, nil)
-	b := ociTestBundle(t, t.TempDir(), "keycloak-r7-20250304T050607Z", 3<<20+17, 1)
+	b := testBundle(t, t.TempDir(), "keycloak-r7-20250304T050607Z", 3<<20+17, 1)
 	o := OCI{Ref: host + "/backups/keycloak", TempDir: t.TempDir()}
 
 	loc, err := o.Put(t.Context(), b)
@@ -199,7 +69,7 @@ func TestOCIPutOpen(t *testing.T) {
 			if filepath.Dir(got.Dir) != o.TempDir {
 				t.Errorf("pulled into %s, want a directory under %s", got.Dir, o.TempDir)
 			}
-			ociSameBundle(t, b, got)
+			sameBundle(t, b, got)
 		})
 	}
 
@@ -258,7 +128,7 @@ func TestOCIPutOpen(t *testing.T) {
 
 func TestOCIPutExplicitTag(t *testing.T) {
 	host := ociTestRegistry(t, nil)
-	b := ociTestBundle(t, t.TempDir(), "keycloak-r3-20250101T000000Z", 1000, 2)
+	b := testBundle(t, t.TempDir(), "keycloak-r3-20250101T000000Z", 1000, 2)
 	o := OCI{Ref: "oci://" + host + "/backups:nightly", TempDir: t.TempDir()}
 	loc, err := o.Put(t.Context(), b)
 	if err != nil {
@@ -272,12 +142,12 @@ func TestOCIPutExplicitTag(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The directory keeps the bundle's name, not the tag.
-	ociSameBundle(t, b, got)
+	sameBundle(t, b, got)
 }
 
 func TestOCIOpenRefuses(t *testing.T) {
 	host := ociTestRegistry(t, nil)
-	b := ociTestBundle(t, t.TempDir(), "keycloak-r1-20250101T000000Z", 1000, 3)
+	b := testBundle(t, t.TempDir(), "keycloak-r1-20250101T000000Z", 1000, 3)
 	o := OCI{Ref: host + "/backups", TempDir: t.TempDir()}
 	if _, err := o.Put(t.Context(), b); err != nil {
 		t.Fatal(err)
@@ -329,8 +199,8 @@ func TestOCIPutRefusesDumpNotMatchingManifest(t *testing.T) {
 	o := OCI{Ref: host + "/backups", TempDir: t.TempDir()}
 
 	// Same size, other bytes: the registry checks the digest the manifest gave.
-	b := ociTestBundle(t, t.TempDir(), "changed", 4096, 4)
-	if _, err := ociWriteRandom(b.DumpPath(), 4096, 5); err != nil {
+	b := testBundle(t, t.TempDir(), "changed", 4096, 4)
+	if _, err := writeRandom(b.DumpPath(), 4096, 5); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := o.Put(t.Context(), b); err == nil || !strings.Contains(err.Error(), "DIGEST_INVALID") {
@@ -338,7 +208,7 @@ func TestOCIPutRefusesDumpNotMatchingManifest(t *testing.T) {
 	}
 
 	// Other size: refused before anything is sent.
-	b = ociTestBundle(t, t.TempDir(), "truncated", 4096, 6)
+	b = testBundle(t, t.TempDir(), "truncated", 4096, 6)
 	if err := os.Truncate(b.DumpPath(), 100); err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +228,7 @@ func TestOCIBasicAuth(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 	})
-	b := ociTestBundle(t, t.TempDir(), "keycloak-r2-20250101T000000Z", 10000, 7)
+	b := testBundle(t, t.TempDir(), "keycloak-r2-20250101T000000Z", 10000, 7)
 	o := OCI{Ref: host + "/backups", Username: "ci", Password: "s3cret", TempDir: t.TempDir()}
 	loc, err := o.Put(t.Context(), b)
 	if err != nil {
@@ -368,7 +238,7 @@ func TestOCIBasicAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ociSameBundle(t, b, got)
+	sameBundle(t, b, got)
 
 	for _, bad := range []OCI{
 		{Ref: o.Ref, TempDir: o.TempDir},
@@ -527,39 +397,6 @@ func ociHelperRegistry(t *testing.T) string {
 	return strings.TrimSpace(line)
 }
 
-// ociHeapPeak samples HeapInuse every 2ms until stop is called, which returns the peak.
-func ociHeapPeak() (stop func() uint64) {
-	var (
-		mu   sync.Mutex
-		peak uint64
-		done = make(chan struct{})
-		wg   sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(2 * time.Millisecond)
-		defer tick.Stop()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			mu.Lock()
-			peak = max(peak, ms.HeapInuse)
-			mu.Unlock()
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() uint64 {
-		close(done)
-		wg.Wait()
-		return peak
-	}
-}
-
 func TestOCILargeBundleBoundedMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes and pushes a 256 MiB dump")
@@ -567,27 +404,21 @@ func TestOCILargeBundleBoundedMemory(t *testing.T) {
 	const size = 256 << 20
 	const limit = 64 << 20
 	host := ociHelperRegistry(t)
-	b := ociTestBundle(t, t.TempDir(), "keycloak-r9-20250101T000000Z", size, 42)
+	b := testBundle(t, t.TempDir(), "keycloak-r9-20250101T000000Z", size, 42)
 	o := OCI{Ref: host + "/backups/big", TempDir: t.TempDir()}
 
 	measure := func(what string, f func() error) {
 		t.Helper()
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		base := ms.HeapInuse
-		stop := ociHeapPeak()
+		stop := heapGrowth()
 		start := time.Now()
 		err := f()
 		d := time.Since(start)
-		peak := stop()
+		growth := int64(stop())
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		growth := int64(peak) - int64(base)
-		t.Logf("%s %d MiB: %v, %.0f MB/s, peak heap growth %.1f MiB (HeapInuse %.1f → %.1f MiB)",
-			what, size>>20, d.Round(time.Millisecond), float64(size)/1e6/d.Seconds(),
-			float64(growth)/(1<<20), float64(base)/(1<<20), float64(peak)/(1<<20))
+		t.Logf("%s %d MiB: %v, %.0f MB/s, peak heap growth %.1f MiB",
+			what, size>>20, d.Round(time.Millisecond), float64(size)/1e6/d.Seconds(), float64(growth)/(1<<20))
 		if growth > limit {
 			t.Errorf("%s: heap grew by %.1f MiB, more than %d MiB: the dump is not streamed", what, float64(growth)/(1<<20), limit>>20)
 		}
@@ -603,5 +434,5 @@ func TestOCILargeBundleBoundedMemory(t *testing.T) {
 		got, err = o.Open(context.Background(), loc)
 		return err
 	})
-	ociSameBundle(t, b, got)
+	sameBundle(t, b, got)
 }
