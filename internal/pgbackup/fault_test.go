@@ -137,9 +137,11 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 	loadSQLFixture(t, dst, "keycloak-12-migration.sql")
 	before := contentDigest(t, dst)
 
+	// Each case damages a copy of its own (a DirStore would hard-link the dump file, and the
+	// damage would reach the original).
 	copyBundle := func(t *testing.T, b *pgbackup.Bundle) string {
 		dir := filepath.Join(t.TempDir(), b.Name())
-		if _, err := (pgbackup.DirStore{Dir: filepath.Dir(dir)}).Put(t.Context(), b); err != nil {
+		if err := os.CopyFS(dir, os.DirFS(b.Dir)); err != nil {
 			t.Fatal(err)
 		}
 		return dir

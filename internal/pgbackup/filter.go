@@ -17,10 +17,21 @@ var seedLine = regexp.MustCompile(`^(DROP SCHEMA (IF EXISTS )?public[; ]|CREATE 
 // dumpTrailer is the line pg_dump writes when a plain dump is complete.
 var dumpTrailer = []byte("-- PostgreSQL database dump complete\n")
 
+// copyFromStdin ends the COPY statement that starts each table's data in a plain dump.
+var copyFromStdin = []byte(" FROM stdin;\n")
+
+// copyFreeze replaces copyFromStdin when a restore loads with COPY ... FREEZE.
+var copyFreeze = []byte(" FROM stdin WITH (FREEZE);\n")
+
 // filterPlain copies a plain-format dump from src to dst line by line, dropping the seed
 // statements outside COPY data. Lines longer than the buffer (large bytea or text values) pass
 // through in pieces. It reports whether the dump's closing trailer was seen.
-func filterPlain(dst io.Writer, src io.Reader) (complete bool, err error) {
+//
+// With freeze, every COPY loads its rows already frozen (COPY ... WITH (FREEZE)): the index
+// builds and the first reads after the restore then need no commit-status lookups and set no
+// hint bits. PostgreSQL allows it only for a table created or truncated in the same
+// transaction, which holds for every table of a dump restored in one transaction.
+func filterPlain(dst io.Writer, src io.Reader, freeze bool) (complete bool, err error) {
 	r := bufio.NewReaderSize(src, 1<<20)
 	inCopy := false  // inside the data of a COPY ... FROM stdin; block
 	midLine := false // the previous piece was not the end of its line
@@ -33,8 +44,15 @@ func filterPlain(dst io.Writer, src io.Reader) (complete bool, err error) {
 				switch {
 				case inCopy:
 					inCopy = !bytes.Equal(line, []byte("\\.\n"))
-				case bytes.HasPrefix(line, []byte("COPY ")) && bytes.HasSuffix(line, []byte(" FROM stdin;\n")):
+				case bytes.HasPrefix(line, []byte("COPY ")) && bytes.HasSuffix(line, copyFromStdin):
 					inCopy = true
+					if freeze {
+						head := line[:len(line)-len(copyFromStdin)]
+						if _, werr := dst.Write(head); werr != nil {
+							return false, werr
+						}
+						line = copyFreeze
+					}
 				case bytes.Equal(line, dumpTrailer):
 					complete = true
 				default:

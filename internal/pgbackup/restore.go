@@ -61,11 +61,13 @@ const DefaultJobs = 2
 // anyway). A non-superuser may set both.
 const restoreSettings = "-c synchronous_commit=off -c maintenance_work_mem=256MB"
 
-// Restore restores the bundle in dir into the database. Before it touches the database it
+// Restore restores the bundle in dir into the database. Before it changes the database it
 // checks the manifest, the dump file's size and sha256, and that the dump decrypts and
-// decompresses whole; a bundle that fails any of these is refused (ErrBundleRefused). Then it
+// decompresses whole; a bundle that fails any of these is refused (ErrBundleRefused). It
 // drops every object of the public schema the connecting role owns, restores, and checks the
-// row count of every table against the manifest.
+// row count of every table against the manifest. A plain dump is checked as it streams into
+// a transaction that commits only when the check passed; a custom archive is decoded and
+// checked whole first, since pg_restore needs it as a file.
 func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, error) {
 	b, err := OpenBundle(dir)
 	if err != nil {
@@ -95,11 +97,11 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	}
 	defer os.RemoveAll(tempDir)
 
-	// Decode the whole dump once before anything changes, checking the file's size and sha256
-	// in the same read: a wrong key or damaged data is found here. A custom archive is kept
-	// decoded for pg_restore, which needs a file.
+	// A custom archive is decoded whole before anything changes, checking the file's size and
+	// sha256 in the same read (a wrong key or damaged data is found here), and kept decoded for
+	// pg_restore, which needs a file. A plain dump is checked as it streams into its
+	// transaction instead, which commits only if the check passed.
 	var archive string
-	sink := io.Discard
 	if m.DumpFormat == FormatCustom {
 		archive = filepath.Join(tempDir, "dump.pgcustom")
 		f, err := os.OpenFile(archive, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -107,13 +109,12 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 			return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
 		}
 		defer f.Close()
-		sink = f
-	}
-	if err := decodeDump(ctx, b, identities, sink, m.DumpFormat == FormatPlain); err != nil {
-		if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+		if err := decodeDump(ctx, b, identities, f); err != nil {
+			if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
+				return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+			}
+			return refuse("%v", err)
 		}
-		return refuse("%v", err)
 	}
 
 	conn, err := pgx.Connect(ctx, opts.ConnString)
@@ -122,9 +123,13 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	// From here on the database changes.
+	// From here on the database changes (a plain dump's only when its transaction commits).
 	if m.DumpFormat == FormatPlain {
 		err = restorePlain(ctx, b, identities, env, opts.Tools)
+		var damaged *damagedError
+		if errors.As(err, &damaged) {
+			return refuse("%v", damaged.err)
+		}
 	} else {
 		err = restoreCustom(ctx, conn, archive, pgcfg.Database, env, opts)
 	}
@@ -182,20 +187,6 @@ func checkDumpFile(ctx context.Context, b *Bundle) error {
 	return newFileSum(f).check(ctx, &b.Manifest)
 }
 
-// openDump returns the decrypted, decompressed dump stream.
-func openDump(b *Bundle, identities []age.Identity) (io.Reader, func(), error) {
-	f, err := os.Open(b.DumpPath())
-	if err != nil {
-		return nil, nil, err
-	}
-	r, done, err := decoder(f, identities)
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	return r, func() { done(); f.Close() }, nil
-}
-
 // decoder decrypts (with identities) and decompresses the raw dump read from raw.
 func decoder(raw io.Reader, identities []age.Identity) (io.Reader, func(), error) {
 	var r io.Reader = bufio.NewReaderSize(raw, 1<<20)
@@ -217,17 +208,17 @@ func decoder(raw io.Reader, identities []age.Identity) (io.Reader, func(), error
 	return zr, zr.Close, nil
 }
 
-// decodeDump reads the whole dump into sink, checking the file's size and sha256 against the
-// manifest in the same read, that a plain dump ends with its trailer and that a custom one
-// starts with its magic. When the decode fails, a damaged file is named as the cause.
-func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink io.Writer, plain bool) error {
+// decodeDump reads the whole custom archive into sink, checking the file's size and sha256
+// against the manifest in the same read and that the archive starts with its magic. When the
+// decode fails, a damaged file is named as the cause.
+func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink io.Writer) error {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
 		return fmt.Errorf("dump file: %w", err)
 	}
 	defer f.Close()
 	sum := newFileSum(f)
-	err = decodeFrom(ctx, sum, identities, sink, plain)
+	err = decodeArchive(ctx, sum, identities, sink)
 	if err != nil && ctx.Err() == nil {
 		// A wrong key and a damaged file both fail the decode; the checksum tells which.
 		if sumErr := checkDumpFile(ctx, b); sumErr != nil {
@@ -241,25 +232,18 @@ func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink 
 	return sum.check(ctx, &b.Manifest)
 }
 
-func decodeFrom(ctx context.Context, raw io.Reader, identities []age.Identity, sink io.Writer, plain bool) error {
+func decodeArchive(ctx context.Context, raw io.Reader, identities []age.Identity, sink io.Writer) error {
 	r, done, err := decoder(raw, identities)
 	if err != nil {
 		return err
 	}
 	defer done()
-	var complete bool
-	if plain {
-		complete, err = filterPlain(sink, ctxReader{ctx, r})
-	} else {
-		var head headWriter
-		_, err = io.Copy(io.MultiWriter(sink, &head), ctxReader{ctx, r})
-		complete = bytes.HasPrefix(head.b, []byte("PGDMP"))
-	}
-	if err != nil {
+	var head headWriter
+	if _, err := io.CopyBuffer(io.MultiWriter(sink, &head), ctxReader{ctx, r}, make([]byte, 1<<20)); err != nil {
 		return fmt.Errorf("decode dump: %w", err)
 	}
-	if !complete {
-		return errors.New("the decoded dump is incomplete")
+	if !bytes.HasPrefix(head.b, []byte("PGDMP")) {
+		return errors.New("the decoded dump is not a custom archive")
 	}
 	return nil
 }
@@ -298,37 +282,97 @@ END
 $clean$;
 `
 
-// restorePlain feeds the cleaning statement and the decoded dump to one psql session in one
-// transaction: it restores all or nothing.
+// damagedError is a bundle found damaged while it was streaming into a transaction that was
+// then not committed.
+type damagedError struct{ err error }
+
+func (e *damagedError) Error() string { return e.err.Error() }
+
+// restorePlain streams the cleaning statement and the decoded dump into one psql session, in
+// one transaction that it commits only after the whole dump file was read and matched the
+// manifest's size and sha256 and the dump ended with its trailer: it restores all or nothing,
+// and a damaged file (a *damagedError) leaves the database as it was. The dump is read once.
 func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env []string, tools Tools) error {
-	r, done, err := openDump(b, identities)
+	f, err := os.Open(b.DumpPath())
 	if err != nil {
-		return err
+		return &damagedError{fmt.Errorf("dump file: %w", err)}
+	}
+	defer f.Close()
+	sum := newFileSum(f)
+	r, done, err := decoder(sum, identities)
+	if err != nil {
+		if sumErr := checkDumpFile(ctx, b); sumErr != nil {
+			err = sumErr
+		}
+		return &damagedError{err}
 	}
 	defer done()
+
 	pr, pw := io.Pipe()
+	// damage is what the stream found wrong with the bundle; it is set before pw is closed
+	// and read after the writer finished.
+	var damage error
+	finished := make(chan struct{})
 	go func() {
+		defer close(finished)
 		// filterPlain writes a line at a time; unbuffered, every line would be one handover
 		// through the pipe and one write to psql.
-		w := bufio.NewWriterSize(pw, 1<<20)
-		_, err := io.WriteString(w, cleanSQL)
-		if err == nil {
-			_, err = filterPlain(w, r)
+		out := &errWriter{w: pw}
+		w := bufio.NewWriterSize(out, 1<<20)
+		io.WriteString(w, "BEGIN;\n"+cleanSQL)
+		complete, err := filterPlain(w, ctxReader{ctx, r}, true)
+		switch {
+		case out.err != nil:
+			// psql stopped reading; its own error says why.
+		case err != nil:
+			damage = fmt.Errorf("decode dump: %w", err)
+		case !complete:
+			damage = errors.New("the decoded dump is incomplete")
+		default:
+			damage = sum.check(ctx, &b.Manifest)
 		}
-		if err == nil {
-			err = w.Flush()
+		if damage == nil {
+			io.WriteString(w, "COMMIT;\n")
 		}
-		pw.CloseWithError(err)
+		w.Flush()
+		// Without COMMIT, psql ends at the end of its input and the server rolls back.
+		pw.Close()
 	}()
-	defer pr.Close()
 	cmd, tail := command(ctx, tools.psql(), env,
-		"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--single-transaction", "--file=-")
+		"--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--file=-")
 	cmd.Stdin = pr
 	cmd.Stdout = io.Discard
-	if err := cmd.Run(); err != nil {
-		return runErr("psql", err, tail)
+	psqlErr := cmd.Run()
+	pr.CloseWithError(io.ErrClosedPipe) // a psql that stopped early unblocks the writer
+	<-finished
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: stopped: %v", ErrNotStarted, context.Cause(ctx))
+	case damage != nil:
+		if sumErr := checkDumpFile(ctx, b); sumErr != nil {
+			damage = sumErr // a damaged file is the cause of a failed decode
+		}
+		return &damagedError{damage}
+	case psqlErr != nil:
+		// The transaction did not commit: nothing changed.
+		return fmt.Errorf("%w: %v", ErrNotStarted, runErr("psql", psqlErr, tail))
 	}
 	return nil
+}
+
+// errWriter passes writes on and keeps the first error.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
 }
 
 // tocSeed matches the entries of a custom archive's table of contents that the plain filter
