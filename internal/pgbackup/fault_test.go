@@ -210,3 +210,43 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 	}
 	checkFixtureState(t, dst, keycloak11Rows, keycloak11Schema)
 }
+
+// TestBackupFallsBackToPgRestore checks a custom dump from a pg_dump whose archive format the
+// built-in reader does not know (here one claiming version 99): pg_restore reads it to its
+// end instead, passing a whole dump and failing a cut one.
+func TestBackupFallsBackToPgRestore(t *testing.T) {
+	realDump, err := exec.LookPath("pg_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := testworld.Postgres(t)
+	loadSQLFixture(t, db, "keycloak-11.sql")
+	for _, tt := range []struct {
+		name, script string
+		whole        bool
+	}{
+		{"whole", `exec "$REAL_PG_DUMP" "$@"`, true},
+		{"cut", `"$REAL_PG_DUMP" "$@" | head -c 30000`, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			wrapper := filepath.Join(t.TempDir(), "pg_dump")
+			script := "#!/bin/sh\ncase \"$1\" in --version) echo 'pg_dump (PostgreSQL) 99.0'; exit 0;; esac\n" + tt.script + "\n"
+			script = strings.ReplaceAll(script, "$REAL_PG_DUMP", realDump)
+			if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(t.TempDir(), "b")
+			b, err := pgbackup.Backup(t.Context(), dir, pgbackup.BackupOptions{ConnString: db.URL(), Tools: pgbackup.Tools{PgDump: wrapper}})
+			switch {
+			case tt.whole && err != nil:
+				t.Fatal(err)
+			case tt.whole && b.Manifest.PgDumpVersion != "99.0":
+				t.Fatalf("pg_dump version %q, want the wrapper's 99.0", b.Manifest.PgDumpVersion)
+			case !tt.whole && !errors.Is(err, pgbackup.ErrIncomplete):
+				t.Fatalf("error %v, want ErrIncomplete", err)
+			case !tt.whole && !strings.Contains(err.Error(), "pg_restore"):
+				t.Fatalf("error %v, want pg_restore's", err)
+			}
+		})
+	}
+}

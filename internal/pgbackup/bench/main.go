@@ -190,6 +190,7 @@ type bench struct {
 const (
 	rawDump      = "raw pg_dump -Fp >/dev/null"
 	vendorDump   = "vendor pg_dump|grep|gzip"
+	refZstd      = "reference pg_dump -Fc|zstd -1"
 	oursPlain    = "ours plain+zstd"
 	oursCustom   = "ours custom+zstd"
 	vendorPsql   = "vendor psql -f backup.sql"
@@ -252,6 +253,19 @@ func (b *bench) measure(ctx context.Context, name string, mb int) (*result, erro
 		r.record(vendorDump, d, rss)
 		r.sizes[vendorDump] = fileSize(vendorGz)
 
+		// What this machine allows a compressing backup: pg_dump into the C zstd at level 1, no
+		// checks, no checksum. Informational; it runs when zstd is installed.
+		if _, err := exec.LookPath("zstd"); err == nil {
+			out := filepath.Join(dir, "reference.zst")
+			d, rss, err := timed(ctx, env, nil, "bash", "-o", "pipefail", "-c", referencePipeline, "reference", out)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", refZstd, err)
+			}
+			r.record(refZstd, d, rss)
+			r.sizes[refZstd] = fileSize(out)
+			os.Remove(out)
+		}
+
 		for _, c := range []struct{ name, format string }{{oursPlain, "plain"}, {oursCustom, "custom"}} {
 			store := filepath.Join(dir, "store-"+c.format)
 			os.RemoveAll(store)
@@ -305,6 +319,9 @@ func (b *bench) measure(ctx context.Context, name string, mb int) (*result, erro
 
 // vendorPipeline is the vendor's backup command; $1 is the output file.
 const vendorPipeline = `pg_dump --no-password --clean --no-owner --no-acl | grep -v -E "(DROP SCHEMA public|CREATE SCHEMA public|COMMENT ON SCHEMA public|DROP EXTENSION plpgsql|CREATE EXTENSION IF NOT EXISTS plpgsql|COMMENT ON EXTENSION plpgsql)" | gzip > "$1"`
+
+// referencePipeline is the reference: a custom dump through the C zstd; $1 is the output file.
+const referencePipeline = `pg_dump --no-password --format=custom --compress=0 | zstd -1 -q -c > "$1"`
 
 // checkVendorRestore makes sure the vendor's restore really restored something comparable:
 // the biggest tables have as many rows as the source.
@@ -407,8 +424,11 @@ func report(w io.Writer, results []*result) {
 		fmt.Fprintf(w, "\n== %d MiB target: database %.0f MiB (generated in %s)\n", r.targetMB, mib(r.dbBytes), r.genTime.Round(time.Second))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "backup\ttime s\tMiB/s\toutput MiB\tpeak RSS MiB\t")
-		for _, name := range []string{rawDump, vendorDump, oursPlain, oursCustom} {
-			d := r.best[name]
+		for _, name := range []string{rawDump, vendorDump, refZstd, oursPlain, oursCustom} {
+			d, ok := r.best[name]
+			if !ok {
+				continue
+			}
 			rss := "-"
 			if name == oursPlain || name == oursCustom {
 				rss = fmt.Sprintf("%.1f", float64(r.rssKiB[name])/1024)
@@ -439,6 +459,10 @@ func report(w io.Writer, results []*result) {
 			fmt.Fprintf(tw, "%s\t%s / vendor throughput\t%.2f\t>= %.2f\t%s\n", size, ours, vendor, targetVendorRatio, verdict(vendor >= targetVendorRatio))
 			rss := float64(r.rssKiB[ours]) / 1024
 			fmt.Fprintf(tw, "%s\t%s peak RSS MiB\t%.1f\t<= %.0f\t%s\n", size, ours, rss, targetRSSMiB, verdict(rss <= targetRSSMiB))
+		}
+		if ref, ok := r.best[refZstd]; ok {
+			raw := r.best[rawDump].Seconds() / ref.Seconds()
+			fmt.Fprintf(tw, "%s\t%s / raw pg_dump throughput\t%.2f\t(reference)\t-\n", size, refZstd, raw)
 		}
 		for _, ours := range []string{oursRestoreC, oursRestoreP} {
 			ratio := r.best[ours].Seconds() / r.best[vendorPsql].Seconds()
