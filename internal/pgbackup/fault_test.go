@@ -56,10 +56,6 @@ func TestBackupConnectionFaults(t *testing.T) {
 // TestBackupOfATruncatedDumpIsIncomplete runs pg_dump through a shell pipe that cuts it off
 // and still exits 0 (a pipe without pipefail): only the completeness checks can notice.
 func TestBackupOfATruncatedDumpIsIncomplete(t *testing.T) {
-	realDump, err := exec.LookPath("pg_dump")
-	if err != nil {
-		t.Fatal(err)
-	}
 	db := testworld.Postgres(t)
 	loadSQLFixture(t, db, "keycloak-11.sql")
 	for i, tt := range []struct {
@@ -71,12 +67,7 @@ func TestBackupOfATruncatedDumpIsIncomplete(t *testing.T) {
 		{pgbackup.FormatCustom, `"$REAL_PG_DUMP" "$@" | head -c 30000; kill -9 $$`},
 	} {
 		t.Run(fmt.Sprintf("%s/%d", tt.format, i), func(t *testing.T) {
-			wrapper := filepath.Join(t.TempDir(), "pg_dump")
-			script := "#!/bin/sh\ncase \"$1\" in --version) exec \"$REAL_PG_DUMP\" --version;; esac\n" + tt.script + "\n"
-			script = strings.ReplaceAll(script, "$REAL_PG_DUMP", realDump)
-			if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-				t.Fatal(err)
-			}
+			wrapper := pgDumpWrapper(t, "", tt.script)
 			dir := filepath.Join(t.TempDir(), "b")
 			_, err := pgbackup.Backup(t.Context(), dir, pgbackup.BackupOptions{
 				ConnString: db.URL(), Format: tt.format, Tools: pgbackup.Tools{PgDump: wrapper},
@@ -215,10 +206,6 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 // built-in reader does not know (here one claiming version 99): pg_restore reads it to its
 // end instead, passing a whole dump and failing a cut one.
 func TestBackupFallsBackToPgRestore(t *testing.T) {
-	realDump, err := exec.LookPath("pg_dump")
-	if err != nil {
-		t.Fatal(err)
-	}
 	db := testworld.Postgres(t)
 	loadSQLFixture(t, db, "keycloak-11.sql")
 	for _, tt := range []struct {
@@ -229,12 +216,7 @@ func TestBackupFallsBackToPgRestore(t *testing.T) {
 		{"cut", `"$REAL_PG_DUMP" "$@" | head -c 30000`, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			wrapper := filepath.Join(t.TempDir(), "pg_dump")
-			script := "#!/bin/sh\ncase \"$1\" in --version) echo 'pg_dump (PostgreSQL) 99.0'; exit 0;; esac\n" + tt.script + "\n"
-			script = strings.ReplaceAll(script, "$REAL_PG_DUMP", realDump)
-			if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-				t.Fatal(err)
-			}
+			wrapper := pgDumpWrapper(t, "99.0", tt.script)
 			dir := filepath.Join(t.TempDir(), "b")
 			b, err := pgbackup.Backup(t.Context(), dir, pgbackup.BackupOptions{ConnString: db.URL(), Tools: pgbackup.Tools{PgDump: wrapper}})
 			switch {
@@ -249,4 +231,25 @@ func TestBackupFallsBackToPgRestore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pgDumpWrapper writes a pg_dump stand-in that answers --version with version (the real
+// pg_dump's answer when empty) and otherwise runs script, in which $REAL_PG_DUMP is the
+// real pg_dump.
+func pgDumpWrapper(t *testing.T, version, script string) string {
+	t.Helper()
+	realDump, err := exec.LookPath("pg_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := `exec "$REAL_PG_DUMP" --version`
+	if version != "" {
+		answer = "echo 'pg_dump (PostgreSQL) " + version + "'; exit 0"
+	}
+	wrapper := filepath.Join(t.TempDir(), "pg_dump")
+	text := "#!/bin/sh\ncase \"$1\" in --version) " + answer + ";; esac\n" + script + "\n"
+	if err := os.WriteFile(wrapper, []byte(strings.ReplaceAll(text, "$REAL_PG_DUMP", realDump)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return wrapper
 }
