@@ -186,6 +186,12 @@ func parseRecipients(list []string) ([]age.Recipient, error) {
 	return out, nil
 }
 
+// pipeSize is the capacity asked for the pipe pg_dump writes into (where the system allows
+// it) and the size of the reads from it. The default 64 KiB has pg_dump and this process take
+// turns a dozen times per megabyte; with 1 MiB each side moves large pieces per wake-up,
+// which on a busy 2-core machine is measurable CPU.
+const pipeSize = 1 << 20
+
 // dumpTo runs pg_dump into path through the stream and returns the file's sha256 and size.
 func dumpTo(parent context.Context, path, format, snapshot string, recipients []age.Recipient, env []string, tools Tools, pgDumpMajor int) (string, int64, error) {
 	ctx, cancel := context.WithCancel(parent)

@@ -91,11 +91,6 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
 	}
 	env = append(env, "PGOPTIONS="+restoreSettings)
-	tempDir, err := os.MkdirTemp(opts.TempDir, "identity-upgrade-restore-")
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
-	}
-	defer os.RemoveAll(tempDir)
 
 	// A custom archive is decoded whole before anything changes, checking the file's size and
 	// sha256 in the same read (a wrong key or damaged data is found here), and kept decoded for
@@ -103,6 +98,11 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	// transaction instead, which commits only if the check passed.
 	var archive string
 	if m.DumpFormat == FormatCustom {
+		tempDir, err := os.MkdirTemp(opts.TempDir, "identity-upgrade-restore-")
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+		}
+		defer os.RemoveAll(tempDir)
 		archive = filepath.Join(tempDir, "dump.pgcustom")
 		f, err := os.OpenFile(archive, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
@@ -220,16 +220,21 @@ func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink 
 	sum := newFileSum(f)
 	err = decodeArchive(ctx, sum, identities, sink)
 	if err != nil && ctx.Err() == nil {
-		// A wrong key and a damaged file both fail the decode; the checksum tells which.
-		if sumErr := checkDumpFile(ctx, b); sumErr != nil {
-			return sumErr
-		}
-		return err
+		return blameFile(ctx, b, err)
 	}
 	if err != nil {
 		return err
 	}
 	return sum.check(ctx, &b.Manifest)
+}
+
+// blameFile returns why the dump file does not match the manifest, or err when it does: a
+// wrong key and a damaged file both fail a decode, and the checksum tells which.
+func blameFile(ctx context.Context, b *Bundle, err error) error {
+	if sumErr := checkDumpFile(ctx, b); sumErr != nil {
+		return sumErr
+	}
+	return err
 }
 
 func decodeArchive(ctx context.Context, raw io.Reader, identities []age.Identity, sink io.Writer) error {
@@ -301,17 +306,15 @@ func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env
 	sum := newFileSum(f)
 	r, done, err := decoder(sum, identities)
 	if err != nil {
-		if sumErr := checkDumpFile(ctx, b); sumErr != nil {
-			err = sumErr
-		}
-		return &damagedError{err}
+		return &damagedError{blameFile(ctx, b, err)}
 	}
 	defer done()
 
 	pr, pw := io.Pipe()
-	// damage is what the stream found wrong with the bundle; it is set before pw is closed
-	// and read after the writer finished.
+	// damage is what the stream found wrong with the bundle, and committed whether COMMIT
+	// reached psql's input; both are set before pw is closed and read after the writer ended.
 	var damage error
+	var committed bool
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
@@ -325,16 +328,16 @@ func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env
 		case out.err != nil:
 			// psql stopped reading; its own error says why.
 		case err != nil:
-			damage = fmt.Errorf("decode dump: %w", err)
+			damage = blameFile(ctx, b, fmt.Errorf("decode dump: %w", err))
 		case !complete:
-			damage = errors.New("the decoded dump is incomplete")
+			damage = blameFile(ctx, b, errors.New("the decoded dump is incomplete"))
 		default:
-			damage = sum.check(ctx, &b.Manifest)
+			damage = sum.check(ctx, &b.Manifest) // the rest of the file, then size and sha256
 		}
 		if damage == nil {
 			io.WriteString(w, "COMMIT;\n")
 		}
-		w.Flush()
+		committed = w.Flush() == nil && damage == nil
 		// Without COMMIT, psql ends at the end of its input and the server rolls back.
 		pw.Close()
 	}()
@@ -346,18 +349,18 @@ func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env
 	pr.CloseWithError(io.ErrClosedPipe) // a psql that stopped early unblocks the writer
 	<-finished
 	switch {
+	case psqlErr == nil && committed:
+		return nil
 	case ctx.Err() != nil:
 		return fmt.Errorf("%w: stopped: %v", ErrNotStarted, context.Cause(ctx))
 	case damage != nil:
-		if sumErr := checkDumpFile(ctx, b); sumErr != nil {
-			damage = sumErr // a damaged file is the cause of a failed decode
-		}
 		return &damagedError{damage}
 	case psqlErr != nil:
 		// The transaction did not commit: nothing changed.
 		return fmt.Errorf("%w: %v", ErrNotStarted, runErr("psql", psqlErr, tail))
+	default:
+		return fmt.Errorf("%w: psql ended before the end of the dump, and nothing was committed", ErrNotStarted)
 	}
-	return nil
 }
 
 // errWriter passes writes on and keeps the first error.
