@@ -48,18 +48,12 @@ func install13(t *testing.T) *installed {
 	t.Helper()
 	kube := testworld.Cluster(t)
 	db := testworld.Postgres(t)
-	seed, err := os.ReadFile("../../testdata/sql/keycloak-11.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Exec(t, "SET ROLE "+db.Owner+";\n"+string(seed))
+	db.ExecFileAsOwner(t, "../../testdata/sql/keycloak-11.sql")
 	helm, err := helmrelease.New(helmrelease.Options{KubeconfigData: kube.KubeconfigData, Namespace: kube.Namespace})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := helm.Install(t.Context(), "identity", chart13, map[string]any{"postgresql": map[string]any{
-		"host": db.Host, "port": db.Port, "database": db.Database, "username": db.Owner, "password": db.OwnerPassword,
-	}}, 2*time.Minute); err != nil {
+	if _, err := helm.Install(t.Context(), "identity", chart13, map[string]any{"postgresql": db.ChartValues()}, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	return &installed{kube: kube, db: db, helm: helm, before: dbContent(t, db), stores: t.TempDir()}

@@ -57,12 +57,9 @@ func newBenchWorld(t *testing.T) *benchWorld {
 	t.Helper()
 	kube := testworld.Cluster(t)
 	db := testworld.Postgres(t)
-	seed, err := os.ReadFile("../../testdata/sql/keycloak-11.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Exec(t, "SET ROLE "+db.Owner+";\n"+string(seed))
+	db.ExecFileAsOwner(t, "../../testdata/sql/keycloak-11.sql")
 	w := &benchWorld{kube: kube, db: db, helmLog: new(benchLogBuffer), stores: t.TempDir()}
+	var err error
 	w.helm, err = helmrelease.New(helmrelease.Options{
 		KubeconfigData: kube.KubeconfigData, Namespace: kube.Namespace,
 		Log: slog.New(slog.NewTextHandler(w.helmLog, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -84,10 +81,8 @@ func newBenchWorld(t *testing.T) *benchWorld {
 // Keycloak image tag and the fault.
 func (w *benchWorld) values(tag, fault, delay string) map[string]any {
 	v := map[string]any{
-		"postgresql": map[string]any{
-			"host": w.db.Host, "port": w.db.Port, "database": w.db.Database, "username": w.db.Owner, "password": w.db.OwnerPassword,
-		},
-		"image": map[string]any{"tag": tag},
+		"postgresql": w.db.ChartValues(),
+		"image":      map[string]any{"tag": tag},
 	}
 	if fault != "" {
 		v["fault"] = fault

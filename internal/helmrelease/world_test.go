@@ -43,9 +43,7 @@ func install13(t *testing.T, kube testworld.Kube, values map[string]any) *helmre
 func TestInstall13BecomesReadyOnTheSimulatedCluster(t *testing.T) {
 	kube := testworld.Cluster(t)
 	db := testworld.Postgres(t)
-	client := install13(t, kube, map[string]any{"postgresql": map[string]any{
-		"host": db.Host, "port": db.Port, "database": db.Database, "username": db.Owner, "password": db.OwnerPassword,
-	}})
+	client := install13(t, kube, map[string]any{"postgresql": db.ChartValues()})
 
 	for _, name := range []string{"identity-id-keycloak", "identity-postgresql-id"} {
 		sts, err := kube.Client.AppsV1().StatefulSets(kube.Namespace).Get(t.Context(), name, metav1.GetOptions{})

@@ -31,12 +31,7 @@ import (
 func archiveFixtureDB(t testing.TB) testworld.Database {
 	t.Helper()
 	db := testworld.Postgres(t)
-	// As fixture_test.go's loadSQLFixture (of the external test package) does it.
-	sql, err := os.ReadFile(filepath.Join("..", "..", "testdata", "sql", "keycloak-11.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Exec(t, "SET ROLE "+db.Owner+";\n"+string(sql))
+	db.ExecFileAsOwner(t, filepath.Join("..", "..", "testdata", "sql", "keycloak-11.sql"))
 	db.Exec(t, "SET ROLE "+db.Owner+`;
 		CREATE TABLE empty_one (id int);
 		CREATE TABLE empty_two (id int PRIMARY KEY, note text);

@@ -3,7 +3,6 @@ package pgbackup_test
 import (
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -87,11 +86,7 @@ func TestKeycloakFixtures(t *testing.T) {
 // database user would have created it.
 func loadSQLFixture(t *testing.T, db testworld.Database, name string) {
 	t.Helper()
-	sql, err := os.ReadFile(filepath.Join("..", "..", "testdata", "sql", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Exec(t, "SET ROLE "+db.Owner+";\n"+string(sql))
+	db.ExecFileAsOwner(t, filepath.Join("..", "..", "testdata", "sql", name))
 }
 
 func checkFixtureState(t *testing.T, db testworld.Database, wantRows map[string]int64, wantSchema pgbackup.SchemaState) {

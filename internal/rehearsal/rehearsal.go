@@ -90,12 +90,7 @@ func Run(ctx context.Context, opts Options) (steps []Step, err error) {
 		return nil, err
 	}
 	chart13 := filepath.Join(opts.Root, "testdata", "charts", "identity", "2.1.0")
-	rel, err := helm.Install(ctx, Release, chart13, map[string]any{
-		"postgresql": map[string]any{
-			"host": db.Host, "port": db.Port, "database": db.Database,
-			"username": db.Owner, "password": db.OwnerPassword,
-		},
-	}, 2*time.Minute)
+	rel, err := helm.Install(ctx, Release, chart13, map[string]any{"postgresql": db.ChartValues()}, 2*time.Minute)
 	if err != nil {
 		return nil, err
 	}

@@ -69,6 +69,23 @@ func (p Database) Exec(t testing.TB, sql string) string {
 	return out
 }
 
+// ExecFileAsOwner runs the SQL file at path in the test's database as its owner role (SET
+// ROLE), so that what it creates belongs to the owner, as a Keycloak schema does.
+func (p Database) ExecFileAsOwner(t testing.TB, path string) {
+	t.Helper()
+	sql, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Exec(t, "SET ROLE "+p.Owner+";\n"+string(sql))
+}
+
+// ChartValues are the `postgresql` values of the identity test charts (testdata/charts)
+// that point a release at this database as its owner.
+func (p Database) ChartValues() map[string]any {
+	return map[string]any{"host": p.Host, "port": p.Port, "database": p.Database, "username": p.Owner, "password": p.OwnerPassword}
+}
+
 // Run is Exec for callers without a testing.TB.
 func (p Database) Run(ctx context.Context, sql string) (string, error) {
 	return p.psql(ctx, p.Database, p.SuperUser, p.SuperPassword, sql)
