@@ -93,20 +93,7 @@ func TestChartFromRepo(t *testing.T) {
 	} {
 		t.Run("version="+tc.version, func(t *testing.T) {
 			t.Parallel()
-			spec := UpgradeSpec{Chart: "alfresco/" + testChart, RepoURL: repoURL, Version: tc.version, CacheDir: t.TempDir()}
-			ch, err := spec.load()
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("load: %v, want an error containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ch.Metadata.Name != testChart || ch.Metadata.Version != tc.want {
-				t.Errorf("loaded %s %s, want %s %s", ch.Metadata.Name, ch.Metadata.Version, testChart, tc.want)
-			}
+			checkLoad(t, UpgradeSpec{Chart: "alfresco/" + testChart, RepoURL: repoURL, Version: tc.version, CacheDir: t.TempDir()}, tc.want, tc.wantErr)
 		})
 	}
 }
@@ -284,19 +271,7 @@ func TestChartFromOCI(t *testing.T) {
 	} {
 		t.Run(strings.TrimPrefix(tc.chart, ref)+"version="+tc.version, func(t *testing.T) {
 			t.Parallel()
-			ch, err := UpgradeSpec{Chart: tc.chart, Version: tc.version, CacheDir: t.TempDir()}.load()
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("load: %v, want an error containing %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ch.Metadata.Name != testChart || ch.Metadata.Version != tc.want {
-				t.Errorf("loaded %s %s, want %s %s", ch.Metadata.Name, ch.Metadata.Version, testChart, tc.want)
-			}
+			checkLoad(t, UpgradeSpec{Chart: tc.chart, Version: tc.version, CacheDir: t.TempDir()}, tc.want, tc.wantErr)
 		})
 	}
 }
@@ -357,5 +332,24 @@ func TestIsLoopback(t *testing.T) {
 		if got := isLoopback(host); got != want {
 			t.Errorf("isLoopback(%q) = %v, want %v", host, got, want)
 		}
+	}
+}
+
+// checkLoad loads spec's chart and checks that it is the test chart at version want, or,
+// with wantErr, that the load fails with an error containing it.
+func checkLoad(t *testing.T, spec UpgradeSpec, want, wantErr string) {
+	t.Helper()
+	ch, err := spec.load()
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("load: %v, want an error containing %q", err, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Metadata.Name != testChart || ch.Metadata.Version != want {
+		t.Errorf("loaded %s %s, want %s %s", ch.Metadata.Name, ch.Metadata.Version, testChart, want)
 	}
 }
