@@ -112,10 +112,9 @@ func (s *artifactSession) call(ctx context.Context, method string, in any) (arti
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json")
 		req.Header.Set("Authorization", "Bearer "+s.token)
-		req.Header.Set("User-Agent", "identity-upgrade")
-		resp, err := s.a.client().Do(req)
+		resp, err := s.a.do(req)
 		if err != nil {
-			return artifactNetError(err)
+			return err
 		}
 		defer resp.Body.Close()
 		data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
@@ -336,11 +335,10 @@ func (a Artifact) blobPut(ctx context.Context, u string, body []byte, hdr http.H
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	req.Header.Set("X-Ms-Version", "2023-11-03")
-	req.Header.Set("User-Agent", "identity-upgrade")
-	resp, err := a.client().Do(req)
+	req.Header.Set("X-Ms-Version", blobAPIVersion)
+	resp, err := a.do(req)
 	if err != nil {
-		return artifactNetError(err)
+		return err
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -386,11 +384,10 @@ func (a Artifact) download(ctx context.Context, signed string, f *os.File) (int6
 		if err != nil {
 			return artifactRedactError(err)
 		}
-		req.Header.Set("X-Ms-Version", "2023-11-03")
-		req.Header.Set("User-Agent", "identity-upgrade")
-		resp, err := a.client().Do(req)
+		req.Header.Set("X-Ms-Version", blobAPIVersion)
+		resp, err := a.do(req)
 		if err != nil {
-			return artifactNetError(err)
+			return err
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
@@ -414,6 +411,19 @@ func (a Artifact) download(ctx context.Context, signed string, f *os.File) (int6
 		return 0, fmt.Errorf("download %s: %w", artifactRedact(signed), err)
 	}
 	return size, nil
+}
+
+// blobAPIVersion is the blob service API version of the requests to signed URLs.
+const blobAPIVersion = "2023-11-03"
+
+// do sends req as this client; not getting any answer is a network error (retried).
+func (a Artifact) do(req *http.Request) (*http.Response, error) {
+	req.Header.Set("User-Agent", "identity-upgrade")
+	resp, err := a.client().Do(req)
+	if err != nil {
+		return nil, artifactNetError(err)
+	}
+	return resp, nil
 }
 
 func (a Artifact) client() *http.Client {
