@@ -2,11 +2,13 @@ package pgbackup
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -38,6 +40,9 @@ type ArchiveInfo struct {
 	Entries    int    // TOC entries
 	DataBlocks int    // data blocks (table data, blobs) read
 	DataBytes  int64  // payload bytes of all data chunks
+	// Rows are the rows of each table's data (TABLE DATA entries), by row-count key (tableKey
+	// of the entry's namespace and tag).
+	Rows map[string]int64
 }
 
 // errArchiveVersion: readArchive does not read this archive (format version or compression);
@@ -117,6 +122,7 @@ type archiveEntry struct {
 	id        int
 	hadDumper bool
 	desc, tag string
+	namespace string // kept for TABLE DATA entries only
 	offState  byte
 	offset    int64
 }
@@ -292,11 +298,20 @@ func (a *archiveReader) readEntry() (archiveEntry, error) {
 	if section < 1 || section > 4 { // SECTION_NONE .. SECTION_POST_DATA
 		return e, a.malformed(fmt.Sprintf("section %d", section))
 	}
-	// defn, dropStmt, copyStmt, namespace, tablespace
-	for _, what := range []string{"definition", "drop statement", "copy statement", "namespace", "tablespace"} {
+	for _, what := range []string{"definition", "drop statement", "copy statement"} {
 		if err := a.skipStr(what); err != nil {
 			return e, err
 		}
+	}
+	if e.desc == "TABLE DATA" {
+		if e.namespace, _, err = a.readStr("namespace"); err != nil {
+			return e, err
+		}
+	} else if err := a.skipStr("namespace"); err != nil {
+		return e, err
+	}
+	if err := a.skipStr("tablespace"); err != nil {
+		return e, err
 	}
 	if a.version >= archVersion1_14 {
 		if err := a.skipStr("table access method"); err != nil {
@@ -419,7 +434,17 @@ func (a *archiveReader) readData(toc []archiveEntry) error {
 			}
 		}
 		if typ == blkData {
-			err = a.skipChunks()
+			var rows *rowCounter
+			if e.desc == "TABLE DATA" {
+				rows = &rowCounter{}
+			}
+			err = a.skipChunks(rows)
+			if rows != nil && err == nil {
+				if a.info.Rows == nil {
+					a.info.Rows = map[string]int64{}
+				}
+				a.info.Rows[tableKey(e.namespace, e.tag)] += rows.rows()
+			}
 		} else {
 			err = a.skipLOs()
 		}
@@ -450,16 +475,17 @@ func (a *archiveReader) skipLOs() error {
 		if oid == 0 {
 			return nil
 		}
-		if err := a.skipChunks(); err != nil {
+		if err := a.skipChunks(nil); err != nil {
 			return fmt.Errorf("large object %d: %w", uint32(oid), err)
 		}
 	}
 }
 
-// skipChunks consumes length-prefixed chunks through the zero length that ends them. It walks
-// the chunk headers inside bufio's buffer and discards what it has walked in one call, so a
-// chunk costs a few instructions, not a call, a copy or an allocation.
-func (a *archiveReader) skipChunks() error {
+// skipChunks consumes length-prefixed chunks through the zero length that ends them, passing
+// their payload to rows when it is not nil. It walks the chunk headers inside bufio's buffer
+// and discards what it has walked in one call, so a chunk costs a few instructions, not a
+// call, a copy or an allocation.
+func (a *archiveReader) skipChunks(rows *rowCounter) error {
 	hdr := 1 + a.intSize
 	for {
 		if _, err := a.br.Peek(hdr); err != nil {
@@ -484,13 +510,16 @@ func (a *archiveReader) skipChunks() error {
 			}
 			a.info.DataBytes += int64(n)
 			if n > uint64(len(buf)-i-hdr) {
-				// The chunk runs past the buffer: let Discard read through it.
+				// The chunk runs past the buffer: read through it.
 				a.consume(i + hdr)
-				if err := a.skip(int(n)); err != nil {
+				if err := a.skipPayload(int(n), rows); err != nil {
 					return a.eof(err, "data chunk")
 				}
 				i = -1
 				break
+			}
+			if rows != nil {
+				rows.write(buf[i+hdr : i+hdr+int(n)])
 			}
 			i += hdr + int(n)
 		}
@@ -498,6 +527,57 @@ func (a *archiveReader) skipChunks() error {
 			a.consume(i)
 		}
 	}
+}
+
+// skipPayload consumes n bytes of chunk payload, passing them to rows when it is not nil.
+func (a *archiveReader) skipPayload(n int, rows *rowCounter) error {
+	if rows == nil {
+		return a.skip(n)
+	}
+	for n > 0 {
+		p, err := a.br.Peek(min(n, a.br.Size()))
+		rows.write(p)
+		a.consume(len(p))
+		n -= len(p)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowCounter counts the rows of a table's COPY data as it passes in pieces: its lines, less
+// the end marker that pg_dump writes after them into the archive (a line "\." and two empty
+// lines).
+type rowCounter struct {
+	lines int64
+	total int64
+	tail  []byte // the last bytes seen, at most len(copyEndTail)
+}
+
+// copyEndTail is the longest end of COPY data rows() looks for: a newline that ends the last
+// row, the end line, two empty lines.
+const copyEndTail = "\n\\.\n\n\n"
+
+func (c *rowCounter) write(p []byte) {
+	c.lines += int64(bytes.Count(p, []byte{'\n'}))
+	c.total += int64(len(p))
+	c.tail = append(c.tail, p[max(0, len(p)-len(copyEndTail)):]...)
+	if extra := len(c.tail) - len(copyEndTail); extra > 0 {
+		c.tail = append(c.tail[:0], c.tail[extra:]...)
+	}
+}
+
+// rows is the number of lines before an end line ("\." followed only by empty lines) that
+// ends the data, or all lines when there is none.
+func (c *rowCounter) rows() int64 {
+	for empty := 2; empty >= 0; empty-- {
+		end := "\\.\n" + strings.Repeat("\n", empty)
+		if bytes.HasSuffix(c.tail, []byte("\n"+end)) || (c.total == int64(len(end)) && string(c.tail) == end) {
+			return c.lines - int64(1+empty)
+		}
+	}
+	return c.lines
 }
 
 // consume discards n bytes known to be buffered.

@@ -2,12 +2,15 @@ package pgbackup
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
@@ -16,6 +19,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
@@ -153,8 +158,12 @@ func TestReadArchive(t *testing.T) {
 			if c.hasData && (info.DataBlocks < 30 || info.DataBytes < 100_000 || info.DataBytes >= int64(len(archive))) {
 				t.Errorf("implausible: %+v of a %d-byte archive", info, len(archive))
 			}
-			if !c.hasData && (info.DataBlocks != 0 || info.DataBytes != 0) {
+			if !c.hasData && (info.DataBlocks != 0 || info.DataBytes != 0 || len(info.Rows) != 0) {
 				t.Errorf("an empty database's archive has data: %+v", info)
+			}
+			// Its rows are the database's, table by table.
+			if want := countRows(t, c.db); !maps.Equal(info.Rows, want) && (len(want) > 0 || len(info.Rows) > 0) {
+				t.Errorf("rows %v, want %v", info.Rows, want)
 			}
 
 			// The tests' own reading of the format agrees, down to the byte.
@@ -177,7 +186,7 @@ func TestReadArchive(t *testing.T) {
 				"pipe":               func() io.Reader { return pipeIn(archive, 4096) },
 			}
 			for name, r := range readers {
-				if got, err := readArchive(r()); err != nil || got != info {
+				if got, err := readArchive(r()); err != nil || !reflect.DeepEqual(got, info) {
 					t.Errorf("%s: %+v, %v; want %+v", name, got, err, info)
 				}
 			}
@@ -192,7 +201,7 @@ func TestReadArchive(t *testing.T) {
 			}
 		})
 	}
-	if len(keycloakInfo) == 2 && keycloakInfo[0] != keycloakInfo[1] {
+	if len(keycloakInfo) == 2 && !reflect.DeepEqual(keycloakInfo[0], keycloakInfo[1]) {
 		t.Errorf("the pipe and file archives of one database differ: %+v, %+v", keycloakInfo[0], keycloakInfo[1])
 	}
 }
@@ -228,7 +237,7 @@ func TestReadArchiveVersions(t *testing.T) {
 				info := mustReadArchive(t, b)
 				want := want
 				want.Version = fmt.Sprintf("1.%d.0", vmin)
-				if info != want {
+				if !reflect.DeepEqual(info, want) {
 					t.Errorf("got %+v, want %+v", info, want)
 				}
 				if vmin == 16 {
@@ -246,7 +255,7 @@ func TestReadArchiveVersions(t *testing.T) {
 				// pg_dump -Fc >> file: the offsets count from the start of the file.
 				v := m.clone()
 				v.offsetBase = 12345
-				if got := mustReadArchive(t, mustBuild(v)); got != want {
+				if got := mustReadArchive(t, mustBuild(v)); !reflect.DeepEqual(got, want) {
 					t.Errorf("got %+v, want %+v", got, want)
 				}
 			})
@@ -298,7 +307,7 @@ func TestReadArchiveCompressed(t *testing.T) {
 
 func TestArchiveVersionKnown(t *testing.T) {
 	for major, want := range map[int]bool{9: false, 10: true, 12: true, 15: true, 16: true, 17: true, 18: true, 19: false} {
-		if got := archiveVersionKnown(major); got != want {
+		if got := archiveVersionKnown(major); !reflect.DeepEqual(got, want) {
 			t.Errorf("archiveVersionKnown(%d) = %t", major, got)
 		}
 	}
@@ -407,7 +416,10 @@ func TestReadArchiveCorrupt(t *testing.T) {
 					default:
 						silent++
 						info.Version = want.Version // a flip of vrev is a valid revision
-						if info != want {
+						// A flip in a table's name or its entry's type renames or uncounts its
+						// rows; the structure is what must read the same.
+						info.Rows = want.Rows
+						if !reflect.DeepEqual(info, want) {
 							t.Errorf("flip at %d (%s): read as %+v, want an error or %+v", p, lay.what(p), info, want)
 						}
 					}
@@ -552,7 +564,7 @@ func TestArchiveThroughput(t *testing.T) {
 		best = min(best, time.Since(start))
 	}
 	start := time.Now()
-	if got, err := readArchive(pipeIn(archive, 256<<10)); err != nil || got != info {
+	if got, err := readArchive(pipeIn(archive, 256<<10)); err != nil || !reflect.DeepEqual(got, info) {
 		t.Fatalf("through a pipe: %+v, %v", got, err)
 	}
 	piped := time.Since(start)
@@ -1064,4 +1076,19 @@ func (a *tArchive) buildLayout(record bool) ([]byte, tLayout) {
 		}
 	}
 	return w.b, lay
+}
+
+// countRows counts the rows of db's tables with rowCounts.
+func countRows(t testing.TB, db testworld.Database) map[string]int64 {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), db.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(t.Context()))
+	counts, err := rowCounts(t.Context(), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return counts
 }

@@ -132,31 +132,20 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 		}
 	}()
 	b := &Bundle{Dir: dir, Manifest: m}
-	// The rows are counted in the snapshot while pg_dump dumps it: the counts read the tables
-	// once more, and doing so beside the dump rather than before it takes no extra time when
-	// the server has a core to spare.
-	countCtx, stopCount := context.WithCancel(ctx)
-	defer stopCount()
-	type countResult struct {
-		counts map[string]int64
-		err    error
-	}
-	counted := make(chan countResult, 1)
-	go func() {
-		counts, err := rowCounts(countCtx, conn)
-		counted <- countResult{counts, err}
-	}()
-	sum, size, err := dumpTo(ctx, b.DumpPath(), format, snapshot, recipients, env, opts.Tools, major)
+	tables, err := listTables(ctx, conn)
 	if err != nil {
-		stopCount()
-		<-counted // conn is in use until the counting ends
+		return nil, err
+	}
+	sum, size, dumped, err := dumpTo(ctx, b.DumpPath(), format, snapshot, recipients, env, opts.Tools, major)
+	if err != nil {
 		return nil, fmt.Errorf("dump database %q: %w", m.Database, err)
 	}
-	count := <-counted
-	if count.err != nil {
-		return nil, count.err
+	// Each table's rows are counted as the dump passes; a table whose data the dump does not
+	// hold (a partitioned table's is in its partitions), or every table when the archive's
+	// reader was pg_restore, is counted in the snapshot.
+	if b.Manifest.RowCounts, err = countTables(ctx, conn, tables, dumped); err != nil {
+		return nil, err
 	}
-	b.Manifest.RowCounts = count.counts
 	for _, name := range slices.Sorted(maps.Keys(opts.Extra)) {
 		if name != filepath.Base(name) || name == ManifestFile || name == b.Manifest.DumpFile {
 			return nil, fmt.Errorf("backup: extra file name %q is not a plain file name", name)
@@ -192,14 +181,16 @@ func parseRecipients(list []string) ([]age.Recipient, error) {
 // which on a busy 2-core machine is measurable CPU.
 const pipeSize = 1 << 20
 
-// dumpTo runs pg_dump into path through the stream and returns the file's sha256 and size.
-func dumpTo(parent context.Context, path, format, snapshot string, recipients []age.Recipient, env []string, tools Tools, pgDumpMajor int) (string, int64, error) {
+// dumpTo runs pg_dump into path through the stream and returns the file's sha256 and size,
+// and the rows of each table, by row-count key, as the stream counted them (nil when it could
+// not).
+func dumpTo(parent context.Context, path, format, snapshot string, recipients []age.Recipient, env []string, tools Tools, pgDumpMajor int) (_ string, _ int64, rows map[string]int64, _ error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	defer f.Close()
 	hash := sha256.New()
@@ -210,7 +201,7 @@ func dumpTo(parent context.Context, path, format, snapshot string, recipients []
 	compressed := sink
 	if len(recipients) > 0 {
 		if ageW, err = age.Encrypt(sink, recipients...); err != nil {
-			return "", 0, fmt.Errorf("start encryption: %w", err)
+			return "", 0, nil, fmt.Errorf("start encryption: %w", err)
 		}
 		compressed = ageW
 	}
@@ -219,7 +210,7 @@ func dumpTo(parent context.Context, path, format, snapshot string, recipients []
 	// 700 MB dump).
 	zw, err := zstd.NewWriter(compressed, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	defer zw.Close()
 
@@ -232,14 +223,14 @@ func dumpTo(parent context.Context, path, format, snapshot string, recipients []
 	dump, dumpErr := command(ctx, tools.pgDump(), env, args...)
 	stdout, err := dump.StdoutPipe()
 	if err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	if f, ok := stdout.(*os.File); ok {
 		growPipe(f)
 	}
 	dump.WaitDelay = 5 * time.Second
 	if err := dump.Start(); err != nil {
-		return "", 0, fmt.Errorf("start pg_dump: %w", err)
+		return "", 0, nil, fmt.Errorf("start pg_dump: %w", err)
 	}
 	// A cancelled dump must end now, even if a child of pg_dump (a wrapper's) holds the pipe.
 	stopRead := context.AfterFunc(ctx, func() { stdout.Close() })
@@ -254,7 +245,7 @@ func dumpTo(parent context.Context, path, format, snapshot string, recipients []
 		if err != nil {
 			dump.Process.Kill()
 			dump.Wait()
-			return "", 0, err
+			return "", 0, nil, err
 		}
 		out = io.MultiWriter(zw, verify)
 	}
@@ -264,7 +255,9 @@ func dumpTo(parent context.Context, path, format, snapshot string, recipients []
 	if format == FormatPlain {
 		// filterPlain writes a line at a time: hand the compressor large pieces.
 		w := bufio.NewWriterSize(out, 1<<20)
-		complete, copyErr = filterPlain(w, stdout, false)
+		var d plainDump
+		d, copyErr = filterPlain(w, stdout, filterOptions{})
+		complete, rows = d.complete, d.rows
 		if copyErr == nil {
 			copyErr = w.Flush()
 		}
@@ -279,37 +272,37 @@ func dumpTo(parent context.Context, path, format, snapshot string, recipients []
 	waitErr := dump.Wait()
 	var verifyErr error
 	if verify != nil {
-		verifyErr = verify.wait()
+		rows, verifyErr = verify.wait()
 	}
 	switch {
 	case parent.Err() != nil:
-		return "", 0, fmt.Errorf("%w: stopped: %v", ErrIncomplete, context.Cause(parent))
+		return "", 0, nil, fmt.Errorf("%w: stopped: %v", ErrIncomplete, context.Cause(parent))
 	case copyErr != nil:
-		return "", 0, fmt.Errorf("%w: stream: %v", ErrIncomplete, errors.Join(copyErr, verifyErr))
+		return "", 0, nil, fmt.Errorf("%w: stream: %v", ErrIncomplete, errors.Join(copyErr, verifyErr))
 	case waitErr != nil:
-		return "", 0, fmt.Errorf("%w: %v", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr))
+		return "", 0, nil, fmt.Errorf("%w: %v", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr))
 	case verifyErr != nil:
-		return "", 0, fmt.Errorf("%w: the archive does not read to its end: %v", ErrIncomplete, verifyErr)
+		return "", 0, nil, fmt.Errorf("%w: the archive does not read to its end: %v", ErrIncomplete, verifyErr)
 	case !complete && format == FormatPlain:
-		return "", 0, fmt.Errorf("%w: pg_dump's output ended without its closing trailer %q", ErrIncomplete, strings.TrimSpace(string(dumpTrailer)))
+		return "", 0, nil, fmt.Errorf("%w: pg_dump's output ended without its closing trailer %q", ErrIncomplete, strings.TrimSpace(string(dumpTrailer)))
 	case !complete:
-		return "", 0, fmt.Errorf("%w: pg_dump's output is not a custom archive", ErrIncomplete)
+		return "", 0, nil, fmt.Errorf("%w: pg_dump's output is not a custom archive", ErrIncomplete)
 	}
 	if err := zw.Close(); err != nil {
-		return "", 0, fmt.Errorf("compress: %w", err)
+		return "", 0, nil, fmt.Errorf("compress: %w", err)
 	}
 	if ageW != nil {
 		if err := ageW.Close(); err != nil {
-			return "", 0, fmt.Errorf("encrypt: %w", err)
+			return "", 0, nil, fmt.Errorf("encrypt: %w", err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
 	if err := f.Close(); err != nil {
-		return "", 0, err
+		return "", 0, nil, err
 	}
-	return hex.EncodeToString(hash.Sum(nil)), counter.n, nil
+	return hex.EncodeToString(hash.Sum(nil)), counter.n, rows, nil
 }
 
 type countWriter struct{ n int64 }
@@ -327,10 +320,10 @@ func (h *headWriter) Write(p []byte) (int, error) {
 }
 
 // verifier reads a custom archive written into it to its end; wait reports whether it was
-// whole.
+// whole, and the rows of each table's data when the verifier counts them.
 type verifier interface {
 	io.Writer
-	wait() error
+	wait() (map[string]int64, error)
 }
 
 // startVerifier starts the archive's second reader: the built-in walker of the archive's
@@ -347,6 +340,7 @@ func startVerifier(ctx context.Context, pgRestore string, pgDumpMajor int) (veri
 // walker runs readArchive on what is written into it.
 type walker struct {
 	*io.PipeWriter
+	info ArchiveInfo
 	done chan error
 }
 
@@ -354,16 +348,20 @@ func startWalker() *walker {
 	pr, pw := io.Pipe()
 	w := &walker{PipeWriter: pw, done: make(chan error, 1)}
 	go func() {
-		_, err := readArchive(pr)
+		var err error
+		w.info, err = readArchive(pr)
 		pr.CloseWithError(cmp.Or(err, io.ErrClosedPipe)) // a writer past the end fails too
 		w.done <- err
 	}()
 	return w
 }
 
-func (w *walker) wait() error {
+func (w *walker) wait() (map[string]int64, error) {
 	w.Close()
-	return <-w.done
+	if err := <-w.done; err != nil {
+		return nil, err
+	}
+	return w.info.Rows, nil
 }
 
 // pgRestoreVerifier is a pg_restore that reads a custom archive from its stdin to the end.
@@ -385,39 +383,56 @@ func startPgRestoreVerifier(ctx context.Context, pgRestore string) (*pgRestoreVe
 	return &pgRestoreVerifier{WriteCloser: stdin, cmd: cmd, tail: tail}, nil
 }
 
-func (v *pgRestoreVerifier) wait() error {
+func (v *pgRestoreVerifier) wait() (map[string]int64, error) {
 	v.Close()
 	if err := v.cmd.Wait(); err != nil {
-		return runErr("pg_restore", err, v.tail)
+		return nil, runErr("pg_restore", err, v.tail)
 	}
-	return nil
+	return nil, nil
 }
 
 // rowCounts counts the rows of every table outside the system schemas.
 func rowCounts(ctx context.Context, conn *pgx.Conn) (map[string]int64, error) {
+	tables, err := listTables(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	return countTables(ctx, conn, tables, nil)
+}
+
+// table is a table outside the system schemas: its row-count key and its quoted name.
+type table struct{ key, quoted string }
+
+// listTables lists the tables outside the system schemas.
+func listTables(ctx context.Context, conn *pgx.Conn) ([]table, error) {
 	rows, err := conn.Query(ctx, `SELECT schemaname, tablename, quote_ident(schemaname) || '.' || quote_ident(tablename)
 		FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`)
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
-	type table struct{ key, quoted string }
 	var tables []table
 	for rows.Next() {
 		var schema, name, quoted string
 		if err := rows.Scan(&schema, &name, &quoted); err != nil {
 			return nil, fmt.Errorf("list tables: %w", err)
 		}
-		key := name
-		if schema != "public" {
-			key = schema + "." + name
-		}
-		tables = append(tables, table{key, quoted})
+		tables = append(tables, table{tableKey(schema, name), quoted})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
+	return tables, nil
+}
+
+// countTables returns the rows of each table: from known when it has the table's key, else
+// counted with count(*).
+func countTables(ctx context.Context, conn *pgx.Conn, tables []table, known map[string]int64) (map[string]int64, error) {
 	counts := make(map[string]int64, len(tables))
 	for _, t := range tables {
+		if n, ok := known[t.key]; ok {
+			counts[t.key] = n
+			continue
+		}
 		var n int64
 		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+t.quoted).Scan(&n); err != nil {
 			return nil, fmt.Errorf("count rows of %s: %w", t.quoted, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"strings"
 )
 
 // seedLine matches the statements of a plain dump that a non-superuser owner cannot run and
@@ -23,45 +24,85 @@ var copyFromStdin = []byte(" FROM stdin;\n")
 // copyFreeze replaces copyFromStdin when a restore loads with COPY ... FREEZE.
 var copyFreeze = []byte(" FROM stdin WITH (FREEZE);\n")
 
-// filterPlain copies a plain-format dump from src to dst line by line, dropping the seed
-// statements outside COPY data. Lines longer than the buffer (large bytea or text values) pass
-// through in pieces. It reports whether the dump's closing trailer was seen.
-//
-// With freeze, every COPY loads its rows already frozen (COPY ... WITH (FREEZE)): the index
-// builds and the first reads after the restore then need no commit-status lookups and set no
-// hint bits. PostgreSQL allows it only for a table created or truncated in the same
-// transaction, which holds for every table of a dump restored in one transaction.
-func filterPlain(dst io.Writer, src io.Reader, freeze bool) (complete bool, err error) {
+// copyEnd is the line that ends a COPY block's data.
+var copyEnd = []byte("\\.\n")
+
+// filterOptions say how filterPlain rewrites the dump.
+type filterOptions struct {
+	// freeze loads every COPY's rows already frozen (COPY ... WITH (FREEZE)): the index
+	// builds and the first reads after the restore then need no commit-status lookups and set
+	// no hint bits. PostgreSQL allows it only for a table created or truncated in the same
+	// transaction, which holds for every table of a dump restored in one transaction.
+	freeze bool
+	// afterCopy, when set, is written after the end line of each COPY block (a psql
+	// meta-command that reports the rows the server loaded).
+	afterCopy string
+}
+
+// plainDump is what filterPlain saw of a plain dump.
+type plainDump struct {
+	// complete: the dump's closing trailer was seen, and the dump ended with a whole line.
+	complete bool
+	// tables are the tables whose data the dump loads, in its order, as row-count keys
+	// (tableKey); rows are the data lines (rows, in COPY text format) of each.
+	tables []string
+	rows   map[string]int64
+}
+
+// filterPlain copies a plain-format dump from src to dst, dropping the seed statements outside
+// COPY data and counting each table's rows. COPY data moves in large pieces, statements a line
+// at a time; lines longer than the buffer (large bytea or text values) pass through in pieces.
+func filterPlain(dst io.Writer, src io.Reader, opts filterOptions) (plainDump, error) {
+	d := plainDump{rows: map[string]int64{}}
 	r := bufio.NewReaderSize(src, 1<<20)
+	table := ""      // the row-count key of the COPY block being read
 	inCopy := false  // inside the data of a COPY ... FROM stdin; block
 	midLine := false // the previous piece was not the end of its line
 	for {
+		if inCopy && !midLine {
+			rows, err := copyRows(r, dst)
+			d.rows[table] += rows
+			if err != nil {
+				return d, err
+			}
+		}
 		line, err := r.ReadSlice('\n')
 		if len(line) > 0 {
 			whole := !midLine && err == nil // a complete line, start to newline
 			drop := false
-			if whole {
-				switch {
-				case inCopy:
-					inCopy = !bytes.Equal(line, []byte("\\.\n"))
-				case bytes.HasPrefix(line, []byte("COPY ")) && bytes.HasSuffix(line, copyFromStdin):
-					inCopy = true
-					if freeze {
-						head := line[:len(line)-len(copyFromStdin)]
-						if _, werr := dst.Write(head); werr != nil {
-							return false, werr
-						}
-						line = copyFreeze
-					}
-				case bytes.Equal(line, dumpTrailer):
-					complete = true
-				default:
-					drop = seedLine.Match(line)
+			switch {
+			case inCopy && whole && bytes.Equal(line, copyEnd):
+				inCopy = false
+				if opts.afterCopy != "" {
+					line = append(line[:len(line):len(line)], opts.afterCopy...)
 				}
+			case inCopy:
+				if line[len(line)-1] == '\n' {
+					d.rows[table]++
+				}
+			case !whole:
+			case bytes.HasPrefix(line, []byte("COPY ")) && bytes.HasSuffix(line, copyFromStdin):
+				inCopy = true
+				table = copyTable(line)
+				if _, seen := d.rows[table]; !seen {
+					d.tables = append(d.tables, table)
+					d.rows[table] = 0
+				}
+				if opts.freeze {
+					head := line[:len(line)-len(copyFromStdin)]
+					if _, werr := dst.Write(head); werr != nil {
+						return d, werr
+					}
+					line = copyFreeze
+				}
+			case bytes.Equal(line, dumpTrailer):
+				d.complete = true
+			default:
+				drop = seedLine.Match(line)
 			}
 			if !drop {
 				if _, werr := dst.Write(line); werr != nil {
-					return false, werr
+					return d, werr
 				}
 			}
 			midLine = line[len(line)-1] != '\n'
@@ -69,9 +110,95 @@ func filterPlain(dst io.Writer, src io.Reader, freeze bool) (complete bool, err 
 		switch {
 		case err == nil || errors.Is(err, bufio.ErrBufferFull):
 		case errors.Is(err, io.EOF):
-			return complete && !midLine, nil
+			d.complete = d.complete && !midLine
+			return d, nil
 		default:
-			return false, err
+			d.complete = false
+			return d, err
 		}
 	}
+}
+
+// copyRows writes the whole data lines of a COPY block that are in r's buffer (reading if it
+// is empty) to dst, in one piece per buffer, up to the line that ends the block, and returns
+// how many it wrote. It stops, leaving the rest to the caller's line-by-line reading, at that
+// end line, at a line longer than the buffered data, and at a read error.
+func copyRows(r *bufio.Reader, dst io.Writer) (int64, error) {
+	var rows int64
+	for {
+		if _, err := r.Peek(1); err != nil {
+			return rows, nil // the caller's read reports it
+		}
+		buf, _ := r.Peek(r.Buffered())
+		if bytes.HasPrefix(buf, copyEnd) {
+			return rows, nil
+		}
+		var n int
+		if i := bytes.Index(buf, []byte("\n\\.\n")); i >= 0 {
+			n = i + 1
+		} else {
+			n = bytes.LastIndexByte(buf, '\n') + 1
+		}
+		if n == 0 {
+			return rows, nil
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return rows, err
+		}
+		rows += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		r.Discard(n)
+	}
+}
+
+// copyTable returns the row-count key of the table a dump's COPY statement loads: the name
+// as rowCounts writes it (without the schema for public), taken from the statement pg_dump
+// writes, `COPY schema.table (columns) FROM stdin;`, with either part double-quoted when
+// needed. A statement it cannot read gives the statement itself, which no table matches.
+func copyTable(stmt []byte) string {
+	s := strings.TrimPrefix(string(stmt), "COPY ")
+	schema, rest, ok := cutIdent(s)
+	if !ok || !strings.HasPrefix(rest, ".") {
+		return string(stmt)
+	}
+	name, rest, ok := cutIdent(rest[1:])
+	if !ok || !strings.HasPrefix(rest, " ") {
+		return string(stmt)
+	}
+	return tableKey(schema, name)
+}
+
+// tableKey is a table's key in the manifest's row counts: its name, after its schema and a
+// dot unless the schema is public.
+func tableKey(schema, name string) string {
+	if schema == "public" {
+		return name
+	}
+	return schema + "." + name
+}
+
+// cutIdent reads one SQL identifier at the start of s, as pg_dump's fmtId writes it: bare
+// (lower case letters, digits, underscores, dollar signs) or double-quoted with doubled
+// quotes inside.
+func cutIdent(s string) (ident, rest string, ok bool) {
+	if strings.HasPrefix(s, `"`) {
+		var b strings.Builder
+		for i := 1; i < len(s); i++ {
+			if s[i] != '"' {
+				b.WriteByte(s[i])
+				continue
+			}
+			if i+1 < len(s) && s[i+1] == '"' {
+				b.WriteByte('"')
+				i++
+				continue
+			}
+			return b.String(), s[i+1:], b.Len() > 0
+		}
+		return "", s, false
+	}
+	i := strings.IndexAny(s, ". ")
+	if i <= 0 {
+		return "", s, false
+	}
+	return s[:i], s[i:], true
 }

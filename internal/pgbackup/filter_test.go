@@ -2,13 +2,18 @@ package pgbackup
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // TestFilterPlain filters a small plain dump: the seed statements go, COPY data stays as it is
-// even where a row looks like a statement, and with freeze each COPY statement (and only
-// those) loads its rows frozen.
+// even where a row looks like a statement, each table's rows are counted, and with freeze each
+// COPY statement (and only those) loads its rows frozen.
 func TestFilterPlain(t *testing.T) {
 	const dump = `SET client_encoding = 'UTF8';
 DROP SCHEMA IF EXISTS public;
@@ -25,9 +30,9 @@ COPY public.v (a) FROM stdin;
 `
 	for _, freeze := range []bool{false, true} {
 		var out bytes.Buffer
-		complete, err := filterPlain(&out, strings.NewReader(dump), freeze)
-		if err != nil || !complete {
-			t.Fatalf("freeze=%v: complete %v, err %v", freeze, complete, err)
+		d, err := filterPlain(&out, strings.NewReader(dump), filterOptions{freeze: freeze})
+		if err != nil || !d.complete {
+			t.Fatalf("freeze=%v: complete %v, err %v", freeze, d.complete, err)
 		}
 		copyStmt := func(table string) string {
 			if freeze {
@@ -43,8 +48,121 @@ COPY public.v (a) FROM stdin;
 		if out.String() != want {
 			t.Errorf("freeze=%v: filtered\n%s\nwant\n%s", freeze, out.String(), want)
 		}
+		if want := map[string]int64{"t": 2, "v": 0}; !maps.Equal(d.rows, want) || !slices.Equal(d.tables, []string{"t", "v"}) {
+			t.Errorf("freeze=%v: tables %q rows %v, want [t v] %v", freeze, d.tables, d.rows, want)
+		}
 	}
-	if complete, _ := filterPlain(&bytes.Buffer{}, strings.NewReader(dump[:len(dump)-10]), true); complete {
+	if d, _ := filterPlain(&bytes.Buffer{}, strings.NewReader(dump[:len(dump)-10]), filterOptions{freeze: true}); d.complete {
 		t.Error("a dump cut before its trailer counts as complete")
+	}
+}
+
+// TestFilterPlainPieces feeds a dump with many rows, a row longer than the filter's buffer and
+// a data row that looks like a seed statement through readers that return a byte, or half a
+// buffer, at a time: whatever the pieces, the output is the same, the rows are counted, and
+// afterCopy follows each COPY block's end line.
+func TestFilterPlainPieces(t *testing.T) {
+	var dump, want strings.Builder
+	head := "SET client_encoding = 'UTF8';\nCREATE SCHEMA public;\n"
+	dump.WriteString(head)
+	want.WriteString("SET client_encoding = 'UTF8';\n")
+	tables := map[string]int64{"user_attribute": 30000, `odd"name`: 3, "other.event_entity": 1, "x y.t": 0}
+	stmts := map[string]string{"user_attribute": "public.user_attribute", `odd"name`: `public."odd""name"`,
+		"other.event_entity": "other.event_entity", "x y.t": `"x y".t`}
+	for _, key := range slices.Sorted(maps.Keys(tables)) {
+		stmt := "COPY " + stmts[key] + " (a, b) FROM stdin;\n"
+		dump.WriteString(stmt)
+		want.WriteString(stmt)
+		for i := range tables[key] {
+			var row string
+			switch {
+			case key == `odd"name` && i == 0:
+				row = strings.Repeat("\\\\x00ff", 400000) + "\t1\n" // 2.8 MB, longer than the buffer
+			case key == `odd"name` && i == 1:
+				row = "CREATE SCHEMA public;\n"
+			default:
+				row = fmt.Sprintf("%d\tvalue %d with a tab\\tand a newline\\n\n", i, i)
+			}
+			dump.WriteString(row)
+			want.WriteString(row)
+		}
+		dump.WriteString("\\.\n")
+		want.WriteString("\\.\n\\echo rows :ROW_COUNT\n")
+	}
+	dump.WriteString("\n--\n-- PostgreSQL database dump complete\n--\n\n")
+	want.WriteString("\n--\n-- PostgreSQL database dump complete\n--\n\n")
+
+	readers := map[string]func(io.Reader) io.Reader{
+		"whole":     func(r io.Reader) io.Reader { return r },
+		"bytes":     iotest.OneByteReader,
+		"half":      iotest.HalfReader,
+		"data-err":  iotest.DataErrReader,
+		"64k-piece": func(r io.Reader) io.Reader { return &pieceReader{r, 64 << 10} },
+	}
+	for name, wrap := range readers {
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			d, err := filterPlain(&out, wrap(strings.NewReader(dump.String())), filterOptions{afterCopy: "\\echo rows :ROW_COUNT\n"})
+			if err != nil || !d.complete {
+				t.Fatalf("complete %v, err %v", d.complete, err)
+			}
+			if out.String() != want.String() {
+				t.Errorf("output differs from the input at byte %d", firstDiff(out.String(), want.String()))
+			}
+			if !maps.Equal(d.rows, tables) {
+				t.Errorf("rows %v, want %v", d.rows, tables)
+			}
+		})
+	}
+}
+
+// pieceReader returns at most n bytes per read.
+type pieceReader struct {
+	r io.Reader
+	n int
+}
+
+func (p *pieceReader) Read(b []byte) (int, error) { return p.r.Read(b[:min(len(b), p.n)]) }
+
+func firstDiff(a, b string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+func TestCopyTable(t *testing.T) {
+	for stmt, want := range map[string]string{
+		"COPY public.realm (id, name) FROM stdin;\n":        "realm",
+		"COPY public.\"User\" (id) FROM stdin;\n":           "User",
+		"COPY \"my schema\".\"a.b\" (id) FROM stdin;\n":     "my schema.a.b",
+		"COPY public.\"say \"\"hi\"\"\" (id) FROM stdin;\n": `say "hi"`,
+		"COPY audit.event_entity (id) FROM stdin;\n":        "audit.event_entity",
+		"COPY odd (id) FROM stdin;\n":                       "COPY odd (id) FROM stdin;\n",
+		"COPY public.\"unterminated (id) FROM stdin;\n":     "COPY public.\"unterminated (id) FROM stdin;\n",
+		"COPY public.\"\" (id) FROM stdin;\n":               "COPY public.\"\" (id) FROM stdin;\n",
+		"COPY public.t_1$x FROM stdin;\n":                   "t_1$x",
+	} {
+		if got := copyTable([]byte(stmt)); got != want {
+			t.Errorf("copyTable(%q) = %q, want %q", stmt, got, want)
+		}
+	}
+}
+
+// BenchmarkFilterPlain filters 64 MiB of COPY rows shaped like user_attribute's.
+func BenchmarkFilterPlain(b *testing.B) {
+	var dump bytes.Buffer
+	dump.WriteString("COPY public.user_attribute (name, value, user_id, id) FROM stdin;\n")
+	for i := 0; dump.Len() < 64<<20; i++ {
+		fmt.Fprintf(&dump, "attribute-%d\tvalue of attribute %d for the user\t%08x-1c2d-4e5f-8a9b-0c1d2e3f4a5b\t%08x-aaaa-4bbb-8ccc-dddddddddddd\n", i%7, i, i, i)
+	}
+	dump.WriteString("\\.\n-- PostgreSQL database dump complete\n")
+	b.SetBytes(int64(dump.Len()))
+	for b.Loop() {
+		if _, err := filterPlain(io.Discard, bytes.NewReader(dump.Bytes()), filterOptions{freeze: true}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -323,13 +323,13 @@ func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env
 		out := &errWriter{w: pw}
 		w := bufio.NewWriterSize(out, 1<<20)
 		io.WriteString(w, "BEGIN;\n"+cleanSQL)
-		complete, err := filterPlain(w, ctxReader{ctx, r}, true)
+		d, err := filterPlain(w, ctxReader{ctx, r}, filterOptions{freeze: true})
 		switch {
 		case out.err != nil:
 			// psql stopped reading; its own error says why.
 		case err != nil:
 			damage = blameFile(ctx, b, fmt.Errorf("decode dump: %w", err))
-		case !complete:
+		case !d.complete:
 			damage = blameFile(ctx, b, errors.New("the decoded dump is incomplete"))
 		default:
 			damage = sum.check(ctx, &b.Manifest) // the rest of the file, then size and sha256
