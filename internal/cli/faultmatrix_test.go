@@ -310,7 +310,7 @@ func TestFaultMatrix(t *testing.T) {
 				t.Errorf("second run: exit %d, want %d naming the other run", r.code, ExitInvalid)
 			}
 			if r := first.wait(t); r.code != ExitOK {
-				t.Fatalf("first run: exit %d", r.code)
+				t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
 			}
 			w.endState(t, true)
 		}},

@@ -33,6 +33,8 @@ const (
 	KubeVersion = "v1.37.2"
 	etcdVersion = "v3.6.16"
 	kwokVersion = "v0.8.0"
+	// kwokBuild names tools/build.sh's kwok, which deletes pods by UID (see kwok_overlay there).
+	kwokBuild = kwokVersion + "-uid"
 )
 
 // NodeCount is how many kwok nodes the harness creates.
@@ -166,7 +168,7 @@ func StartCluster() (*KubeCluster, error) {
 	bin := func(component, version, name string) string {
 		return filepath.Join(cache, component+"-"+version, name)
 	}
-	kwokctl := bin("kwok", kwokVersion, "kwokctl")
+	kwokctl := bin("kwok", kwokBuild, "kwokctl")
 
 	// Starting is serialised across test binaries: kwokctl picks its ports by probing, and two
 	// clusters starting at once could pick the same ones.
@@ -200,7 +202,7 @@ func StartCluster() (*KubeCluster, error) {
 		"kubeSchedulerBinary":         bin("kubernetes", KubeVersion, "kube-scheduler"),
 		"kubectlBinary":               bin("kubernetes", KubeVersion, "kubectl"),
 		"etcdBinary":                  bin("etcd", etcdVersion, "etcd"),
-		"kwokControllerBinary":        bin("kwok", kwokVersion, "kwok"),
+		"kwokControllerBinary":        bin("kwok", kwokBuild, "kwok"),
 	})
 	if err != nil {
 		return nil, err
