@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -180,6 +181,7 @@ func (w *Waiter) Wait(ctx context.Context, req rollout.WaitRequest) error {
 	windowTimer.Stop()
 	defer windowTimer.Stop()
 
+	lagging := map[*resource]bool{}
 	var (
 		inWindow     bool
 		windowEnd    time.Time
@@ -208,13 +210,24 @@ func (w *Waiter) Wait(ctx context.Context, req rollout.WaitRequest) error {
 		case inWindow && ev.pending != nil:
 			// The workload's status can run ahead of the pod cache: a crashed pod explains
 			// the drop better than the drop itself, so ask the API server for its pods.
-			if nr, sig, ns := w.freshSignal(ctx, st, ev.pending.res); nr != nil {
+			nr, sig, ns, steady := w.freshPods(ctx, st, ev.pending.res)
+			if nr != nil {
 				return fail(nr, sig, ns)
 			}
-			return fail(&rollout.NotReady{
-				Resource: ev.pending.res.id(), Reason: "NotReadyAgain",
-				Message: fmt.Sprintf("%s again: %s", ev.pending.status, ev.pending.message),
-			}, nil, "")
+			if !steady {
+				return fail(&rollout.NotReady{
+					Resource: ev.pending.res.id(), Reason: "NotReadyAgain",
+					Message: fmt.Sprintf("%s again: %s", ev.pending.status, ev.pending.message),
+				}, nil, "")
+			}
+			// The status went back while its pods did not: a controller publishing a status
+			// computed from a stale cache (seen right after a StatefulSet was re-created).
+			// The window goes on; it ends only once the status is current again.
+			if !lagging[ev.pending.res] {
+				lagging[ev.pending.res] = true
+				log.Info("status behind its pods, which are all still ready; waiting for it", "resource", ev.pending.res.id(),
+					"status", ev.pending.status, "message", ev.pending.message)
+			}
 		case inWindow && !now.Before(windowEnd):
 			if req.ProbeURL != "" {
 				pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
@@ -236,6 +249,7 @@ func (w *Waiter) Wait(ctx context.Context, req rollout.WaitRequest) error {
 			}
 			if req.ProbeURL == "" || probeOK {
 				inWindow = true
+				st.windowPods = st.readyPods()
 				windowEnd = now.Add(req.StabilityWindow)
 				windowTimer.Reset(req.StabilityWindow)
 				log.Info("all resources ready; stability window", "window", req.StabilityWindow, "after", time.Since(start))
@@ -275,6 +289,21 @@ type state struct {
 	pods      map[string]cache.Store // by namespace
 	seen      restarts
 	last      []status.Status
+	// windowPods are the workloads' ready pods when the stability window started.
+	windowPods map[types.UID]bool
+}
+
+// readyPods returns the ready pods, not being deleted, of the manifest's workloads.
+func (st *state) readyPods() map[types.UID]bool {
+	ready := map[types.UID]bool{}
+	for _, store := range st.pods {
+		for _, obj := range store.List() {
+			if pod, ok := obj.(*corev1.Pod); ok && pod.DeletionTimestamp == nil && podReady(pod) && st.owner(pod) != nil {
+				ready[pod.UID] = true
+			}
+		}
+	}
+	return ready
 }
 
 type pending struct {
@@ -456,32 +485,50 @@ func (l *lastError) set(err error) { l.mu.Lock(); l.err = err; l.mu.Unlock() }
 
 func (l *lastError) get() error { l.mu.Lock(); defer l.mu.Unlock(); return l.err }
 
-// freshSignal lists the pods of workload r straight from the API server (the informer's cache
+// freshPods lists the pods of workload r straight from the API server (the informer's cache
 // may lag the workload's own status by a moment) and returns the first decisive signal among
-// them, if any.
-func (w *Waiter) freshSignal(ctx context.Context, st *state, r *resource) (*rollout.NotReady, *podSignal, string) {
+// them, if any. steady reports whether the pods show the workload as it was when the
+// stability window started: exactly as many pods as its spec.replicas, each one of the ready
+// pods of that moment, still ready, not being deleted, and (for a StatefulSet) controlled by
+// the workload. A pod replaced, restarted into unreadiness, or missing is not steady.
+func (w *Waiter) freshPods(ctx context.Context, st *state, r *resource) (_ *rollout.NotReady, _ *podSignal, _ string, steady bool) {
 	if !r.workload() {
-		return nil, nil, ""
+		return nil, nil, "", false
 	}
 	for i, res := range st.resources {
 		if res != r {
 			continue
 		}
-		sel, err := selectorOf(st.live(i), r.desired)
-		if err != nil || sel == nil {
-			return nil, nil, ""
+		live := st.live(i)
+		sel, err := selectorOf(live, r.desired)
+		if err != nil || sel == nil || live == nil {
+			return nil, nil, "", false
 		}
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		pods, err := w.Client.CoreV1().Pods(r.namespace).List(lctx, metav1.ListOptions{LabelSelector: sel.String()})
 		cancel()
 		if err != nil {
-			return nil, nil, ""
+			return nil, nil, "", false
 		}
 		for k := range pods.Items {
 			if nr, sig, ns := st.checkPod(&pods.Items[k]); nr != nil {
-				return nr, sig, ns
+				return nr, sig, ns, false
 			}
 		}
+		replicas, found, err := unstructured.NestedInt64(live.Object, "spec", "replicas")
+		if err != nil || !found || int64(len(pods.Items)) != replicas {
+			return nil, nil, "", false
+		}
+		for k := range pods.Items {
+			pod := &pods.Items[k]
+			if pod.DeletionTimestamp != nil || !podReady(pod) || !st.windowPods[pod.UID] {
+				return nil, nil, "", false
+			}
+			if owner := metav1.GetControllerOf(pod); live.GetKind() == "StatefulSet" && (owner == nil || owner.UID != live.GetUID()) {
+				return nil, nil, "", false
+			}
+		}
+		return nil, nil, "", true
 	}
-	return nil, nil, ""
+	return nil, nil, "", false
 }

@@ -1,14 +1,17 @@
 package readiness_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/yaml"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/readiness"
@@ -388,3 +392,84 @@ func TestWaitCancel(t *testing.T) {
 		t.Errorf("returned %s after the start, long after the cancel", took)
 	}
 }
+
+// TestWaitInTheWindow changes a ready StatefulSet during the stability window. A status that
+// goes back while its pods stay as they were (a controller's status written from a stale
+// cache: here written by the test, as the failed CI run once saw it, `updated 0/1` with the
+// pod ready) is waited out; a pod deleted, which its controller then replaces, fails the wait.
+func TestWaitInTheWindow(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		change func(ctx context.Context, kube testworld.Kube) error
+		ready  bool
+	}{{
+		name: "status behind its pods",
+		change: func(ctx context.Context, kube testworld.Kube) error {
+			sts, err := kube.Client.AppsV1().StatefulSets(kube.Namespace).Get(ctx, "identity", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			sts.Status.UpdatedReplicas, sts.Status.CurrentReplicas = 0, 0
+			_, err = kube.Client.AppsV1().StatefulSets(kube.Namespace).UpdateStatus(ctx, sts, metav1.UpdateOptions{})
+			return err
+		},
+		ready: true,
+	}, {
+		name: "pod deleted",
+		change: func(ctx context.Context, kube testworld.Kube) error {
+			return kube.Client.CoreV1().Pods(kube.Namespace).Delete(ctx, "identity-0", metav1.DeleteOptions{})
+		},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			kube := testworld.Cluster(t)
+			manifest := install(t, kube, statefulSet("identity", 1, podTemplate("identity", "", nil)))
+			var log syncBuffer
+			w, err := readiness.New(kube.Config, slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, &log), nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				done <- w.Wait(t.Context(), rollout.WaitRequest{
+					Namespace: kube.Namespace, Manifest: manifest, Timeout: time.Minute, StabilityWindow: 5 * time.Second,
+				})
+			}()
+			err = wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+				return strings.Contains(log.String(), "stability window"), nil
+			})
+			if err != nil {
+				t.Fatal("the window did not start")
+			}
+			if err := tt.change(t.Context(), kube); err != nil {
+				t.Fatal(err)
+			}
+			err = <-done
+			var nr *rollout.NotReady
+			switch {
+			case tt.ready && err != nil:
+				t.Fatalf("Wait = %v, want ready", err)
+			case tt.ready && !strings.Contains(log.String(), "status behind its pods"):
+				t.Error("the status that went back was not seen")
+			case !tt.ready && (!errors.As(err, &nr) || !nr.InWindow || nr.Resource != "StatefulSet/identity"):
+				t.Fatalf("Wait = %v, want a NotReady of StatefulSet/identity in the window", err)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer for one writer and other readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
