@@ -40,7 +40,8 @@ type Manifest struct {
 	// SHA256 (hex) and SizeBytes are of the dump file as stored (compressed, encrypted).
 	SHA256    string `json:"sha256"`
 	SizeBytes int64  `json:"size_bytes"`
-	// RowCounts holds the exact row count of every table, read in the dump's own snapshot.
+	// RowCounts holds the exact row count of every table: counted in the dump as it streamed
+	// (or in the dump's own snapshot, for a table whose data the dump does not hold).
 	// Tables of the public schema are named bare, others schema.table.
 	RowCounts map[string]int64 `json:"row_counts"`
 	Schema    ManifestSchema   `json:"schema"`

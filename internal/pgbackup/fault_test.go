@@ -174,6 +174,13 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 		{"unknown format version", plain, "", func(t *testing.T, dir string) {
 			editManifest(t, dir, func(m map[string]any) { m["format_version"] = 99 })
 		}, "format_version 99"},
+		{"rows differ from the manifest", plain, "", func(t *testing.T, dir string) {
+			// Caught in the restore's transaction, which then does not commit.
+			editManifest(t, dir, func(m map[string]any) { m["row_counts"].(map[string]any)["user_entity"] = 12345 })
+		}, "user_entity has 723 rows, want 12345"},
+		{"a table the manifest does not list", plain, "", func(t *testing.T, dir string) {
+			editManifest(t, dir, func(m map[string]any) { delete(m["row_counts"].(map[string]any), "realm") })
+		}, "realm is not in the backup"},
 		{"encrypted without identity", encrypted, "", nil, "encrypted with age"},
 		{"wrong identity", encrypted, other.String(), nil, "does not decrypt this bundle"},
 	}

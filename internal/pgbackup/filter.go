@@ -34,19 +34,15 @@ type filterOptions struct {
 	// no hint bits. PostgreSQL allows it only for a table created or truncated in the same
 	// transaction, which holds for every table of a dump restored in one transaction.
 	freeze bool
-	// afterCopy, when set, is written after the end line of each COPY block (a psql
-	// meta-command that reports the rows the server loaded).
-	afterCopy string
 }
 
 // plainDump is what filterPlain saw of a plain dump.
 type plainDump struct {
 	// complete: the dump's closing trailer was seen, and the dump ended with a whole line.
 	complete bool
-	// tables are the tables whose data the dump loads, in its order, as row-count keys
-	// (tableKey); rows are the data lines (rows, in COPY text format) of each.
-	tables []string
-	rows   map[string]int64
+	// rows are the data lines (rows, in COPY text format) of each table the dump's COPY
+	// blocks load, by row-count key (tableKey).
+	rows map[string]int64
 }
 
 // filterPlain copies a plain-format dump from src to dst, dropping the seed statements outside
@@ -73,9 +69,6 @@ func filterPlain(dst io.Writer, src io.Reader, opts filterOptions) (plainDump, e
 			switch {
 			case inCopy && whole && bytes.Equal(line, copyEnd):
 				inCopy = false
-				if opts.afterCopy != "" {
-					line = append(line[:len(line):len(line)], opts.afterCopy...)
-				}
 			case inCopy:
 				if line[len(line)-1] == '\n' {
 					d.rows[table]++
@@ -84,10 +77,7 @@ func filterPlain(dst io.Writer, src io.Reader, opts filterOptions) (plainDump, e
 			case bytes.HasPrefix(line, []byte("COPY ")) && bytes.HasSuffix(line, copyFromStdin):
 				inCopy = true
 				table = copyTable(line)
-				if _, seen := d.rows[table]; !seen {
-					d.tables = append(d.tables, table)
-					d.rows[table] = 0
-				}
+				d.rows[table] += 0
 				if opts.freeze {
 					head := line[:len(line)-len(copyFromStdin)]
 					if _, werr := dst.Write(head); werr != nil {
