@@ -49,7 +49,7 @@ type benchWorld struct {
 	kube    testworld.Kube
 	db      testworld.Database
 	helm    *helmrelease.Client
-	helmLog *benchLogBuffer // helm's debug log, with timestamps
+	helmLog *testworld.LogBuffer // helm's debug log, with timestamps
 	stores  string
 }
 
@@ -58,7 +58,7 @@ func newBenchWorld(t *testing.T) *benchWorld {
 	kube := testworld.Cluster(t)
 	db := testworld.Postgres(t)
 	db.ExecFileAsOwner(t, "../../testdata/sql/keycloak-11.sql")
-	w := &benchWorld{kube: kube, db: db, helmLog: new(benchLogBuffer), stores: t.TempDir()}
+	w := &benchWorld{kube: kube, db: db, helmLog: new(testworld.LogBuffer), stores: t.TempDir()}
 	var err error
 	w.helm, err = helmrelease.New(helmrelease.Options{
 		KubeconfigData: kube.KubeconfigData, Namespace: kube.Namespace,
@@ -519,22 +519,4 @@ func parseBenchLog(s string) []benchLogLine {
 		out = append(out, l)
 	}
 	return out
-}
-
-// benchLogBuffer is a bytes.Buffer that helm's goroutines may log into.
-type benchLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *benchLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *benchLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package readiness_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -426,7 +424,7 @@ func TestWaitInTheWindow(t *testing.T) {
 			t.Parallel()
 			kube := testworld.Cluster(t)
 			manifest := install(t, kube, statefulSet("identity", 1, podTemplate("identity", "", nil)))
-			var log syncBuffer
+			var log testworld.LogBuffer
 			w, err := readiness.New(kube.Config, slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, &log), nil)))
 			if err != nil {
 				t.Fatal(err)
@@ -459,17 +457,3 @@ func TestWaitInTheWindow(t *testing.T) {
 		})
 	}
 }
-
-// syncBuffer is a bytes.Buffer for one writer and other readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
