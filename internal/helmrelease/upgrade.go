@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage/driver"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/yaml"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
@@ -201,6 +203,9 @@ func (c *Client) Rollback(ctx context.Context, name string, to int, opts rollout
 		c.log.Info("rolled back release", "release", name, "to", to, "revision", out.Revision, "status", out.Status)
 		return out, nil
 	}
+	if conflicted(runErr) {
+		runErr = &conflictError{runErr}
+	}
 	err = fmt.Errorf("rollback %q to revision %d: %w", name, to, runErr)
 	if status := last.Info.Status; status.IsPending() {
 		last.SetStatus(release.StatusFailed, fmt.Sprintf("marked failed by identity-upgrade: helm left it %s: %v", status, runErr))
@@ -210,6 +215,20 @@ func (c *Client) Rollback(ctx context.Context, name string, to int, opts rollout
 	}
 	return fromHelm(last), err
 }
+
+// conflicted reports whether err is a write that failed because the object changed since it
+// was read (HTTP 409). Helm's update joins the errors of its objects into one string, so the
+// API server's message is looked for too.
+func conflicted(err error) bool {
+	return err != nil && (apierrors.IsConflict(err) || strings.Contains(err.Error(), "the object has been modified; please apply your changes to the latest version"))
+}
+
+// conflictError marks an error as a conflict (rollout.ErrConflict), keeping its message.
+type conflictError struct{ err error }
+
+func (e *conflictError) Error() string        { return e.err.Error() }
+func (e *conflictError) Unwrap() error        { return e.err }
+func (e *conflictError) Is(target error) bool { return target == rollout.ErrConflict }
 
 // boundedTimeout shortens timeout (0: none) to what is left before ctx's deadline.
 func boundedTimeout(ctx context.Context, timeout time.Duration) time.Duration {

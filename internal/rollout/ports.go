@@ -14,6 +14,10 @@ var (
 	ErrNotReady = errors.New("release not ready")
 	// ErrLocked is returned by a Locker when another run holds the release.
 	ErrLocked = errors.New("another identity-upgrade run holds the release")
+	// ErrConflict is wrapped by a Releases operation that failed because an object changed
+	// between its read and its write (an HTTP 409, "the object has been modified"), for
+	// example a controller writing a status: trying again may succeed.
+	ErrConflict = errors.New("an object changed while it was being written")
 )
 
 // Releaser is the Helm release: what exists, what an upgrade would make of it, and the

@@ -441,6 +441,9 @@ func (r *run) restoreDatabase(ctx context.Context) (string, error) {
 	return "restored " + b.Location() + ": " + r.rep.DatabaseDrift, nil
 }
 
+// rollbackAttempts is how many rollbacks are tried when each fails on a concurrent change.
+const rollbackAttempts = 3
+
 // rollback returns the release to the recorded revision, re-creating the StatefulSets whose
 // immutable fields differ (the same trap as the upgrade, in reverse), with the target's
 // rollback hooks skipped when the plan says so.
@@ -461,9 +464,24 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 		CleanupOnFail: true,
 		Timeout:       r.req.Timeout,
 	}
-	rel, err := r.p.Releases.Rollback(ctx, r.req.Release, cur.Revision, opts)
-	if rel.Revision > 0 {
-		r.rep.Revision = rel.Revision
+	var rel Release
+	var err error
+	for attempt := 1; ; attempt++ {
+		rel, err = r.p.Releases.Rollback(ctx, r.req.Release, cur.Revision, opts)
+		if rel.Revision > 0 {
+			r.rep.Revision = rel.Revision
+		}
+		if err == nil || !errors.Is(err, ErrConflict) || attempt == rollbackAttempts || ctx.Err() != nil {
+			break
+		}
+		// Helm writes each object from a fresh read; a controller that wrote in between
+		// (a status after the scale-down) makes the write fail, and a new rollback succeeds.
+		r.log.Warn("rollback hit a concurrent change; rolling back again", "attempt", attempt, "err", err)
+		if len(orphans) > 0 {
+			if err := r.p.Releases.OrphanStatefulSets(ctx, orphans); err != nil {
+				return "", fmt.Errorf("orphan-delete StatefulSets %v before the rollback: %w", orphans, err)
+			}
+		}
 	}
 	if err != nil {
 		return "", fmt.Errorf("helm rollback to revision %d: %w", cur.Revision, err)

@@ -30,7 +30,10 @@ type world struct {
 	upgradeRecords bool
 	// waitAfterRollbackErr fails the wait after the rollback.
 	waitAfterRollbackErr error
-	drift                string
+	// rollbackConflicts fails that many rollbacks on a concurrent change (each recording a
+	// failed revision, as helm does).
+	rollbackConflicts int
+	drift             string
 	// blockWait makes the first Wait block until its context ends.
 	blockWait bool
 	// ctxErrs records, per call, whether the context was already done.
@@ -104,6 +107,12 @@ func (w *world) Upgrade(ctx context.Context, name string, timeout time.Duration)
 func (w *world) Rollback(ctx context.Context, name string, to int, opts rollout.RollbackOptions) (rollout.Release, error) {
 	w.call(ctx, fmt.Sprintf("rollback %d", to))
 	w.rolled = opts
+	if w.rollbackConflicts > 0 {
+		w.rollbackConflicts--
+		w.revs++
+		return rollout.Release{Revision: w.revs, Status: "failed"},
+			fmt.Errorf("failed to replace object: %w", rollout.ErrConflict)
+	}
 	if w.rollbackErr != nil {
 		return rollout.Release{}, w.rollbackErr
 	}
@@ -329,6 +338,26 @@ func TestUpgrade(t *testing.T) {
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
 				"scale down", "drift", "restore", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "another operation is in progress", revision: 5, restored: true,
+		},
+		{
+			name: "rollback meets a concurrent change: rolled back again",
+			setup: func(w *world, _ *rollout.UpgradeRequest) {
+				w.waitErr, w.drift, w.rollbackConflicts = notReady, "schema changed", 2
+			},
+			result: rollout.RolledBack, exit: 1,
+			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
+				"scale down", "drift", "restore", "rollback 4", "rollback 4", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
+			failure: "CrashLoopBackOff", revision: 8, restored: true,
+		},
+		{
+			name: "rollback meets a concurrent change every time: needs a human",
+			setup: func(w *world, _ *rollout.UpgradeRequest) {
+				w.waitErr, w.drift, w.rollbackConflicts = notReady, "schema changed", 3
+			},
+			result: rollout.Failed, exit: 3,
+			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
+				"scale down", "drift", "restore", "rollback 4", "rollback 4", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
+			failure: "CrashLoopBackOff", recovery: "an object changed while it was being written", revision: 8, restored: true,
 		},
 		{
 			name: "restore fails: the rollback still runs, needs a human",
