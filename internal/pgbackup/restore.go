@@ -123,21 +123,21 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	// From here on the database changes (a plain dump's only when its transaction commits).
+	// From here on the database changes (a plain dump's only when its transaction commits,
+	// its rows checked before).
 	if m.DumpFormat == FormatPlain {
-		err = restorePlain(ctx, b, identities, env, opts.Tools)
+		err := restorePlain(ctx, b, identities, env, opts.Tools)
 		var damaged *damagedError
 		if errors.As(err, &damaged) {
 			return refuse("%v", damaged.err)
 		}
-	} else {
-		err = restoreCustom(ctx, conn, archive, pgcfg.Database, env, opts)
+		if err != nil {
+			return nil, fmt.Errorf("restore %s into database %q: %w", dir, pgcfg.Database, err)
+		}
+		return m, nil
 	}
-	if err != nil {
+	if err := restoreCustom(ctx, conn, archive, pgcfg.Database, env, opts); err != nil {
 		return nil, fmt.Errorf("restore %s into database %q: %w", dir, pgcfg.Database, err)
-	}
-	if m.DumpFormat == FormatPlain {
-		return m, nil // its rows were checked before it committed
 	}
 	got, err := rowCounts(ctx, conn)
 	if err != nil {
@@ -352,6 +352,10 @@ func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env
 	psqlErr := cmd.Run()
 	pr.CloseWithError(io.ErrClosedPipe) // a psql that stopped early unblocks the writer
 	<-finished
+	rowsDiff := ""
+	if psqlErr != nil {
+		rowsDiff = rowCheckFailure(tail.String())
+	}
 	switch {
 	case psqlErr == nil && committed:
 		return nil
@@ -359,8 +363,8 @@ func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env
 		return fmt.Errorf("%w: stopped: %v", ErrNotStarted, context.Cause(ctx))
 	case damage != nil:
 		return &damagedError{damage}
-	case psqlErr != nil && rowCheckFailure(tail.String()) != "":
-		return &damagedError{fmt.Errorf("the restored rows differ from the manifest: %s", rowCheckFailure(tail.String()))}
+	case rowsDiff != "":
+		return &damagedError{fmt.Errorf("the restored rows differ from the manifest: %s", rowsDiff)}
 	case psqlErr != nil:
 		// The transaction did not commit: nothing changed.
 		return fmt.Errorf("%w: %v", ErrNotStarted, runErr("psql", psqlErr, tail))

@@ -453,11 +453,6 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 	if back, err := r.p.Releases.Diff(target, cur); err == nil {
 		orphans = ImmutableStatefulSets(append(back, r.rep.Plan.Changes...), r.req.Namespace)
 	}
-	if len(orphans) > 0 {
-		if err := r.p.Releases.OrphanStatefulSets(ctx, orphans); err != nil {
-			return "", fmt.Errorf("orphan-delete StatefulSets %v before the rollback: %w", orphans, err)
-		}
-	}
 	opts := RollbackOptions{
 		DisableHooks:  len(r.rep.Plan.SkippedRollbackHooks) > 0 || r.req.RollbackHooks == "skip",
 		Force:         r.req.ForceRollback,
@@ -467,6 +462,11 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 	var rel Release
 	var err error
 	for attempt := 1; ; attempt++ {
+		if len(orphans) > 0 {
+			if err := r.p.Releases.OrphanStatefulSets(ctx, orphans); err != nil {
+				return "", fmt.Errorf("orphan-delete StatefulSets %v before the rollback: %w", orphans, err)
+			}
+		}
 		rel, err = r.p.Releases.Rollback(ctx, r.req.Release, cur.Revision, opts)
 		if rel.Revision > 0 {
 			r.rep.Revision = rel.Revision
@@ -477,11 +477,6 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 		// Helm writes each object from a fresh read; a controller that wrote in between
 		// (a status after the scale-down) makes the write fail, and a new rollback succeeds.
 		r.log.Warn("rollback hit a concurrent change; rolling back again", "attempt", attempt, "err", err)
-		if len(orphans) > 0 {
-			if err := r.p.Releases.OrphanStatefulSets(ctx, orphans); err != nil {
-				return "", fmt.Errorf("orphan-delete StatefulSets %v before the rollback: %w", orphans, err)
-			}
-		}
 	}
 	if err != nil {
 		return "", fmt.Errorf("helm rollback to revision %d: %w", cur.Revision, err)
