@@ -45,9 +45,9 @@ type plainDump struct {
 	rows map[string]int64
 }
 
-// filterPlain copies a plain-format dump from src to dst line by line, dropping the seed
-// statements outside COPY data and counting each table's rows. Lines longer than the buffer
-// (large bytea or text values) pass through in pieces.
+// filterPlain copies a plain-format dump from src to dst, dropping the seed statements outside
+// COPY data and counting each table's rows. COPY data moves in large pieces, statements a line
+// at a time; lines longer than the buffer (large bytea or text values) pass through in pieces.
 func filterPlain(dst io.Writer, src io.Reader, opts filterOptions) (plainDump, error) {
 	d := plainDump{rows: map[string]int64{}}
 	r := bufio.NewReaderSize(src, 1<<20)
@@ -55,6 +55,13 @@ func filterPlain(dst io.Writer, src io.Reader, opts filterOptions) (plainDump, e
 	inCopy := false  // inside the data of a COPY ... FROM stdin; block
 	midLine := false // the previous piece was not the end of its line
 	for {
+		if inCopy && !midLine {
+			rows, err := copyRows(r, dst)
+			d.rows[table] += rows
+			if err != nil {
+				return d, err
+			}
+		}
 		line, err := r.ReadSlice('\n')
 		if len(line) > 0 {
 			whole := !midLine && err == nil // a complete line, start to newline
@@ -70,7 +77,7 @@ func filterPlain(dst io.Writer, src io.Reader, opts filterOptions) (plainDump, e
 			case bytes.HasPrefix(line, []byte("COPY ")) && bytes.HasSuffix(line, copyFromStdin):
 				inCopy = true
 				table = copyTable(line)
-				d.rows[table] += 0 // listed even when it has no rows
+				d.rows[table] += 0
 				if opts.freeze {
 					head := line[:len(line)-len(copyFromStdin)]
 					if _, werr := dst.Write(head); werr != nil {
@@ -99,6 +106,37 @@ func filterPlain(dst io.Writer, src io.Reader, opts filterOptions) (plainDump, e
 			d.complete = false
 			return d, err
 		}
+	}
+}
+
+// copyRows writes the whole data lines of a COPY block that are in r's buffer (reading if it
+// is empty) to dst, in one piece per buffer, up to the line that ends the block, and returns
+// how many it wrote. It stops, leaving the rest to the caller's line-by-line reading, at that
+// end line, at a line longer than the buffered data, and at a read error.
+func copyRows(r *bufio.Reader, dst io.Writer) (int64, error) {
+	var rows int64
+	for {
+		if _, err := r.Peek(1); err != nil {
+			return rows, nil // the caller's read reports it
+		}
+		buf, _ := r.Peek(r.Buffered())
+		if bytes.HasPrefix(buf, copyEnd) {
+			return rows, nil
+		}
+		var n int
+		if i := bytes.Index(buf, []byte("\n\\.\n")); i >= 0 {
+			n = i + 1
+		} else {
+			n = bytes.LastIndexByte(buf, '\n') + 1
+		}
+		if n == 0 {
+			return rows, nil
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return rows, err
+		}
+		rows += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		r.Discard(n)
 	}
 }
 
