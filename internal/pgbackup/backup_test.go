@@ -83,8 +83,8 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 					}
 					restoreOpts.ConnString = dst.URL()
 					if format == pgbackup.FormatCustom {
-						// Every way to restore a custom dump: the default (parallel), parallel
-						// with a given number of jobs, and one transaction.
+						// Every way to restore a custom dump: the default (streamed, one
+						// transaction), parallel jobs, and one job given.
 						restoreOpts.Jobs = map[string]int{"empty": 0, "migrated": 3, "same": 1}[target]
 					}
 					m, err := pgbackup.Restore(t.Context(), b.Dir, restoreOpts)

@@ -121,6 +121,7 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 	other, _ := age.GenerateX25519Identity()
 	_, encrypted, _ := backupKeycloak11(t, pgbackup.BackupOptions{Recipients: []string{identity.Recipient().String()}})
 	_, plain, _ := backupKeycloak11(t, pgbackup.BackupOptions{Format: pgbackup.FormatPlain})
+	_, custom, _ := backupKeycloak11(t, pgbackup.BackupOptions{Format: pgbackup.FormatCustom})
 
 	// The target: a migrated database that must stay exactly as it is.
 	dst := testworld.Postgres(t)
@@ -148,47 +149,55 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 		data, _ = json.Marshal(m)
 		os.WriteFile(p, data, 0o600)
 	}
-	tests := []struct {
+	type badBundle struct {
 		name     string
 		bundle   *pgbackup.Bundle
 		identity string
-		damage   func(t *testing.T, dir string)
+		damage   func(t *testing.T, dir string, m pgbackup.Manifest)
 		want     string
-	}{
-		{"flipped byte", plain, "", func(t *testing.T, dir string) {
-			p := filepath.Join(dir, plain.Manifest.DumpFile)
-			data, _ := os.ReadFile(p)
-			data[len(data)/2] ^= 0x01
-			os.WriteFile(p, data, 0o600)
-		}, "sha256"},
-		{"manifest names another sha256", plain, "", func(t *testing.T, dir string) {
-			// The file decodes cleanly: only the checksum taken during the decode can refuse it.
-			editManifest(t, dir, func(m map[string]any) { m["sha256"] = strings.Repeat("0", 64) })
-		}, "sha256"},
-		{"truncated", plain, "", func(t *testing.T, dir string) {
-			os.Truncate(filepath.Join(dir, plain.Manifest.DumpFile), plain.Manifest.SizeBytes/2)
-		}, "truncated"},
-		{"no manifest", plain, "", func(t *testing.T, dir string) {
+	}
+	tests := []badBundle{
+		{"no manifest", plain, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
 			os.Remove(filepath.Join(dir, pgbackup.ManifestFile))
 		}, "no manifest.json"},
-		{"unknown format version", plain, "", func(t *testing.T, dir string) {
+		{"unknown format version", plain, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
 			editManifest(t, dir, func(m map[string]any) { m["format_version"] = 99 })
 		}, "format_version 99"},
-		{"rows differ from the manifest", plain, "", func(t *testing.T, dir string) {
-			// Caught in the restore's transaction, which then does not commit.
-			editManifest(t, dir, func(m map[string]any) { m["row_counts"].(map[string]any)["user_entity"] = 12345 })
-		}, "user_entity has 723 rows, want 12345"},
-		{"a table the manifest does not list", plain, "", func(t *testing.T, dir string) {
-			editManifest(t, dir, func(m map[string]any) { delete(m["row_counts"].(map[string]any), "realm") })
-		}, "realm is not in the backup"},
 		{"encrypted without identity", encrypted, "", nil, "encrypted with age"},
 		{"wrong identity", encrypted, other.String(), nil, "does not decrypt this bundle"},
+	}
+	// The damage a streamed restore finds on the way, for both formats (a custom archive
+	// streams through pg_restore).
+	for _, b := range []*pgbackup.Bundle{plain, custom} {
+		format := b.Manifest.DumpFormat + ": "
+		tests = append(tests, []badBundle{
+			{format + "flipped byte", b, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+				p := filepath.Join(dir, m.DumpFile)
+				data, _ := os.ReadFile(p)
+				data[len(data)/2] ^= 0x01
+				os.WriteFile(p, data, 0o600)
+			}, "sha256"},
+			{format + "manifest names another sha256", b, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+				// The file decodes cleanly: only the checksum taken during the decode can refuse it.
+				editManifest(t, dir, func(m map[string]any) { m["sha256"] = strings.Repeat("0", 64) })
+			}, "sha256"},
+			{format + "truncated", b, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+				os.Truncate(filepath.Join(dir, m.DumpFile), m.SizeBytes/2)
+			}, "truncated"},
+			{format + "rows differ from the manifest", b, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+				// Caught in the restore's transaction, which then does not commit.
+				editManifest(t, dir, func(m map[string]any) { m["row_counts"].(map[string]any)["user_entity"] = 12345 })
+			}, "user_entity has 723 rows, want 12345"},
+			{format + "a table the manifest does not list", b, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+				editManifest(t, dir, func(m map[string]any) { delete(m["row_counts"].(map[string]any), "realm") })
+			}, "realm is not in the backup"},
+		}...)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := copyBundle(t, tt.bundle)
 			if tt.damage != nil {
-				tt.damage(t, dir)
+				tt.damage(t, dir, tt.bundle.Manifest)
 			}
 			_, err := pgbackup.Restore(t.Context(), dir, pgbackup.RestoreOptions{ConnString: dst.URL(), Identity: tt.identity})
 			if !errors.Is(err, pgbackup.ErrBundleRefused) || !pgbackup.Untouched(err) || !strings.Contains(err.Error(), tt.want) {

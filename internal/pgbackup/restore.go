@@ -39,21 +39,24 @@ type RestoreOptions struct {
 	ConnString string
 	// Identity is the age identity file content (AGE-SECRET-KEY-1...) for an encrypted bundle.
 	Identity string
-	// Jobs is the number of parallel pg_restore jobs for a custom dump: 0 means DefaultJobs,
-	// 1 restores in one transaction. A plain dump is always restored in one transaction.
-	// With more than one job a failed restore leaves the database partly restored (with one
-	// job it leaves it emptied: the current objects are dropped before pg_restore starts);
-	// either way the remedy is to run the restore again.
+	// Jobs is the number of parallel pg_restore jobs for a custom dump: 0 means DefaultJobs.
+	// With one job the archive streams through pg_restore into one transaction, as a plain
+	// dump does: all or nothing, its rows checked before COMMIT. With more, pg_restore -j
+	// restores from a decoded copy of the archive (in TempDir), and a failed restore leaves
+	// the database partly restored; the remedy is to run the restore again.
 	Jobs  int
 	Tools Tools
-	// TempDir holds the decompressed custom archive during the restore (default os.TempDir).
+	// TempDir holds the decoded custom archive of a restore with more than one job (default
+	// os.TempDir).
 	TempDir string
 }
 
-// DefaultJobs is the number of parallel pg_restore jobs when RestoreOptions.Jobs is 0: table
-// data and index builds proceed two at a time, which a database server of two or more cores
-// absorbs.
-const DefaultJobs = 2
+// DefaultJobs is the number of pg_restore jobs when RestoreOptions.Jobs is 0. One: a restore
+// that fails part-way leaves the database as it was, which a rollback needs more than speed,
+// and on the two-core servers measured parallel jobs were no faster (pg_restore -j2 took
+// 13.3-13.9 s and 24-26 CPU-seconds for a 1 GB database, one transaction 10.7-11.8 s and
+// 15-17 CPU-seconds: two loading sessions contend for the same cores and WAL).
+const DefaultJobs = 1
 
 // restoreSettings are session settings for the restoring sessions, given to psql and
 // pg_restore through PGOPTIONS: larger sort memory for the index and constraint builds, and no
@@ -65,9 +68,10 @@ const restoreSettings = "-c synchronous_commit=off -c maintenance_work_mem=256MB
 // checks the manifest, the dump file's size and sha256, and that the dump decrypts and
 // decompresses whole; a bundle that fails any of these is refused (ErrBundleRefused). It
 // drops every object of the public schema the connecting role owns, restores, and checks the
-// row count of every table against the manifest. A plain dump is checked as it streams into
-// a transaction that commits only when the check passed; a custom archive is decoded and
-// checked whole first, since pg_restore needs it as a file.
+// row count of every table against the manifest. A plain dump, and a custom archive restored
+// with one job, are checked as they stream into a transaction that commits only when the
+// checks passed; for parallel jobs the archive is decoded and checked whole first, since
+// pg_restore -j needs it as a file, and the rows are counted after.
 func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, error) {
 	b, err := OpenBundle(dir)
 	if err != nil {
@@ -92,12 +96,14 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	}
 	env = append(env, "PGOPTIONS="+restoreSettings)
 
-	// A custom archive is decoded whole before anything changes, checking the file's size and
-	// sha256 in the same read (a wrong key or damaged data is found here), and kept decoded for
-	// pg_restore, which needs a file. A plain dump is checked as it streams into its
-	// transaction instead, which commits only if the check passed.
+	// For parallel jobs the custom archive is decoded whole before anything changes, checking
+	// the file's size and sha256 in the same read (a wrong key or damaged data is found here),
+	// and kept decoded for pg_restore -j, which needs a file. A streamed restore checks the
+	// dump as it streams into its transaction instead, which commits only if the check passed.
+	jobs := cmp.Or(opts.Jobs, DefaultJobs)
+	streamed := m.DumpFormat == FormatPlain || jobs <= 1
 	var archive string
-	if m.DumpFormat == FormatCustom {
+	if !streamed {
 		tempDir, err := os.MkdirTemp(opts.TempDir, "identity-upgrade-restore-")
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
@@ -123,10 +129,10 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
-	// From here on the database changes (a plain dump's only when its transaction commits,
-	// its rows checked before).
-	if m.DumpFormat == FormatPlain {
-		err := restorePlain(ctx, b, identities, env, opts.Tools)
+	// From here on the database changes (a streamed dump's only when its transaction
+	// commits, its rows checked before).
+	if streamed {
+		err := restoreStream(ctx, b, identities, env, opts.Tools)
 		var damaged *damagedError
 		if errors.As(err, &damaged) {
 			return refuse("%v", damaged.err)
@@ -136,7 +142,7 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 		}
 		return m, nil
 	}
-	if err := restoreCustom(ctx, conn, archive, pgcfg.Database, env, opts); err != nil {
+	if err := restoreParallel(ctx, conn, archive, pgcfg.Database, env, jobs, opts.Tools); err != nil {
 		return nil, fmt.Errorf("restore %s into database %q: %w", dir, pgcfg.Database, err)
 	}
 	got, err := rowCounts(ctx, conn)
@@ -296,11 +302,13 @@ type damagedError struct{ err error }
 
 func (e *damagedError) Error() string { return e.err.Error() }
 
-// restorePlain streams the cleaning statement and the decoded dump into one psql session, in
+// restoreStream streams the cleaning statement and the decoded dump into one psql session, in
 // one transaction that it commits only after the whole dump file was read and matched the
 // manifest's size and sha256 and the dump ended with its trailer: it restores all or nothing,
 // and a damaged file (a *damagedError) leaves the database as it was. The dump is read once.
-func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env []string, tools Tools) error {
+// A custom archive passes through pg_restore on the way (archiveSQL), which writes it out as
+// the SQL of a plain dump; the plain dump's filter then drops the same statements from both.
+func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, env []string, tools Tools) error {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
 		return &damagedError{fmt.Errorf("dump file: %w", err)}
@@ -326,12 +334,25 @@ func restorePlain(ctx context.Context, b *Bundle, identities []age.Identity, env
 		out := &errWriter{w: pw}
 		w := bufio.NewWriterSize(out, 1<<20)
 		io.WriteString(w, "BEGIN;\n"+cleanSQL)
-		d, err := filterPlain(w, ctxReader{ctx, r}, filterOptions{freeze: true})
+		var d plainDump
+		var err error
+		if b.Manifest.DumpFormat == FormatPlain {
+			if d, err = filterPlain(w, ctxReader{ctx, r}, filterOptions{freeze: true}); err != nil {
+				err = fmt.Errorf("decode dump: %w", err)
+			}
+		} else {
+			var sql io.Reader
+			var stop func(abort bool) error
+			if sql, stop, err = archiveSQL(ctx, ctxReader{ctx, r}, env, tools); err == nil {
+				d, err = filterPlain(w, sql, filterOptions{freeze: true})
+				err = cmp.Or(stop(err != nil || out.err != nil), err)
+			}
+		}
 		switch {
 		case out.err != nil:
 			// psql stopped reading; its own error says why.
 		case err != nil:
-			damage = blameFile(ctx, b, fmt.Errorf("decode dump: %w", err))
+			damage = blameFile(ctx, b, err)
 		case !d.complete:
 			damage = blameFile(ctx, b, errors.New("the decoded dump is incomplete"))
 		default:
@@ -392,8 +413,64 @@ func (e *errWriter) Write(p []byte) (int, error) {
 // drops: the public schema and the plpgsql extension, which a non-superuser cannot recreate.
 var tocSeed = regexp.MustCompile(`^\d+; \d+ \d+ (SCHEMA - public|COMMENT - SCHEMA public|ACL - SCHEMA public|EXTENSION - plpgsql|COMMENT - EXTENSION plpgsql)( |$)`)
 
-func restoreCustom(ctx context.Context, conn *pgx.Conn, archive, database string, env []string, opts RestoreOptions) error {
-	list, err := run(ctx, opts.Tools.pgRestore(), env, "--list", archive)
+// archiveSQL starts pg_restore writing the custom archive read from archive out as SQL, and
+// returns that SQL. stop ends pg_restore (killing it when abort is set, that is when the SQL
+// was not read to its end) and says whether the archive was read whole: a decode error, then
+// pg_restore's own; after a clean exit it decodes what pg_restore left of the stream.
+func archiveSQL(ctx context.Context, archive io.Reader, env []string, tools Tools) (sql io.Reader, stop func(abort bool) error, err error) {
+	rctx, cancel := context.WithCancel(ctx)
+	cmd, tail := command(rctx, tools.pgRestore(), env, "--no-owner", "--no-acl", "--clean", "--if-exists", "--file=-")
+	in := &readErr{r: archive}
+	cmd.Stdin = in
+	out, err := cmd.StdoutPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err != nil {
+		cancel()
+		return nil, nil, fmt.Errorf("pg_restore: %w", err)
+	}
+	stop = func(abort bool) error {
+		defer cancel()
+		if abort {
+			cancel()
+		}
+		err := cmd.Wait()
+		switch {
+		case abort:
+			return nil
+		case in.err != nil:
+			return fmt.Errorf("decode dump: %w", in.err)
+		case err != nil:
+			return runErr("pg_restore", err, tail)
+		}
+		if _, err := io.Copy(io.Discard, archive); err != nil {
+			return fmt.Errorf("decode dump: %w", err)
+		}
+		return nil
+	}
+	return out, stop, nil
+}
+
+// readErr passes reads on and keeps the first error other than io.EOF.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// restoreParallel restores a decoded custom archive with pg_restore -j jobs. It excludes the
+// entries of the archive's table of contents that the plain filter drops (tocSeed) through a
+// list file next to the archive.
+func restoreParallel(ctx context.Context, conn *pgx.Conn, archive, database string, env []string, jobs int, tools Tools) error {
+	list, err := run(ctx, tools.pgRestore(), env, "--list", archive)
 	if err != nil {
 		return err
 	}
@@ -410,14 +487,8 @@ func restoreCustom(ctx context.Context, conn *pgx.Conn, archive, database string
 	if _, err := conn.Exec(ctx, cleanSQL); err != nil {
 		return fmt.Errorf("drop the current objects: %w", err)
 	}
-	args := []string{"--no-password", "--no-owner", "--no-acl", "--clean", "--if-exists", "--exit-on-error",
-		"--use-list=" + listFile, "--dbname=" + conninfoDBName(database)}
-	if jobs := cmp.Or(opts.Jobs, DefaultJobs); jobs > 1 {
-		args = append(args, "--jobs="+strconv.Itoa(jobs))
-	} else {
-		args = append(args, "--single-transaction")
-	}
-	_, err = run(ctx, opts.Tools.pgRestore(), env, append(args, archive)...)
+	_, err = run(ctx, tools.pgRestore(), env, "--no-password", "--no-owner", "--no-acl", "--clean", "--if-exists",
+		"--exit-on-error", "--jobs="+strconv.Itoa(jobs), "--use-list="+listFile, "--dbname="+conninfoDBName(database), archive)
 	return err
 }
 
