@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -203,19 +204,21 @@ type result struct {
 	dbBytes  int64
 	genTime  time.Duration
 	best     map[string]time.Duration
-	rssKiB   map[string]int64 // peak over the runs
-	sizes    map[string]int64 // output size
+	cpu      map[string]float64 // busy CPU-seconds of the whole machine in the best run
+	rssKiB   map[string]int64   // peak over the runs
+	sizes    map[string]int64   // output size
 }
 
-func (r *result) record(name string, d time.Duration, rss int64) {
-	if old, ok := r.best[name]; !ok || d < old {
-		r.best[name] = d
+func (r *result) record(name string, m measured) {
+	if old, ok := r.best[name]; !ok || m.wall < old {
+		r.best[name] = m.wall
+		r.cpu[name] = m.cpu
 	}
-	r.rssKiB[name] = max(r.rssKiB[name], rss)
+	r.rssKiB[name] = max(r.rssKiB[name], m.rssKiB)
 }
 
 func (b *bench) measure(ctx context.Context, name string, mb int) (*result, error) {
-	r := &result{targetMB: mb, best: map[string]time.Duration{}, rssKiB: map[string]int64{}, sizes: map[string]int64{}}
+	r := &result{targetMB: mb, best: map[string]time.Duration{}, cpu: map[string]float64{}, rssKiB: map[string]int64{}, sizes: map[string]int64{}}
 	db, err := b.srv.CreateDatabase(ctx, name)
 	if err != nil {
 		return nil, err
@@ -239,29 +242,29 @@ func (b *bench) measure(ctx context.Context, name string, mb int) (*result, erro
 	// Round robin, so that a burst of background load hurts every contestant alike.
 	for i := range b.runs {
 		b.logf("backup run %d/%d", i+1, b.runs)
-		d, rss, err := timed(ctx, env, nil, "pg_dump", "--no-password", "--format=plain", "--file=/dev/null")
+		m, err := timed(ctx, env, "pg_dump", "--no-password", "--format=plain", "--file=/dev/null")
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", rawDump, err)
 		}
-		r.record(rawDump, d, rss)
+		r.record(rawDump, m)
 
 		os.Remove(vendorGz)
-		d, rss, err = timed(ctx, env, nil, "bash", "-o", "pipefail", "-c", vendorPipeline, "vendor", vendorGz)
+		m, err = timed(ctx, env, "bash", "-o", "pipefail", "-c", vendorPipeline, "vendor", vendorGz)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", vendorDump, err)
 		}
-		r.record(vendorDump, d, rss)
+		r.record(vendorDump, m)
 		r.sizes[vendorDump] = fileSize(vendorGz)
 
 		// What this machine allows a compressing backup: pg_dump into the C zstd at level 1, no
 		// checks, no checksum. Informational; it runs when zstd is installed.
 		if _, err := exec.LookPath("zstd"); err == nil {
 			out := filepath.Join(dir, "reference.zst")
-			d, rss, err := timed(ctx, env, nil, "bash", "-o", "pipefail", "-c", referencePipeline, "reference", out)
+			m, err := timed(ctx, env, "bash", "-o", "pipefail", "-c", referencePipeline, "reference", out)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", refZstd, err)
 			}
-			r.record(refZstd, d, rss)
+			r.record(refZstd, m)
 			r.sizes[refZstd] = fileSize(out)
 			os.Remove(out)
 		}
@@ -269,13 +272,13 @@ func (b *bench) measure(ctx context.Context, name string, mb int) (*result, erro
 		for _, c := range []struct{ name, format string }{{oursPlain, "plain"}, {oursCustom, "custom"}} {
 			store := filepath.Join(dir, "store-"+c.format)
 			os.RemoveAll(store)
-			d, rss, err := timed(ctx, append(os.Environ(), "DATABASE_URL="+db.URL()), nil, b.bin, "backup",
+			m, err := timed(ctx, append(os.Environ(), "DATABASE_URL="+db.URL()), b.bin, "backup",
 				"--backup-store=path:"+store, "--backup-format="+c.format, "--allow-plaintext-backup=true",
 				"--backup-name=bundle")
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.name, err)
 			}
-			r.record(c.name, d, rss)
+			r.record(c.name, m)
 			bundles[c.format] = filepath.Join(store, "bundle")
 			r.sizes[c.name] = dirSize(bundles[c.format])
 		}
@@ -294,13 +297,12 @@ func (b *bench) measure(ctx context.Context, name string, mb int) (*result, erro
 			if err != nil {
 				return nil, err
 			}
-			var d time.Duration
-			var rss int64
+			var m measured
 			if c.from == "" {
-				d, rss, err = timed(ctx, append(os.Environ(), pgEnv(dst)...), nil, "psql", "--no-psqlrc", "--quiet", "--no-password",
+				m, err = timed(ctx, append(os.Environ(), pgEnv(dst)...), "psql", "--no-psqlrc", "--quiet", "--no-password",
 					"--output=/dev/null", "--file="+vendorSQL)
 			} else {
-				d, rss, err = timed(ctx, append(os.Environ(), "DATABASE_URL="+dst.URL()), nil, b.bin, "restore", "--from="+c.from)
+				m, err = timed(ctx, append(os.Environ(), "DATABASE_URL="+dst.URL()), b.bin, "restore", "--from="+c.from)
 			}
 			if err == nil && c.from == "" {
 				err = checkVendorRestore(ctx, db, dst)
@@ -311,7 +313,7 @@ func (b *bench) measure(ctx context.Context, name string, mb int) (*result, erro
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.name, err)
 			}
-			r.record(c.name, d, rss)
+			r.record(c.name, m)
 		}
 	}
 	return r, nil
@@ -347,26 +349,65 @@ func pgEnv(db testworld.Database) []string {
 		"PGUSER=" + db.Owner, "PGPASSWORD=" + db.OwnerPassword, "PGSSLMODE=disable"}
 }
 
-// timed runs a command to completion and returns its wall time and the peak RSS (KiB) of the
-// process itself (not of its children).
-func timed(ctx context.Context, env []string, stdin io.Reader, name string, args ...string) (time.Duration, int64, error) {
+// measured is one run of a contestant.
+type measured struct {
+	wall   time.Duration
+	rssKiB int64 // peak RSS of the process itself (not of its children)
+	// cpu is the busy CPU-seconds of the whole machine during the run: the contestant's
+	// processes, the database server's and anything else running. With n CPUs, the run could
+	// not have taken less than cpu/n seconds.
+	cpu float64
+}
+
+// timed runs a command to completion and measures it.
+func timed(ctx context.Context, env []string, name string, args ...string) (measured, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
-	cmd.Stdin = stdin
 	var stderr bytes.Buffer
 	cmd.Stdout = io.Discard
 	cmd.Stderr = &stderr
+	busy0, cpuErr := busyCPU()
 	start := time.Now()
 	err := cmd.Run()
-	d := time.Since(start)
+	m := measured{wall: time.Since(start)}
+	busy1, cpuErr1 := busyCPU()
 	if err != nil {
-		return 0, 0, fmt.Errorf("%s: %w: %s", name, err, tailOf(stderr.String()))
+		return m, fmt.Errorf("%s: %w: %s", name, err, tailOf(stderr.String()))
 	}
-	var rss int64
+	if cpuErr == nil && cpuErr1 == nil {
+		m.cpu = busy1 - busy0
+	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = ru.Maxrss
+		m.rssKiB = ru.Maxrss
 	}
-	return d, rss, nil
+	return m, nil
+}
+
+// busyCPU returns the CPU-seconds the machine spent busy since boot: the first line of
+// /proc/stat (in USER_HZ, 100 per second on Linux), all but idle and iowait; guest time is
+// already in user time.
+func busyCPU() (float64, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var busy float64
+	for i, v := range f[1:9] {
+		if i == 3 || i == 4 { // idle, iowait
+			continue
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		busy += n
+	}
+	return busy / 100, nil
 }
 
 func tailOf(s string) string {
@@ -417,13 +458,23 @@ func verdict(ok bool) string {
 	return "MISS"
 }
 
+// cpuBound is the shortest time a contestant's best run could have taken on this machine with
+// the same work: its busy CPU-seconds spread evenly over every CPU. A target out of reach of
+// this bound needs less work (for the backup, cheaper compression; for the restore, a server
+// that does less per row), not better overlap.
+func cpuBound(r *result, name string) (float64, bool) {
+	cpu := r.cpu[name]
+	return cpu / float64(runtime.NumCPU()), cpu > 0
+}
+
 // report prints the figures and the verdict on every target.
 func report(w io.Writer, results []*result) {
-	fmt.Fprintf(w, "\nbench-backup: best of the runs; throughput is MiB of database (pg_database_size) per second\n")
+	fmt.Fprintf(w, "\nbench-backup: best of the runs; throughput is MiB of database (pg_database_size) per second;\n"+
+		"CPU s: busy CPU-seconds of the whole machine (%d CPUs) during that run, server included\n", runtime.NumCPU())
 	for _, r := range results {
 		fmt.Fprintf(w, "\n== %d MiB target: database %.0f MiB (generated in %s)\n", r.targetMB, mib(r.dbBytes), r.genTime.Round(time.Second))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "backup\ttime s\tMiB/s\toutput MiB\tpeak RSS MiB\t")
+		fmt.Fprintln(tw, "backup\ttime s\tMiB/s\tCPU s\toutput MiB\tpeak RSS MiB\t")
 		for _, name := range []string{rawDump, vendorDump, refZstd, oursPlain, oursCustom} {
 			d, ok := r.best[name]
 			if !ok {
@@ -437,12 +488,12 @@ func report(w io.Writer, results []*result) {
 			if n, ok := r.sizes[name]; ok {
 				out = fmt.Sprintf("%.1f", mib(n))
 			}
-			fmt.Fprintf(tw, "%s\t%.2f\t%.1f\t%s\t%s\t\n", name, d.Seconds(), mib(r.dbBytes)/d.Seconds(), out, rss)
+			fmt.Fprintf(tw, "%s\t%.2f\t%.1f\t%.2f\t%s\t%s\t\n", name, d.Seconds(), mib(r.dbBytes)/d.Seconds(), r.cpu[name], out, rss)
 		}
-		fmt.Fprintln(tw, "restore\ttime s\tMiB/s\t\tpeak RSS MiB\t")
+		fmt.Fprintln(tw, "restore\ttime s\tMiB/s\tCPU s\t\tpeak RSS MiB\t")
 		for _, name := range []string{vendorPsql, oursRestoreC, oursRestoreP} {
 			d := r.best[name]
-			fmt.Fprintf(tw, "%s\t%.2f\t%.1f\t\t%.1f\t\n", name, d.Seconds(), mib(r.dbBytes)/d.Seconds(), float64(r.rssKiB[name])/1024)
+			fmt.Fprintf(tw, "%s\t%.2f\t%.1f\t%.2f\t\t%.1f\t\n", name, d.Seconds(), mib(r.dbBytes)/d.Seconds(), r.cpu[name], float64(r.rssKiB[name])/1024)
 		}
 		tw.Flush()
 	}
@@ -455,6 +506,9 @@ func report(w io.Writer, results []*result) {
 		for _, ours := range []string{oursPlain, oursCustom} {
 			raw := r.best[rawDump].Seconds() / r.best[ours].Seconds()
 			fmt.Fprintf(tw, "%s\t%s / raw pg_dump throughput\t%.2f\t>= %.2f\t%s\n", size, ours, raw, targetRawRatio, verdict(raw >= targetRawRatio))
+			if bound, ok := cpuBound(r, ours); ok {
+				fmt.Fprintf(tw, "%s\t%s / raw pg_dump, the most its CPU s allow\t%.2f\t(bound)\t-\n", size, ours, r.best[rawDump].Seconds()/bound)
+			}
 			vendor := r.best[vendorDump].Seconds() / r.best[ours].Seconds()
 			fmt.Fprintf(tw, "%s\t%s / vendor throughput\t%.2f\t>= %.2f\t%s\n", size, ours, vendor, targetVendorRatio, verdict(vendor >= targetVendorRatio))
 			rss := float64(r.rssKiB[ours]) / 1024
@@ -467,6 +521,9 @@ func report(w io.Writer, results []*result) {
 		for _, ours := range []string{oursRestoreC, oursRestoreP} {
 			ratio := r.best[ours].Seconds() / r.best[vendorPsql].Seconds()
 			fmt.Fprintf(tw, "%s\t%s / vendor psql time\t%.2f\t<= %.2f\t%s\n", size, ours, ratio, targetRestoreRatio, verdict(ratio <= targetRestoreRatio))
+			if bound, ok := cpuBound(r, ours); ok {
+				fmt.Fprintf(tw, "%s\t%s / vendor psql, the least its CPU s allow\t%.2f\t(bound)\t-\n", size, ours, bound/r.best[vendorPsql].Seconds())
+			}
 		}
 	}
 	if len(results) == 2 {
