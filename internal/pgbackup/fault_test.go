@@ -211,6 +211,15 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 			}
 		})
 	}
+	// A pg_restore that cannot start is not the bundle's fault: nothing started, nothing refused.
+	missing := pgbackup.Tools{PgRestore: filepath.Join(t.TempDir(), "pg_restore")}
+	_, err := pgbackup.Restore(t.Context(), custom.Dir, pgbackup.RestoreOptions{ConnString: dst.URL(), Tools: missing})
+	if !errors.Is(err, pgbackup.ErrNotStarted) || errors.Is(err, pgbackup.ErrBundleRefused) || !strings.Contains(err.Error(), "pg_restore") {
+		t.Errorf("restore without pg_restore: %v, want nothing started, naming pg_restore", err)
+	}
+	if got := contentDigest(t, dst); got != before {
+		t.Errorf("the target database changed")
+	}
 	// The undamaged copies restore: the refusals above were about the damage.
 	if _, err := pgbackup.Restore(t.Context(), copyBundle(t, encrypted), pgbackup.RestoreOptions{ConnString: dst.URL(), Identity: identity.String()}); err != nil {
 		t.Fatal(err)

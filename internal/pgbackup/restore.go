@@ -321,6 +321,15 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 	}
 	defer done()
 
+	// A custom archive becomes SQL in pg_restore, which starts before anything else.
+	var sql io.Reader = ctxReader{ctx, r}
+	var stopRestore func(abort bool) error
+	if b.Manifest.DumpFormat == FormatCustom {
+		if sql, stopRestore, err = archiveSQL(ctx, sql, env, tools); err != nil {
+			return fmt.Errorf("%w: %v", ErrNotStarted, err)
+		}
+	}
+
 	pr, pw := io.Pipe()
 	// damage is what the stream found wrong with the bundle, and committed whether COMMIT
 	// reached psql's input; both are set before pw is closed and read after the writer ended.
@@ -334,19 +343,12 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 		out := &errWriter{w: pw}
 		w := bufio.NewWriterSize(out, 1<<20)
 		io.WriteString(w, "BEGIN;\n"+cleanSQL)
-		var d plainDump
-		var err error
-		if b.Manifest.DumpFormat == FormatPlain {
-			if d, err = filterPlain(w, ctxReader{ctx, r}, filterOptions{freeze: true}); err != nil {
-				err = fmt.Errorf("decode dump: %w", err)
-			}
-		} else {
-			var sql io.Reader
-			var stop func(abort bool) error
-			if sql, stop, err = archiveSQL(ctx, ctxReader{ctx, r}, env, tools); err == nil {
-				d, err = filterPlain(w, sql, filterOptions{freeze: true})
-				err = cmp.Or(stop(err != nil || out.err != nil), err)
-			}
+		d, err := filterPlain(w, sql, filterOptions{freeze: true})
+		if stopRestore != nil {
+			// Whether pg_restore read the archive whole says more than what it wrote.
+			err = cmp.Or(stopRestore(err != nil || out.err != nil), err)
+		} else if err != nil {
+			err = fmt.Errorf("decode dump: %w", err)
 		}
 		switch {
 		case out.err != nil:
