@@ -10,10 +10,12 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/redact"
 )
 
 // redacted replaces a secret wherever a configuration is shown.
-const redacted = "xxxxx"
+const redacted = redact.Mark
 
 // Secrets returns the non-empty secret values (passwords, the age identity, the kubeconfig
 // content, passwords inside URLs), each once, so that they can be masked in logs. Multi-line
@@ -53,19 +55,9 @@ func (c *Config) containsSecret(s string) bool {
 	return false
 }
 
-// scrub replaces every secret value in s, in one pass, longest secret first.
-func (c *Config) scrub(s string) string {
-	secrets := c.Secrets()
-	if len(secrets) == 0 {
-		return s
-	}
-	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
-	pairs := make([]string, 0, 2*len(secrets))
-	for _, secret := range secrets {
-		pairs = append(pairs, secret, redacted)
-	}
-	return strings.NewReplacer(pairs...).Replace(s)
-}
+// scrub replaces every secret value in s, and every line of a multi-line secret, in one
+// pass, longest first.
+func (c *Config) scrub(s string) string { return redact.String(s, c.Secrets()) }
 
 // quote shows a user-given value in a message: quoted, shortened, and not at all if it contains
 // a secret.

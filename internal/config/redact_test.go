@@ -58,6 +58,8 @@ func TestRedaction(t *testing.T) {
 		{name: "bad backup-identity", inputs: merge(nil, "backup-identity", secret)},
 		{name: "kubeconfig", inputs: merge(nil, "kubeconfig", "clusters: []\nusers:\n- user: {token: "+secret+"}\n")},
 		{name: "bad kubeconfig", inputs: merge(nil, "kubeconfig", "token: ["+secret)},
+		{name: "a line of the kubeconfig in another value", inputs: merge(nil, "kubeconfig", "clusters: []\nusers:\n- user: {token: "+secret+"}\n",
+			"kube-context", "- user: {token: "+secret+"}")},
 		{name: "password in userinfo of probe-url", inputs: merge(nil, "probe-url", "https://u:"+secret+"@id.example.com/")},
 		{name: "password in a bad value", inputs: merge(nil, "db-password", secret, "timeout", secret, "release-name", "Bad_"+secret,
 			"chart", "repo/"+secret+"/x", "backup-store", "s3://"+secret, "set", "x"+secret, "namespace", secret+"\n",

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sethvargo/go-githubactions"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/redact"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -61,7 +62,7 @@ func (a *Action) Mask(secrets ...string) {
 			continue
 		}
 		a.secrets = append(a.secrets, s)
-		for _, m := range maskValues(s) {
+		for _, m := range redact.Values(s) {
 			_ = safely(func() { a.a.AddMask(m) })
 		}
 	}
@@ -96,7 +97,7 @@ func (a *Action) Summary(rep *rollout.Report) error {
 		return nil
 	}
 	secrets := a.secretList()
-	md := Redact(summary(rep, secrets), secrets)
+	md := redact.String(summary(rep, secrets), secrets)
 	if err := safely(func() { a.a.AddStepSummary(md) }); err != nil {
 		return fmt.Errorf("write the job summary: %w", err)
 	}
@@ -116,7 +117,7 @@ func (a *Action) Error(rep *rollout.Report) {
 			msg += "\nRecovery did not complete: " + rep.Recovery.Error()
 		}
 	}
-	msg = truncate(Redact(msg, secrets), maxAnnotation)
+	msg = truncate(redact.String(msg, secrets), maxAnnotation)
 	w := a.a.WithFieldsMap(map[string]string{"title": title})
 	if rep.ExitCode != rollout.ExitOK {
 		_ = safely(func() { w.Errorf("%s", msg) })
@@ -131,7 +132,7 @@ func (a *Action) secretList() []string {
 	return slices.Clone(a.secrets)
 }
 
-func (a *Action) redact(s string) string { return Redact(s, a.secretList()) }
+func (a *Action) redact(s string) string { return redact.String(s, a.secretList()) }
 
 // outputs returns the outputs of action.yml, in its order, secrets replaced.
 func outputs(rep *rollout.Report, secrets []string) [][2]string {
@@ -167,7 +168,7 @@ func outputs(rep *rollout.Report, secrets []string) [][2]string {
 		{"duration-seconds", strconv.FormatInt(int64(math.Round(rep.Duration.Seconds())), 10)},
 	}
 	for i := range out {
-		out[i][1] = safeOutputValue(Redact(out[i][1], secrets))
+		out[i][1] = safeOutputValue(redact.String(out[i][1], secrets))
 	}
 	return out
 }

@@ -238,31 +238,6 @@ func TestError(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
-	tests := []struct {
-		name, s string
-		secrets []string
-		want    string
-	}{
-		{"none", "password=pw", nil, "password=pw"},
-		{"empty secret ignored", "abc", []string{""}, "abc"},
-		{"every occurrence", "pw and pw", []string{"pw"}, "xxxxx and xxxxx"},
-		{"longest first", "p@ss and p@ssword", []string{"p@ss", "p@ssword"}, "xxxxx and xxxxx"},
-		{"url-like", "postgres://keycloak:S3cr3t!@db/keycloak", []string{"S3cr3t!"}, "postgres://keycloak:xxxxx@db/keycloak"},
-		{"multi-line whole", "key:\nAGE-SECRET-KEY-1ABC\nend", []string{"key:\nAGE-SECRET-KEY-1ABC\nend"}, "xxxxx"},
-		{"line of a multi-line secret", "failed near '  token: abcdef0123'", []string{"kind: Config\n  token: abcdef0123\n-\n"},
-			"failed near '  xxxxx'"},
-		{"short lines of a multi-line secret are kept", "- a }", []string{"{\n- a\n}"}, "- a }"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := ghaction.Redact(tt.s, tt.secrets); got != tt.want {
-				t.Errorf("Redact(%q) = %q, want %q", tt.s, got, tt.want)
-			}
-		})
-	}
-}
-
 // TestSecretsNotWritten puts secrets the action knows into every text of a failed report and
 // checks that neither the outputs, the summary, nor the annotation carry them.
 func TestSecretsNotWritten(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/redact"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -20,7 +21,7 @@ func Summary(rep *rollout.Report) string { return summary(rep, nil) }
 
 // summary renders the summary with the secrets replaced in every text before it is escaped.
 func summary(rep *rollout.Report, secrets []string) string {
-	red := func(s string) string { return Redact(s, secrets) }
+	red := func(s string) string { return redact.String(s, secrets) }
 	var b strings.Builder
 
 	fmt.Fprintf(&b, "## %s\n\n%s\n\n", heading(rep), paragraph(red(rep.Headline())))
