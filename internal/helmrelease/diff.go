@@ -1,18 +1,16 @@
 package helmrelease
 
 import (
-	"bufio"
-	"bytes"
+	"cmp"
 	"fmt"
-	"io"
 	"reflect"
 	"sort"
 	"strings"
 
 	"github.com/pmezard/go-difflib/difflib"
-	"k8s.io/apimachinery/pkg/util/yaml"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/manifest"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -74,45 +72,17 @@ func DiffManifests(current, target, defaultNamespace string) ([]rollout.Change, 
 	return changes, nil
 }
 
-func parseManifest(manifest, defaultNamespace string) (map[string]object, error) {
-	objects := map[string]object{}
-	reader := yaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
-	for {
-		doc, err := reader.Read()
-		if err == io.EOF {
-			return objects, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		var body map[string]any
-		if err := yaml.Unmarshal(doc, &body); err != nil {
-			return nil, err
-		}
-		if body == nil {
-			continue
-		}
-		o := object{body: body}
-		o.kind, _ = body["kind"].(string)
-		if meta, ok := body["metadata"].(map[string]any); ok {
-			o.name, _ = meta["name"].(string)
-			o.namespace, _ = meta["namespace"].(string)
-		}
-		if o.namespace == "" {
-			o.namespace = defaultNamespace
-		}
-		group := ""
-		if v, ok := body["apiVersion"].(string); ok {
-			group, _, _ = strings.Cut(v, "/")
-			if !strings.Contains(v, "/") {
-				group = ""
-			}
-		}
-		objects[group+"/"+o.kind+"/"+o.namespace+"/"+o.name] = o
+func parseManifest(m, defaultNamespace string) (map[string]object, error) {
+	objs, err := manifest.Objects(m)
+	if err != nil {
+		return nil, err
 	}
+	objects := map[string]object{}
+	for _, u := range objs {
+		o := object{body: u.Object, kind: u.GetKind(), name: u.GetName(), namespace: cmp.Or(u.GetNamespace(), defaultNamespace)}
+		objects[u.GroupVersionKind().Group+"/"+o.kind+"/"+o.namespace+"/"+o.name] = o
+	}
+	return objects, nil
 }
 
 // lookup follows a dotted path through nested maps; a missing step yields nil.

@@ -1,11 +1,9 @@
 package keycloak
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -14,11 +12,10 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
-	"sigs.k8s.io/yaml"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/manifest"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -125,27 +122,22 @@ func parseName(s string) (kind, name string, err error) {
 }
 
 // manifestWorkloads returns the StatefulSets and Deployments of a manifest, in its order.
-func manifestWorkloads(manifest string) ([]manifestObject, error) {
-	r := utilyaml.NewYAMLReader(bufio.NewReader(strings.NewReader(manifest)))
+func manifestWorkloads(m string) ([]manifestObject, error) {
+	objs, err := manifest.Objects(m)
+	if err != nil {
+		return nil, fmt.Errorf("read the release manifest: %w", err)
+	}
 	var out []manifestObject
-	for i := 0; ; i++ {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read release manifest, document %d: %w", i+1, err)
-		}
-		var o manifestObject
-		if err := yaml.Unmarshal(doc, &o); err != nil {
-			return nil, fmt.Errorf("parse release manifest, document %d: %w", i+1, err)
-		}
-		group, _, _ := strings.Cut(o.APIVersion, "/")
-		if group != "apps" || (o.Kind != StatefulSet && o.Kind != Deployment) || o.Metadata.Name == "" {
+	for _, u := range objs {
+		gvk := u.GroupVersionKind()
+		if gvk.Group != "apps" || (gvk.Kind != StatefulSet && gvk.Kind != Deployment) || u.GetName() == "" {
 			continue
 		}
+		o := manifestObject{TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: gvk.Kind}}
+		o.Metadata.Name, o.Metadata.Labels = u.GetName(), u.GetLabels()
 		out = append(out, o)
 	}
+	return out, nil
 }
 
 func isKeycloak(o manifestObject) bool {

@@ -1,15 +1,13 @@
 package readiness
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/manifest"
 )
 
 // resource is one object of the manifest, resolved to its API resource.
@@ -45,43 +43,16 @@ func (r *resource) workload() bool {
 	return r.gvr.Group == "batch" && r.kind == "Job"
 }
 
-// parseManifest splits a multi-document manifest (as helm stores it: documents separated by
-// "---", "# Source:" comments, empty documents) into objects, resolving each to its API
-// resource and giving namespaced objects without a namespace the default one.
-func parseManifest(manifest, namespace string, mapper meta.RESTMapper) ([]*resource, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(manifest), 4096)
+// parseManifest resolves each object of a manifest (manifest.Objects) to its API resource,
+// giving namespaced objects without a namespace the default one, each resource once.
+func parseManifest(m, namespace string, mapper meta.RESTMapper) ([]*resource, error) {
+	objs, err := manifest.Objects(m)
+	if err != nil {
+		return nil, err
+	}
 	var out []*resource
 	seen := map[string]bool{}
-	for i := 0; ; i++ {
-		var obj map[string]any
-		err := dec.Decode(&obj)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parse manifest document %d: %w", i, err)
-		}
-		if len(obj) == 0 {
-			continue
-		}
-		u := &unstructured.Unstructured{Object: obj}
-		if strings.HasSuffix(u.GetKind(), "List") && u.IsList() {
-			items, err := u.ToList()
-			if err != nil {
-				return nil, fmt.Errorf("parse manifest document %d: %w", i, err)
-			}
-			for j := range items.Items {
-				r, err := resolve(&items.Items[j], namespace, mapper)
-				if err != nil {
-					return nil, err
-				}
-				if !seen[r.gvr.String()+r.key()] {
-					seen[r.gvr.String()+r.key()] = true
-					out = append(out, r)
-				}
-			}
-			continue
-		}
+	for _, u := range objs {
 		r, err := resolve(u, namespace, mapper)
 		if err != nil {
 			return nil, err
