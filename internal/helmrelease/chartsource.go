@@ -58,42 +58,42 @@ func (s UpgradeSpec) cacheDir() (string, error) {
 // loadFromRepo fetches RepoURL's index.yaml, picks the version of the chart named after the
 // slash of Chart that Version names (exactly, or the newest matching a semver constraint, or the
 // newest stable one when empty), downloads its archive into the cache unless an archive with the
-// index's digest is there already, and loads it.
-func (s UpgradeSpec) loadFromRepo() (*chart.Chart, error) {
+// index's digest is there already, and loads it. It returns the archive too.
+func (s UpgradeSpec) loadFromRepo() (*chart.Chart, []byte, error) {
 	_, name, ok := strings.Cut(s.Chart, "/")
 	if !ok || name == "" || strings.Contains(name, "/") {
-		return nil, fmt.Errorf("chart %q: with repo-url the chart is repo/name (e.g. alfresco/alfresco-identity-service)", s.Chart)
+		return nil, nil, fmt.Errorf("chart %q: with repo-url the chart is repo/name (e.g. alfresco/alfresco-identity-service)", s.Chart)
 	}
 	repoURL := strings.TrimSpace(s.RepoURL)
 	u, err := url.Parse(repoURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("repo-url %q is not an http(s) URL of a chart repository (e.g. https://kubernetes-charts.alfresco.com/stable)", repoURL)
+		return nil, nil, fmt.Errorf("repo-url %q is not an http(s) URL of a chart repository (e.g. https://kubernetes-charts.alfresco.com/stable)", repoURL)
 	}
 	cache, err := s.cacheDir()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	work, err := os.MkdirTemp(cache, "index-")
 	if err != nil {
-		return nil, fmt.Errorf("chart cache directory: %w", err)
+		return nil, nil, fmt.Errorf("chart cache directory: %w", err)
 	}
 	defer os.RemoveAll(work)
 
 	getters := getter.All(cli.New())
 	index, indexURL, err := s.fetchIndex(repoURL, work, getters)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cv, err := s.pickVersion(index, name, indexURL)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(cv.URLs) == 0 {
-		return nil, fmt.Errorf("chart %q version %s: %s lists no download URL for it", s.Chart, cv.Version, indexURL)
+		return nil, nil, fmt.Errorf("chart %q version %s: %s lists no download URL for it", s.Chart, cv.Version, indexURL)
 	}
 	chartURL, err := repo.ResolveReferenceURL(repoURL, cv.URLs[0])
 	if err != nil {
-		return nil, fmt.Errorf("chart %q version %s: %s: %w", s.Chart, cv.Version, indexURL, err)
+		return nil, nil, fmt.Errorf("chart %q version %s: %s: %w", s.Chart, cv.Version, indexURL, err)
 	}
 
 	// One cache directory per repository, so that two repositories' same-named archives do not
@@ -101,24 +101,28 @@ func (s UpgradeSpec) loadFromRepo() (*chart.Chart, error) {
 	sum := sha256.Sum256([]byte(repoURL))
 	dest := filepath.Join(cache, "repo-"+hex.EncodeToString(sum[:8]))
 	if err := os.MkdirAll(dest, 0o700); err != nil {
-		return nil, fmt.Errorf("chart cache directory: %w", err)
+		return nil, nil, fmt.Errorf("chart cache directory: %w", err)
 	}
 	archive := filepath.Join(dest, archiveName(chartURL))
 	if cv.Digest == "" || !digestMatches(archive, cv.Digest) {
 		archive, err = s.download(repoURL, chartURL, dest, work, getters)
 		if err != nil {
-			return nil, fmt.Errorf("chart %q version %s: download %s: %w", s.Chart, cv.Version, chartURL, err)
+			return nil, nil, fmt.Errorf("chart %q version %s: download %s: %w", s.Chart, cv.Version, chartURL, err)
 		}
 	}
-	ch, err := loader.Load(archive)
+	data, err := os.ReadFile(archive)
 	if err != nil {
-		return nil, fmt.Errorf("chart %q version %s from %s: %w", s.Chart, cv.Version, chartURL, err)
+		return nil, nil, fmt.Errorf("chart %q version %s: %w", s.Chart, cv.Version, err)
+	}
+	ch, err := loader.LoadArchive(bytes.NewReader(data))
+	if err != nil {
+		return nil, nil, fmt.Errorf("chart %q version %s from %s: %w", s.Chart, cv.Version, chartURL, err)
 	}
 	if ch.Metadata.Name != cv.Name || ch.Metadata.Version != cv.Version {
-		return nil, fmt.Errorf("chart %q: %s holds chart %s %s, but %s says %s %s",
+		return nil, nil, fmt.Errorf("chart %q: %s holds chart %s %s, but %s says %s %s",
 			s.Chart, chartURL, ch.Metadata.Name, ch.Metadata.Version, indexURL, cv.Name, cv.Version)
 	}
-	return ch, nil
+	return ch, data, nil
 }
 
 // fetchIndex downloads and parses the repository's index.yaml into work.
@@ -208,18 +212,18 @@ func (s UpgradeSpec) download(repoURL, chartURL, dest, work string, getters gett
 // reference's own, or Version when it is an exact version, or else the newest tag matching
 // Version as a semver constraint (the newest stable one when empty), as helm resolves it. A
 // reference with a digest is pulled by digest. Plain HTTP is used for a loopback registry only.
-func (s UpgradeSpec) loadOCI() (*chart.Chart, error) {
+func (s UpgradeSpec) loadOCI() (*chart.Chart, []byte, error) {
 	ref := strings.TrimPrefix(s.Chart, registry.OCIScheme+"://")
 	host, _, _ := strings.Cut(ref, "/")
 	version := strings.TrimSpace(s.Version)
 
 	cache, err := s.cacheDir()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	work, err := os.MkdirTemp(cache, "oci-")
 	if err != nil {
-		return nil, fmt.Errorf("chart cache directory: %w", err)
+		return nil, nil, fmt.Errorf("chart cache directory: %w", err)
 	}
 	defer os.RemoveAll(work)
 	opts := []registry.ClientOption{
@@ -236,7 +240,7 @@ func (s UpgradeSpec) loadOCI() (*chart.Chart, error) {
 	}
 	client, err := registry.NewClient(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("chart %q: registry client: %w", s.Chart, err)
+		return nil, nil, fmt.Errorf("chart %q: registry client: %w", s.Chart, err)
 	}
 
 	repoRef, tag, digest := splitOCIRef(ref)
@@ -245,7 +249,7 @@ func (s UpgradeSpec) loadOCI() (*chart.Chart, error) {
 		// Pinned by digest; a version, if given, is checked against the chart below.
 	case tag != "":
 		if version != "" && version != tag && strings.ReplaceAll(version, "+", "_") != tag {
-			return nil, fmt.Errorf("chart %q has tag %s but chart-version is %q; give the version in one place only", s.Chart, tag, version)
+			return nil, nil, fmt.Errorf("chart %q has tag %s but chart-version is %q; give the version in one place only", s.Chart, tag, version)
 		}
 	case isExactVersion(version):
 		tag = version
@@ -253,17 +257,17 @@ func (s UpgradeSpec) loadOCI() (*chart.Chart, error) {
 	default:
 		tags, err := client.Tags(repoRef)
 		if err != nil {
-			return nil, fmt.Errorf("chart %q: list the tags to resolve chart-version %q: %w", s.Chart, version, fetchError(err, "oci://"+repoRef, s.Username != ""))
+			return nil, nil, fmt.Errorf("chart %q: list the tags to resolve chart-version %q: %w", s.Chart, version, fetchError(err, "oci://"+repoRef, s.Username != ""))
 		}
 		if len(tags) == 0 {
-			return nil, fmt.Errorf("chart %q: the repository has no version tags; check the reference, or set chart-version to an existing tag", s.Chart)
+			return nil, nil, fmt.Errorf("chart %q: the repository has no version tags; check the reference, or set chart-version to an existing tag", s.Chart)
 		}
 		tag, err = registry.GetTagMatchingVersionOrConstraint(tags, version)
 		if err != nil {
 			if version == "" {
-				return nil, fmt.Errorf("chart %q has no stable version (available: %s); set chart-version", s.Chart, list(tags))
+				return nil, nil, fmt.Errorf("chart %q has no stable version (available: %s); set chart-version", s.Chart, list(tags))
 			}
-			return nil, fmt.Errorf("chart %q: no version matches chart-version %q (available: %s)", s.Chart, version, list(tags))
+			return nil, nil, fmt.Errorf("chart %q: no version matches chart-version %q (available: %s)", s.Chart, version, list(tags))
 		}
 		ref = repoRef + ":" + tag
 	}
@@ -275,22 +279,22 @@ func (s UpgradeSpec) loadOCI() (*chart.Chart, error) {
 			tags, terr := client.Tags(repoRef)
 			switch {
 			case terr == nil && !registry.ContainsTag(tags, strings.ReplaceAll(tag, "_", "+")):
-				return nil, fmt.Errorf("chart %q: version %q not found in the registry (available: %s); set chart-version to one of them",
+				return nil, nil, fmt.Errorf("chart %q: version %q not found in the registry (available: %s); set chart-version to one of them",
 					s.Chart, tag, list(tags))
 			case terr != nil && statusOf(terr) == 404:
-				return nil, fmt.Errorf("chart %q: the registry %s has no repository %s: %w", s.Chart, host, strings.TrimPrefix(repoRef, host+"/"), terr)
+				return nil, nil, fmt.Errorf("chart %q: the registry %s has no repository %s: %w", s.Chart, host, strings.TrimPrefix(repoRef, host+"/"), terr)
 			}
 		}
-		return nil, fmt.Errorf("chart %q: pull oci://%s: %w", s.Chart, ref, err)
+		return nil, nil, fmt.Errorf("chart %q: pull oci://%s: %w", s.Chart, ref, err)
 	}
 	ch, err := loader.LoadArchive(bytes.NewReader(res.Chart.Data))
 	if err != nil {
-		return nil, fmt.Errorf("chart %q: oci://%s is not a chart archive: %w", s.Chart, ref, err)
+		return nil, nil, fmt.Errorf("chart %q: oci://%s is not a chart archive: %w", s.Chart, ref, err)
 	}
 	if digest != "" && version != "" && !versionMatches(ch.Metadata.Version, version) {
-		return nil, fmt.Errorf("chart %q is version %s, which chart-version %q does not match", s.Chart, ch.Metadata.Version, version)
+		return nil, nil, fmt.Errorf("chart %q is version %s, which chart-version %q does not match", s.Chart, ch.Metadata.Version, version)
 	}
-	return ch, nil
+	return ch, res.Chart.Data, nil
 }
 
 // splitOCIRef splits host/path[:tag][@digest] (without oci://).

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/repo"
+	"sigs.k8s.io/yaml"
 )
 
 // The chart sources are tested against real servers on 127.0.0.1: a chart repository served
@@ -101,14 +103,14 @@ func TestChartFromRepo(t *testing.T) {
 func TestChartFromRepoWithTrailingSlashAndUnknownName(t *testing.T) {
 	t.Parallel()
 	repoURL, _ := chartRepo(t, "", "")
-	ch, err := UpgradeSpec{Chart: "stable/" + testChart, RepoURL: repoURL + "/", CacheDir: t.TempDir()}.load()
+	ch, _, err := UpgradeSpec{Chart: "stable/" + testChart, RepoURL: repoURL + "/", CacheDir: t.TempDir()}.load()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ch.Metadata.Version != "3.0.0" {
 		t.Errorf("loaded version %s, want 3.0.0", ch.Metadata.Version)
 	}
-	_, err = UpgradeSpec{Chart: "alfresco/identity", RepoURL: repoURL, CacheDir: t.TempDir()}.load()
+	_, _, err = UpgradeSpec{Chart: "alfresco/identity", RepoURL: repoURL, CacheDir: t.TempDir()}.load()
 	if want := `has no chart named "identity" (charts there: ` + testChart + ")"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("load of an unknown chart: %v, want an error containing %q", err, want)
 	}
@@ -119,7 +121,7 @@ func TestChartFromRepoIsCachedByDigest(t *testing.T) {
 	repoURL, downloads := chartRepo(t, "", "")
 	spec := UpgradeSpec{Chart: "alfresco/" + testChart, RepoURL: repoURL, Version: "3.0.0", CacheDir: t.TempDir()}
 	for range 2 {
-		if _, err := spec.load(); err != nil {
+		if _, _, err := spec.load(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,7 +136,7 @@ func TestChartFromRepoIsCachedByDigest(t *testing.T) {
 	if err := os.WriteFile(matches[0], []byte("garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := spec.load(); err != nil {
+	if _, _, err := spec.load(); err != nil {
 		t.Fatal(err)
 	}
 	if n := downloads.Load(); n != 2 {
@@ -161,7 +163,7 @@ func TestChartRepoUnreachable(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	repoURL := "http://" + addr + "/stable"
-	_, err = UpgradeSpec{Chart: "alfresco/" + testChart, RepoURL: repoURL, CacheDir: t.TempDir()}.load()
+	_, _, err = UpgradeSpec{Chart: "alfresco/" + testChart, RepoURL: repoURL, CacheDir: t.TempDir()}.load()
 	want := "repo-url " + repoURL + ": " + repoURL + "/index.yaml not reachable: "
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("load: %v, want an error containing %q", err, want)
@@ -171,7 +173,7 @@ func TestChartRepoUnreachable(t *testing.T) {
 func TestChartRepoNotARepository(t *testing.T) {
 	t.Parallel()
 	repoURL, _ := chartRepo(t, "", "")
-	_, err := UpgradeSpec{Chart: "alfresco/" + testChart, RepoURL: repoURL + "/nothing-here", CacheDir: t.TempDir()}.load()
+	_, _, err := UpgradeSpec{Chart: "alfresco/" + testChart, RepoURL: repoURL + "/nothing-here", CacheDir: t.TempDir()}.load()
 	if want := "404 Not Found (not found: check the URL"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("load: %v, want an error containing %q", err, want)
 	}
@@ -182,12 +184,12 @@ func TestChartRepoBasicAuth(t *testing.T) {
 	repoURL, _ := chartRepo(t, "reader", "s3cret")
 	spec := UpgradeSpec{Chart: "alfresco/" + testChart, RepoURL: repoURL, Version: "2.1.0", CacheDir: t.TempDir()}
 
-	_, err := spec.load()
+	_, _, err := spec.load()
 	if want := "401 Unauthorized (it requires credentials: set registry-username and registry-password)"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("load without credentials: %v, want an error containing %q", err, want)
 	}
 	spec.Username, spec.Password = "reader", "wrong"
-	_, err = spec.load()
+	_, _, err = spec.load()
 	if want := "401 Unauthorized (check registry-username and registry-password)"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("load with a wrong password: %v, want an error containing %q", err, want)
 	}
@@ -195,7 +197,7 @@ func TestChartRepoBasicAuth(t *testing.T) {
 		t.Errorf("the error shows the password: %v", err)
 	}
 	spec.Password = "s3cret"
-	ch, err := spec.load()
+	ch, _, err := spec.load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +281,7 @@ func TestChartFromOCI(t *testing.T) {
 func TestChartFromOCIUnknownRepository(t *testing.T) {
 	t.Parallel()
 	ref := ociRegistry(t)
-	_, err := UpgradeSpec{Chart: ref, Version: "3.0.0", CacheDir: t.TempDir()}.load()
+	_, _, err := UpgradeSpec{Chart: ref, Version: "3.0.0", CacheDir: t.TempDir()}.load()
 	if want := `chart "` + ref + `": the registry 127.0.0.1:`; err == nil || !strings.HasPrefix(err.Error(), want) ||
 		!strings.Contains(err.Error(), "has no repository charts/"+testChart) {
 		t.Fatalf("load: %v, want an error saying the registry has no repository charts/%s", err, testChart)
@@ -290,18 +292,18 @@ func TestChartFromOCIBasicAuth(t *testing.T) {
 	t.Parallel()
 	ref := ociRegistryWithAuth(t, "pusher", "s3cret", "3.0.0")
 	spec := UpgradeSpec{Chart: ref, Version: "3.0.0", CacheDir: t.TempDir()}
-	_, err := spec.load()
+	_, _, err := spec.load()
 	if want := "set registry-username and registry-password"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("load without credentials: %v, want an error containing %q", err, want)
 	}
 	spec.Username, spec.Password = "pusher", "wrong"
-	_, err = spec.load()
+	_, _, err = spec.load()
 	if want := "check registry-username and registry-password"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("load with a wrong password: %v, want an error containing %q", err, want)
 	}
 	spec.Password = "s3cret"
 	spec.Version = "" // resolved from the tags, which need the credentials too
-	ch, err := spec.load()
+	ch, _, err := spec.load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +320,7 @@ func TestChartFromOCIUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	_, err = UpgradeSpec{Chart: "oci://" + addr + "/charts/" + testChart, Version: "3.0.0", CacheDir: t.TempDir()}.load()
+	_, _, err = UpgradeSpec{Chart: "oci://" + addr + "/charts/" + testChart, Version: "3.0.0", CacheDir: t.TempDir()}.load()
 	if want := "not reachable"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("load: %v, want an error containing %q", err, want)
 	}
@@ -339,7 +341,7 @@ func TestIsLoopback(t *testing.T) {
 // with wantErr, that the load fails with an error containing it.
 func checkLoad(t *testing.T, spec UpgradeSpec, want, wantErr string) {
 	t.Helper()
-	ch, err := spec.load()
+	ch, _, err := spec.load()
 	if wantErr != "" {
 		if err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Fatalf("load: %v, want an error containing %q", err, wantErr)
@@ -351,5 +353,65 @@ func checkLoad(t *testing.T, spec UpgradeSpec, want, wantErr string) {
 	}
 	if ch.Metadata.Name != testChart || ch.Metadata.Version != want {
 		t.Errorf("loaded %s %s, want %s %s", ch.Metadata.Name, ch.Metadata.Version, testChart, want)
+	}
+}
+
+// TestChartFetchedOncePerClient checks that a client reads a repository once for a spec: the
+// dry run and the upgrade of one run get the same chart even when the repository publishes a
+// newer version in between, and each gets a chart of its own.
+func TestChartFetchedOncePerClient(t *testing.T) {
+	t.Parallel()
+	dir, _ := packageTestCharts(t)
+	full, err := repo.IndexDirectory(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	older, err := repo.IndexDirectory(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	older.Entries[testChart] = slices.DeleteFunc(older.Entries[testChart], func(cv *repo.ChartVersion) bool { return cv.Version == "3.0.0" })
+	var published atomic.Pointer[repo.IndexFile]
+	published.Store(older)
+	indexReads := new(atomic.Int32)
+	files := http.StripPrefix("/stable", http.FileServer(http.Dir(dir)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/index.yaml") {
+			indexReads.Add(1)
+			data, err := yaml.Marshal(published.Load())
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			w.Write(data)
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+
+	spec := UpgradeSpec{Chart: "alfresco/" + testChart, RepoURL: srv.URL + "/stable", CacheDir: t.TempDir()}
+	c := &Client{}
+	first, err := c.chart(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	published.Store(full) // 3.0.0 is published between the dry run and the upgrade
+	second, err := c.chart(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Metadata.Version != "2.1.0" || second.Metadata.Version != "2.1.0" {
+		t.Errorf("versions %s then %s, want 2.1.0 both times", first.Metadata.Version, second.Metadata.Version)
+	}
+	if first == second {
+		t.Error("both calls returned the same chart object")
+	}
+	if n := indexReads.Load(); n != 1 {
+		t.Errorf("index.yaml read %d times, want once", n)
+	}
+	// Another client (another run) sees the new version.
+	if ch, err := (&Client{}).chart(spec); err != nil || ch.Metadata.Version != "3.0.0" {
+		t.Errorf("a new client loaded %v, %v; want 3.0.0", ch.Metadata.Version, err)
 	}
 }

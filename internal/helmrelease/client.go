@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
@@ -47,6 +48,9 @@ type Client struct {
 	kube      kubernetes.Interface
 	namespace string
 	log       *slog.Logger
+
+	mu       sync.Mutex
+	archives map[string][]byte // fetched chart archives by UpgradeSpec.source
 }
 
 // New builds a client for opts.Namespace.

@@ -1,6 +1,7 @@
 package helmrelease
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/registry"
 	"helm.sh/helm/v3/pkg/strvals"
@@ -36,7 +38,8 @@ type UpgradeSpec struct {
 	Password string
 	// CacheDir holds downloaded chart archives (default: identity-upgrade/charts under the
 	// user's cache directory). A repository chart is downloaded again only when its digest in
-	// index.yaml changes; the index itself is fetched on every load.
+	// index.yaml changes. A Client reads the index (or an OCI tag list) and the archive once
+	// per spec.
 	CacheDir string
 	// Values is inline YAML; ValuesFiles are read in order; Set are key=value lines with helm's
 	// --set syntax. Later sources win, as with helm.
@@ -78,8 +81,9 @@ func (s UpgradeSpec) values() (map[string]any, error) {
 }
 
 // load fetches and loads the chart the spec names: from an OCI registry, a chart repository
-// (see chartsource.go) or the local file system.
-func (s UpgradeSpec) load() (*chart.Chart, error) {
+// (see chartsource.go) or the local file system. For a fetched chart it also returns the
+// archive.
+func (s UpgradeSpec) load() (*chart.Chart, []byte, error) {
 	switch {
 	case registry.IsOCI(s.Chart):
 		return s.loadOCI()
@@ -89,7 +93,37 @@ func (s UpgradeSpec) load() (*chart.Chart, error) {
 	ch, err := LoadChart(s.Chart)
 	if err != nil && errors.Is(err, fs.ErrNotExist) && strings.Count(s.Chart, "/") == 1 &&
 		!strings.HasPrefix(s.Chart, ".") && !strings.HasPrefix(s.Chart, "/") {
-		return nil, fmt.Errorf("chart %q is no local path, and as repo/name it needs repo-url (the chart repository's URL): %w", s.Chart, err)
+		return nil, nil, fmt.Errorf("chart %q is no local path, and as repo/name it needs repo-url (the chart repository's URL): %w", s.Chart, err)
+	}
+	return ch, nil, err
+}
+
+// source names where the spec's chart comes from and which version it asks for.
+func (s UpgradeSpec) source() string {
+	return strings.Join([]string{s.Chart, s.Version, s.RepoURL, s.Username, s.Password}, "\x00")
+}
+
+// chart loads the spec's chart. A chart from a repository or a registry is fetched once per
+// client: the dry run and the upgrade of one run then use the same archive, even when the
+// repository publishes a newer version in between (chart-version empty or a constraint), and
+// the index or tag list is read once. Each call returns a chart of its own, since helm's
+// actions change the chart they are given.
+func (c *Client) chart(spec UpgradeSpec) (*chart.Chart, error) {
+	key := spec.source()
+	c.mu.Lock()
+	data, ok := c.archives[key]
+	c.mu.Unlock()
+	if ok {
+		return loader.LoadArchive(bytes.NewReader(data))
+	}
+	ch, data, err := spec.load()
+	if err == nil && data != nil {
+		c.mu.Lock()
+		if c.archives == nil {
+			c.archives = map[string][]byte{}
+		}
+		c.archives[key] = data
+		c.mu.Unlock()
 	}
 	return ch, err
 }
@@ -114,7 +148,7 @@ func (c *Client) Render(ctx context.Context, name string, spec UpgradeSpec) (rol
 // upgradeAction loads the spec's chart and values and configures helm's upgrade the way both
 // the dry run and the real upgrade run it.
 func (c *Client) upgradeAction(spec UpgradeSpec) (*action.Upgrade, *chart.Chart, map[string]any, error) {
-	ch, err := spec.load()
+	ch, err := c.chart(spec)
 	if err != nil {
 		return nil, nil, nil, err
 	}
