@@ -53,9 +53,9 @@ type RestoreOptions struct {
 
 // DefaultJobs is the number of pg_restore jobs when RestoreOptions.Jobs is 0. One: a restore
 // that fails part-way leaves the database as it was, which a rollback needs more than speed,
-// and on the two-core servers measured parallel jobs were no faster (pg_restore -j2 took
-// 13.3-13.9 s and 24-26 CPU-seconds for a 1 GB database, one transaction 10.7-11.8 s and
-// 15-17 CPU-seconds: two loading sessions contend for the same cores and WAL).
+// and on the two-core server measured parallel jobs were slower (pg_restore -j2 took
+// 12.1-13.9 s and 21-26 CPU-seconds for a 1 GB database, one transaction 9.9-11.8 s and
+// 14-17 CPU-seconds: two loading sessions contend for the same cores and WAL).
 const DefaultJobs = 1
 
 // restoreSettings are session settings for the restoring sessions, given to psql and
