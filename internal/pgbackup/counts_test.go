@@ -77,8 +77,9 @@ func TestDumpCountsRows(t *testing.T) {
 				t.Errorf("manifest: %v\nwant %v", b.Manifest.RowCounts, want)
 			}
 
-			// Restored, the tables have their rows again (a plain restore checks them before
-			// it commits, from the COPY tags and, for the partitioned table, count(*)).
+			// Restored, the tables have their rows again (a streamed restore, either format,
+			// checks them before it commits: the rows its transaction inserted and, for the
+			// partitioned table, count(*)).
 			dst := testworld.Postgres(t)
 			if _, err := Restore(t.Context(), b.Dir, RestoreOptions{ConnString: dst.URL()}); err != nil {
 				t.Fatal(err)

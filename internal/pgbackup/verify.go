@@ -9,8 +9,8 @@ import (
 // rowCheckMark starts the message of the error that rowCheckSQL raises.
 const rowCheckMark = "identity-upgrade row check: "
 
-// rowCheckSQL is a statement that a plain restore runs in its transaction, after the dump and
-// before COMMIT: it compares every table outside the system schemas with want (the manifest's
+// rowCheckSQL is a statement that a streamed restore (a plain dump, or a custom one through
+// pg_restore) runs in its transaction, after the dump and before COMMIT: it compares every table outside the system schemas with want (the manifest's
 // row counts) and raises an error, which psql's ON_ERROR_STOP turns into a restore that never
 // commits, when a table is missing, extra, or has other rows. A table the transaction created
 // is not read again: its rows are the rows the transaction inserted into it, the server's own
