@@ -45,6 +45,7 @@ type Config struct {
 	DBUser      string
 	DBPassword  string
 	DBSSLMode   string
+	PgBinDir    string
 
 	// Backup.
 	From                       string // restore only: bundle directory, oci:// reference or artifact name
@@ -54,6 +55,7 @@ type Config struct {
 	BackupEncryptionRecipients []string
 	AllowPlaintextBackup       bool
 	BackupIdentity             string
+	AllowOlderServer           bool
 	RegistryUsername           string
 	RegistryPassword           string
 
@@ -199,6 +201,7 @@ func build(cmd string, action bool, raw map[string]string, given map[string]bool
 	c.DBUser = get("db-user")
 	c.DBPassword = dbPassword
 	c.DBSSLMode = get("db-sslmode")
+	c.PgBinDir = get("pg-bin-dir")
 	c.From = get("from")
 	c.BackupFormat = get("backup-format")
 	c.BackupStores = list("backup-store")
@@ -227,6 +230,7 @@ func build(cmd string, action bool, raw map[string]string, given map[string]bool
 	c.ReuseValues = c.parseBool("reuse-values", get("reuse-values"))
 	c.DBPort = c.parseInt("db-port", get("db-port"))
 	c.AllowPlaintextBackup = c.parseBool("allow-plaintext-backup", get("allow-plaintext-backup"))
+	c.AllowOlderServer = c.parseBool("allow-older-server", get("allow-older-server"))
 	c.Timeout = c.parseDuration("timeout", get("timeout"))
 	c.StabilityWindow = c.parseDuration("stability-window", get("stability-window"))
 	c.UnlockPending = c.parseBool("unlock-pending", get("unlock-pending"))

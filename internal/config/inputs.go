@@ -145,6 +145,8 @@ func allInputs() []Input {
 		{Name: "db-sslmode", Group: GroupDatabase, Kind: KindString, Default: "prefer", Commands: all,
 			Enum:        []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
 			Description: "PostgreSQL sslmode."},
+		{Name: "pg-bin-dir", Group: GroupDatabase, Kind: KindString, Commands: all,
+			Description: "Directory of the PostgreSQL client tools to use (it must hold pg_dump, pg_restore and psql, of the server's major version or newer). Empty means the installed client of the server's major, else the oldest newer one."},
 
 		// Backup.
 		{Name: "from", Group: GroupBackup, Kind: KindString, CLIOnly: true, Commands: restore,
@@ -161,6 +163,8 @@ func allInputs() []Input {
 			Description: "Allow an unencrypted backup in an artifact or oci:// store when no recipients are given (true or false)."},
 		{Name: "backup-identity", Group: GroupBackup, Kind: KindText, Secret: true, Commands: restore,
 			Description: "age identity (AGE-SECRET-KEY-1...) that decrypts an encrypted bundle (secret). Needed by restore of an encrypted bundle. On the command line prefer the IDENTITY_UPGRADE_BACKUP_IDENTITY environment variable, so the key never sits in process arguments."},
+		{Name: "allow-older-server", Group: GroupBackup, Kind: KindBool, Default: "false", Commands: restore,
+			Description: "Allow restoring a bundle into a server of an older PostgreSQL major than the one it was dumped from (true or false); such a dump may use what the older server lacks."},
 		{Name: "registry-username", Group: GroupBackup, Kind: KindString, Commands: all,
 			Description: "Username for oci:// registries (chart and backup store)."},
 		{Name: "registry-password", Group: GroupBackup, Kind: KindString, Secret: true, Commands: all,
