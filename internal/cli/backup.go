@@ -46,6 +46,7 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	engine := &pgbackup.Engine{
 		ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
 		Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
+		Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir},
 	}
 	b, err := engine.Backup(ctx, rollout.BackupRequest{Name: name, Release: rollout.Release{Name: cfg.ReleaseName}})
 	if err != nil {

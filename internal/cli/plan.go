@@ -22,7 +22,7 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		return ExitInvalid
 	}
 	releases := helmrelease.Renderer{Client: client, Spec: upgradeSpec(cfg)}
-	db := pgbackup.Inspector{ConnString: cfg.DatabaseConnString()}
+	db := pgbackup.Inspector{ConnString: cfg.DatabaseConnString(), Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}}
 	plan, err := rollout.MakePlan(ctx, releases, db, rollout.PlanRequest{
 		Release:              cfg.ReleaseName,
 		RecreateStatefulSets: cfg.RecreateStatefulSets,

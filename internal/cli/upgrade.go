@@ -60,6 +60,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Database: &pgbackup.Engine{
 			ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
 			Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
+			Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir},
 		},
 		Waiter:    waiter,
 		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: lockHolder(getenv), Log: log},

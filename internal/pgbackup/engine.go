@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,15 +38,41 @@ type Engine struct {
 	// Stores keep the backup: directories, artifacts, registries.
 	Stores []Store
 	Jobs   int
-	Tools  Tools
-	Now    func() time.Time
+	// Tools are the client tools; when empty, Inspect (or the first backup or restore)
+	// chooses them with Clients for the server's major.
+	Tools   Tools
+	Clients ClientChooser
+	Now     func() time.Time
 }
 
 var _ rollout.Databaser = (*Engine)(nil)
 
-// Inspect reads the database facts of the preflight.
+// Inspect reads the database facts of the preflight and chooses the client tools for the
+// server, unless Tools are set.
 func (e *Engine) Inspect(ctx context.Context) (rollout.Database, error) {
-	return Inspector{ConnString: e.ConnString, PgDump: e.Tools.PgDump}.Inspect(ctx)
+	db, client, err := Inspector{ConnString: e.ConnString, Clients: e.Clients}.inspect(ctx)
+	if err != nil {
+		return db, err
+	}
+	if e.Tools == (Tools{}) && client.Dir != "" {
+		e.Tools = client.Tools()
+	}
+	return db, nil
+}
+
+// tools returns the client tools, choosing them first when the preflight did not.
+func (e *Engine) tools(ctx context.Context) (Tools, error) {
+	if e.Tools != (Tools{}) {
+		return e.Tools, nil
+	}
+	db, err := e.Inspect(ctx)
+	if err != nil {
+		return Tools{}, err
+	}
+	if db.ClientProblem != "" {
+		return Tools{}, errors.New(db.ClientProblem)
+	}
+	return e.Tools, nil
 }
 
 // Backup takes the backup into the working directory and copies it to the stores.
@@ -58,8 +85,12 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 	if name == "" {
 		name = BundleName(fmt.Sprintf("%s-r%d", req.Release.Name, req.Release.Revision), now())
 	}
+	tools, err := e.tools(ctx)
+	if err != nil {
+		return rollout.Backup{}, err
+	}
 	opts := BackupOptions{
-		ConnString: e.ConnString, Format: e.Format, Tools: e.Tools, Now: e.Now,
+		ConnString: e.ConnString, Format: e.Format, Tools: tools, Now: e.Now,
 		Release: req.Release.Name, Revision: req.Release.Revision, ChartVersion: req.Release.ChartVersion,
 	}
 	if req.Release.Revision > 0 {

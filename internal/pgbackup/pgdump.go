@@ -3,6 +3,7 @@ package pgbackup
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -34,32 +35,39 @@ func ClientVersion(ctx context.Context, tool string) (string, int, error) {
 	return version, major, nil
 }
 
-// Inspector reads the database facts the preflight records, including the version of the
-// pg_dump that would take the backup.
+// Inspector reads the database facts the preflight records, and chooses the client tools
+// that back it up and restore it (pg_dump at least the server's major).
 type Inspector struct {
 	// ConnString is a postgres:// URL or key=value DSN; it may carry the password.
 	ConnString string
-	// PgDump is the pg_dump to use (default "pg_dump" from PATH).
-	PgDump string
+	// Clients finds the client tools (the pg-bin-dir input, or the best installed).
+	Clients ClientChooser
 }
 
-// Inspect implements rollout.DatabaseInspector.
+// Inspect implements rollout.DatabaseInspector. With no suitable client tools it still returns
+// the server's facts, and says why in ClientProblem: the plan refuses the upgrade with it.
 func (i Inspector) Inspect(ctx context.Context) (rollout.Database, error) {
+	db, _, err := i.inspect(ctx)
+	return db, err
+}
+
+func (i Inspector) inspect(ctx context.Context) (rollout.Database, Client, error) {
 	info, err := Inspect(ctx, i.ConnString)
 	if err != nil {
-		return rollout.Database{}, err
+		return rollout.Database{}, Client{}, err
 	}
-	tool := i.PgDump
-	if tool == "" {
-		tool = "pg_dump"
-	}
-	version, major, err := ClientVersion(ctx, tool)
-	if err != nil {
-		return rollout.Database{}, err
-	}
-	return rollout.Database{
+	db := rollout.Database{
 		ServerVersion: info.ServerVersion, ServerMajor: info.Major(), Name: info.Database,
 		SizeBytes: info.SizeBytes, Tables: info.Tables, Schema: info.Schema,
-		PgDumpVersion: version, PgDumpMajor: major,
-	}, nil
+	}
+	client, err := i.Clients.Choose(ctx, info.Major(), 0)
+	if errors.Is(err, ErrNoClient) {
+		db.ClientProblem = err.Error()
+		return db, client, nil
+	}
+	if err != nil {
+		return rollout.Database{}, Client{}, err
+	}
+	db.PgDumpVersion, db.PgDumpMajor, db.ClientDir = client.Version, client.Major, client.Dir
+	return db, client, nil
 }

@@ -103,7 +103,9 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, req 
 	if err != nil {
 		return p, err
 	}
-	if p.Database.PgDumpMajor < p.Database.ServerMajor {
+	if p.Database.ClientProblem != "" {
+		p.Refusals = append(p.Refusals, fmt.Errorf("%w: %s", ErrPgDumpTooOld, p.Database.ClientProblem))
+	} else if p.Database.PgDumpMajor < p.Database.ServerMajor {
 		p.Refusals = append(p.Refusals, fmt.Errorf("%w: pg_dump %s cannot dump a PostgreSQL %s server; install pg_dump %d or newer",
 			ErrPgDumpTooOld, p.Database.PgDumpVersion, p.Database.ServerVersion, p.Database.ServerMajor))
 	}
@@ -121,7 +123,12 @@ func (p Plan) WriteText(w io.Writer) error {
 	}
 	d := p.Database
 	if d.ServerVersion != "" {
-		fmt.Fprintf(&b, "Database %q: PostgreSQL %s, %d tables, %s; backup with pg_dump %s\n", d.Name, d.ServerVersion, d.Tables, humanBytes(d.SizeBytes), d.PgDumpVersion)
+		fmt.Fprintf(&b, "Database %q: PostgreSQL %s, %d tables, %s\n", d.Name, d.ServerVersion, d.Tables, humanBytes(d.SizeBytes))
+		if d.ClientProblem == "" {
+			fmt.Fprintf(&b, "  client tools: PostgreSQL %s%s (pg_dump, pg_restore, psql)\n", d.PgDumpVersion, inDir(d.ClientDir))
+		} else {
+			fmt.Fprintf(&b, "  client tools: none suitable\n")
+		}
 		if d.Schema.ChangelogRows > 0 {
 			fmt.Fprintf(&b, "  Keycloak schema: %d changesets, latest %q", d.Schema.ChangelogRows, d.Schema.LatestChangeID)
 			if d.Schema.MigrationVersion != "" {
@@ -187,4 +194,12 @@ func (p Plan) WriteDiff(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// inDir is " in dir", or "" when dir is empty.
+func inDir(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	return " in " + dir
 }

@@ -106,10 +106,14 @@ type Database struct {
 	SizeBytes     int64
 	Tables        int
 	Schema        SchemaState
-	// PgDumpVersion is the version of the pg_dump that would take the backup, and
-	// PgDumpMajor its major version.
+	// PgDumpVersion is the version of the client tools (pg_dump, pg_restore, psql) that
+	// would take the backup and restore it, PgDumpMajor its major version, and ClientDir
+	// where they are.
 	PgDumpVersion string
 	PgDumpMajor   int
+	ClientDir     string
+	// ClientProblem says why no installed client tools suit the server, when none do.
+	ClientProblem string
 }
 
 // SchemaState is Keycloak's migration state; a change between two readings means Keycloak
