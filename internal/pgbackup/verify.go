@@ -17,7 +17,9 @@ const rowCheckMark = "identity-upgrade row check: "
 // count (pg_stat_xact_user_tables.n_tup_ins, which COPY counts); any other table (a partitioned
 // one, whose rows are in its partitions, or one the transaction did not create) is counted with
 // count(*). The statement and the literal are dollar-quoted with random tags, so no table name
-// can end them.
+// can end them. It runs on every server from PostgreSQL 11 on: the transaction's id comes from
+// txid_current() (its low 32 bits are the xid that pg_class.xmin holds), not from
+// pg_current_xact_id(), which PostgreSQL 13 added.
 func rowCheckSQL(want map[string]int64) string {
 	if want == nil {
 		want = map[string]int64{}
@@ -28,7 +30,7 @@ func rowCheckSQL(want map[string]int64) string {
 	return strings.NewReplacer("BODY", body, "WANT", literal+string(data)+literal, "MARK", rowCheckMark).Replace(`DO BODY
 DECLARE
   want jsonb := WANT;
-  this_xact xid := pg_catalog.xid(pg_catalog.pg_current_xact_id());
+  this_xact xid := (pg_catalog.txid_current() % 4294967296)::text::xid;
   t record;
   n bigint;
   seen text[] := '{}';
