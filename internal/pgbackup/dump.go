@@ -20,6 +20,8 @@ import (
 	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/pgarchive"
 )
 
 // ErrIncomplete marks a dump that did not finish: pg_dump failed or was killed, or its output
@@ -331,16 +333,16 @@ type verifier interface {
 // pg_restore writing the whole archive as SQL to nowhere (a second process that costs a
 // CPU-second per 700 MB).
 func startVerifier(ctx context.Context, pgRestore string, pgDumpMajor int) (verifier, error) {
-	if archiveVersionKnown(pgDumpMajor) {
+	if pgarchive.VersionKnown(pgDumpMajor) {
 		return startWalker(), nil
 	}
 	return startPgRestoreVerifier(ctx, pgRestore)
 }
 
-// walker runs readArchive on what is written into it.
+// walker runs pgarchive.Read on what is written into it.
 type walker struct {
 	*io.PipeWriter
-	info ArchiveInfo
+	info pgarchive.Info
 	done chan error
 }
 
@@ -349,7 +351,7 @@ func startWalker() *walker {
 	w := &walker{PipeWriter: pw, done: make(chan error, 1)}
 	go func() {
 		var err error
-		w.info, err = readArchive(pr)
+		w.info, err = pgarchive.Read(pr)
 		pr.CloseWithError(cmp.Or(err, io.ErrClosedPipe)) // a writer past the end fails too
 		w.done <- err
 	}()
@@ -361,7 +363,14 @@ func (w *walker) wait() (map[string]int64, error) {
 	if err := <-w.done; err != nil {
 		return nil, err
 	}
-	return w.info.Rows, nil
+	if w.info.Rows == nil {
+		return nil, nil
+	}
+	rows := make(map[string]int64, len(w.info.Rows))
+	for t, n := range w.info.Rows {
+		rows[tableKey(t.Schema, t.Name)] += n
+	}
+	return rows, nil
 }
 
 // pgRestoreVerifier is a pg_restore that reads a custom archive from its stdin to the end.

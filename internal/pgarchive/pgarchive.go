@@ -1,17 +1,14 @@
-package pgbackup
-
-import (
-	"bufio"
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
-	"math"
-	"strconv"
-	"strings"
-	"sync"
-)
-
+// Package pgarchive reads PostgreSQL custom-format archives (pg_dump --format=custom) in
+// process, from a stream: it walks the header, the table of contents and every data block the
+// table of contents announces, to the end, and counts the rows of each table's data on the
+// way. A custom archive has no trailer, so a truncated one (pg_dump killed, its output cut
+// short) looks whole to anything that does not read it to its end; the backup reads pg_dump's
+// output through Read as it streams by, to know the archive it keeps is complete and how many
+// rows each table has, without a pg_restore beside it or a count(*) on the server.
+//
+// Only uncompressed archives (pg_dump --compress=0) of the format versions of pg_dump 10 to 18
+// are read.
+//
 // A custom-format archive (pg_dump -Fc), as pg_backup_archiver.c and pg_backup_custom.c write
 // it, is:
 //
@@ -33,37 +30,53 @@ import (
 // only when its output is seekable, by rewriting the TOC in place after the data; to a pipe
 // they stay "not set". With --compress=0 each WriteData call is one chunk: pg_dump 15 writes
 // a chunk per COPY row.
+package pgarchive
 
-// ArchiveInfo describes a custom-format archive that was read to its end.
-type ArchiveInfo struct {
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Info describes a custom-format archive that was read to its end.
+type Info struct {
 	Version    string // vmaj.vmin.vrev as pg_dump writes it, e.g. "1.14.0"
 	Entries    int    // TOC entries
 	DataBlocks int    // data blocks (table data, blobs) read
 	DataBytes  int64  // payload bytes of all data chunks
-	// Rows are the rows of each table's data (TABLE DATA entries), by row-count key (tableKey
-	// of the entry's namespace and tag).
-	Rows map[string]int64
+	// Rows are the rows of each table's data (TABLE DATA entries), by table: the entry's
+	// namespace and tag. It is nil when the archive has no table data.
+	Rows map[Table]int64
 }
 
-// errArchiveVersion: readArchive does not read this archive (format version or compression);
+// Table names a table by its schema and its name, as the archive's TOC has them (unquoted).
+type Table struct{ Schema, Name string }
+
+// ErrUnsupported: Read does not read this archive (format version or compression);
 // pg_restore may.
-var errArchiveVersion = errors.New("custom archive format version or compression not known to the built-in reader")
+var ErrUnsupported = errors.New("custom archive format version or compression not known to the built-in reader")
 
-// errArchiveMalformed: the archive is not what pg_dump writes.
-var errArchiveMalformed = errors.New("malformed custom archive")
+// ErrMalformed: the archive is not what pg_dump writes.
+var ErrMalformed = errors.New("malformed custom archive")
 
-// Archive format versions readArchive knows: 1.12 (pg_dump 9.0 to 10.2) and 1.13 (the 2018
+// Archive format versions Read knows: 1.12 (pg_dump 9.0 to 10.2) and 1.13 (the 2018
 // search_path fix, pg_dump 9.3.22+, 10.3+, 11) only lack the tableam field of 1.14 (pg_dump
 // 12 to 15); 1.15 (pg_dump 16) has a compression-algorithm byte in the header; 1.16
 // (pg_dump 17 and 18) adds the relkind to each TOC entry.
 const (
-	archVersion1_12 = 1<<16 | 12<<8
-	archVersion1_14 = 1<<16 | 14<<8
-	archVersion1_15 = 1<<16 | 15<<8
-	archVersion1_16 = 1<<16 | 16<<8
-	archVersionMax  = 1<<16 | 16<<8 | 255
+	version1_12 = 1<<16 | 12<<8
+	version1_14 = 1<<16 | 14<<8
+	version1_15 = 1<<16 | 15<<8
+	version1_16 = 1<<16 | 16<<8
+	versionMax  = 1<<16 | 16<<8 | 255
 
-	archFormatCustom = 1 // ArchiveFormat archCustom
+	formatCustom = 1 // ArchiveFormat archCustom
 
 	blkData  = 1 // BLK_DATA
 	blkBlobs = 3 // BLK_BLOBS
@@ -72,53 +85,53 @@ const (
 	offPosSet    = 2 // K_OFFSET_POS_SET
 	offNoData    = 3 // K_OFFSET_NO_DATA
 
-	archiveBufSize   = 1 << 20
-	maxArchiveString = 1 << 30 // no TOC string pg_dump writes comes near; a longer one is garbage
-	keptStringLen    = 256     // tag and desc are kept up to this length, for messages
+	bufSize       = 1 << 20
+	maxString     = 1 << 30 // no TOC string pg_dump writes comes near; a longer one is garbage
+	keptStringLen = 256     // tag and desc are kept up to this length, for messages
 )
 
-// archiveVersionKnown reports whether readArchive reads the archives of a pg_dump of this major
+// VersionKnown reports whether Read reads the archives of a pg_dump of this major
 // version.
-func archiveVersionKnown(pgDumpMajor int) bool {
+func VersionKnown(pgDumpMajor int) bool {
 	return pgDumpMajor >= 10 && pgDumpMajor <= 18
 }
 
-// readArchive reads a PostgreSQL custom-format archive (pg_dump -Fc) from r to its end,
+// Read reads a PostgreSQL custom-format archive (pg_dump -Fc) from r to its end,
 // checking its structure: header, table of contents, and every data block the TOC
 // announces, in order, each ending with its zero-length terminator, and nothing after the
-// last block. It fails on a truncated or malformed archive, and with errArchiveVersion
-// on a format version it does not know (the caller then falls back to pg_restore).
+// last block. It fails on a truncated or malformed archive, and with ErrUnsupported
+// on a format version it does not know (pg_restore may read it).
 //
 // Only uncompressed archives (--compress=0) are walked: a compressed one fails with
-// errArchiveVersion. A truncated archive fails with an error wrapping io.ErrUnexpectedEOF,
-// a malformed one with errArchiveMalformed, and a read error is returned wrapped. It stops
+// ErrUnsupported. A truncated archive fails with an error wrapping io.ErrUnexpectedEOF,
+// a malformed one with ErrMalformed, and a read error is returned wrapped. It stops
 // reading at the first error: a caller that feeds it through a pipe must then stop writing
 // (io.PipeReader.CloseWithError) or drain the rest.
-func readArchive(r io.Reader) (ArchiveInfo, error) {
-	br := archiveBufs.Get().(*bufio.Reader)
+func Read(r io.Reader) (Info, error) {
+	br := bufPool.Get().(*bufio.Reader)
 	br.Reset(r)
 	defer func() {
 		br.Reset(nil)
-		archiveBufs.Put(br)
+		bufPool.Put(br)
 	}()
-	a := &archiveReader{br: br}
+	a := &reader{br: br}
 	return a.read()
 }
 
-// archiveBufs holds the 1 MiB readers of readArchive.
-var archiveBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, archiveBufSize) }}
+// bufPool holds the 1 MiB readers of Read.
+var bufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
 
-type archiveReader struct {
+type reader struct {
 	br      *bufio.Reader
 	pos     int64 // bytes consumed
 	version int   // vmaj<<16 | vmin<<8 | vrev
 	intSize int
 	offSize int
-	info    ArchiveInfo
+	info    Info
 }
 
-// archiveEntry is what the data section is checked against.
-type archiveEntry struct {
+// tocEntry is what the data section is checked against.
+type tocEntry struct {
 	id        int
 	hadDumper bool
 	desc, tag string
@@ -127,22 +140,22 @@ type archiveEntry struct {
 	offset    int64
 }
 
-func (a *archiveReader) read() (ArchiveInfo, error) {
+func (a *reader) read() (Info, error) {
 	if err := a.readHeader(); err != nil {
-		return ArchiveInfo{}, err
+		return Info{}, err
 	}
 	toc, err := a.readTOC()
 	if err != nil {
-		return ArchiveInfo{}, err
+		return Info{}, err
 	}
 	a.info.Entries = len(toc)
 	if err := a.readData(toc); err != nil {
-		return ArchiveInfo{}, err
+		return Info{}, err
 	}
 	return a.info, nil
 }
 
-func (a *archiveReader) readHeader() error {
+func (a *reader) readHeader() error {
 	magic, err := a.peek(5, "header")
 	if err != nil {
 		return err
@@ -160,7 +173,7 @@ func (a *archiveReader) readHeader() error {
 		return err
 	}
 	if vmaj != 1 || vmin == 0 {
-		return fmt.Errorf("%w: archive format version %d.%d", errArchiveVersion, vmaj, vmin)
+		return fmt.Errorf("%w: archive format version %d.%d", ErrUnsupported, vmaj, vmin)
 	}
 	vrev, err := a.readByte("header version")
 	if err != nil {
@@ -168,8 +181,8 @@ func (a *archiveReader) readHeader() error {
 	}
 	a.version = int(vmaj)<<16 | int(vmin)<<8 | int(vrev)
 	a.info.Version = fmt.Sprintf("%d.%d.%d", vmaj, vmin, vrev)
-	if a.version < archVersion1_12 || a.version > archVersionMax {
-		return fmt.Errorf("%w: archive format version %s", errArchiveVersion, a.info.Version)
+	if a.version < version1_12 || a.version > versionMax {
+		return fmt.Errorf("%w: archive format version %s", ErrUnsupported, a.info.Version)
 	}
 	intSize, err := a.readByte("header int size")
 	if err != nil {
@@ -188,10 +201,10 @@ func (a *archiveReader) readHeader() error {
 	if err != nil {
 		return err
 	}
-	if format != archFormatCustom {
+	if format != formatCustom {
 		return a.malformed(fmt.Sprintf("archive format %d, not custom (1)", format))
 	}
-	if a.version >= archVersion1_15 {
+	if a.version >= version1_15 {
 		alg, err := a.readByte("header compression")
 		if err != nil {
 			return err
@@ -202,7 +215,7 @@ func (a *archiveReader) readHeader() error {
 			if name == "" {
 				name = "algorithm " + strconv.Itoa(int(alg))
 			}
-			return fmt.Errorf("%w: the archive is compressed (%s); only --compress=0 archives are read", errArchiveVersion, name)
+			return fmt.Errorf("%w: the archive is compressed (%s); only --compress=0 archives are read", ErrUnsupported, name)
 		}
 	} else {
 		level, err := a.readInt("header compression")
@@ -210,7 +223,7 @@ func (a *archiveReader) readHeader() error {
 			return err
 		}
 		if level != 0 {
-			return fmt.Errorf("%w: the archive is compressed (gzip level %d); only --compress=0 archives are read", errArchiveVersion, level)
+			return fmt.Errorf("%w: the archive is compressed (gzip level %d); only --compress=0 archives are read", ErrUnsupported, level)
 		}
 	}
 	// The creation time, a struct tm as localtime() filled it in.
@@ -234,7 +247,7 @@ func (a *archiveReader) readHeader() error {
 	return nil
 }
 
-func (a *archiveReader) readTOC() ([]archiveEntry, error) {
+func (a *reader) readTOC() ([]tocEntry, error) {
 	count, err := a.readInt("TOC entry count")
 	if err != nil {
 		return nil, err
@@ -242,7 +255,7 @@ func (a *archiveReader) readTOC() ([]archiveEntry, error) {
 	if count < 0 {
 		return nil, a.malformed(fmt.Sprintf("TOC entry count %d", count))
 	}
-	toc := make([]archiveEntry, 0, min(count, 4096))
+	toc := make([]tocEntry, 0, min(count, 4096))
 	ids := make(map[int]struct{}, min(count, 4096))
 	for i := range int(count) {
 		e, err := a.readEntry()
@@ -258,8 +271,8 @@ func (a *archiveReader) readTOC() ([]archiveEntry, error) {
 	return toc, nil
 }
 
-func (a *archiveReader) readEntry() (archiveEntry, error) {
-	var e archiveEntry
+func (a *reader) readEntry() (tocEntry, error) {
+	var e tocEntry
 	id, err := a.readInt("dump id")
 	if err != nil {
 		return e, err
@@ -313,12 +326,12 @@ func (a *archiveReader) readEntry() (archiveEntry, error) {
 	if err := a.skipStr("tablespace"); err != nil {
 		return e, err
 	}
-	if a.version >= archVersion1_14 {
+	if a.version >= version1_14 {
 		if err := a.skipStr("table access method"); err != nil {
 			return e, err
 		}
 	}
-	if a.version >= archVersion1_16 {
+	if a.version >= version1_16 {
 		relkind, err := a.readInt("relkind")
 		if err != nil {
 			return e, err
@@ -383,8 +396,8 @@ func (a *archiveReader) readEntry() (archiveEntry, error) {
 
 // readData reads the data blocks: one for each entry with a data dumper, in TOC order, then
 // the end of the archive.
-func (a *archiveReader) readData(toc []archiveEntry) error {
-	var want []*archiveEntry
+func (a *reader) readData(toc []tocEntry) error {
+	var want []*tocEntry
 	for i := range toc {
 		if toc[i].hadDumper {
 			want = append(want, &toc[i])
@@ -441,9 +454,9 @@ func (a *archiveReader) readData(toc []archiveEntry) error {
 			err = a.skipChunks(rows)
 			if rows != nil && err == nil {
 				if a.info.Rows == nil {
-					a.info.Rows = map[string]int64{}
+					a.info.Rows = map[Table]int64{}
 				}
-				a.info.Rows[tableKey(e.namespace, e.tag)] += rows.rows()
+				a.info.Rows[Table{e.namespace, e.tag}] += rows.rows()
 			}
 		} else {
 			err = a.skipLOs()
@@ -465,7 +478,7 @@ func (a *archiveReader) readData(toc []archiveEntry) error {
 
 // skipLOs skips the large objects of a BLOBS block: an OID and its chunks each, ended by a
 // zero OID.
-func (a *archiveReader) skipLOs() error {
+func (a *reader) skipLOs() error {
 	for {
 		// An OID above 2^31 is written as a negative int.
 		oid, err := a.readInt("large object OID")
@@ -485,7 +498,7 @@ func (a *archiveReader) skipLOs() error {
 // their payload to rows when it is not nil. It walks the chunk headers inside bufio's buffer
 // and discards what it has walked in one call, so a chunk costs a few instructions, not a
 // call, a copy or an allocation.
-func (a *archiveReader) skipChunks(rows *rowCounter) error {
+func (a *reader) skipChunks(rows *rowCounter) error {
 	hdr := 1 + a.intSize
 	for {
 		if _, err := a.br.Peek(hdr); err != nil {
@@ -530,7 +543,7 @@ func (a *archiveReader) skipChunks(rows *rowCounter) error {
 }
 
 // skipPayload consumes n bytes of chunk payload, passing them to rows when it is not nil.
-func (a *archiveReader) skipPayload(n int, rows *rowCounter) error {
+func (a *reader) skipPayload(n int, rows *rowCounter) error {
 	if rows == nil {
 		return a.skip(n)
 	}
@@ -581,20 +594,20 @@ func (c *rowCounter) rows() int64 {
 }
 
 // consume discards n bytes known to be buffered.
-func (a *archiveReader) consume(n int) {
+func (a *reader) consume(n int) {
 	a.br.Discard(n)
 	a.pos += int64(n)
 }
 
 // skip discards n bytes, reading as needed.
-func (a *archiveReader) skip(n int) error {
+func (a *reader) skip(n int) error {
 	d, err := a.br.Discard(n)
 	a.pos += int64(d)
 	return err
 }
 
 // peek returns the next n bytes without consuming them.
-func (a *archiveReader) peek(n int, what string) ([]byte, error) {
+func (a *reader) peek(n int, what string) ([]byte, error) {
 	b, err := a.br.Peek(n)
 	if err != nil {
 		return nil, a.eof(err, what)
@@ -602,7 +615,7 @@ func (a *archiveReader) peek(n int, what string) ([]byte, error) {
 	return b, nil
 }
 
-func (a *archiveReader) readByte(what string) (byte, error) {
+func (a *reader) readByte(what string) (byte, error) {
 	c, err := a.br.ReadByte()
 	if err != nil {
 		return 0, a.eof(err, what)
@@ -612,7 +625,7 @@ func (a *archiveReader) readByte(what string) (byte, error) {
 }
 
 // readInt reads an int as WriteInt writes it.
-func (a *archiveReader) readInt(what string) (int64, error) {
+func (a *reader) readInt(what string) (int64, error) {
 	b, err := a.peek(1+a.intSize, what)
 	if err != nil {
 		return 0, err
@@ -629,20 +642,20 @@ func (a *archiveReader) readInt(what string) (int64, error) {
 }
 
 // strLen reads a string's length: -1 for NULL.
-func (a *archiveReader) strLen(what string) (int, error) {
+func (a *reader) strLen(what string) (int, error) {
 	start := a.pos
 	n, err := a.readInt(what)
 	if err != nil {
 		return 0, err
 	}
-	if n < -1 || n > maxArchiveString {
+	if n < -1 || n > maxString {
 		return 0, a.malformedAt(start, fmt.Sprintf("%s: string length %d", what, n))
 	}
 	return int(n), nil
 }
 
 // readStr reads a string, keeping at most keptStringLen bytes of it.
-func (a *archiveReader) readStr(what string) (s string, null bool, err error) {
+func (a *reader) readStr(what string) (s string, null bool, err error) {
 	n, err := a.strLen(what)
 	if err != nil || n < 0 {
 		return "", n < 0, err
@@ -658,7 +671,7 @@ func (a *archiveReader) readStr(what string) (s string, null bool, err error) {
 	return s, false, nil
 }
 
-func (a *archiveReader) skipStr(what string) error {
+func (a *reader) skipStr(what string) error {
 	n, err := a.strLen(what)
 	if err != nil || n < 0 {
 		return err
@@ -671,7 +684,7 @@ func (a *archiveReader) skipStr(what string) error {
 
 // strPeek reads a string of at most max bytes and returns its bytes, valid until the next
 // read.
-func (a *archiveReader) strPeek(what string, max int) (b []byte, null bool, err error) {
+func (a *reader) strPeek(what string, max int) (b []byte, null bool, err error) {
 	start := a.pos
 	n, err := a.strLen(what)
 	if err != nil || n < 0 {
@@ -688,7 +701,7 @@ func (a *archiveReader) strPeek(what string, max int) (b []byte, null bool, err 
 }
 
 // numberStr reads a non-NULL string of decimal digits, as pg_dump writes OIDs.
-func (a *archiveReader) numberStr(what string) error {
+func (a *reader) numberStr(what string) error {
 	b, null, err := a.strPeek(what, 10)
 	if err != nil {
 		return err
@@ -701,7 +714,7 @@ func (a *archiveReader) numberStr(what string) error {
 
 // depStr reads one dependency of a TOC entry, a dump id in decimal, or the NULL that ends
 // them.
-func (a *archiveReader) depStr() (null bool, err error) {
+func (a *reader) depStr() (null bool, err error) {
 	b, null, err := a.strPeek("dependency", 10)
 	if err != nil || null {
 		return null, err
@@ -729,16 +742,16 @@ func leUint(b []byte) uint64 {
 	return v
 }
 
-// eof turns a read error while reading what into the error readArchive returns.
-func (a *archiveReader) eof(err error, what string) error {
+// eof turns a read error while reading what into the error Read returns.
+func (a *reader) eof(err error, what string) error {
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return fmt.Errorf("custom archive truncated in %s at byte %d: %w", what, a.pos, io.ErrUnexpectedEOF)
 	}
 	return fmt.Errorf("read custom archive (%s at byte %d): %w", what, a.pos, err)
 }
 
-func (a *archiveReader) malformed(detail string) error { return a.malformedAt(a.pos, detail) }
+func (a *reader) malformed(detail string) error { return a.malformedAt(a.pos, detail) }
 
-func (a *archiveReader) malformedAt(pos int64, detail string) error {
-	return fmt.Errorf("%w: %s at byte %d", errArchiveMalformed, detail, pos)
+func (a *reader) malformedAt(pos int64, detail string) error {
+	return fmt.Errorf("%w: %s at byte %d", ErrMalformed, detail, pos)
 }
