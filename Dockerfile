@@ -11,10 +11,14 @@ RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X github.com/identity-upgrade/identity-upgrade/internal/version.version=${VERSION}" \
       -o /out/identity-upgrade .
 
-# Runtime stage: pg_dump, pg_restore and psql 17 from the PostgreSQL project's apt repository
-# (PGDG). pg_dump must be at least the server's major version, and the newest client dumps every
-# older server; the repository key is checked against its published fingerprint. No USER and no
-# WORKDIR: GitHub runs container actions as root, in the workspace.
+# Runtime stage: pg_dump, pg_restore and psql of every major from 13 to 18, from the PostgreSQL
+# project's apt repository (PGDG; its main component for bookworm holds the supported majors),
+# each in /usr/lib/postgresql/<major>/bin. A run uses the client of the server's major, else the
+# oldest newer one: a newer pg_dump writes SQL an older server refuses (17's
+# transaction_timeout), so one newest client is not enough. PostgreSQL 11 and 12 servers (the
+# identity service bundles 11) get the 13 client. The repository key is checked against its
+# published fingerprint. No USER and no WORKDIR: GitHub runs container actions as root, in the
+# workspace.
 FROM debian:bookworm-slim
 ARG PGDG_KEY_FINGERPRINT=B97B0AFCAA1A47F044F244A07FCC7D46ACCC4CF8
 RUN set -eux; \
@@ -28,9 +32,15 @@ RUN set -eux; \
     echo "deb [signed-by=$key] https://apt.postgresql.org/pub/repos/apt ${VERSION_CODENAME}-pgdg main" \
       > /etc/apt/sources.list.d/pgdg.list; \
     apt-get update; \
-    apt-get install -y --no-install-recommends postgresql-client-17; \
+    apt-get install -y --no-install-recommends \
+      postgresql-client-13 postgresql-client-14 postgresql-client-15 \
+      postgresql-client-16 postgresql-client-17 postgresql-client-18; \
     apt-get purge -y --auto-remove curl gnupg; \
     rm -rf /var/lib/apt/lists/*; \
-    pg_dump --version
+    for major in 13 14 15 16 17 18; do \
+      for tool in pg_dump pg_restore psql; do \
+        "/usr/lib/postgresql/$major/bin/$tool" --version | grep -q "(PostgreSQL) $major\."; \
+      done; \
+    done
 COPY --from=build /out/identity-upgrade /usr/local/bin/identity-upgrade
 ENTRYPOINT ["/usr/local/bin/identity-upgrade"]

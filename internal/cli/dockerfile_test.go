@@ -2,7 +2,9 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -45,6 +47,10 @@ func parseDockerfile(text string) []instruction {
 
 const binary = "/usr/local/bin/identity-upgrade"
 
+// imageClientMajors are the PostgreSQL client majors the image installs: the client of a
+// server's major is chosen, else the oldest newer one (11 and 12 get 13).
+var imageClientMajors = []int{13, 14, 15, 16, 17, 18}
+
 // checkDockerfile returns what is wrong with the image the Dockerfile builds.
 func checkDockerfile(ins []instruction) []string {
 	var problems []string
@@ -56,7 +62,8 @@ func checkDockerfile(ins []instruction) []string {
 		return []string{"want a multi-stage build: a builder stage and a runtime stage"}
 	}
 	var builderName string
-	var cgoOff, trimpath, versionFlag, client, copied, entrypoint bool
+	var cgoOff, trimpath, versionFlag, copied, entrypoint bool
+	clients := map[int]bool{}
 	for _, in := range ins {
 		switch {
 		case in.cmd == "FROM" && in.stage == 0:
@@ -73,7 +80,15 @@ func checkDockerfile(ins []instruction) []string {
 		case in.cmd == "USER" || in.cmd == "WORKDIR":
 			problems = append(problems, "the runtime stage sets "+in.cmd+"; GitHub runs container actions as root in the workspace")
 		case in.cmd == "RUN":
-			client = client || strings.Contains(in.args, "apt-get install") && strings.Contains(in.args, "postgresql-client-17")
+			if strings.Contains(in.args, "apt-get install") {
+				for _, f := range strings.Fields(in.args) {
+					if n, ok := strings.CutPrefix(strings.TrimSuffix(f, ";"), "postgresql-client-"); ok {
+						if major, err := strconv.Atoi(n); err == nil {
+							clients[major] = true
+						}
+					}
+				}
+			}
 		case in.cmd == "COPY":
 			f := strings.Fields(in.args)
 			copied = copied || len(f) == 3 && builderName != "" && f[0] == "--from="+builderName && f[2] == binary
@@ -90,7 +105,7 @@ func checkDockerfile(ins []instruction) []string {
 		{cgoOff, "the builder does not set CGO_ENABLED=0 (the binary must be static)"},
 		{trimpath, "go build lacks -trimpath"},
 		{versionFlag, "go build does not set internal/version.version with -ldflags -X"},
-		{client, "the runtime stage does not apt-get install postgresql-client-17"},
+		{clientsMatch(clients), fmt.Sprintf("the runtime stage does not apt-get install exactly the clients of majors %v", imageClientMajors)},
 		{copied, "the runtime stage does not COPY --from=<builder> the binary to " + binary},
 		{entrypoint, "ENTRYPOINT is not the exec form [\"" + binary + "\"]"},
 	} {
@@ -99,6 +114,19 @@ func checkDockerfile(ins []instruction) []string {
 		}
 	}
 	return problems
+}
+
+// clientsMatch reports whether the installed client majors are exactly imageClientMajors.
+func clientsMatch(installed map[int]bool) bool {
+	if len(installed) != len(imageClientMajors) {
+		return false
+	}
+	for _, m := range imageClientMajors {
+		if !installed[m] {
+			return false
+		}
+	}
+	return true
 }
 
 func TestDockerfile(t *testing.T) {
@@ -128,7 +156,8 @@ RUN CGO_ENABLED=0 go build -trimpath \
 FROM debian:bookworm-slim
 RUN apt-get update; \
     # a comment inside a continuation
-    apt-get install -y postgresql-client-17
+    apt-get install -y postgresql-client-13 postgresql-client-14 postgresql-client-15 \
+      postgresql-client-16 postgresql-client-17 postgresql-client-18
 COPY --from=build /out/identity-upgrade /usr/local/bin/identity-upgrade
 ENTRYPOINT ["/usr/local/bin/identity-upgrade"]
 `
@@ -144,8 +173,9 @@ ENTRYPOINT ["/usr/local/bin/identity-upgrade"]
 		{"cgo", "CGO_ENABLED=0 ", "", "CGO_ENABLED=0"},
 		{"no trimpath", "-trimpath", "", "-trimpath"},
 		{"no version", "-X github.com/identity-upgrade/identity-upgrade/internal/version.version=dev", "", "version"},
-		{"no client", "postgresql-client-17", "postgresql-client", "postgresql-client-17"},
-		{"client only in a comment", "    apt-get install -y postgresql-client-17", "    # apt-get install -y postgresql-client-17\n    true", "postgresql-client-17"},
+		{"no 17 client", "postgresql-client-17 ", "", "clients of majors"},
+		{"an 11 client", "postgresql-client-18", "postgresql-client-18 postgresql-client-11", "clients of majors"},
+		{"clients only in a comment", "    apt-get install -y postgresql-client-13", "    # apt-get install -y postgresql-client-13\n    true", "clients of majors"},
 		{"binary elsewhere", "=build /out/identity-upgrade /usr/local/bin/identity-upgrade", "=build /out/identity-upgrade /identity-upgrade", "COPY"},
 		{"shell-form entrypoint", `ENTRYPOINT ["/usr/local/bin/identity-upgrade"]`, "ENTRYPOINT /usr/local/bin/identity-upgrade", "ENTRYPOINT"},
 	}
