@@ -61,12 +61,12 @@ func TestDumpCountsRows(t *testing.T) {
 			if err := tx.QueryRow(t.Context(), "SELECT pg_export_snapshot()").Scan(&snapshot); err != nil {
 				t.Fatal(err)
 			}
-			_, _, rows, err := dumpTo(t.Context(), filepath.Join(t.TempDir(), "dump"), format, snapshot, nil, env, Tools{}, 15)
+			dumped, err := dumpTo(t.Context(), dumpRequest{Path: filepath.Join(t.TempDir(), "dump"), Format: format, Snapshot: snapshot, Env: env, PgDumpMajor: 15})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !maps.Equal(rows, inDump) {
-				t.Errorf("counted in the stream: %v\nwant %v", rows, inDump)
+			if !maps.Equal(dumped.Rows, inDump) {
+				t.Errorf("counted in the stream: %v\nwant %v", dumped.Rows, inDump)
 			}
 
 			b, err := Backup(t.Context(), filepath.Join(t.TempDir(), "bundle"), BackupOptions{ConnString: db.URL(), Format: format})

@@ -138,14 +138,17 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 	if err != nil {
 		return nil, err
 	}
-	sum, size, dumped, err := dumpTo(ctx, b.DumpPath(), format, snapshot, recipients, env, opts.Tools, major)
+	dumped, err := dumpTo(ctx, dumpRequest{
+		Path: b.DumpPath(), Format: format, Snapshot: snapshot, Recipients: recipients,
+		Env: env, Tools: opts.Tools, PgDumpMajor: major,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dump database %q: %w", m.Database, err)
 	}
 	// Each table's rows are counted as the dump passes; a table whose data the dump does not
 	// hold (a partitioned table's is in its partitions), or every table when the archive's
 	// reader was pg_restore, is counted in the snapshot.
-	if b.Manifest.RowCounts, err = countTables(ctx, conn, tables, dumped); err != nil {
+	if b.Manifest.RowCounts, err = countTables(ctx, conn, tables, dumped.Rows); err != nil {
 		return nil, err
 	}
 	for _, name := range slices.Sorted(maps.Keys(opts.Extra)) {
@@ -157,7 +160,7 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 		}
 		b.Manifest.ReleaseFiles = append(b.Manifest.ReleaseFiles, name)
 	}
-	b.Manifest.SHA256, b.Manifest.SizeBytes = sum, size
+	b.Manifest.SHA256, b.Manifest.SizeBytes = dumped.SHA256, dumped.Bytes
 	b.Manifest.CreatedAt = now().UTC().Truncate(time.Second)
 	if err := writeManifest(dir, b.Manifest); err != nil {
 		return nil, fmt.Errorf("write manifest: %w", err)
@@ -183,16 +186,35 @@ func parseRecipients(list []string) ([]age.Recipient, error) {
 // which on a busy 2-core machine is measurable CPU.
 const pipeSize = 1 << 20
 
-// dumpTo runs pg_dump into path through the stream and returns the file's sha256 and size,
-// and the rows of each table, by row-count key, as the stream counted them (nil when it could
-// not).
-func dumpTo(parent context.Context, path, format, snapshot string, recipients []age.Recipient, env []string, tools Tools, pgDumpMajor int) (_ string, _ int64, rows map[string]int64, _ error) {
+// dumpRequest says what dumpTo dumps, how, and where to.
+type dumpRequest struct {
+	Path        string          // the dump file, which must not exist
+	Format      string          // FormatCustom or FormatPlain
+	Snapshot    string          // the exported snapshot pg_dump dumps
+	Recipients  []age.Recipient // the dump is encrypted to them; none: plaintext
+	Env         []string        // pg_dump's environment, which carries the connection
+	Tools       Tools
+	PgDumpMajor int // pg_dump's major version, which picks the custom archive's reader
+}
+
+// dumpResult describes the dump file dumpTo wrote.
+type dumpResult struct {
+	SHA256 string // hex of the file's sha256
+	Bytes  int64  // the file's size
+	// Rows are the rows of each table, by row-count key, as the stream counted them (nil
+	// when it could not).
+	Rows map[string]int64
+}
+
+// dumpTo runs pg_dump into req.Path through the stream and returns the file's sha256 and
+// size, and the rows the stream counted.
+func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(req.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", 0, nil, err
+		return dumpResult{}, err
 	}
 	defer f.Close()
 	hash := sha256.New()
@@ -201,9 +223,9 @@ func dumpTo(parent context.Context, path, format, snapshot string, recipients []
 
 	var ageW io.WriteCloser
 	compressed := sink
-	if len(recipients) > 0 {
-		if ageW, err = age.Encrypt(sink, recipients...); err != nil {
-			return "", 0, nil, fmt.Errorf("start encryption: %w", err)
+	if len(req.Recipients) > 0 {
+		if ageW, err = age.Encrypt(sink, req.Recipients...); err != nil {
+			return dumpResult{}, fmt.Errorf("start encryption: %w", err)
 		}
 		compressed = ageW
 	}
@@ -212,27 +234,27 @@ func dumpTo(parent context.Context, path, format, snapshot string, recipients []
 	// 700 MB dump).
 	zw, err := zstd.NewWriter(compressed, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
-		return "", 0, nil, err
+		return dumpResult{}, err
 	}
 	defer zw.Close()
 
-	args := []string{"--no-password", "--snapshot=" + snapshot}
-	if format == FormatCustom {
+	args := []string{"--no-password", "--snapshot=" + req.Snapshot}
+	if req.Format == FormatCustom {
 		args = append(args, "--format=custom", "--compress=0")
 	} else {
 		args = append(args, "--format=plain", "--clean", "--if-exists", "--no-owner", "--no-acl")
 	}
-	dump, dumpErr := command(ctx, tools.pgDump(), env, args...)
+	dump, dumpErr := command(ctx, req.Tools.pgDump(), req.Env, args...)
 	stdout, err := dump.StdoutPipe()
 	if err != nil {
-		return "", 0, nil, err
+		return dumpResult{}, err
 	}
 	if f, ok := stdout.(*os.File); ok {
 		growPipe(f)
 	}
 	dump.WaitDelay = 5 * time.Second
 	if err := dump.Start(); err != nil {
-		return "", 0, nil, fmt.Errorf("start pg_dump: %w", err)
+		return dumpResult{}, fmt.Errorf("start pg_dump: %w", err)
 	}
 	// A cancelled dump must end now, even if a child of pg_dump (a wrapper's) holds the pipe.
 	stopRead := context.AfterFunc(ctx, func() { stdout.Close() })
@@ -242,19 +264,20 @@ func dumpTo(parent context.Context, path, format, snapshot string, recipients []
 	// fails on a truncated one.
 	var verify verifier
 	out := io.Writer(zw)
-	if format == FormatCustom {
-		verify, err = startVerifier(ctx, tools.pgRestore(), pgDumpMajor)
+	if req.Format == FormatCustom {
+		verify, err = startVerifier(ctx, req.Tools.pgRestore(), req.PgDumpMajor)
 		if err != nil {
 			dump.Process.Kill()
 			dump.Wait()
-			return "", 0, nil, err
+			return dumpResult{}, err
 		}
 		out = io.MultiWriter(zw, verify)
 	}
 
 	var complete bool
+	var rows map[string]int64
 	var copyErr error
-	if format == FormatPlain {
+	if req.Format == FormatPlain {
 		// filterPlain writes a line at a time: hand the compressor large pieces.
 		w := bufio.NewWriterSize(out, 1<<20)
 		var d plainDump
@@ -278,33 +301,33 @@ func dumpTo(parent context.Context, path, format, snapshot string, recipients []
 	}
 	switch {
 	case parent.Err() != nil:
-		return "", 0, nil, fmt.Errorf("%w: stopped: %v", ErrIncomplete, context.Cause(parent))
+		return dumpResult{}, fmt.Errorf("%w: stopped: %v", ErrIncomplete, context.Cause(parent))
 	case copyErr != nil:
-		return "", 0, nil, fmt.Errorf("%w: stream: %v", ErrIncomplete, errors.Join(copyErr, verifyErr))
+		return dumpResult{}, fmt.Errorf("%w: stream: %v", ErrIncomplete, errors.Join(copyErr, verifyErr))
 	case waitErr != nil:
-		return "", 0, nil, fmt.Errorf("%w: %v", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr))
+		return dumpResult{}, fmt.Errorf("%w: %v", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr))
 	case verifyErr != nil:
-		return "", 0, nil, fmt.Errorf("%w: the archive does not read to its end: %v", ErrIncomplete, verifyErr)
-	case !complete && format == FormatPlain:
-		return "", 0, nil, fmt.Errorf("%w: pg_dump's output ended without its closing trailer %q", ErrIncomplete, strings.TrimSpace(string(dumpTrailer)))
+		return dumpResult{}, fmt.Errorf("%w: the archive does not read to its end: %v", ErrIncomplete, verifyErr)
+	case !complete && req.Format == FormatPlain:
+		return dumpResult{}, fmt.Errorf("%w: pg_dump's output ended without its closing trailer %q", ErrIncomplete, strings.TrimSpace(string(dumpTrailer)))
 	case !complete:
-		return "", 0, nil, fmt.Errorf("%w: pg_dump's output is not a custom archive", ErrIncomplete)
+		return dumpResult{}, fmt.Errorf("%w: pg_dump's output is not a custom archive", ErrIncomplete)
 	}
 	if err := zw.Close(); err != nil {
-		return "", 0, nil, fmt.Errorf("compress: %w", err)
+		return dumpResult{}, fmt.Errorf("compress: %w", err)
 	}
 	if ageW != nil {
 		if err := ageW.Close(); err != nil {
-			return "", 0, nil, fmt.Errorf("encrypt: %w", err)
+			return dumpResult{}, fmt.Errorf("encrypt: %w", err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return "", 0, nil, err
+		return dumpResult{}, err
 	}
 	if err := f.Close(); err != nil {
-		return "", 0, nil, err
+		return dumpResult{}, err
 	}
-	return hex.EncodeToString(hash.Sum(nil)), counter.n, rows, nil
+	return dumpResult{SHA256: hex.EncodeToString(hash.Sum(nil)), Bytes: counter.n, Rows: rows}, nil
 }
 
 type countWriter struct{ n int64 }
