@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds the simulated cluster's control-plane binaries from Go modules and caches them by
-# version, outside git. Idempotent: a component whose binaries are already cached is skipped.
+# version, outside git, then fetches the test world's other PostgreSQL majors into the same
+# cache (tools/postgres.sh). Idempotent: a component already cached is skipped.
 # Prints the cache directory as its last line.
 #
 #   IDENTITY_UPGRADE_TOOLS  cache directory (default: ${XDG_CACHE_HOME:-$HOME/.cache}/identity-upgrade/tools)
 #
-# First build takes about 6 minutes on 2 cores; later runs take under a second.
+# First build takes about 6 minutes on 2 cores (the PostgreSQL fetch about half a minute of
+# it); later runs take under a second.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -81,5 +83,8 @@ fi
 build kwok "$kwok_build" kwok \
 	"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${kwok_version#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${k8s_version#v}" \
 	sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+
+# PostgreSQL servers of majors 11, 13, 16, 17, 18 and Debian 13's client tools of major 17.
+IDENTITY_UPGRADE_TOOLS=$cache bash "$here/postgres.sh" >/dev/null
 
 echo "$cache"
