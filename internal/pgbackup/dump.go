@@ -301,13 +301,13 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 	}
 	switch {
 	case parent.Err() != nil:
-		return dumpResult{}, fmt.Errorf("%w: stopped: %v", ErrIncomplete, context.Cause(parent))
+		return dumpResult{}, fmt.Errorf("%w: stopped: %w", ErrIncomplete, context.Cause(parent))
 	case copyErr != nil:
-		return dumpResult{}, fmt.Errorf("%w: stream: %v", ErrIncomplete, errors.Join(copyErr, verifyErr))
+		return dumpResult{}, fmt.Errorf("%w: stream: %w", ErrIncomplete, errors.Join(copyErr, verifyErr))
 	case waitErr != nil:
-		return dumpResult{}, fmt.Errorf("%w: %v", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr))
+		return dumpResult{}, fmt.Errorf("%w: %w", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr))
 	case verifyErr != nil:
-		return dumpResult{}, fmt.Errorf("%w: the archive does not read to its end: %v", ErrIncomplete, verifyErr)
+		return dumpResult{}, fmt.Errorf("%w: the archive does not read to its end: %w", ErrIncomplete, verifyErr)
 	case !complete && req.Format == FormatPlain:
 		return dumpResult{}, fmt.Errorf("%w: pg_dump's output ended without its closing trailer %q", ErrIncomplete, strings.TrimSpace(string(dumpTrailer)))
 	case !complete:

@@ -110,18 +110,18 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	if !streamed {
 		tempDir, err := os.MkdirTemp(opts.TempDir, "identity-upgrade-restore-")
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+			return nil, fmt.Errorf("%w: %w", ErrNotStarted, err)
 		}
 		defer os.RemoveAll(tempDir)
 		archive = filepath.Join(tempDir, "dump.pgcustom")
 		f, err := os.OpenFile(archive, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+			return nil, fmt.Errorf("%w: %w", ErrNotStarted, err)
 		}
 		defer f.Close()
 		if err := decodeDump(ctx, b, identities, f); err != nil {
 			if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
-				return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+				return nil, fmt.Errorf("%w: %w", ErrNotStarted, err)
 			}
 			return refuse("%v", err)
 		}
@@ -129,7 +129,7 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 
 	conn, err := pgx.Connect(ctx, opts.ConnString)
 	if err != nil {
-		return nil, fmt.Errorf("%w: connect to database %q on %s:%d: %v", ErrNotStarted, pgcfg.Database, pgcfg.Host, pgcfg.Port, err)
+		return nil, fmt.Errorf("%w: connect to database %q on %s:%d: %w", ErrNotStarted, pgcfg.Database, pgcfg.Host, pgcfg.Port, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
@@ -330,7 +330,7 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 	var stopRestore func(abort bool) error
 	if b.Manifest.DumpFormat == FormatCustom {
 		if sql, stopRestore, err = archiveSQL(ctx, sql, env, tools); err != nil {
-			return fmt.Errorf("%w: %v", ErrNotStarted, err)
+			return fmt.Errorf("%w: %w", ErrNotStarted, err)
 		}
 	}
 
@@ -387,14 +387,14 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 	case psqlErr == nil && committed:
 		return nil
 	case ctx.Err() != nil:
-		return fmt.Errorf("%w: stopped: %v", ErrNotStarted, context.Cause(ctx))
+		return fmt.Errorf("%w: stopped: %w", ErrNotStarted, context.Cause(ctx))
 	case damage != nil:
 		return &damagedError{damage}
 	case rowsDiff != "":
 		return &damagedError{fmt.Errorf("the restored rows differ from the manifest: %s", rowsDiff)}
 	case psqlErr != nil:
 		// The transaction did not commit: nothing changed.
-		return fmt.Errorf("%w: %v", ErrNotStarted, runErr("psql", psqlErr, tail))
+		return fmt.Errorf("%w: %w", ErrNotStarted, runErr("psql", psqlErr, tail))
 	default:
 		return fmt.Errorf("%w: psql ended before the end of the dump, and nothing was committed", ErrNotStarted)
 	}
