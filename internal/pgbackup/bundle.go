@@ -45,6 +45,9 @@ type Manifest struct {
 	// Tables of the public schema are named bare, others schema.table.
 	RowCounts map[string]int64 `json:"row_counts"`
 	Schema    ManifestSchema   `json:"schema"`
+	// Content is what a later reading compares to tell whether anything was written since
+	// the backup (rows, sequences, definitions); absent in bundles made before it existed.
+	Content *ContentState `json:"content,omitempty"`
 	// Release, Revision and ChartVersion name the Helm release the database belongs to, when
 	// the backup is part of an upgrade.
 	Release      string `json:"release,omitempty"`

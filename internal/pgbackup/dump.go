@@ -115,6 +115,11 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 		return nil, err
 	}
 	m.Schema = ManifestSchema{ChangelogRows: schema.ChangelogRows, LatestChangeID: schema.LatestChangeID, MigrationVersion: schema.MigrationVersion}
+	content, err := readContentState(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	m.Content = &content
 
 	version, major, err := ClientVersion(ctx, opts.Tools.pgDump())
 	if err != nil {
