@@ -22,8 +22,9 @@ import (
 	"time"
 )
 
-// Database is one test's database on the binary's shared PostgreSQL server. The server listens
-// on 127.0.0.1 only, with scram-sha-256 password authentication on TCP.
+// Database is one test's database on one of the binary's PostgreSQL servers: the shared one
+// (Postgres) or that of another major (PostgresMajor). The server listens on 127.0.0.1 only,
+// with scram-sha-256 password authentication on TCP.
 type Database struct {
 	Host string
 	Port int
@@ -35,8 +36,15 @@ type Database struct {
 	// Owner is a non-superuser role that owns Database, as Keycloak's database user does.
 	Owner         string
 	OwnerPassword string
-	// BinDir holds the server's own binaries (initdb, pg_ctl, postgres, psql, pg_dump).
+	// BinDir holds the server's own binaries: initdb, pg_ctl and postgres, and for the shared
+	// server (the system's) also psql, pg_dump and pg_restore. The other majors' servers come
+	// without client programs: ClientBinDir names the client tools tests can use.
 	BinDir string
+	// PsqlDir holds the psql that Exec and Run use: the system's, whose plain SQL works
+	// with every major the test world offers.
+	PsqlDir string
+	// Major is the server's major version.
+	Major int
 	// ServerPID is the server's process id.
 	ServerPID int
 }
@@ -92,12 +100,18 @@ func (p Database) Run(ctx context.Context, sql string) (string, error) {
 }
 
 func (p Database) psql(ctx context.Context, database, name, password, sql string) (string, error) {
-	return psql(ctx, p.BinDir, p.Host, p.Port, database, name, password, sql)
+	return psql(ctx, p.PsqlDir, p.Host, p.Port, database, name, password, sql)
 }
 
-// PostgresServer is the shared server of one test binary.
+// PostgresServer is a server of one test binary: the shared one, or that of another major.
 type PostgresServer struct {
-	binDir        string
+	// binDir holds initdb and postgres; psqlDir the psql of the test world's own statements.
+	binDir  string
+	psqlDir string
+	// env is the server's environment beyond this process's: the library path of a server
+	// from tools/postgres.sh.
+	env           []string
+	major         int
 	dir           string
 	port          int
 	superPassword string
@@ -122,6 +136,12 @@ func Postgres(t testing.TB) Database {
 	if err != nil {
 		t.Fatalf("testworld: postgres: %v", err)
 	}
+	return srv.testDatabase(t)
+}
+
+// testDatabase creates a database for the test, dropped when it ends.
+func (srv *PostgresServer) testDatabase(t testing.TB) Database {
+	t.Helper()
 	name := fmt.Sprintf("t%d_%s", srv.databases.Add(1), sanitize(t.Name(), 40))
 	db, err := srv.CreateDatabase(context.Background(), name)
 	if err != nil {
@@ -141,7 +161,7 @@ func (s *PostgresServer) CreateDatabase(ctx context.Context, name string) (Datab
 		Host: "127.0.0.1", Port: s.port, Database: name,
 		SuperUser: pgSuperUser, SuperPassword: s.superPassword,
 		Owner: pgOwner, OwnerPassword: s.ownerPassword,
-		BinDir: s.binDir, ServerPID: s.PID(),
+		BinDir: s.binDir, PsqlDir: s.psqlDir, Major: s.major, ServerPID: s.PID(),
 	}
 	if _, err := db.psql(ctx, "postgres", pgSuperUser, s.superPassword,
 		fmt.Sprintf(`CREATE DATABASE %q OWNER %q`, name, pgOwner)); err != nil {
@@ -152,8 +172,14 @@ func (s *PostgresServer) CreateDatabase(ctx context.Context, name string) (Datab
 
 // DropDatabase drops a database, ending the sessions still connected to it.
 func (s *PostgresServer) DropDatabase(ctx context.Context, name string) error {
-	if _, err := psql(ctx, s.binDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword,
-		fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, name)); err != nil {
+	sql := fmt.Sprintf(`DROP DATABASE IF EXISTS %q WITH (FORCE)`, name)
+	if s.major < 13 {
+		// DROP DATABASE ... WITH (FORCE) is new in 13: refuse new sessions, end the others.
+		sql = fmt.Sprintf(`UPDATE pg_database SET datallowconn = false WHERE datname = '%[1]s';
+			SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '%[1]s';
+			DROP DATABASE IF EXISTS %[1]q`, name)
+	}
+	if _, err := psql(ctx, s.psqlDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword, sql); err != nil {
 		return fmt.Errorf("drop database %s: %w", name, err)
 	}
 	return nil
@@ -180,11 +206,20 @@ func PostgresBinDir() (string, error) {
 	return filepath.Dir(dirs[0]), nil
 }
 
+// StartPostgresServer starts a server from the system's binaries (PostgresBinDir), as the
+// shared server of Postgres.
 func StartPostgresServer() (*PostgresServer, error) {
 	binDir, err := PostgresBinDir()
 	if err != nil {
 		return nil, err
 	}
+	return startPostgresServer(binDir, "")
+}
+
+// startPostgresServer starts a server whose psql is in psqlDir. Its other binaries are the
+// ones in psqlDir too when tree is empty, else those of tree, a server tree of
+// tools/postgres.sh (bin, lib, share).
+func startPostgresServer(psqlDir, tree string) (*PostgresServer, error) {
 	cred, err := serverCredential()
 	if err != nil {
 		return nil, err
@@ -199,7 +234,7 @@ func StartPostgresServer() (*PostgresServer, error) {
 		return nil, err
 	}
 	s := &PostgresServer{
-		binDir: binDir, dir: dir,
+		binDir: psqlDir, psqlDir: psqlDir, dir: dir,
 		superPassword: randomHex(12), ownerPassword: randomHex(12),
 		logPath: filepath.Join(dir, "server.log"),
 	}
@@ -218,11 +253,29 @@ func StartPostgresServer() (*PostgresServer, error) {
 			return fail(err)
 		}
 	}
+	if tree != "" {
+		if cred != nil {
+			// The tools cache is in root's home, which the postgres user cannot enter, and
+			// opening root's home to other users is no fix. The server runs instead from hard
+			// links to tree's files in its own directory (copies across file systems), made
+			// after the chown above so that they stay root's: the server's user can read and
+			// run them, not change them, nothing else of the cache is open to it, and the
+			// links go with the directory.
+			run := filepath.Join(dir, "server")
+			if err := linkTree(tree, run); err != nil {
+				return fail(fmt.Errorf("link %s for the postgres user: %w", tree, err))
+			}
+			tree = run
+		}
+		s.binDir = filepath.Join(tree, "bin")
+		s.env = []string{"LD_LIBRARY_PATH=" + filepath.Join(tree, "lib")}
+	}
 	data := filepath.Join(dir, "data")
-	initdb := exec.Command(filepath.Join(binDir, "initdb"),
+	initdb := exec.Command(filepath.Join(s.binDir, "initdb"),
 		"-D", data, "-U", pgSuperUser, "--pwfile", pwfile,
 		"--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
 		"-E", "UTF8", "--no-locale", "--no-sync")
+	initdb.Env = append(os.Environ(), s.env...)
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("initdb: %w: %s", err, tail(out)))
@@ -244,11 +297,21 @@ func StartPostgresServer() (*PostgresServer, error) {
 		}
 	}
 	ctx := context.Background()
-	if _, err := psql(ctx, binDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword,
+	// The server was started with password_encryption=scram-sha-256, which a server of major
+	// 11 or 13 does not default to: the role's password is stored as a SCRAM secret.
+	if _, err := psql(ctx, s.psqlDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword,
 		fmt.Sprintf(`CREATE ROLE %q LOGIN PASSWORD '%s' NOSUPERUSER NOCREATEDB NOCREATEROLE`, pgOwner, s.ownerPassword)); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("create owner role: %w", err)
 	}
+	out, err := psql(ctx, s.psqlDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword,
+		`SELECT current_setting('server_version_num')`)
+	num, convErr := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil || convErr != nil {
+		s.Stop()
+		return nil, fmt.Errorf("read server version: %w", errors.Join(err, convErr))
+	}
+	s.major = num / 10000
 	return s, nil
 }
 
@@ -270,6 +333,7 @@ func (s *PostgresServer) start(data string, cred *syscall.Credential) error {
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), s.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGINT, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
@@ -286,7 +350,7 @@ func (s *PostgresServer) start(data string, cred *syscall.Credential) error {
 			return fmt.Errorf("postgres exited during start: %s", tail(log))
 		default:
 		}
-		_, err := psql(context.Background(), s.binDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword, "SELECT 1")
+		_, err := psql(context.Background(), s.psqlDir, "127.0.0.1", s.port, "postgres", pgSuperUser, s.superPassword, "SELECT 1")
 		if err == nil {
 			return nil
 		}

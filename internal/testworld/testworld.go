@@ -1,7 +1,8 @@
-// Package testworld starts the real parts the tests run against: a PostgreSQL server and a
-// simulated Kubernetes cluster (kube-apiserver, etcd, controller-manager and scheduler with kwok
-// nodes). Each is started once per test binary, on loopback only, and torn down when the binary
-// ends; each test gets its own database or namespace.
+// Package testworld starts the real parts the tests run against: a PostgreSQL server (and, on
+// request, one of each other major offered) and a simulated Kubernetes cluster (kube-apiserver,
+// etcd, controller-manager and scheduler with kwok nodes). Each is started once per test binary,
+// on loopback only, and torn down when the binary ends; each test gets its own database or
+// namespace.
 //
 // A package that uses the world runs its tests through Main:
 //
@@ -21,7 +22,12 @@ import (
 // cost seconds each.
 type world struct {
 	postgres lazy[*PostgresServer]
+	// majors are the servers of PostgresMajor other than the shared one, one per major.
+	majorsMu sync.Mutex
+	majors   map[int]*lazy[*PostgresServer]
 	cluster  lazy[*KubeCluster]
+	// tools is the tools cache directory (PostgresTools), looked up once.
+	tools lazy[string]
 }
 
 // lazy starts a server on first use; a failed start is remembered, not retried.
@@ -55,6 +61,15 @@ func (w *world) stop() {
 	if pg := w.postgres.v; pg != nil {
 		if err := pg.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testworld: stop postgres: %v\n", err)
+		}
+	}
+	w.majorsMu.Lock()
+	defer w.majorsMu.Unlock()
+	for major, l := range w.majors {
+		if pg := l.v; pg != nil {
+			if err := pg.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "testworld: stop postgres %d: %v\n", major, err)
+			}
 		}
 	}
 }
