@@ -1,20 +1,12 @@
 package helmrelease
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"slices"
 	"sync"
-	"time"
 
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/release"
-	"helm.sh/helm/v3/pkg/storage/driver"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -25,9 +17,6 @@ import (
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
-
-// ErrReleaseNotFound is returned when the release has no revision in the namespace.
-var ErrReleaseNotFound = errors.New("release not found")
 
 // Options says which cluster and namespace to talk to. KubeconfigData (the `kubeconfig` input's
 // content) wins over KubeconfigPath; with neither, the usual loading rules apply ($KUBECONFIG,
@@ -88,67 +77,6 @@ func New(opts Options) (*Client, error) {
 
 // Namespace is the namespace the client works in.
 func (c *Client) Namespace() string { return c.namespace }
-
-// Current returns the latest revision of the release, whatever its status.
-func (c *Client) Current(name string) (rollout.Release, error) {
-	rel, err := c.cfg.Releases.Last(name)
-	if errors.Is(err, driver.ErrReleaseNotFound) {
-		return rollout.Release{}, fmt.Errorf("release %q in namespace %q: %w", name, c.namespace, ErrReleaseNotFound)
-	}
-	if err != nil {
-		return rollout.Release{}, fmt.Errorf("read release %q: %w", name, err)
-	}
-	return fromHelm(rel), nil
-}
-
-// History returns every stored revision of the release, oldest first.
-func (c *Client) History(name string) ([]rollout.Release, error) {
-	rels, err := c.cfg.Releases.History(name)
-	if errors.Is(err, driver.ErrReleaseNotFound) || (err == nil && len(rels) == 0) {
-		return nil, fmt.Errorf("release %q in namespace %q: %w", name, c.namespace, ErrReleaseNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read history of %q: %w", name, err)
-	}
-	out := make([]rollout.Release, len(rels))
-	for i, r := range rels {
-		out[i] = fromHelm(r)
-	}
-	slices.SortFunc(out, func(a, b rollout.Release) int { return a.Revision - b.Revision })
-	return out, nil
-}
-
-// Install installs chartPath (a chart directory or .tgz) as release name with values, waiting
-// with helm's own waiter up to timeout. It is used to set up rehearsals and tests; upgrades
-// go through the pipeline, which waits with its own readiness checks.
-func (c *Client) Install(ctx context.Context, name, chartPath string, values map[string]any, timeout time.Duration) (rollout.Release, error) {
-	ch, err := LoadChart(chartPath)
-	if err != nil {
-		return rollout.Release{}, err
-	}
-	install := action.NewInstall(c.cfg)
-	install.ReleaseName = name
-	install.Namespace = c.namespace
-	install.Wait = timeout > 0
-	install.Timeout = timeout
-	rel, err := install.RunWithContext(ctx, ch, values)
-	if err != nil {
-		return rollout.Release{}, fmt.Errorf("install %q from %s: %w", name, chartPath, err)
-	}
-	return fromHelm(rel), nil
-}
-
-// LoadChart loads a chart directory or archive.
-func LoadChart(path string) (*chart.Chart, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("chart %s: %w", path, err)
-	}
-	ch, err := loader.Load(path)
-	if err != nil {
-		return nil, fmt.Errorf("load chart %s: %w", path, err)
-	}
-	return ch, nil
-}
 
 func fromHelm(r *release.Release) rollout.Release {
 	out := rollout.Release{Name: r.Name, Namespace: r.Namespace, Revision: r.Version, Manifest: r.Manifest}

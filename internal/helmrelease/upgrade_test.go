@@ -165,7 +165,7 @@ func TestOrphanRecreateUpgradeAndRollback(t *testing.T) {
 	if back.Revision != 3 || back.Status != "deployed" || back.ChartVersion != "2.1.0" {
 		t.Fatalf("rollback returned revision %d %s chart %s, want 3 deployed 2.1.0", back.Revision, back.Status, back.ChartVersion)
 	}
-	history, err := r.History("identity")
+	history, err := r.Client.History("identity")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestUnlockAfterAnInterruptedUpgrade(t *testing.T) {
 	}
 
 	// As if the run had been killed during the upgrade.
-	if err := r.SetStoredStatus("identity", 2, "pending-upgrade"); err != nil {
+	if err := r.Client.SetStoredStatus("identity", 2, "pending-upgrade"); err != nil {
 		t.Fatal(err)
 	}
 	pending, err := r.Current(ctx, "identity")
@@ -249,7 +249,7 @@ func TestUnlockAfterAnInterruptedUpgrade(t *testing.T) {
 	if cur.Revision != 2 || cur.Status != "failed" {
 		t.Fatalf("after unlock: revision %d %s, want 2 failed", cur.Revision, cur.Status)
 	}
-	desc, err := r.StoredDescription("identity", 2)
+	desc, err := r.Client.StoredDescription("identity", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +361,7 @@ func TestRollbackHookFailureDoesNotLockTheRelease(t *testing.T) {
 	if cur.Revision != 3 || cur.Status != "failed" {
 		t.Fatalf("stored revision %d %s, want 3 failed", cur.Revision, cur.Status)
 	}
-	desc, _ := r.StoredDescription("identity", 3)
+	desc, _ := r.Client.StoredDescription("identity", 3)
 	if !strings.HasPrefix(desc, "marked failed by identity-upgrade: helm left it pending-rollback") {
 		t.Errorf("description = %q", desc)
 	}
