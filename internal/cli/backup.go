@@ -100,9 +100,11 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		return ExitInvalid
 	}
 	log.InfoContext(ctx, "restoring the database", "bundle", cfg.From)
-	m, err := pgbackup.Restore(ctx, dir, pgbackup.RestoreOptions{
-		ConnString: cfg.DatabaseConnString(),
-		Identity:   cfg.BackupIdentity,
+	r, err := pgbackup.RestoreBundle(ctx, dir, pgbackup.RestoreOptions{
+		ConnString:       cfg.DatabaseConnString(),
+		Identity:         cfg.BackupIdentity,
+		Clients:          pgbackup.ClientChooser{Dir: cfg.PgBinDir},
+		AllowOlderServer: cfg.AllowOlderServer,
 	})
 	switch {
 	case pgbackup.Untouched(err):
@@ -115,6 +117,10 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		}
 		return ExitFailed
 	}
-	fmt.Fprintf(stdout, "restored %s (%s dump of %s, %d tables, taken %s)\n", cfg.From, m.DumpFormat, m.Database, len(m.RowCounts), m.CreatedAt.Format(time.RFC3339))
+	m := r.Manifest
+	fmt.Fprintf(stdout, "restored %s (%s dump of %s, PostgreSQL %s, %d tables, taken %s)\n", cfg.From, m.DumpFormat, m.Database, m.ServerVersion, len(m.RowCounts), m.CreatedAt.Format(time.RFC3339))
+	if how := r.String(); how != "" {
+		fmt.Fprintln(stdout, how)
+	}
 	return ExitOK
 }

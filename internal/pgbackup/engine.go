@@ -44,6 +44,8 @@ type Engine struct {
 	Tools   Tools
 	Clients ClientChooser
 	Now     func() time.Time
+
+	client Client // the client Inspect chose, if it did
 }
 
 var _ rollout.Databaser = (*Engine)(nil)
@@ -56,7 +58,7 @@ func (e *Engine) Inspect(ctx context.Context) (rollout.Database, error) {
 		return db, err
 	}
 	if e.Tools == (Tools{}) && client.Dir != "" {
-		e.Tools = client.Tools()
+		e.Tools, e.client = client.Tools(), client
 	}
 	return db, nil
 }
@@ -179,10 +181,19 @@ func migration(ctx context.Context, conn *pgx.Conn, m *Manifest) (string, error)
 	return "", nil
 }
 
-// Restore restores the working copy.
-func (e *Engine) Restore(ctx context.Context, bk rollout.Backup) error {
-	_, err := Restore(ctx, bk.Dir, RestoreOptions{ConnString: e.ConnString, Jobs: e.Jobs, Tools: e.Tools, TempDir: e.WorkDir})
-	return err
+// Restore restores the working copy, and says with which client tools and what it left out.
+func (e *Engine) Restore(ctx context.Context, bk rollout.Backup) (string, error) {
+	opts := RestoreOptions{ConnString: e.ConnString, Jobs: e.Jobs, Tools: e.Tools, Clients: e.Clients, TempDir: e.WorkDir}
+	if e.client.Dir != "" {
+		// Chosen again, for the target server and the dump's pg_dump: the same client, named
+		// in the report.
+		opts.Tools = Tools{}
+	}
+	r, err := RestoreBundle(ctx, bk.Dir, opts)
+	if err != nil {
+		return "", err
+	}
+	return r.String(), nil
 }
 
 // Verify checks that the database equals the backup after a restore: Keycloak's schema

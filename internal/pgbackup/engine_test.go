@@ -61,7 +61,7 @@ func TestEngineBackupDriftRestore(t *testing.T) {
 	if err := e.Verify(t.Context(), b); err == nil {
 		t.Fatal("Verify passed on a migrated database")
 	}
-	if err := e.Restore(t.Context(), b); err != nil {
+	if _, err := e.Restore(t.Context(), b); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Verify(t.Context(), b); err != nil {

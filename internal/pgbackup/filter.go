@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -34,6 +35,18 @@ type filterOptions struct {
 	// no hint bits. PostgreSQL allows it only for a table created or truncated in the same
 	// transaction, which holds for every table of a dump restored in one transaction.
 	freeze bool
+	// settings are the names of the target server's settings (pg_settings), lower case. When
+	// set, a session setting in the script's header that the server does not know (and that
+	// is not a custom setting, whose name has a dot) is dropped:
+	// a newer pg_dump writes settings an older server refuses (pg_dump 17's
+	// transaction_timeout), and they only tune the restoring session.
+	settings map[string]bool
+	// settingsAnywhere drops such settings wherever a statement starts, not only in the
+	// header: pg_dump sets default_table_access_method and the like before the objects that
+	// need them, which a server of an older major than the dump's source refuses. Only for
+	// restores into such a server (allow-older-server), since a line inside a routine's body
+	// may look the same.
+	settingsAnywhere bool
 }
 
 // plainDump is what filterPlain saw of a plain dump.
@@ -43,6 +56,20 @@ type plainDump struct {
 	// rows are the data lines (rows, in COPY text format) of each table the dump's COPY
 	// blocks load, by row-count key (tableKey).
 	rows map[string]int64
+	// dropped are the header's settings that the target server does not know, in order.
+	dropped []string
+}
+
+// headerSetting matches a session setting in a dump's header, as pg_dump writes them:
+// `SET name = value;` and `SELECT pg_catalog.set_config('name', value, false);`.
+var headerSetting = regexp.MustCompile(`^(?:SET ([A-Za-z_][A-Za-z0-9_.]*) = .*;|SELECT pg_catalog\.set_config\('([A-Za-z_][A-Za-z0-9_.]*)', .*\);)\n$`)
+
+// inHeader reports whether a whole line outside COPY data may still be part of a dump's
+// header: blank, a comment, a psql meta-command (\restrict) or a session setting. The first
+// other line is the first statement, and the header ends there.
+func inHeader(line []byte) bool {
+	t := bytes.TrimSpace(line)
+	return len(t) == 0 || bytes.HasPrefix(t, []byte("--")) || bytes.HasPrefix(t, []byte(`\`)) || headerSetting.Match(line)
 }
 
 // filterPlain copies a plain-format dump from src to dst, dropping the seed statements outside
@@ -54,6 +81,7 @@ func filterPlain(dst io.Writer, src io.Reader, opts filterOptions) (plainDump, e
 	table := ""      // the row-count key of the COPY block being read
 	inCopy := false  // inside the data of a COPY ... FROM stdin; block
 	midLine := false // the previous piece was not the end of its line
+	header := true   // no statement other than a session setting seen yet
 	for {
 		if inCopy && !midLine {
 			rows, err := copyRows(r, dst)
@@ -74,6 +102,15 @@ func filterPlain(dst io.Writer, src io.Reader, opts filterOptions) (plainDump, e
 					d.rows[table]++
 				}
 			case !whole:
+				header = false
+			case (header || opts.settingsAnywhere) && headerSetting.Match(line), header && inHeader(line):
+				if m := headerSetting.FindSubmatch(line); m != nil && opts.settings != nil {
+					name := strings.ToLower(string(m[1]) + string(m[2]))
+					// A name with a dot is a custom setting, which every server accepts.
+					if drop = !opts.settings[name] && !strings.Contains(name, "."); drop && !slices.Contains(d.dropped, name) {
+						d.dropped = append(d.dropped, name)
+					}
+				}
 			case bytes.HasPrefix(line, []byte("COPY ")) && bytes.HasSuffix(line, copyFromStdin):
 				inCopy = true
 				table = copyTable(line)
@@ -88,6 +125,7 @@ func filterPlain(dst io.Writer, src io.Reader, opts filterOptions) (plainDump, e
 			case bytes.Equal(line, dumpTrailer):
 				d.complete = true
 			default:
+				header = false
 				drop = seedLine.Match(line)
 			}
 			if !drop {

@@ -166,3 +166,61 @@ func BenchmarkFilterPlain(b *testing.B) {
 		}
 	}
 }
+
+// TestFilterPlainHeaderSettings drops the header's session settings that the target server
+// does not know, in both spellings pg_dump uses, and nothing else: a custom setting (its name
+// has a dot, and every server takes it), and a statement or COPY row that looks like a setting
+// after the header, stay.
+func TestFilterPlainHeaderSettings(t *testing.T) {
+	const dump = `--
+-- PostgreSQL database dump
+--
+
+\restrict k3y
+
+SET statement_timeout = 0;
+SET transaction_timeout = 0;
+SET client_encoding = 'UTF8';
+SELECT pg_catalog.set_config('search_path', '', false);
+SELECT pg_catalog.set_config('made_up.setting', 'x', false);
+SELECT pg_catalog.set_config('idle_session_timeout', '0', false);
+SET row_security = off;
+
+CREATE TABLE public.t (a text);
+SET transaction_timeout = 0;
+COPY public.t (a) FROM stdin;
+SET transaction_timeout = 0;
+\.
+-- PostgreSQL database dump complete
+`
+	known := map[string]bool{"statement_timeout": true, "client_encoding": true, "search_path": true, "row_security": true}
+	var out bytes.Buffer
+	d, err := filterPlain(&out, strings.NewReader(dump), filterOptions{settings: known})
+	if err != nil || !d.complete {
+		t.Fatalf("complete %v, err %v", d.complete, err)
+	}
+	if want := []string{"transaction_timeout", "idle_session_timeout"}; !slices.Equal(d.dropped, want) {
+		t.Errorf("dropped %q, want %q", d.dropped, want)
+	}
+	want := strings.Replace(strings.Replace(dump, "SET transaction_timeout = 0;\n", "", 1),
+		"SELECT pg_catalog.set_config('idle_session_timeout', '0', false);\n", "", 1)
+	if out.String() != want {
+		t.Errorf("filtered\n%s\nwant\n%s", out.String(), want)
+	}
+
+	// Into an older server, such settings go wherever a statement starts, each named once.
+	out.Reset()
+	d, err = filterPlain(&out, strings.NewReader(dump), filterOptions{settings: known, settingsAnywhere: true})
+	if err != nil || !slices.Equal(d.dropped, []string{"transaction_timeout", "idle_session_timeout"}) {
+		t.Errorf("anywhere: dropped %q, err %v", d.dropped, err)
+	}
+	if want := strings.Replace(want, "CREATE TABLE public.t (a text);\nSET transaction_timeout = 0;\n", "CREATE TABLE public.t (a text);\n", 1); out.String() != want {
+		t.Errorf("anywhere: filtered\n%s\nwant\n%s", out.String(), want)
+	}
+
+	// Without the server's settings nothing is dropped.
+	out.Reset()
+	if d, err := filterPlain(&out, strings.NewReader(dump), filterOptions{}); err != nil || len(d.dropped) > 0 || out.String() != dump {
+		t.Errorf("no settings given: dropped %q, err %v, output changed %v", d.dropped, err, out.String() != dump)
+	}
+}

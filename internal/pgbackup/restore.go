@@ -28,6 +28,10 @@ import (
 // database could not be reached).
 var ErrNotStarted = errors.New("nothing was restored")
 
+// ErrOlderServer marks a restore refused because the target server is of an older major than
+// the server the dump was taken from: such a dump may use what the older server lacks.
+var ErrOlderServer = errors.New("the target server is older than the dump's source")
+
 // Untouched reports whether a Restore error left the target database as it was.
 func Untouched(err error) bool {
 	return errors.Is(err, ErrBundleRefused) || errors.Is(err, ErrNotStarted)
@@ -44,8 +48,14 @@ type RestoreOptions struct {
 	// dump does: all or nothing, its rows checked before COMMIT. With more, pg_restore -j
 	// restores from a decoded copy of the archive (in TempDir), and a failed restore leaves
 	// the database partly restored; the remedy is to run the restore again.
-	Jobs  int
-	Tools Tools
+	Jobs int
+	// Tools are the client tools; when empty, Clients chooses them for the target server and
+	// the dump (at least the major of the pg_dump that wrote it).
+	Tools   Tools
+	Clients ClientChooser
+	// AllowOlderServer restores into a server of an older major than the dump's source
+	// (refused otherwise, with ErrOlderServer).
+	AllowOlderServer bool
 	// TempDir holds the decoded custom archive of a restore with more than one job (default
 	// os.TempDir).
 	TempDir string
@@ -77,14 +87,46 @@ const restoreSettings = "-c synchronous_commit=off"
 // checks passed; for parallel jobs the archive is decoded and checked whole first, since
 // pg_restore -j needs it as a file, and the rows are counted after.
 func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, error) {
+	r, err := RestoreBundle(ctx, dir, opts)
+	return r.Manifest, err
+}
+
+// Restored is what a restore did.
+type Restored struct {
+	Manifest *Manifest
+	// ServerVersion is the target server's version.
+	ServerVersion string
+	// Client restored, when RestoreOptions.Clients chose it.
+	Client Client
+	// DroppedSettings are the session settings of the dump's header that the target server
+	// does not know, which the restore left out.
+	DroppedSettings []string
+}
+
+// String says how the restore went, for reports: the client tools, and the settings left out.
+func (r Restored) String() string {
+	var parts []string
+	if r.Client.Dir != "" {
+		parts = append(parts, fmt.Sprintf("PostgreSQL %s client tools into server %s", r.Client.Version, r.ServerVersion))
+	}
+	if len(r.DroppedSettings) > 0 {
+		parts = append(parts, "left out settings the server does not know: "+strings.Join(r.DroppedSettings, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// RestoreBundle is Restore, saying what it did.
+func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restored, error) {
 	b, err := OpenBundle(dir)
 	if err != nil {
-		return nil, err
+		return Restored{}, err
 	}
 	m := &b.Manifest
-	refuse := func(format string, args ...any) (*Manifest, error) {
-		return nil, fmt.Errorf("%w: %s: %s", ErrBundleRefused, dir, fmt.Sprintf(format, args...))
+	res := Restored{Manifest: m}
+	refuse := func(format string, args ...any) (Restored, error) {
+		return Restored{}, fmt.Errorf("%w: %s: %s", ErrBundleRefused, dir, fmt.Sprintf(format, args...))
 	}
+	fail := func(err error) (Restored, error) { return Restored{}, err }
 	var identities []age.Identity
 	if m.Encryption == "age" {
 		if strings.TrimSpace(opts.Identity) == "" {
@@ -96,7 +138,7 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	}
 	env, pgcfg, err := connEnv(opts.ConnString)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotStarted, err)
+		return fail(fmt.Errorf("%w: %v", ErrNotStarted, err))
 	}
 	env = append(env, "PGOPTIONS="+restoreSettings)
 
@@ -110,18 +152,18 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 	if !streamed {
 		tempDir, err := os.MkdirTemp(opts.TempDir, "identity-upgrade-restore-")
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNotStarted, err)
+			return fail(fmt.Errorf("%w: %w", ErrNotStarted, err))
 		}
 		defer os.RemoveAll(tempDir)
 		archive = filepath.Join(tempDir, "dump.pgcustom")
 		f, err := os.OpenFile(archive, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNotStarted, err)
+			return fail(fmt.Errorf("%w: %w", ErrNotStarted, err))
 		}
 		defer f.Close()
 		if err := decodeDump(ctx, b, identities, f); err != nil {
 			if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
-				return nil, fmt.Errorf("%w: %w", ErrNotStarted, err)
+				return fail(fmt.Errorf("%w: %w", ErrNotStarted, err))
 			}
 			return refuse("%v", err)
 		}
@@ -129,34 +171,51 @@ func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, e
 
 	conn, err := pgx.Connect(ctx, opts.ConnString)
 	if err != nil {
-		return nil, fmt.Errorf("%w: connect to database %q on %s:%d: %w", ErrNotStarted, pgcfg.Database, pgcfg.Host, pgcfg.Port, err)
+		return fail(fmt.Errorf("%w: connect to database %q on %s:%d: %w", ErrNotStarted, pgcfg.Database, pgcfg.Host, pgcfg.Port, err))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	target, err := readTarget(ctx, conn)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrNotStarted, err))
+	}
+	res.ServerVersion = target.version
+	if source := majorOf(m.ServerVersion); target.major < source && !opts.AllowOlderServer {
+		return fail(fmt.Errorf("%w: %w: the dump is of a PostgreSQL %s server and the target is %s; restore into a server of major %d or newer, or allow it with allow-older-server",
+			ErrNotStarted, ErrOlderServer, m.ServerVersion, target.version, source))
+	}
+	tools := opts.Tools
+	if tools == (Tools{}) {
+		if res.Client, err = opts.Clients.Choose(ctx, target.major, majorOf(m.PgDumpVersion)); err != nil {
+			return fail(fmt.Errorf("%w: %w", ErrNotStarted, err))
+		}
+		tools = res.Client.Tools()
+	}
 
 	// From here on the database changes (a streamed dump's only when its transaction
 	// commits, its rows checked before).
 	if streamed {
-		err := restoreStream(ctx, b, identities, env, opts.Tools)
+		older := target.major < majorOf(m.ServerVersion)
+		res.DroppedSettings, err = restoreStream(ctx, b, identities, env, tools, filterOptions{freeze: true, settings: target.settings, settingsAnywhere: older})
 		var damaged *damagedError
 		if errors.As(err, &damaged) {
 			return refuse("%v", damaged.err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("restore %s into database %q: %w", dir, pgcfg.Database, err)
+			return fail(fmt.Errorf("restore %s into database %q: %w", dir, pgcfg.Database, err))
 		}
-		return m, nil
+		return res, nil
 	}
-	if err := restoreParallel(ctx, conn, archive, pgcfg.Database, env, jobs, opts.Tools); err != nil {
-		return nil, fmt.Errorf("restore %s into database %q: %w", dir, pgcfg.Database, err)
+	if err := restoreParallel(ctx, conn, archive, pgcfg.Database, env, jobs, tools); err != nil {
+		return fail(fmt.Errorf("restore %s into database %q: %w", dir, pgcfg.Database, err))
 	}
 	got, err := rowCounts(ctx, conn)
 	if err != nil {
-		return nil, fmt.Errorf("verify restore: %w", err)
+		return fail(fmt.Errorf("verify restore: %w", err))
 	}
 	if diff := countDiff(m.RowCounts, got); diff != "" {
-		return nil, fmt.Errorf("verify restore into database %q: row counts differ from the manifest: %s", pgcfg.Database, diff)
+		return fail(fmt.Errorf("verify restore into database %q: row counts differ from the manifest: %s", pgcfg.Database, diff))
 	}
-	return m, nil
+	return res, nil
 }
 
 // fileSum hashes and counts the raw dump file as it is read.
@@ -312,16 +371,16 @@ func (e *damagedError) Error() string { return e.err.Error() }
 // and a damaged file (a *damagedError) leaves the database as it was. The dump is read once.
 // A custom archive passes through pg_restore on the way (archiveSQL), which writes it out as
 // the SQL of a plain dump; the plain dump's filter then drops the same statements from both.
-func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, env []string, tools Tools) error {
+func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, env []string, tools Tools, filter filterOptions) (dropped []string, _ error) {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
-		return &damagedError{fmt.Errorf("dump file: %w", err)}
+		return nil, &damagedError{fmt.Errorf("dump file: %w", err)}
 	}
 	defer f.Close()
 	sum := newFileSum(f)
 	r, done, err := decoder(sum, identities)
 	if err != nil {
-		return &damagedError{blameFile(ctx, b, err)}
+		return nil, &damagedError{blameFile(ctx, b, err)}
 	}
 	defer done()
 
@@ -330,7 +389,7 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 	var stopRestore func(abort bool) error
 	if b.Manifest.DumpFormat == FormatCustom {
 		if sql, stopRestore, err = archiveSQL(ctx, sql, env, tools); err != nil {
-			return fmt.Errorf("%w: %w", ErrNotStarted, err)
+			return nil, fmt.Errorf("%w: %w", ErrNotStarted, err)
 		}
 	}
 
@@ -347,7 +406,8 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 		out := &errWriter{w: pw}
 		w := bufio.NewWriterSize(out, 1<<20)
 		io.WriteString(w, "BEGIN;\n"+cleanSQL)
-		d, err := filterPlain(w, sql, filterOptions{freeze: true})
+		d, err := filterPlain(w, sql, filter)
+		dropped = d.dropped
 		if stopRestore != nil {
 			// Whether pg_restore read the archive whole says more than what it wrote.
 			err = cmp.Or(stopRestore(err != nil || out.err != nil), err)
@@ -385,18 +445,18 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 	}
 	switch {
 	case psqlErr == nil && committed:
-		return nil
+		return dropped, nil
 	case ctx.Err() != nil:
-		return fmt.Errorf("%w: stopped: %w", ErrNotStarted, context.Cause(ctx))
+		return nil, fmt.Errorf("%w: stopped: %w", ErrNotStarted, context.Cause(ctx))
 	case damage != nil:
-		return &damagedError{damage}
+		return nil, &damagedError{damage}
 	case rowsDiff != "":
-		return &damagedError{fmt.Errorf("the restored rows differ from the manifest: %s", rowsDiff)}
+		return nil, &damagedError{fmt.Errorf("the restored rows differ from the manifest: %s", rowsDiff)}
 	case psqlErr != nil:
 		// The transaction did not commit: nothing changed.
-		return fmt.Errorf("%w: %w", ErrNotStarted, runErr("psql", psqlErr, tail))
+		return nil, fmt.Errorf("%w: %w", ErrNotStarted, runErr("psql", psqlErr, tail))
 	default:
-		return fmt.Errorf("%w: psql ended before the end of the dump, and nothing was committed", ErrNotStarted)
+		return nil, fmt.Errorf("%w: psql ended before the end of the dump, and nothing was committed", ErrNotStarted)
 	}
 }
 
@@ -521,4 +581,46 @@ func countDiff(want, got map[string]int64) string {
 		}
 	}
 	return strings.Join(diffs, "; ")
+}
+
+// target is what a restore learns of the server it restores into.
+type target struct {
+	version  string
+	major    int
+	settings map[string]bool // the names of its settings (pg_settings), lower case
+}
+
+func readTarget(ctx context.Context, conn *pgx.Conn) (target, error) {
+	var t target
+	var num int
+	if err := conn.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('server_version_num')::int`).Scan(&t.version, &num); err != nil {
+		return t, fmt.Errorf("read the server's version: %w", err)
+	}
+	t.major = num / 10000
+	rows, err := conn.Query(ctx, `SELECT lower(name) FROM pg_catalog.pg_settings`)
+	if err != nil {
+		return t, fmt.Errorf("read the server's settings: %w", err)
+	}
+	t.settings = map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return t, fmt.Errorf("read the server's settings: %w", err)
+		}
+		t.settings[name] = true
+	}
+	return t, rows.Err()
+}
+
+// majorOf is the major number of a PostgreSQL version string ("11.22" → 11, "17.6 (Debian
+// 17.6-1)" → 17), 0 when it has none.
+func majorOf(version string) int {
+	n := 0
+	for _, c := range version {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
 }

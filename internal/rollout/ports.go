@@ -164,8 +164,9 @@ type Databaser interface {
 	// Drift says how the database now differs from the backup (schema state, tables, row
 	// counts); "" means no difference was found.
 	Drift(ctx context.Context, b Backup) (string, error)
-	// Restore puts the backup's content back.
-	Restore(ctx context.Context, b Backup) error
+	// Restore puts the backup's content back and says how, for the report (the client tools,
+	// what it left out), or "".
+	Restore(ctx context.Context, b Backup) (string, error)
 	// Verify checks the database content against the backup's manifest.
 	Verify(ctx context.Context, b Backup) error
 }

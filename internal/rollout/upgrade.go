@@ -434,11 +434,15 @@ func (r *run) restoreDatabase(ctx context.Context) (string, error) {
 		}
 		r.rep.DatabaseDrift = drift
 	}
-	if err := r.p.Database.Restore(ctx, *b); err != nil {
+	how, err := r.p.Database.Restore(ctx, *b)
+	if err != nil {
 		return "", err
 	}
 	r.rep.DatabaseRestored = true
-	return "restored " + b.Location() + ": " + r.rep.DatabaseDrift, nil
+	if how != "" {
+		how = " (" + how + ")"
+	}
+	return "restored " + b.Location() + how + ": " + r.rep.DatabaseDrift, nil
 }
 
 // rollbackAttempts is how many rollbacks are tried when each fails on a concurrent change.

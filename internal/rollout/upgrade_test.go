@@ -144,9 +144,9 @@ func (w *world) Drift(ctx context.Context, b rollout.Backup) (string, error) {
 	w.call(ctx, "drift")
 	return w.drift, nil
 }
-func (w *world) Restore(ctx context.Context, b rollout.Backup) error {
+func (w *world) Restore(ctx context.Context, b rollout.Backup) (string, error) {
 	w.call(ctx, "restore")
-	return w.restoreErr
+	return "", w.restoreErr
 }
 func (w *world) Verify(ctx context.Context, b rollout.Backup) error {
 	w.call(ctx, "verify")
