@@ -78,208 +78,312 @@ func (w *Waiter) Wait(ctx context.Context, req rollout.WaitRequest) error {
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	wt := &waiting{
+		w:            w,
+		req:          req,
+		log:          log,
+		start:        start,
+		st:           &state{resources: resources, stores: make([]cache.Store, len(resources)), pods: map[string]cache.Store{}, seen: restarts{}},
+		done:         runCtx.Done(),
+		kick:         make(chan struct{}, 1),
+		podEvents:    make(chan *corev1.Pod, 256),
+		probeStart:   make(chan struct{}),
+		probeResults: make(chan probeResult),
+		lagging:      map[*resource]bool{},
+	}
 	defer func() {
 		cancel()
-		wg.Wait()
+		wt.wg.Wait()
 	}()
+	if err := wt.watch(runCtx); err != nil {
+		return err
+	}
+	if req.Timeout > 0 {
+		t := time.NewTimer(req.Timeout)
+		defer t.Stop()
+		wt.timeout = t.C
+	}
+	if err := wt.sync(ctx); err != nil {
+		return err
+	}
+	log.Debug("watching", "resources", len(resources), "after", time.Since(start))
+	if req.ProbeURL != "" {
+		wt.wg.Go(func() { w.prober(runCtx, req.ProbeURL, wt.probeStart, wt.probeResults) })
+	}
+	return wt.loop(ctx)
+}
 
-	kick := make(chan struct{}, 1)
-	notify := func() {
+// waiting is one call of Wait: its watches and the channels they report on, its timers, and how
+// far the release has got (all resources ready, the probe passing, the stability window).
+type waiting struct {
+	w     *Waiter
+	req   rollout.WaitRequest
+	log   *slog.Logger
+	start time.Time
+	st    *state
+
+	// done is closed when Wait returns; the informers, the sync and the prober stop then, and
+	// Wait waits for them with wg.
+	done      <-chan struct{}
+	wg        sync.WaitGroup
+	synced    []cache.InformerSynced
+	watchErrs lastError
+
+	kick         chan struct{}    // a watched object changed, or a pod was deleted
+	podEvents    chan *corev1.Pod // a pod was added or updated
+	probeStart   chan struct{}    // closed once all resources are first ready
+	probeResults chan probeResult
+
+	timeout     <-chan time.Time // nil without req.Timeout
+	safety      *time.Ticker
+	windowTimer *time.Timer
+
+	inWindow     bool
+	windowEnd    time.Time
+	lagging      map[*resource]bool // workloads seen in the window with a status behind their pods
+	probeStarted bool
+	probeOK      bool
+	probeErr     error // the last failed probe, for a timeout's message
+}
+
+// notify asks the loop to evaluate again; one pending request is enough.
+func (wt *waiting) notify() {
+	select {
+	case wt.kick <- struct{}{}:
+	default:
+	}
+}
+
+// sendPod passes an added or updated pod to the loop, which checks it for a decisive signal.
+func (wt *waiting) sendPod(obj any) {
+	if pod, ok := obj.(*corev1.Pod); ok {
 		select {
-		case kick <- struct{}{}:
-		default:
+		case wt.podEvents <- pod:
+		case <-wt.done:
 		}
 	}
-	podEvents := make(chan *corev1.Pod, 256)
-	watchErrs := &lastError{}
+}
 
-	var informersSynced []cache.InformerSynced
-	run := func(name string, inf cache.SharedIndexInformer) {
-		_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-			watchErrs.set(fmt.Errorf("watch %s: %w", name, err))
-			log.Debug("watch error", "what", name, "err", err)
-		})
-		informersSynced = append(informersSynced, inf.HasSynced)
-		wg.Go(func() { inf.RunWithContext(runCtx) })
-	}
-
-	st := &state{resources: resources, stores: make([]cache.Store, len(resources)), pods: map[string]cache.Store{}, seen: restarts{}}
-	for i, r := range resources {
-		inf := dynamicinformer.NewFilteredDynamicInformer(w.Dynamic, r.gvr, r.namespace, 0, cache.Indexers{},
+// watch starts, until ctx ends, an informer on each resource of the manifest and one on the
+// pods of each namespace that has a workload.
+func (wt *waiting) watch(ctx context.Context) error {
+	st := wt.st
+	for i, r := range st.resources {
+		inf := dynamicinformer.NewFilteredDynamicInformer(wt.w.Dynamic, r.gvr, r.namespace, 0, cache.Indexers{},
 			func(o *metav1.ListOptions) {
 				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", r.name).String()
 			},
 		).Informer()
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { notify() },
-			UpdateFunc: func(any, any) { notify() },
-			DeleteFunc: func(any) { notify() },
+			AddFunc:    func(any) { wt.notify() },
+			UpdateFunc: func(any, any) { wt.notify() },
+			DeleteFunc: func(any) { wt.notify() },
 		}); err != nil {
 			return fmt.Errorf("wait for readiness: watch %s: %w", r.id(), err)
 		}
 		st.stores[i] = inf.GetStore()
-		run(r.id(), inf)
+		wt.run(ctx, r.id(), inf)
 	}
-	for _, r := range resources {
+	for _, r := range st.resources {
 		if !r.workload() || st.pods[r.namespace] != nil {
 			continue
 		}
-		inf := informers.NewSharedInformerFactoryWithOptions(w.Client, 0, informers.WithNamespace(r.namespace)).Core().V1().Pods().Informer()
-		send := func(obj any) {
-			if pod, ok := obj.(*corev1.Pod); ok {
-				select {
-				case podEvents <- pod:
-				case <-runCtx.Done():
-				}
-			}
-		}
+		inf := informers.NewSharedInformerFactoryWithOptions(wt.w.Client, 0, informers.WithNamespace(r.namespace)).Core().V1().Pods().Informer()
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    send,
-			UpdateFunc: func(_, obj any) { send(obj) },
-			DeleteFunc: func(any) { notify() },
+			AddFunc:    wt.sendPod,
+			UpdateFunc: func(_, obj any) { wt.sendPod(obj) },
+			DeleteFunc: func(any) { wt.notify() },
 		}); err != nil {
 			return fmt.Errorf("wait for readiness: watch pods in %s: %w", r.namespace, err)
 		}
 		st.pods[r.namespace] = inf.GetStore()
-		run("pods in "+r.namespace, inf)
+		wt.run(ctx, "pods in "+r.namespace, inf)
 	}
+	return nil
+}
 
-	var timeout <-chan time.Time
-	if req.Timeout > 0 {
-		t := time.NewTimer(req.Timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
+// run runs an informer until ctx ends, keeping its latest watch error for a timeout's message.
+func (wt *waiting) run(ctx context.Context, name string, inf cache.SharedIndexInformer) {
+	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		wt.watchErrs.set(fmt.Errorf("watch %s: %w", name, err))
+		wt.log.Debug("watch error", "what", name, "err", err)
+	})
+	wt.synced = append(wt.synced, inf.HasSynced)
+	wt.wg.Go(func() { inf.RunWithContext(ctx) })
+}
+
+// sync waits until every informer has listed its objects, or ctx ends, or the timeout expires.
+func (wt *waiting) sync(ctx context.Context) error {
 	synced := make(chan struct{})
-	wg.Go(func() {
-		if cache.WaitForCacheSync(runCtx.Done(), informersSynced...) {
+	wt.wg.Go(func() {
+		if cache.WaitForCacheSync(wt.done, wt.synced...) {
 			close(synced)
 		}
 	})
 	select {
 	case <-synced:
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("wait for readiness: %w", ctx.Err())
-	case <-timeout:
-		msg := fmt.Sprintf("the watches did not sync within %s", req.Timeout)
-		if err := watchErrs.get(); err != nil {
+	case <-wt.timeout:
+		msg := fmt.Sprintf("the watches did not sync within %s", wt.req.Timeout)
+		if err := wt.watchErrs.get(); err != nil {
 			msg += ": " + err.Error()
 		}
-		return &rollout.NotReady{Reason: "Timeout", Message: msg, After: time.Since(start)}
+		return &rollout.NotReady{Reason: "Timeout", Message: msg, After: time.Since(wt.start)}
 	}
-	log.Debug("watching", "resources", len(resources), "after", time.Since(start))
+}
 
-	probeStart := make(chan struct{})
-	probeResults := make(chan probeResult)
-	if req.ProbeURL != "" {
-		wg.Go(func() { w.prober(runCtx, req.ProbeURL, probeStart, probeResults) })
-	}
-	safety := time.NewTicker(safetyTick)
-	defer safety.Stop()
-	windowTimer := time.NewTimer(time.Hour)
-	windowTimer.Stop()
-	defer windowTimer.Stop()
-
-	lagging := map[*resource]bool{}
-	var (
-		inWindow     bool
-		windowEnd    time.Time
-		probeStarted bool
-		probeOK      bool
-		probeErr     error
-	)
-	fail := func(nr *rollout.NotReady, sig *podSignal, namespace string) error {
-		nr.InWindow = inWindow
-		if sig != nil && sig.container != "" {
-			nr.Logs = w.containerLogs(ctx, namespace, nr.Pod, *sig, req.LogLines)
-		}
-		nr.After = time.Since(start)
-		log.Info("not ready", "resource", nr.Resource, "pod", nr.Pod, "container", nr.Container,
-			"reason", nr.Reason, "message", nr.Message, "in_window", nr.InWindow, "after", nr.After)
-		return nr
-	}
-
+// loop steps until the wait is decided.
+func (wt *waiting) loop(ctx context.Context) error {
+	wt.safety = time.NewTicker(safetyTick)
+	defer wt.safety.Stop()
+	wt.windowTimer = time.NewTimer(time.Hour)
+	wt.windowTimer.Stop()
+	defer wt.windowTimer.Stop()
 	for {
-		ev := st.evaluate(log)
-		if ev.failed != nil {
-			return fail(ev.failed, ev.signal, ev.namespace)
-		}
-		now := time.Now()
-		switch {
-		case inWindow && ev.pending != nil:
-			// The workload's status can run ahead of the pod cache: a crashed pod explains
-			// the drop better than the drop itself, so ask the API server for its pods.
-			nr, sig, ns, steady := w.freshPods(ctx, st, ev.pending.res)
-			if nr != nil {
-				return fail(nr, sig, ns)
-			}
-			if !steady {
-				return fail(&rollout.NotReady{
-					Resource: ev.pending.res.id(), Reason: "NotReadyAgain",
-					Message: fmt.Sprintf("%s again: %s", ev.pending.status, ev.pending.message),
-				}, nil, "")
-			}
-			// The status went back while its pods did not: a controller publishing a status
-			// computed from a stale cache (seen right after a StatefulSet was re-created).
-			// The window goes on; it ends only once the status is current again.
-			if !lagging[ev.pending.res] {
-				lagging[ev.pending.res] = true
-				log.Info("status behind its pods, which are all still ready; waiting for it", "resource", ev.pending.res.id(),
-					"status", ev.pending.status, "message", ev.pending.message)
-			}
-		case inWindow && !now.Before(windowEnd):
-			if req.ProbeURL != "" {
-				pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
-				err := w.probe(pctx, req.ProbeURL)
-				pcancel()
-				if ctx.Err() != nil {
-					return fmt.Errorf("wait for readiness: %w", ctx.Err())
-				}
-				if err != nil {
-					return fail(&rollout.NotReady{Resource: "probe " + req.ProbeURL, Reason: "ProbeFailed", Message: err.Error()}, nil, "")
-				}
-			}
-			log.Info("ready", "resources", len(resources), "window", req.StabilityWindow, "after", time.Since(start))
-			return nil
-		case !inWindow && ev.pending == nil:
-			if req.ProbeURL != "" && !probeStarted {
-				probeStarted = true
-				close(probeStart)
-			}
-			if req.ProbeURL == "" || probeOK {
-				inWindow = true
-				st.windowPods = st.readyPods()
-				windowEnd = now.Add(req.StabilityWindow)
-				windowTimer.Reset(req.StabilityWindow)
-				log.Info("all resources ready; stability window", "window", req.StabilityWindow, "after", time.Since(start))
-				continue
-			}
-		}
-
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for readiness: %w", ctx.Err())
-		case <-timeout:
-			return fail(st.timedOut(req, inWindow, probeErr), nil, "")
-		case <-kick:
-		case pod := <-podEvents:
-			if nr, sig, ns := st.checkPod(pod); nr != nil {
-				return fail(nr, sig, ns)
-			}
-		case r := <-probeResults:
-			probeOK = r.err == nil
-			if r.err != nil {
-				probeErr = r.err
-				log.Debug("probe failed", "url", req.ProbeURL, "err", r.err)
-				if inWindow {
-					return fail(&rollout.NotReady{Resource: "probe " + req.ProbeURL, Reason: "ProbeFailed", Message: r.err.Error()}, nil, "")
-				}
-			}
-		case <-windowTimer.C:
-		case <-safety.C:
+		if done, err := wt.step(ctx); done {
+			return err
 		}
 	}
+}
+
+// step evaluates every resource and pod once and acts on the outcome: a decisive signal fails
+// the wait; a workload no longer Current inside the window is rechecked; a window that ran its
+// course ends it; all resources Current start the probe and the window. Then, unless the window
+// has just started, it awaits the next event. done reports that the wait is decided; err is
+// then nil when the release is ready.
+func (wt *waiting) step(ctx context.Context) (done bool, err error) {
+	ev := wt.st.evaluate(wt.log)
+	if ev.failed != nil {
+		return true, wt.fail(ctx, ev.failed, ev.signal, ev.namespace)
+	}
+	now := time.Now()
+	switch {
+	case wt.inWindow && ev.pending != nil:
+		if err := wt.recheck(ctx, ev.pending); err != nil {
+			return true, err
+		}
+	case wt.inWindow && !now.Before(wt.windowEnd):
+		return true, wt.endWindow(ctx)
+	case !wt.inWindow && ev.pending == nil:
+		if wt.startWindow(now) {
+			return false, nil
+		}
+	}
+	if err := wt.await(ctx); err != nil {
+		return true, err
+	}
+	return false, nil
+}
+
+// recheck is called when resource p is no longer Current inside the window. It fails the wait
+// unless the workload's pods are still those of the window's start, all ready: then only its
+// status is behind, and the window goes on.
+func (wt *waiting) recheck(ctx context.Context, p *pending) error {
+	// The workload's status can run ahead of the pod cache: a crashed pod explains
+	// the drop better than the drop itself, so ask the API server for its pods.
+	nr, sig, ns, steady := wt.w.freshPods(ctx, wt.st, p.res)
+	if nr != nil {
+		return wt.fail(ctx, nr, sig, ns)
+	}
+	if !steady {
+		return wt.fail(ctx, &rollout.NotReady{
+			Resource: p.res.id(), Reason: "NotReadyAgain",
+			Message: fmt.Sprintf("%s again: %s", p.status, p.message),
+		}, nil, "")
+	}
+	// The status went back while its pods did not: a controller publishing a status
+	// computed from a stale cache (seen right after a StatefulSet was re-created).
+	// The window goes on; it ends only once the status is current again.
+	if !wt.lagging[p.res] {
+		wt.lagging[p.res] = true
+		wt.log.Info("status behind its pods, which are all still ready; waiting for it", "resource", p.res.id(),
+			"status", p.status, "message", p.message)
+	}
+	return nil
+}
+
+// endWindow ends a stability window that ran its course with every resource Current: the
+// release is ready once the probe, if any, passes one last time.
+func (wt *waiting) endWindow(ctx context.Context) error {
+	req := wt.req
+	if req.ProbeURL != "" {
+		pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
+		err := wt.w.probe(pctx, req.ProbeURL)
+		pcancel()
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait for readiness: %w", ctx.Err())
+		}
+		if err != nil {
+			return wt.fail(ctx, &rollout.NotReady{Resource: "probe " + req.ProbeURL, Reason: "ProbeFailed", Message: err.Error()}, nil, "")
+		}
+	}
+	wt.log.Info("ready", "resources", len(wt.st.resources), "window", req.StabilityWindow, "after", time.Since(wt.start))
+	return nil
+}
+
+// startWindow is called when every resource is Current outside the window: it starts the
+// prober, when there is a probe URL, and the stability window once the probe has passed (at
+// once without one). It reports whether the window started.
+func (wt *waiting) startWindow(now time.Time) bool {
+	req := wt.req
+	if req.ProbeURL != "" && !wt.probeStarted {
+		wt.probeStarted = true
+		close(wt.probeStart)
+	}
+	if req.ProbeURL == "" || wt.probeOK {
+		wt.inWindow = true
+		wt.st.windowPods = wt.st.readyPods()
+		wt.windowEnd = now.Add(req.StabilityWindow)
+		wt.windowTimer.Reset(req.StabilityWindow)
+		wt.log.Info("all resources ready; stability window", "window", req.StabilityWindow, "after", time.Since(wt.start))
+		return true
+	}
+	return false
+}
+
+// await waits for the next thing that may change the evaluation: a watch event, a pod, a probe
+// result, the end of the window or the safety tick. It returns an error when that decides the
+// wait: ctx ends, the timeout expires, a pod shows a decisive signal, or the probe fails inside
+// the window.
+func (wt *waiting) await(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("wait for readiness: %w", ctx.Err())
+	case <-wt.timeout:
+		return wt.fail(ctx, wt.st.timedOut(wt.req, wt.inWindow, wt.probeErr), nil, "")
+	case <-wt.kick:
+	case pod := <-wt.podEvents:
+		if nr, sig, ns := wt.st.checkPod(pod); nr != nil {
+			return wt.fail(ctx, nr, sig, ns)
+		}
+	case r := <-wt.probeResults:
+		wt.probeOK = r.err == nil
+		if r.err != nil {
+			wt.probeErr = r.err
+			wt.log.Debug("probe failed", "url", wt.req.ProbeURL, "err", r.err)
+			if wt.inWindow {
+				return wt.fail(ctx, &rollout.NotReady{Resource: "probe " + wt.req.ProbeURL, Reason: "ProbeFailed", Message: r.err.Error()}, nil, "")
+			}
+		}
+	case <-wt.windowTimer.C:
+	case <-wt.safety.C:
+	}
+	return nil
+}
+
+// fail completes nr (whether in the window, when, and for a pod's signal sig in namespace the
+// failing container's last log lines), logs it and returns it.
+func (wt *waiting) fail(ctx context.Context, nr *rollout.NotReady, sig *podSignal, namespace string) error {
+	nr.InWindow = wt.inWindow
+	if sig != nil && sig.container != "" {
+		nr.Logs = wt.w.containerLogs(ctx, namespace, nr.Pod, *sig, wt.req.LogLines)
+	}
+	nr.After = time.Since(wt.start)
+	wt.log.Info("not ready", "resource", nr.Resource, "pod", nr.Pod, "container", nr.Container,
+		"reason", nr.Reason, "message", nr.Message, "in_window", nr.InWindow, "after", nr.After)
+	return nr
 }
 
 // state is what the wait knows: the resources, their watched objects and the pods.
