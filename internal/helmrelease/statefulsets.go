@@ -3,6 +3,7 @@ package helmrelease
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // OrphanStatefulSets deletes the named StatefulSets of the client's namespace with propagation
@@ -44,7 +46,7 @@ func (c *Client) OrphanStatefulSets(ctx context.Context, names []string) error {
 			continue
 		}
 		// Gone means not found, or found with another UID (someone created it again).
-		err := poll(ctx, func(ctx context.Context) (bool, error) {
+		err := pollBackoff().Until(ctx, true, true, func(ctx context.Context) (bool, error) {
 			sts, err := sets.Get(ctx, name, metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return true, nil
@@ -54,6 +56,9 @@ func (c *Client) OrphanStatefulSets(ctx context.Context, names []string) error {
 			}
 			return sts.UID != uid, nil
 		})
+		if err != nil && err == ctx.Err() {
+			err = context.Cause(ctx)
+		}
 		if err != nil {
 			return fmt.Errorf("wait for StatefulSet %s to be deleted: %w", name, err)
 		}
@@ -120,22 +125,9 @@ func ordinalPod(statefulset, pod string) bool {
 	return true
 }
 
-// poll calls done with a backoff from 50 ms to 1 s until it returns true or an error, or ctx
-// ends. (wait.Backoff's Cap ends the steps when reached, so it cannot poll until ctx ends.)
-func poll(ctx context.Context, done func(context.Context) (bool, error)) error {
-	delay := 50 * time.Millisecond
-	for {
-		ok, err := done(ctx)
-		if err != nil || ok {
-			return err
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return context.Cause(ctx)
-		case <-t.C:
-		}
-		delay = min(delay*3/2, time.Second)
-	}
+// pollBackoff is the interval of a poll: from 50 ms, growing by half each time, to 1 s, then
+// 1 s until the condition is met or ctx ends. (Once Cap is reached, DelayFunc keeps returning
+// it; wait.ExponentialBackoff would stop there instead.)
+func pollBackoff() wait.DelayFunc {
+	return wait.Backoff{Duration: 50 * time.Millisecond, Factor: 1.5, Cap: time.Second, Steps: math.MaxInt}.DelayFunc()
 }

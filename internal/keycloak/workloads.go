@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
@@ -296,39 +298,33 @@ func (w Workloads) specSelector(ctx context.Context, namespace string, t rollout
 
 // waitNoPods polls, with a growing interval, until no pod of the selector remains.
 func (w Workloads) waitNoPods(ctx context.Context, namespace string, t rollout.Scaled, sel labels.Selector) error {
-	const maxInterval = 2 * time.Second
-	interval := 100 * time.Millisecond
 	start := time.Now()
 	var remaining []string
 	var lastErr error
-	for {
+	// 100 ms, doubling up to 2 s; past the cap every interval is 2 s, until ctx ends.
+	interval := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Cap: 2 * time.Second, Steps: math.MaxInt}
+	err := interval.DelayFunc().Until(ctx, true, true, func(ctx context.Context) (bool, error) {
 		pods, err := w.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-		if err == nil {
-			remaining = remaining[:0]
-			for _, p := range pods.Items {
-				remaining = append(remaining, p.Name)
-			}
-			if len(remaining) == 0 {
-				w.log().Info("pods gone", "workload", t.Kind+"/"+t.Name, "namespace", namespace, "after", time.Since(start).Round(time.Millisecond))
-				return nil
-			}
-			lastErr = nil
-		} else {
+		if err != nil {
 			lastErr = err
+			return false, nil
 		}
-		timer := time.NewTimer(interval)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			cause := context.Cause(ctx)
-			if lastErr != nil {
-				cause = errors.Join(cause, lastErr)
-			}
-			slices.Sort(remaining)
-			return fmt.Errorf("wait for the pods of %s/%s to go (%d remain: %s) after %s: %w",
-				t.Kind, t.Name, len(remaining), strings.Join(remaining, ", "), time.Since(start).Round(time.Second), cause)
-		case <-timer.C:
+		remaining = remaining[:0]
+		for _, p := range pods.Items {
+			remaining = append(remaining, p.Name)
 		}
-		interval = min(interval*2, maxInterval)
+		lastErr = nil
+		return len(remaining) == 0, nil
+	})
+	if err == nil {
+		w.log().Info("pods gone", "workload", t.Kind+"/"+t.Name, "namespace", namespace, "after", time.Since(start).Round(time.Millisecond))
+		return nil
 	}
+	cause := context.Cause(ctx)
+	if lastErr != nil {
+		cause = errors.Join(cause, lastErr)
+	}
+	slices.Sort(remaining)
+	return fmt.Errorf("wait for the pods of %s/%s to go (%d remain: %s) after %s: %w",
+		t.Kind, t.Name, len(remaining), strings.Join(remaining, ", "), time.Since(start).Round(time.Second), cause)
 }
