@@ -10,6 +10,7 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/readiness"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -23,8 +24,19 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 	}
 	releases := helmrelease.Renderer{Client: client, Spec: upgradeSpec(cfg)}
 	db := pgbackup.Inspector{ConnString: cfg.DatabaseConnString(), Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}}
-	plan, err := rollout.MakePlan(ctx, releases, db, rollout.PlanRequest{
+	restConfig, err := client.RESTConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
+		return ExitInvalid
+	}
+	waiter, err := readiness.New(restConfig, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
+		return ExitInvalid
+	}
+	plan, err := rollout.MakePlan(ctx, releases, db, waiter, rollout.PlanRequest{
 		Release:              cfg.ReleaseName,
+		Namespace:            client.Namespace(),
 		RecreateStatefulSets: cfg.RecreateStatefulSets,
 		RollbackHooks:        cfg.RollbackHooks,
 		UnlockPending:        cfg.UnlockPending,

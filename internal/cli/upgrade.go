@@ -76,11 +76,11 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 	rep := p.Upgrade(ctx, rollout.UpgradeRequest{
 		PlanRequest: rollout.PlanRequest{
 			Release:              cfg.ReleaseName,
+			Namespace:            client.Namespace(),
 			RecreateStatefulSets: cfg.RecreateStatefulSets,
 			RollbackHooks:        cfg.RollbackHooks,
 			UnlockPending:        cfg.UnlockPending,
 		},
-		Namespace:          client.Namespace(),
 		BackupName:         cfg.BackupName,
 		Timeout:            cfg.Timeout,
 		StabilityWindow:    cfg.StabilityWindow,

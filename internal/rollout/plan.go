@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 )
 
 // Sentinel errors the preflight refuses with; callers branch on them with errors.Is.
@@ -13,6 +14,7 @@ var (
 	ErrReleasePending  = errors.New("release has an operation in progress")
 	ErrImmutableChange = errors.New("upgrade changes immutable fields")
 	ErrPgDumpTooOld    = errors.New("pg_dump is older than the database server")
+	ErrBrokenNoop      = errors.New("the release already renders the target but is not ready")
 )
 
 // ReleaseReader is the read-only side of the Helm release: what exists and what an upgrade
@@ -24,6 +26,9 @@ type ReleaseReader interface {
 	Render(ctx context.Context, name string) (Release, error)
 	// Diff lists the resources that differ between two revisions' manifests.
 	Diff(current, target Release) ([]Change, error)
+	// Deployed returns the newest revision whose status is deployed: the one running when the
+	// latest revision failed or was unlocked.
+	Deployed(ctx context.Context, name string) (Release, error)
 }
 
 // DatabaseInspector reads the database facts the preflight records.
@@ -33,7 +38,8 @@ type DatabaseInspector interface {
 
 // PlanRequest is the part of the configuration the preflight needs.
 type PlanRequest struct {
-	Release string
+	Release   string
+	Namespace string
 	// RecreateStatefulSets is "never" or "orphan" (the recreate-statefulsets input).
 	RecreateStatefulSets string
 	// RollbackHooks is "auto", "run" or "skip" (the rollback-hooks input).
@@ -45,8 +51,13 @@ type PlanRequest struct {
 // Plan is the outcome of the preflight: the state found, what the upgrade would change, and
 // the reasons it would be refused, if any.
 type Plan struct {
-	Request  PlanRequest
+	Request PlanRequest
+	// Current is the revision to return to on failure, the one the plan is made against:
+	// the latest revision when it is deployed, else the newest deployed one (what helm
+	// upgrades from too). Latest is the latest revision when it is not Current (failed,
+	// pending, superseded by a rollback...), else zero.
 	Current  Release
+	Latest   Release
 	Target   Release
 	Changes  []Change
 	Database Database
@@ -55,25 +66,46 @@ type Plan struct {
 	SkippedRollbackHooks []Hook
 	// Refusals are the reasons the upgrade would not start; each wraps a sentinel error.
 	Refusals []error
+	// Noop: Current is the latest revision, renders the target, and its workloads were ready
+	// when the plan was made: there is nothing to do.
+	Noop bool
 }
 
 // Refused reports whether the preflight would refuse the upgrade.
 func (p Plan) Refused() bool { return len(p.Refusals) > 0 }
 
-// MakePlan runs the read-only preflight. An error means a fact could not be read (cluster or
-// database unreachable, release missing); refusals are collected in the plan.
-func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, req PlanRequest) (Plan, error) {
+// noopCheck is the readiness pass that tells "nothing to do" from "renders the target but
+// broken": a short wait with a short stability window, so a crash-looping pod is seen.
+var noopCheck = WaitRequest{Timeout: time.Minute, StabilityWindow: 5 * time.Second}
+
+// MakePlan is the one planning function, used by plan, by a dry run and by the run itself, so
+// the three agree. It first decides the revision to return to (Current: the latest revision
+// when deployed, else the newest deployed one), then computes everything against it: the
+// target's changes, the refusals for immutable fields, the rollback hooks skipped, and whether
+// there is nothing to do (the latest revision is Current, renders the target, and is ready now;
+// ready may be nil when no readiness pass is possible, and then it is never nothing to do). An
+// error means a fact could not be read (cluster or database unreachable, release missing);
+// refusals are collected in the plan.
+func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, ready Waiter, req PlanRequest) (Plan, error) {
 	p := Plan{Request: req}
-	var err error
-	p.Current, err = rel.Current(ctx, req.Release)
+	latest, err := rel.Current(ctx, req.Release)
 	if err != nil {
 		return p, err
 	}
-	if p.Current.Pending() && !req.UnlockPending {
+	p.Current = latest
+	if latest.Pending() && !req.UnlockPending {
 		p.Refusals = append(p.Refusals, fmt.Errorf("%w: release %q is %s at revision %d (a killed run leaves it so, and helm refuses every later operation); "+
 			"set unlock-pending: true to mark that revision failed and continue, as Flux does",
-			ErrReleasePending, req.Release, p.Current.Status, p.Current.Revision))
+			ErrReleasePending, req.Release, latest.Status, latest.Revision))
 	} else {
+		if latest.Status != "deployed" {
+			// The revision to return to must be one that ran, never a failed or unlocked one.
+			p.Latest = latest
+			if p.Current, err = rel.Deployed(ctx, req.Release); err != nil {
+				return p, fmt.Errorf("the latest revision %d of %q is %s, and no deployed revision to return to was found: %w",
+					latest.Revision, req.Release, latest.Status, err)
+			}
+		}
 		p.Target, err = rel.Render(ctx, req.Release)
 		if err != nil {
 			return p, err
@@ -109,6 +141,20 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, req 
 		p.Refusals = append(p.Refusals, fmt.Errorf("%w: pg_dump %s cannot dump a PostgreSQL %s server; install pg_dump %d or newer",
 			ErrPgDumpTooOld, p.Database.PgDumpVersion, p.Database.ServerVersion, p.Database.ServerMajor))
 	}
+	if !p.Refused() && p.Latest.Revision == 0 && len(p.Changes) == 0 && p.Current.Chart() == p.Target.Chart() && ready != nil {
+		check := noopCheck
+		check.Namespace, check.Manifest = req.Namespace, p.Current.Manifest
+		if err := ready.Wait(ctx, check); err != nil {
+			if ctx.Err() != nil {
+				return p, err
+			}
+			p.Refusals = append(p.Refusals, fmt.Errorf("%w: revision %d (chart %s) is deployed and renders the target, but %v; "+
+				"an upgrade to the same manifest would change nothing. Roll back to a revision that worked (helm history %s; helm rollback %s <revision>) or fix the cause, then run again",
+				ErrBrokenNoop, p.Current.Revision, p.Current.Chart(), err, req.Release, req.Release))
+		} else {
+			p.Noop = true
+		}
+	}
 	return p, nil
 }
 
@@ -116,6 +162,9 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, req 
 func (p Plan) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Plan for release %q in namespace %q\n", p.Current.Name, p.Current.Namespace)
+	if p.Latest.Revision != 0 {
+		fmt.Fprintf(&b, "  latest:  revision %d, %s, chart %s (app %s): not the one to return to\n", p.Latest.Revision, p.Latest.Status, p.Latest.Chart(), p.Latest.AppVersion)
+	}
 	fmt.Fprintf(&b, "  current: revision %d, %s, chart %s (app %s)\n", p.Current.Revision, p.Current.Status, p.Current.Chart(), p.Current.AppVersion)
 	if p.Target.ChartName != "" {
 		fmt.Fprintf(&b, "  target:  chart %s (app %s)\n", p.Target.Chart(), p.Target.AppVersion)
@@ -165,7 +214,13 @@ func (p Plan) WriteText(w io.Writer) error {
 		for _, err := range p.Refusals {
 			fmt.Fprintf(&b, "  - %v\n", err)
 		}
+	} else if p.Noop {
+		fmt.Fprintf(&b, "Nothing to do: revision %d already renders the target and is ready.\n", p.Current.Revision)
 	} else {
+		if p.Latest.Revision != 0 && len(p.Changes) == 0 {
+			fmt.Fprintf(&b, "Repair: revision %d renders the target, but the latest revision %d is %s and may have left its objects behind; the upgrade re-applies the target.\n",
+				p.Current.Revision, p.Latest.Revision, p.Latest.Status)
+		}
 		b.WriteString("Ready: the upgrade would start with a backup of the database.\n")
 	}
 	_, err := io.WriteString(w, b.String())

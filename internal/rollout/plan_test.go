@@ -1,6 +1,7 @@
 package rollout_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -11,11 +12,13 @@ import (
 
 // fakeReleases is a hand-written stand-in for the helm adapter.
 type fakeReleases struct {
-	current  rollout.Release
+	current  rollout.Release // the latest revision
+	deployed rollout.Release // the newest deployed one, when the latest is not
 	target   rollout.Release
 	changes  []rollout.Change
 	err      error
 	rendered bool
+	diffFrom int // the revision Diff was asked to compare from
 }
 
 func (f *fakeReleases) Current(context.Context, string) (rollout.Release, error) {
@@ -25,8 +28,26 @@ func (f *fakeReleases) Render(context.Context, string) (rollout.Release, error) 
 	f.rendered = true
 	return f.target, nil
 }
-func (f *fakeReleases) Diff(rollout.Release, rollout.Release) ([]rollout.Change, error) {
+func (f *fakeReleases) Diff(from rollout.Release, _ rollout.Release) ([]rollout.Change, error) {
+	f.diffFrom = from.Revision
 	return f.changes, nil
+}
+func (f *fakeReleases) Deployed(context.Context, string) (rollout.Release, error) {
+	if f.deployed.Revision == 0 {
+		return f.deployed, errors.New("no deployed revision")
+	}
+	return f.deployed, nil
+}
+
+// fakeReady is the readiness pass of the noop check.
+type fakeReady struct {
+	err    error
+	waited string // the manifest waited for
+}
+
+func (f *fakeReady) Wait(_ context.Context, req rollout.WaitRequest) error {
+	f.waited = req.Manifest
+	return f.err
 }
 
 type fakeDB struct {
@@ -55,16 +76,28 @@ func TestMakePlan(t *testing.T) {
 	pending := deployed
 	pending.Status = "pending-upgrade"
 	pending.Revision = 4
+	// The vendor's plain upgrade to 3.0.0 failed on the immutable selector: revision 4 is
+	// failed, its manifest already has the new selector and it has no hooks.
+	failed := rollout.Release{Name: "identity", Namespace: "idsvc", Revision: 4, Status: "failed",
+		ChartName: "alfresco-identity-service", ChartVersion: "3.0.0", AppVersion: "1.4.0"}
+	sameChart := rollout.Release{ChartName: "alfresco-identity-service", ChartVersion: "2.1.0", AppVersion: "1.3.0"}
+	deployed.Manifest = "kind: StatefulSet\n"
+	brokenPods := errors.New("StatefulSet/identity-id-keycloak: CrashLoopBackOff")
 
 	tests := []struct {
 		name        string
 		req         rollout.PlanRequest
 		current     rollout.Release
+		deployed    rollout.Release
+		target      *rollout.Release
 		changes     []rollout.Change
 		db          rollout.Database
+		ready       error
 		wantRefusal []error
 		wantRender  bool
 		wantSkipped int
+		wantCurrent int // the revision planned against and returned to (default 3)
+		wantNoop    bool
 		wantText    []string
 	}{
 		{
@@ -86,7 +119,32 @@ func TestMakePlan(t *testing.T) {
 		},
 		{
 			name: "pending release with unlock", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "orphan", RollbackHooks: "run", UnlockPending: true},
-			current: pending, db: pg15, wantRender: true,
+			current: pending, deployed: deployed, db: pg15, wantRender: true,
+			wantText: []string{"latest:  revision 4, pending-upgrade", "roll back to revision 3"},
+		},
+		{
+			// Hooks, refusals and changes are those of the revision returned to (3), not of
+			// the failed one, whose manifest already has the new selector and no hooks.
+			name: "latest revision failed", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "never", RollbackHooks: "auto"},
+			current: failed, deployed: deployed, changes: selectorChange, db: pg15, wantRender: true, wantSkipped: 2,
+			wantRefusal: []error{rollout.ErrImmutableChange},
+			wantText:    []string{"latest:  revision 4, failed, chart alfresco-identity-service-3.0.0", "current: revision 3, deployed", "roll back to revision 3"},
+		},
+		{
+			name: "latest failed, deployed renders the target: a repair", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "orphan", RollbackHooks: "auto"},
+			current: failed, deployed: deployed, target: &sameChart, db: pg15, wantRender: true, wantSkipped: 2,
+			wantText: []string{"Repair: revision 3 renders the target, but the latest revision 4 is failed", "Ready:"},
+		},
+		{
+			name: "nothing to do", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "orphan", RollbackHooks: "auto"},
+			current: deployed, target: &sameChart, db: pg15, wantRender: true, wantSkipped: 2, wantNoop: true,
+			wantText: []string{"Nothing to do: revision 3 already renders the target and is ready."},
+		},
+		{
+			name: "renders the target but broken", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "orphan", RollbackHooks: "auto"},
+			current: deployed, target: &sameChart, db: pg15, ready: brokenPods, wantRender: true, wantSkipped: 2,
+			wantRefusal: []error{rollout.ErrBrokenNoop},
+			wantText:    []string{"revision 3 (chart alfresco-identity-service-2.1.0) is deployed and renders the target, but StatefulSet/identity-id-keycloak: CrashLoopBackOff", "helm rollback identity"},
 		},
 		{
 			name: "pg_dump too old", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "never", RollbackHooks: "skip"},
@@ -97,10 +155,27 @@ func TestMakePlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rel := &fakeReleases{current: tt.current, target: target, changes: tt.changes}
-			p, err := rollout.MakePlan(t.Context(), rel, fakeDB{db: tt.db}, tt.req)
+			rel := &fakeReleases{current: tt.current, deployed: tt.deployed, target: target, changes: tt.changes}
+			if tt.target != nil {
+				rel.target = *tt.target
+			}
+			ready := &fakeReady{err: tt.ready}
+			p, err := rollout.MakePlan(t.Context(), rel, fakeDB{db: tt.db}, ready, tt.req)
 			if err != nil {
 				t.Fatal(err)
+			}
+			wantCurrent := cmp.Or(tt.wantCurrent, 3)
+			if tt.current.Pending() && !tt.req.UnlockPending {
+				wantCurrent = tt.current.Revision // refused before deciding
+			}
+			if p.Current.Revision != wantCurrent || (tt.wantRender && rel.diffFrom != wantCurrent) {
+				t.Errorf("planned against revision %d (diff from %d), want %d", p.Current.Revision, rel.diffFrom, wantCurrent)
+			}
+			if p.Noop != tt.wantNoop {
+				t.Errorf("noop = %v, want %v", p.Noop, tt.wantNoop)
+			}
+			if tt.wantNoop && ready.waited != deployed.Manifest {
+				t.Errorf("the noop check waited for %q, want the deployed manifest", ready.waited)
 			}
 			if rel.rendered != tt.wantRender {
 				t.Errorf("rendered = %v, want %v", rel.rendered, tt.wantRender)
@@ -131,12 +206,12 @@ func TestMakePlan(t *testing.T) {
 
 func TestMakePlanPassesErrorsThrough(t *testing.T) {
 	notFound := errors.New("release not found")
-	_, err := rollout.MakePlan(t.Context(), &fakeReleases{err: notFound}, fakeDB{}, rollout.PlanRequest{Release: "x"})
+	_, err := rollout.MakePlan(t.Context(), &fakeReleases{err: notFound}, fakeDB{}, nil, rollout.PlanRequest{Release: "x"})
 	if !errors.Is(err, notFound) {
 		t.Errorf("err = %v, want the release error", err)
 	}
 	unreachable := errors.New("connection refused")
-	_, err = rollout.MakePlan(t.Context(), &fakeReleases{current: rollout.Release{Status: "deployed"}}, fakeDB{err: unreachable}, rollout.PlanRequest{Release: "x"})
+	_, err = rollout.MakePlan(t.Context(), &fakeReleases{current: rollout.Release{Status: "deployed"}}, fakeDB{err: unreachable}, nil, rollout.PlanRequest{Release: "x"})
 	if !errors.Is(err, unreachable) {
 		t.Errorf("err = %v, want the database error", err)
 	}

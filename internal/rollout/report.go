@@ -13,10 +13,10 @@ func (r *Report) Headline() string {
 	case Upgraded:
 		return fmt.Sprintf("Upgraded %s: revision %d → %d (%s → %s).", r.Release, r.PreviousRevision, r.Revision, r.FromChart, r.ToChart)
 	case Noop:
-		if r.DryRun {
+		if r.DryRun && !r.Plan.Noop {
 			return fmt.Sprintf("Dry run: %s would be upgraded from revision %d (%s → %s); nothing was changed.", r.Release, r.PreviousRevision, r.FromChart, r.ToChart)
 		}
-		return fmt.Sprintf("Nothing to do: %s at revision %d already renders the target.", r.Release, r.PreviousRevision)
+		return fmt.Sprintf("Nothing to do: %s at revision %d already renders the target and is ready.", r.Release, r.PreviousRevision)
 	case RolledBack:
 		if r.UpgradedRevision == 0 {
 			return fmt.Sprintf("Failed before the upgrade: %s was not upgraded and is still at revision %d.", r.Release, r.PreviousRevision)

@@ -12,7 +12,6 @@ import (
 // UpgradeRequest is the part of the configuration the upgrade pipeline needs.
 type UpgradeRequest struct {
 	PlanRequest
-	Namespace string
 	// BackupName names the bundle; empty: <release>-r<revision>-<UTC timestamp>.
 	BackupName string
 	// Timeout bounds the helm upgrade and the readiness wait together; the recovery gets a
@@ -177,8 +176,8 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 		r.rep.Result, r.rep.ExitCode, r.rep.DryRun = Noop, ExitOK, true
 		return r.rep
 	}
-	if len(plan.Changes) == 0 && plan.Current.Chart() == plan.Target.Chart() && plan.Current.Status == "deployed" {
-		r.log.Info("nothing to upgrade: the target renders the same manifest", "revision", plan.Current.Revision)
+	if plan.Noop {
+		r.log.Info("nothing to upgrade: the deployed revision renders the target and is ready", "revision", plan.Current.Revision)
 		r.rep.Result, r.rep.ExitCode = Noop, ExitOK
 		return r.rep
 	}
@@ -268,24 +267,13 @@ func (r *run) preflight(ctx context.Context) (Plan, error) {
 			return Plan{}, fmt.Errorf("unlock revision %d: %w", cur.Revision, err)
 		}
 	}
-	plan, err := MakePlan(ctx, r.p.Releases, r.p.Database, r.req.PlanRequest)
+	plan, err := MakePlan(ctx, r.p.Releases, r.p.Database, r.p.Waiter, r.req.PlanRequest)
 	if err != nil {
 		return plan, err
 	}
-	if !plan.Refused() && plan.Current.Status != "deployed" {
-		// The revision to return to must be one that ran, never a failed or unlocked one:
-		// the newest deployed revision, which is also what helm upgrades from.
-		last := plan.Current
-		plan.Current, err = r.p.Releases.Deployed(ctx, r.req.Release)
-		if err != nil {
-			return plan, fmt.Errorf("the latest revision %d of %q is %s, and no deployed revision to return to was found: %w",
-				last.Revision, r.req.Release, last.Status, err)
-		}
+	if plan.Latest.Revision != 0 {
 		r.log.Warn("the latest revision is not deployed: the run returns to the newest deployed one on failure",
-			"latest", last.Revision, "status", last.Status, "return-to", plan.Current.Revision)
-		if plan.Changes, err = r.p.Releases.Diff(plan.Current, plan.Target); err != nil {
-			return plan, err
-		}
+			"latest", plan.Latest.Revision, "status", plan.Latest.Status, "return-to", plan.Current.Revision)
 	}
 	return plan, nil
 }

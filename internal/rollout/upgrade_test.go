@@ -201,8 +201,8 @@ func (w *world) pipeline() *rollout.Pipeline {
 
 func request() rollout.UpgradeRequest {
 	return rollout.UpgradeRequest{
-		PlanRequest: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "never", RollbackHooks: "auto"},
-		Namespace:   "ns", Timeout: time.Minute, StabilityWindow: time.Second,
+		PlanRequest: rollout.PlanRequest{Release: "identity", Namespace: "ns", RecreateStatefulSets: "never", RollbackHooks: "auto"},
+		Timeout:     time.Minute, StabilityWindow: time.Second,
 		Rollback: "auto", RestoreDatabase: "auto", Quiesce: true,
 	}
 }
@@ -269,7 +269,7 @@ func TestUpgrade(t *testing.T) {
 				w.waitErr = notReady
 			},
 			result: rollout.RolledBack, exit: 1,
-			calls: []string{"lock", "current", "unlock", "current", "render", "inspect", "deployed", "scale down", "values 4", "backup r4", "upgrade", "wait",
+			calls: []string{"lock", "current", "unlock", "current", "deployed", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
 				"scale down", "drift", "rollback 4", "wait rolled-back", "unlock lease"},
 			failure: "CrashLoopBackOff", revision: 7,
 		},
@@ -422,7 +422,17 @@ func TestUpgrade(t *testing.T) {
 			setup: func(w *world, r *rollout.UpgradeRequest) {
 				w.target.ChartVersion, w.changes = "2.1.0", nil
 			},
-			result: rollout.Noop, exit: 0, calls: []string{"lock", "current", "current", "render", "inspect", "unlock lease"}, revision: 4,
+			// One readiness pass of the deployed revision tells nothing to do from broken.
+			result: rollout.Noop, exit: 0, calls: []string{"lock", "current", "current", "render", "inspect", "wait rolled-back", "unlock lease"}, revision: 4,
+		},
+		{
+			name: "renders the target but not ready: refused, not nothing to do",
+			setup: func(w *world, r *rollout.UpgradeRequest) {
+				w.target.ChartVersion, w.changes = "2.1.0", nil
+				w.waitAfterRollbackErr = notReady
+			},
+			result: rollout.Failed, exit: 2, calls: []string{"lock", "current", "current", "render", "inspect", "wait rolled-back", "unlock lease"}, revision: 4,
+			failure: "renders the target, but",
 		},
 	}
 	for _, tt := range tests {
