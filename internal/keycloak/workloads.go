@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/manifest"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -33,9 +32,9 @@ var _ rollout.Workloads = Workloads{}
 // subresource (the vendor's downtime).
 type Workloads struct {
 	Client kubernetes.Interface
-	// Name is the `workload` input: "" detects the Keycloak workloads in the manifest;
-	// otherwise "StatefulSet/name", "Deployment/name" or a bare name, which must be in the
-	// manifest.
+	// Name is the `workload` input: "" detects the Keycloak workloads in the manifest (see
+	// Detect); otherwise "StatefulSet/name", "Deployment/name" or a bare name, which must be in
+	// the manifest and must not run PostgreSQL.
 	Name string
 	Log  *slog.Logger
 }
@@ -47,134 +46,22 @@ func (w Workloads) log() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// manifestObject is what Detect reads of each document of a manifest.
-type manifestObject struct {
-	metav1.TypeMeta `json:",inline"`
-	Metadata        struct {
-		Name   string            `json:"name"`
-		Labels map[string]string `json:"labels"`
-	} `json:"metadata"`
-}
-
-// detectLabels are the labels whose value marks a Keycloak workload (besides its name).
-var detectLabels = []string{"app", "app.kubernetes.io/name", "app.kubernetes.io/component"}
-
-// Detect finds the Keycloak workloads (StatefulSets and Deployments of group apps) in a
-// release manifest (multi-document YAML, as helm stores it). With name empty, those whose
-// name or app, app.kubernetes.io/name or app.kubernetes.io/component label contains
-// "keycloak" (in any case); otherwise the one named: "Kind/name" or a bare name. Replicas are
-// left unset.
-func Detect(manifest, name string) ([]rollout.Scaled, error) {
-	workloads, err := manifestWorkloads(manifest)
-	if err != nil {
-		return nil, err
-	}
-	if name == "" {
-		var found []rollout.Scaled
-		for _, o := range workloads {
-			if isKeycloak(o) {
-				found = append(found, rollout.Scaled{Kind: o.Kind, Name: o.Metadata.Name})
-			}
-		}
-		if len(found) == 0 {
-			return nil, fmt.Errorf("no Keycloak StatefulSet or Deployment in the release manifest (none has %q in its name or its %s label; workloads: %s): name it with the `workload` input, e.g. StatefulSet/<name>",
-				"keycloak", strings.Join(detectLabels, ", "), list(workloads))
-		}
-		return found, nil
-	}
-
-	kind, bare, err := parseName(name)
-	if err != nil {
-		return nil, err
-	}
-	var found []rollout.Scaled
-	for _, o := range workloads {
-		if o.Metadata.Name == bare && (kind == "" || o.Kind == kind) {
-			found = append(found, rollout.Scaled{Kind: o.Kind, Name: o.Metadata.Name})
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, fmt.Errorf("workload %q (the `workload` input) is not in the release manifest; its workloads: %s", name, list(workloads))
-	case 1:
-		return found, nil
-	default:
-		return nil, fmt.Errorf("workload %q (the `workload` input) names both a StatefulSet and a Deployment: write StatefulSet/%s or Deployment/%s", name, bare, bare)
-	}
-}
-
-// parseName reads the `workload` input: "Kind/name" or a bare name.
-func parseName(s string) (kind, name string, err error) {
-	k, n, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		return "", k, nil
-	}
-	switch strings.ToLower(k) {
-	case "statefulset", "statefulsets", "statefulset.apps", "statefulsets.apps", "sts":
-		kind = StatefulSet
-	case "deployment", "deployments", "deployment.apps", "deployments.apps", "deploy":
-		kind = Deployment
-	default:
-		return "", "", fmt.Errorf("workload %q (the `workload` input): kind %q is neither StatefulSet nor Deployment", s, k)
-	}
-	if n == "" {
-		return "", "", fmt.Errorf("workload %q (the `workload` input): no name after the kind", s)
-	}
-	return kind, n, nil
-}
-
-// manifestWorkloads returns the StatefulSets and Deployments of a manifest, in its order.
-func manifestWorkloads(m string) ([]manifestObject, error) {
-	objs, err := manifest.Objects(m)
-	if err != nil {
-		return nil, fmt.Errorf("read the release manifest: %w", err)
-	}
-	var out []manifestObject
-	for _, u := range objs {
-		gvk := u.GroupVersionKind()
-		if gvk.Group != "apps" || (gvk.Kind != StatefulSet && gvk.Kind != Deployment) || u.GetName() == "" {
-			continue
-		}
-		o := manifestObject{TypeMeta: metav1.TypeMeta{APIVersion: u.GetAPIVersion(), Kind: gvk.Kind}}
-		o.Metadata.Name, o.Metadata.Labels = u.GetName(), u.GetLabels()
-		out = append(out, o)
-	}
-	return out, nil
-}
-
-func isKeycloak(o manifestObject) bool {
-	has := func(s string) bool { return strings.Contains(strings.ToLower(s), "keycloak") }
-	if has(o.Metadata.Name) {
-		return true
-	}
-	for _, l := range detectLabels {
-		if has(o.Metadata.Labels[l]) {
-			return true
-		}
-	}
-	return false
-}
-
-func list(objs []manifestObject) string {
-	if len(objs) == 0 {
-		return "none"
-	}
-	names := make([]string, len(objs))
-	for i, o := range objs {
-		names[i] = o.Kind + "/" + o.Metadata.Name
-	}
-	return strings.Join(names, ", ")
-}
-
-// ScaleDown scales the Keycloak workloads of the manifest to zero and waits until none of
-// their pods remain (including terminating ones), for as long as ctx allows. It returns what
+// ScaleDown scales the Keycloak workloads of the manifest (as Detect finds them: a PostgreSQL
+// workload never) to zero and waits until none of their pods remain (including terminating ones), for as long as ctx allows. It returns what
 // it scaled with the replicas each had, also together with an error: those must be scaled up
 // again.
 func (w Workloads) ScaleDown(ctx context.Context, namespace, manifest string) ([]rollout.Scaled, error) {
-	targets, err := Detect(manifest, w.Name)
+	found, err := detect(manifest, w.Name)
 	if err != nil {
 		return nil, err
 	}
+	for _, d := range found.Postgres {
+		w.log().Info("PostgreSQL, left running", "workload", d.String(), "namespace", namespace, "by", d.Why)
+	}
+	for _, d := range found.Keycloak {
+		w.log().Info("Keycloak workload", "workload", d.String(), "namespace", namespace, "by", d.Why)
+	}
+	targets := found.scaled()
 	var scaled []rollout.Scaled
 	selectors := make([]labels.Selector, 0, len(targets))
 	for _, t := range targets {

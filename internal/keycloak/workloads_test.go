@@ -2,6 +2,7 @@ package keycloak
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
@@ -83,113 +85,6 @@ func service(name string, selector map[string]string) *corev1.Service {
 			Selector: selector,
 			Ports:    []corev1.ServicePort{{Name: "http", Port: 80}},
 		},
-	}
-}
-
-func TestDetect(t *testing.T) {
-	pg := statefulSet("identity-postgresql-id", 1, map[string]string{"app": "postgresql-id", "release": "identity"})
-	kcByName := statefulSet("identity-id-keycloak", 1, map[string]string{"app.kubernetes.io/instance": "identity"})
-	kcByLabel := deployment("identity-server", 1, map[string]string{"app.kubernetes.io/name": "KeyCloak"})
-	kcByComponent := deployment("iam", 1, map[string]string{"app.kubernetes.io/component": "keycloak-server"})
-	svc := service("identity-keycloak-http", map[string]string{"app": "keycloak"}) // a Service: never a workload
-	plain := deployment("identity-web", 1, map[string]string{"app": "web"})
-
-	tests := []struct {
-		name     string
-		manifest string
-		workload string
-		want     []rollout.Scaled
-		wantErr  []string
-	}{
-		{
-			name:     "auto by name, not postgres or a service",
-			manifest: manifestOf(t, pg, svc, kcByName),
-			want:     []rollout.Scaled{{Kind: StatefulSet, Name: "identity-id-keycloak"}},
-		},
-		{
-			name:     "auto by app.kubernetes.io/name label, any case",
-			manifest: manifestOf(t, pg, kcByLabel, plain),
-			want:     []rollout.Scaled{{Kind: Deployment, Name: "identity-server"}},
-		},
-		{
-			name:     "auto by component label, several in manifest order",
-			manifest: manifestOf(t, kcByComponent, pg, kcByName),
-			want:     []rollout.Scaled{{Kind: Deployment, Name: "iam"}, {Kind: StatefulSet, Name: "identity-id-keycloak"}},
-		},
-		{
-			name:     "auto finds none",
-			manifest: manifestOf(t, pg, svc, plain),
-			wantErr:  []string{"`workload` input", "StatefulSet/identity-postgresql-id", "Deployment/identity-web"},
-		},
-		{
-			name:     "explicit Kind/name",
-			manifest: manifestOf(t, pg, kcByName, plain),
-			workload: "Deployment/identity-web",
-			want:     []rollout.Scaled{{Kind: Deployment, Name: "identity-web"}},
-		},
-		{
-			name:     "explicit short kind",
-			manifest: manifestOf(t, pg, kcByName),
-			workload: "sts/identity-postgresql-id",
-			want:     []rollout.Scaled{{Kind: StatefulSet, Name: "identity-postgresql-id"}},
-		},
-		{
-			name:     "explicit bare name",
-			manifest: manifestOf(t, pg, kcByName),
-			workload: "identity-id-keycloak",
-			want:     []rollout.Scaled{{Kind: StatefulSet, Name: "identity-id-keycloak"}},
-		},
-		{
-			name:     "explicit name not in manifest",
-			manifest: manifestOf(t, pg, kcByName),
-			workload: "StatefulSet/keycloak",
-			wantErr:  []string{"`workload` input", `"StatefulSet/keycloak"`, "StatefulSet/identity-id-keycloak"},
-		},
-		{
-			name:     "explicit kind mismatch",
-			manifest: manifestOf(t, pg, kcByName),
-			workload: "Deployment/identity-id-keycloak",
-			wantErr:  []string{"`workload` input", "not in the release manifest"},
-		},
-		{
-			name:     "explicit unknown kind",
-			manifest: manifestOf(t, pg, kcByName),
-			workload: "DaemonSet/identity-id-keycloak",
-			wantErr:  []string{"`workload` input", "neither StatefulSet nor Deployment"},
-		},
-		{
-			name:     "explicit bare name of two kinds",
-			manifest: manifestOf(t, statefulSet("kc", 1, map[string]string{"a": "b"}), deployment("kc", 1, map[string]string{"a": "c"})),
-			workload: "kc",
-			wantErr:  []string{"`workload` input", "StatefulSet/kc or Deployment/kc"},
-		},
-		{
-			name:     "empty manifest",
-			manifest: "",
-			wantErr:  []string{"`workload` input", "workloads: none"},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := Detect(tt.manifest, tt.workload)
-			if tt.wantErr != nil {
-				if err == nil {
-					t.Fatalf("Detect = %v, want an error", got)
-				}
-				for _, w := range tt.wantErr {
-					if !strings.Contains(err.Error(), w) {
-						t.Errorf("error %q does not contain %q", err, w)
-					}
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Detect: %v", err)
-			}
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("Detect = %v, want %v", got, tt.want)
-			}
-		})
 	}
 }
 
@@ -272,6 +167,70 @@ func TestScaleDownAndUp(t *testing.T) {
 		t.Errorf("keycloak replicas = %d after ScaleUp, want 2", *s.Spec.Replicas)
 	}
 	waitReadyPods(t, kube.Client, ns, "app=keycloak", 2)
+}
+
+// TestScaleDownReleaseNamedKeycloak: the 1.3-like chart installed as release "keycloak", its
+// database values on the test world's PostgreSQL, renders keycloak-id-keycloak and the bundled
+// keycloak-postgresql-id, whose name contains "keycloak" too. ScaleDown on the release's
+// manifest stops Keycloak only: the database keeps its replicas and its pod.
+func TestScaleDownReleaseNamedKeycloak(t *testing.T) {
+	kube := testworld.Cluster(t)
+	db := testworld.Postgres(t)
+	ctx := t.Context()
+	ns := kube.Namespace
+	helm, err := helmrelease.New(helmrelease.Options{KubeconfigData: kube.KubeconfigData, Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := helm.Install(ctx, "keycloak", chartDir("2.1.0"), map[string]any{"postgresql": db.ChartValues()}, 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const kcSelector = "app.kubernetes.io/name=keycloak,app.kubernetes.io/instance=keycloak"
+	waitReadyPods(t, kube.Client, ns, kcSelector, 1)
+	apps := kube.Client.AppsV1().StatefulSets(ns)
+	pgPod, err := kube.Client.CoreV1().Pods(ns).Get(ctx, "keycloak-postgresql-id-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	w := Workloads{Client: kube.Client, Log: testLogger(t)}
+	downCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	scaled, err := w.ScaleDown(downCtx, ns, rel.Manifest)
+	t.Logf("ScaleDown took %s", time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		t.Errorf("ScaleDown: %v", err)
+	}
+	if want := []rollout.Scaled{{Kind: StatefulSet, Name: "keycloak-id-keycloak", Replicas: 1}}; !slices.Equal(scaled, want) {
+		t.Errorf("ScaleDown = %v, want %v", scaled, want)
+	}
+	if s, err := apps.Get(ctx, "keycloak-id-keycloak", metav1.GetOptions{}); err != nil || *s.Spec.Replicas != 0 {
+		t.Errorf("keycloak-id-keycloak after ScaleDown: %v, want 0 replicas", replicasOf(s, err))
+	}
+	if s, err := apps.Get(ctx, "keycloak-postgresql-id", metav1.GetOptions{}); err != nil || *s.Spec.Replicas != 1 {
+		t.Errorf("keycloak-postgresql-id after ScaleDown: %v, want 1 replica untouched", replicasOf(s, err))
+	}
+	p, err := kube.Client.CoreV1().Pods(ns).Get(ctx, "keycloak-postgresql-id-0", metav1.GetOptions{})
+	if err != nil || p.UID != pgPod.UID || p.DeletionTimestamp != nil {
+		t.Errorf("the database pod was stopped or replaced (err %v)", err)
+	}
+
+	if err := w.ScaleUp(ctx, ns, scaled); err != nil {
+		t.Fatalf("ScaleUp: %v", err)
+	}
+	waitReadyPods(t, kube.Client, ns, kcSelector, 1)
+}
+
+func replicasOf(s *appsv1.StatefulSet, err error) string {
+	switch {
+	case err != nil:
+		return err.Error()
+	case s.Spec.Replicas == nil:
+		return "replicas unset"
+	}
+	return fmt.Sprintf("%d replicas", *s.Spec.Replicas)
 }
 
 func TestScaleDownDeploymentNamedExplicitly(t *testing.T) {
