@@ -1,8 +1,15 @@
 // Package rehearsal is the local upgrade rehearsal behind `make rehearsal`: it starts the test
-// world (a PostgreSQL server and a simulated cluster), installs the Identity Service 1.3-like
-// release against a seeded Keycloak 11 database, and runs identity-upgrade against it as a
-// user would, showing each step's output: the plan (the vendor's way is refused), the upgrade
-// to the 1.4-like chart, and an upgrade to a broken variant that is rolled back automatically.
+// world (a PostgreSQL 11 server, the identity service's own major, and a simulated cluster),
+// installs the Identity Service 1.3-like release against a seeded Keycloak 11 database, and runs
+// identity-upgrade against it as a user would, showing each step's output: the plan (the
+// vendor's way is refused), the upgrade to the 1.4-like chart, and an upgrade to a broken
+// variant that is rolled back automatically, database included.
+//
+// The simulated cluster runs no Keycloak, so the rehearsal plays Keycloak's part towards the
+// database while each upgrade runs: the new Keycloak 12 migrates the schema when its pod is
+// Ready, and the broken one changes rows in place before it crashes, so that the broken
+// upgrade's rollback has a database to restore. After it, the rehearsal checks that the
+// database holds exactly what it held before the broken upgrade.
 package rehearsal
 
 import (
@@ -13,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,12 +30,16 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
-// Release and Namespace name the rehearsal's release.
+// Release and Namespace name the rehearsal's release; Database is its database.
 const (
 	Release   = "identity"
 	Namespace = "identity"
 	Database  = "keycloak"
 )
+
+// PostgresMajor is the major of the rehearsal's PostgreSQL server: that of the PostgreSQL the
+// identity service's charts bundle (postgres 11.7).
+const PostgresMajor = 11
 
 // Options configures a rehearsal.
 type Options struct {
@@ -48,51 +60,79 @@ type Step struct {
 	Title    string
 	Args     []string
 	ExitCode int
-	Output   string
+	// Output is what the binary printed, stdout and stderr.
+	Output string
+	// Took is how long the run took.
+	Took time.Duration
+	// Keycloak says what the simulated Keycloak did to the database during the run ("": it
+	// had no part in it).
+	Keycloak string
+
+	keycloak *keycloak
 }
 
-// Run performs the rehearsal and returns the steps it ran.
-func Run(ctx context.Context, opts Options) (steps []Step, err error) {
-	say := func(format string, args ...any) { fmt.Fprintf(opts.Out, "==> "+format+"\n", args...) }
+// Result is what the rehearsal ran and what it found.
+type Result struct {
+	Steps []Step
+	// BeforeBroken and AfterBroken are the database's content before the broken upgrade and
+	// after its rollback; the rehearsal fails unless they are equal.
+	BeforeBroken, AfterBroken Digest
+}
 
-	say("starting PostgreSQL (local, 127.0.0.1)")
-	pg, err := testworld.StartPostgresServer()
+// The broken upgrade's report must show these steps of its recovery, each ok.
+var (
+	restoredLine = regexp.MustCompile(`(?m)^\s*restore database\s+\S+\s+ok\s+restored `)
+	verifiedLine = regexp.MustCompile(`(?m)^\s*verify database\s+\S+\s+ok\b`)
+)
+
+// Run performs the rehearsal. It fails when the broken upgrade did not end rolled back (exit 1)
+// with the database restored, verified, and equal to what it was before that upgrade.
+func Run(ctx context.Context, opts Options) (res Result, err error) {
+	con := &console{w: opts.Out}
+	say := con.say
+
+	say("starting PostgreSQL %d, the identity service's own major (local, 127.0.0.1)", PostgresMajor)
+	pg, err := testworld.StartPostgresServerMajor(PostgresMajor)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	defer stop(&err, "postgres", pg.Stop)
 	db, err := pg.CreateDatabase(ctx, Database)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	seed, err := os.ReadFile(filepath.Join(opts.Root, "testdata", "sql", "keycloak-11.sql"))
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	if _, err := db.Run(ctx, "SET ROLE "+db.Owner+";\n"+string(seed)); err != nil {
-		return nil, fmt.Errorf("seed the Keycloak 11 database: %w", err)
+		return res, fmt.Errorf("seed the Keycloak 11 database: %w", err)
 	}
-	say("seeded database %q with a Keycloak 11 (Identity Service 1.3) schema, owned by %q", db.Database, db.Owner)
+	state, err := schemaState(ctx, db)
+	if err != nil {
+		return res, err
+	}
+	say("seeded database %q with a Keycloak 11 (Identity Service 1.3) schema, owned by %q: %s", db.Database, db.Owner, state)
 
 	say("starting the simulated cluster (first run builds the control plane: minutes)")
 	cluster, err := testworld.StartCluster()
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	defer stop(&err, "cluster", cluster.Stop)
 	kube, err := cluster.CreateNamespace(ctx, Namespace)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 
 	helm, err := helmrelease.New(helmrelease.Options{KubeconfigData: kube.KubeconfigData, Namespace: Namespace})
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	chart13 := filepath.Join(opts.Root, "testdata", "charts", "identity", "2.1.0")
 	rel, err := helm.Install(ctx, Release, chart13, map[string]any{"postgresql": db.ChartValues()}, 2*time.Minute)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	say("installed release %q: revision %d, chart %s-%s (Identity Service %s), %s", rel.Name, rel.Revision, rel.ChartName, rel.ChartVersion, rel.AppVersion, rel.Status)
 
@@ -105,7 +145,7 @@ func Run(ctx context.Context, opts Options) (steps []Step, err error) {
 	backups := opts.BackupDir
 	if backups == "" {
 		if backups, err = os.MkdirTemp("", "identity-upgrade-rehearsal-backups-"); err != nil {
-			return nil, err
+			return res, err
 		}
 		defer os.RemoveAll(backups)
 	}
@@ -113,35 +153,99 @@ func Run(ctx context.Context, opts Options) (steps []Step, err error) {
 		"--stability-window", "5s", "--timeout", "2m"}, common...)
 	// The password and the kubeconfig go through the environment, never the arguments.
 	env := append(os.Environ(), "KUBECONFIG="+kube.Kubeconfig, "PGPASSWORD="+db.OwnerPassword)
-	for _, s := range []Step{
+	kc12, broken := keycloak12(opts.Root), brokenKeycloak12()
+	const brokenStep = 3
+	for i, s := range []Step{
 		{Title: "plan the upgrade to Identity Service 1.4 as the vendor describes it (the postgres selector trap)", Args: append([]string{"plan"}, common...)},
 		{Title: "plan it again, letting identity-upgrade re-create the postgres StatefulSet", Args: append([]string{"plan", "--recreate-statefulsets", "orphan"}, common...)},
-		{Title: "upgrade to Identity Service 1.4: backup, orphan re-create, upgrade, readiness with a stability window", Args: upgrade},
-		{Title: "upgrade again to a broken 1.4 whose Keycloak crashes 2 s after it is Ready (helm --atomic calls this a success): automatic rollback",
-			Args: append(slices.Clone(upgrade), "--set", "fault=crash-after-ready", "--set", "faultDelay=2s")},
+		{Title: "upgrade to Identity Service 1.4: backup, orphan re-create, upgrade, readiness with a stability window;\n" +
+			"    the simulated Keycloak 12 migrates the schema when its pod is Ready", Args: upgrade, keycloak: &kc12},
+		{Title: "upgrade again to a broken 1.4 whose Keycloak crashes 2 s after it is Ready (helm --atomic calls this a success);\n" +
+			"    the simulated broken Keycloak changes rows in place while it is up: automatic rollback, database restored from the backup",
+			Args: append(slices.Clone(upgrade), "--set", "fault=crash-after-ready", "--set", "faultDelay=2s"), keycloak: &broken},
 	} {
+		if i == brokenStep {
+			if res.BeforeBroken, err = contentDigest(ctx, db); err != nil {
+				return res, err
+			}
+			say("the database before the broken upgrade: %d tables, content digest %s", res.BeforeBroken.Tables(), res.BeforeBroken.Short())
+		}
 		say("%s\n    identity-upgrade %s", s.Title, strings.Join(s.Args, " "))
+		var keycloakDone func() (string, error)
+		if s.keycloak != nil {
+			if keycloakDone, err = s.keycloak.watch(ctx, kube.Client, db, say); err != nil {
+				return res, err
+			}
+		}
+		out := con.output()
 		cmd := exec.CommandContext(ctx, opts.Binary, s.Args...)
 		cmd.Env = env
-		out, runErr := cmd.CombinedOutput()
-		s.Output = string(out)
+		cmd.Stdout, cmd.Stderr = out, out
+		began := time.Now()
+		runErr := cmd.Run()
+		s.Took = time.Since(began)
+		out.flush()
+		s.Output = out.all.String()
 		var exit *exec.ExitError
 		switch {
 		case errors.As(runErr, &exit):
 			s.ExitCode = exit.ExitCode()
 		case runErr != nil:
-			return steps, fmt.Errorf("run %s: %w", opts.Binary, runErr)
+			if keycloakDone != nil {
+				keycloakDone()
+			}
+			return res, fmt.Errorf("run %s: %w", opts.Binary, runErr)
 		}
-		opts.Out.Write(out)
-		say("exit code %d", s.ExitCode)
-		steps = append(steps, s)
+		say("exit code %d after %s", s.ExitCode, s.Took.Round(100*time.Millisecond))
+		var kcErr error
+		if keycloakDone != nil {
+			s.Keycloak, kcErr = keycloakDone()
+		}
+		res.Steps = append(res.Steps, s)
+		if kcErr != nil {
+			return res, fmt.Errorf("step %d (%s): %w", i+1, s.Args[0], kcErr)
+		}
 	}
+
+	if res.AfterBroken, err = contentDigest(ctx, db); err != nil {
+		return res, err
+	}
+	if err := checkBroken(res); err != nil {
+		return res, err
+	}
+	say("checked: the broken upgrade exited 1, its report says the database was restored and verified,\n"+
+		"    and the database equals what it was before that upgrade: %d tables, content digest %s", res.AfterBroken.Tables(), res.AfterBroken.Short())
 
 	if opts.Keep {
 		say("the world stays up until Ctrl-C:\n    export KUBECONFIG=%s\n    psql %q", kube.Kubeconfig, db.URL())
 		<-ctx.Done()
 	}
-	return steps, nil
+	return res, nil
+}
+
+// checkBroken checks the end of the broken upgrade: exit 1, its recovery restored the database
+// and verified it, and the database holds what it held before that upgrade.
+func checkBroken(res Result) error {
+	s := res.Steps[len(res.Steps)-1]
+	var problems []string
+	if s.ExitCode != 1 {
+		problems = append(problems, fmt.Sprintf("the broken upgrade exited %d, not 1 (rolled back)", s.ExitCode))
+	}
+	if !restoredLine.MatchString(s.Output) {
+		problems = append(problems, `its report has no "restore database ... ok restored" step`)
+	}
+	if !verifiedLine.MatchString(s.Output) {
+		problems = append(problems, `its report has no "verify database ... ok" step`)
+	}
+	if res.AfterBroken.Sum != res.BeforeBroken.Sum {
+		diff := res.BeforeBroken.Diff(res.AfterBroken)
+		problems = append(problems, fmt.Sprintf("the database differs from what it was before the broken upgrade (digest %s, was %s):\n      %s",
+			res.AfterBroken.Short(), res.BeforeBroken.Short(), strings.Join(diff, "\n      ")))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("the broken upgrade's rollback:\n  - %s", strings.Join(problems, "\n  - "))
+	}
+	return nil
 }
 
 // stop runs a teardown and keeps the first error.

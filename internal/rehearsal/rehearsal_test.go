@@ -3,6 +3,7 @@ package rehearsal_test
 import (
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -10,10 +11,11 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
-// TestRehearsal runs `make rehearsal`'s job end to end with a freshly built binary: the plan
-// must refuse the vendor's upgrade for the postgres selector trap and accept it with orphan
-// re-creation; the upgrade must succeed, and the broken one must be rolled back, on a real
-// cluster and a real seeded database.
+// TestRehearsal runs `make rehearsal`'s job end to end with a freshly built binary, on a
+// PostgreSQL 11 server: the plan must refuse the vendor's upgrade for the postgres selector trap
+// and accept it with orphan re-creation; the upgrade must succeed while the simulated Keycloak 12
+// migrates the schema; the broken one, whose simulated Keycloak changes rows in place, must be
+// rolled back with the database restored and verified, ending equal to what it was before.
 func TestRehearsal(t *testing.T) {
 	root, err := testworld.RepoRoot()
 	if err != nil {
@@ -27,23 +29,28 @@ func TestRehearsal(t *testing.T) {
 	}
 
 	var out strings.Builder
-	steps, err := rehearsal.Run(t.Context(), rehearsal.Options{Binary: binary, Root: root, Out: &out})
+	res, err := rehearsal.Run(t.Context(), rehearsal.Options{Binary: binary, Root: root, Out: &out})
 	if err != nil {
 		t.Fatalf("rehearsal: %v\n%s", err, out.String())
 	}
-	if len(steps) != 4 {
-		t.Fatalf("%d steps, want 4\n%s", len(steps), out.String())
+	if len(res.Steps) != 4 {
+		t.Fatalf("%d steps, want 4\n%s", len(res.Steps), out.String())
 	}
 	want := []struct {
-		code int
-		text []string
+		code     int
+		text     []string
+		keycloak []string
 	}{
-		{2, []string{"StatefulSet/identity-postgresql-id  (immutable: spec.selector)", "set recreate-statefulsets: orphan", `86 changesets, latest "map-remove-ri", migration model 11.0.3`}},
-		{0, []string{"Ready: the upgrade would start", "Job/identity-id-rollback-restore (post-rollback)", "on failure: roll back to revision 1"}},
-		{0, []string{"Upgraded identity: revision 1 → 2", "re-created [identity-postgresql-id]"}},
-		{1, []string{"Failed and rolled back: identity is back at revision 2's release (now revision 4)", "identity-id-keycloak-0", "stability window"}},
+		{2, []string{"StatefulSet/identity-postgresql-id  (immutable: spec.selector)", "give --recreate-statefulsets orphan",
+			`86 changesets, latest "map-remove-ri", migration model 11.0.3`, "client tools: PostgreSQL 15."}, nil},
+		{0, []string{"Ready: the upgrade would start", "Job/identity-id-rollback-restore (post-rollback)", "on failure: roll back to revision 1"}, nil},
+		{0, []string{"Upgraded identity: revision 1 → 2", "re-created [identity-postgresql-id]"},
+			[]string{"migrated the schema to Keycloak 12", `88 changesets (latest "12.1.0-add-realm-localization-table"), migration model 12.0.4`}},
+		{1, []string{"Failed and rolled back: identity is back at revision 2's release (now revision 4); the database was restored from the backup.",
+			"identity-id-keycloak-0", "stability window", "data changed"},
+			[]string{"UPDATE realm", "UPDATE credential", "INSERT event_entity"}},
 	}
-	for i, s := range steps {
+	for i, s := range res.Steps {
 		if s.ExitCode != want[i].code {
 			t.Errorf("step %d (%s): exit %d, want %d\n%s", i, s.Title, s.ExitCode, want[i].code, s.Output)
 		}
@@ -51,6 +58,35 @@ func TestRehearsal(t *testing.T) {
 			if !strings.Contains(s.Output, text) {
 				t.Errorf("step %d output lacks %q:\n%s", i, text, s.Output)
 			}
+		}
+		if want[i].keycloak == nil && s.Keycloak != "" {
+			t.Errorf("step %d: the simulated Keycloak acted: %s", i, s.Keycloak)
+		}
+		for _, text := range want[i].keycloak {
+			if !strings.Contains(s.Keycloak, text) {
+				t.Errorf("step %d: the simulated Keycloak's account %q lacks %q", i, s.Keycloak, text)
+			}
+		}
+	}
+	broken := res.Steps[3].Output
+	for _, re := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^\s*restore database\s+\S+\s+ok\s+restored .*data changed`),
+		regexp.MustCompile(`(?m)^\s*verify database\s+\S+\s+ok\b`),
+	} {
+		if !re.MatchString(broken) {
+			t.Errorf("the broken upgrade's report has no line matching %s:\n%s", re, broken)
+		}
+	}
+	if res.BeforeBroken.Sum == "" || res.AfterBroken.Sum != res.BeforeBroken.Sum {
+		t.Errorf("database digest after the broken upgrade %q, before %q; differences:\n%s",
+			res.AfterBroken.Sum, res.BeforeBroken.Sum, strings.Join(res.BeforeBroken.Diff(res.AfterBroken), "\n"))
+	}
+	if n := res.BeforeBroken.Tables(); n < 31 {
+		t.Errorf("the digest covers %d tables, want the fixture's 30 and Keycloak 12's realm_localizations", n)
+	}
+	for _, text := range []string{"starting PostgreSQL 11", "checked: the broken upgrade exited 1"} {
+		if !strings.Contains(out.String(), text) {
+			t.Errorf("the narration lacks %q:\n%s", text, out.String())
 		}
 	}
 }
