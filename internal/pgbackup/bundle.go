@@ -164,10 +164,25 @@ func syncDir(dir string) error {
 
 // Store keeps bundles somewhere. Put copies a complete local bundle into the store and returns
 // where it is; Open brings a stored bundle back as a local one (its manifest checked, its dump
-// not yet).
+// not yet). Check tells, before anything changes, whether Put could store a bundle now,
+// without storing one; its error names the store as the backup-store input gives it and
+// says what to fix.
 type Store interface {
 	Put(ctx context.Context, b *Bundle) (location string, err error)
 	Open(ctx context.Context, location string) (*Bundle, error)
+	Check(ctx context.Context) error
+}
+
+// CheckStores checks every store and returns the problems of all those that cannot take a
+// bundle now, or nil.
+func CheckStores(ctx context.Context, stores []Store) error {
+	var errs []error
+	for _, s := range stores {
+		if err := s.Check(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // DirStore is the path:DIR store: bundles are directories DIR/<backup-name>/ holding the dump
@@ -209,6 +224,44 @@ func (s DirStore) Put(ctx context.Context, b *Bundle) (string, error) {
 		return "", fmt.Errorf("store bundle in %s: %w", dst, err)
 	}
 	return dst, nil
+}
+
+// Check tells whether bundles can be stored in DIR: the directory exists or can be created,
+// and a file can be created in it and removed. The probe file has a name of its own and is
+// removed at once; directories the check had to create are removed again.
+func (s DirStore) Check(context.Context) error {
+	if err := s.probe(); err != nil {
+		return fmt.Errorf("backup-store %q: cannot write in %s: %w; give a writable directory", "path:"+s.Dir, s.Dir, err)
+	}
+	return nil
+}
+
+func (s DirStore) probe() error {
+	// The directories missing on the way to DIR, deepest first.
+	var created []string
+	for d := filepath.Clean(s.Dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			break
+		}
+		created = append(created, d)
+	}
+	defer func() {
+		for _, d := range created {
+			os.Remove(d)
+		}
+	}()
+	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.Dir, ".identity-upgrade-check-*")
+	if err != nil {
+		return err
+	}
+	err = f.Close()
+	if rerr := os.Remove(f.Name()); err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // Open opens the bundle directory at location.

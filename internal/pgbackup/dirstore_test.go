@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -66,4 +67,59 @@ func TestDirStorePut(t *testing.T) {
 		t.Cleanup(func() { linkFile = os.Link })
 		check(t, DirStore{Dir: t.TempDir()}, false)
 	})
+}
+
+// TestDirStoreCheck checks path:DIR stores the way the preflight does: a writable directory
+// (or one that can be created) passes and is left as it was; a directory that cannot be
+// created, one where no file can be created (tests run as root, so permission bits would not
+// stop a write) and a file where a directory is expected fail, naming the store and the fix.
+func TestDirStoreCheck(t *testing.T) {
+	t.Run("writable", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := (DirStore{Dir: dir}).Check(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("the check left %v", entries)
+		}
+	})
+	t.Run("to be created", func(t *testing.T) {
+		parent := t.TempDir()
+		if err := (DirStore{Dir: filepath.Join(parent, "a", "b")}).Check(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+			t.Errorf("the check left %v", entries)
+		}
+	})
+	file := filepath.Join(t.TempDir(), "backups")
+	if err := os.WriteFile(file, []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"/proc/nope", "/proc", file, filepath.Join(file, "sub")} {
+		t.Run(dir, func(t *testing.T) {
+			err := DirStore{Dir: dir}.Check(t.Context())
+			t.Log(err)
+			want := fmt.Sprintf("backup-store %q: cannot write in %s: ", "path:"+dir, dir)
+			if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "; give a writable directory") {
+				t.Errorf("Check: %v, want %s…; give a writable directory", err, want)
+			}
+		})
+	}
+	if data, err := os.ReadFile(file); err != nil || string(data) != "not a directory" {
+		t.Errorf("the file in the directory's place changed: %q, %v", data, err)
+	}
+}
+
+// TestCheckStores reports every unusable store, and only those.
+func TestCheckStores(t *testing.T) {
+	good := DirStore{Dir: t.TempDir()}
+	if err := CheckStores(t.Context(), []Store{good, good}); err != nil {
+		t.Fatal(err)
+	}
+	err := CheckStores(t.Context(), []Store{DirStore{Dir: "/proc/nope"}, good, DirStore{Dir: "/proc/other"}})
+	if err == nil || strings.Count(err.Error(), "backup-store") != 2 || !strings.Contains(err.Error(), `"path:/proc/nope"`) ||
+		!strings.Contains(err.Error(), `"path:/proc/other"`) || strings.Contains(err.Error(), good.Dir) {
+		t.Errorf("CheckStores: %v, want both /proc stores named and not %s", err, good.Dir)
+	}
 }

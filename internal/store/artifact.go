@@ -73,6 +73,17 @@ func Available(getenv func(string) string) error {
 	return nil
 }
 
+// Check tells whether bundles can be stored as artifacts of this job, without storing one:
+// not on GitHub Enterprise Server, and the runner gave the results service's URL and a
+// runtime token naming this workflow run and job (Available, then what Put reads of them).
+// The service itself is not asked.
+func (a Artifact) Check(context.Context) error {
+	if _, err := a.session(); err != nil {
+		return fmt.Errorf("backup-store %q: %w", "artifact", err)
+	}
+	return nil
+}
+
 // artifactOnGHES follows the official toolkit: github.com, *.ghe.com (GHE.com data residency) and
 // *.localhost are not GitHub Enterprise Server; an unset GITHUB_SERVER_URL means github.com.
 func artifactOnGHES(serverURL string) bool {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -411,5 +412,56 @@ func TestArtifactDumpChanged(t *testing.T) {
 	err = artifactWriteZip(t.Context(), io.Discard, entries)
 	if err == nil || !strings.Contains(err.Error(), "dump.pgcustom.zst changed while it was being stored") {
 		t.Fatalf("changed dump: %v", err)
+	}
+}
+
+// TestArtifactCheck checks the artifact store the way the preflight does: in a job on act's
+// artifact server it passes without asking the service, and the bundle is then stored;
+// outside a job, on GitHub Enterprise Server, or with a results URL or token Put could not
+// use, it fails naming the store and what to use instead.
+func TestArtifactCheck(t *testing.T) {
+	srv := testworld.StartArtifactServer(t)
+	var requests atomic.Int32
+	srv.SetIntercept(func(http.ResponseWriter, *http.Request) bool {
+		requests.Add(1)
+		return false
+	})
+	a := artifactStore(t, srv)
+	if err := a.Check(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("the check sent %d requests", n)
+	}
+	if _, err := a.Put(t.Context(), testBundle(t, t.TempDir(), "checked", 1000, 1)); err != nil {
+		t.Fatalf("Put after a passed check: %v", err)
+	}
+	afterPut := requests.Load()
+
+	with := func(k, v string) map[string]string {
+		env := srv.Env()
+		env[k] = v
+		return env
+	}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"outside Actions", map[string]string{}, "not available outside a GitHub Actions job: ACTIONS_RUNTIME_TOKEN and ACTIONS_RESULTS_URL not set"},
+		{"GHES", with("GITHUB_SERVER_URL", "https://github.acme.internal"),
+			"not available on GitHub Enterprise Server (GITHUB_SERVER_URL https://github.acme.internal); use backup-store oci://registry/repo[:tag] or path:DIR"},
+		{"results URL not http", with("ACTIONS_RESULTS_URL", "ftp://results.example/"), "ACTIONS_RESULTS_URL is not an http(s) URL"},
+		{"token without the run", with("ACTIONS_RUNTIME_TOKEN", testworld.ArtifactToken("Actions.ExampleScope")), "has no Actions.Results:<run>:<job> scope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Artifact{Getenv: artifactTestEnv(tc.env)}.Check(t.Context())
+			if err == nil || !strings.HasPrefix(err.Error(), `backup-store "artifact": `) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Check: %v, want backup-store \"artifact\" and %q", err, tc.want)
+			}
+		})
+	}
+	if n := requests.Load(); n != afterPut {
+		t.Errorf("the failed checks sent %d requests", n-afterPut)
 	}
 }

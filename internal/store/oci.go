@@ -90,6 +90,24 @@ func (o OCI) Put(ctx context.Context, b *pgbackup.Bundle) (string, error) {
 	return OCIScheme + tag.Name() + "@" + art.digest.String(), nil
 }
 
+// Check tells whether bundles can be pushed to the repository now, without pushing one: the
+// registry answers, and the credentials Put would use may push to the repository (as
+// remote.CheckPushPermission finds out: a blob upload started, then cancelled).
+func (o OCI) Check(ctx context.Context) error {
+	tag, err := o.tag("check")
+	if err != nil {
+		return err
+	}
+	t := transport.NewUserAgent(transport.NewRetry(ociContextTransport{ctx: ctx, base: o.transport(tag.Registry)}), "identity-upgrade")
+	if err := remote.CheckPushPermission(tag, o.keychain(), t); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("backup-store %q: cannot push to %s: %w", OCIScheme+strings.TrimPrefix(o.Ref, OCIScheme), tag.Context(), ociExplain(err))
+	}
+	return nil
+}
+
 // Open pulls the artifact at location (oci://registry/repo:tag, …@sha256:…, or both, when
 // the digest wins) into a new directory under TempDir and opens it as a bundle: its manifest
 // is checked and every file's digest was verified while it was copied.
@@ -314,17 +332,43 @@ func ociLoopback(registry string) bool {
 }
 
 func (o OCI) remoteOptions(ctx context.Context, reg name.Registry) []remote.Option {
-	opts := []remote.Option{
+	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithUserAgent("identity-upgrade"),
-		// go-containerregistry falls back to plain HTTP for private (RFC 1918) addresses
-		// too; a backup and its credentials go there only when asked.
-		remote.WithTransport(ociTransport{base: remote.DefaultTransport, allowHTTP: o.allowHTTP(reg.RegistryStr())}),
+		remote.WithTransport(o.transport(reg)),
+		remote.WithAuthFromKeychain(o.keychain()),
 	}
+}
+
+// transport is the store's transport to reg: go-containerregistry falls back to plain HTTP
+// for private (RFC 1918) addresses too; a backup and its credentials go there only when asked.
+func (o OCI) transport(reg name.Registry) http.RoundTripper {
+	return ociTransport{base: remote.DefaultTransport, allowHTTP: o.allowHTTP(reg.RegistryStr())}
+}
+
+// keychain gives the credentials: registry-username and registry-password when either is
+// set, else the machine's docker credentials.
+func (o OCI) keychain() authn.Keychain {
 	if o.Username != "" || o.Password != "" {
-		return append(opts, remote.WithAuth(&authn.Basic{Username: o.Username, Password: o.Password}))
+		return ociKeychain{&authn.Basic{Username: o.Username, Password: o.Password}}
 	}
-	return append(opts, remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	return authn.DefaultKeychain
+}
+
+// ociKeychain gives the same credentials for every registry.
+type ociKeychain struct{ auth authn.Authenticator }
+
+func (k ociKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return k.auth, nil }
+
+// ociContextTransport sends every request with ctx: remote.CheckPushPermission makes its
+// requests without one, so without it a registry that does not answer would hold the run.
+type ociContextTransport struct {
+	ctx  context.Context
+	base http.RoundTripper
+}
+
+func (t ociContextTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.base.RoundTrip(req.WithContext(t.ctx))
 }
 
 // ociTransport refuses plain HTTP unless it is allowed.

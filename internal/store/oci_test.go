@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -435,4 +436,74 @@ func TestOCILargeBundleBoundedMemory(t *testing.T) {
 		return err
 	})
 	sameBundle(t, b, got)
+}
+
+// TestOCICheck checks oci:// stores the way the preflight does, against go-containerregistry's
+// registry: a registry that lets the credentials push passes and gets nothing; wrong or missing
+// credentials, a registry that is not there and one that does not answer fail, naming the
+// store and what to set, without showing the password.
+func TestOCICheck(t *testing.T) {
+	requireAuth := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, p, ok := r.BasicAuth(); !ok || u != "ci" || p != "s3cret" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	open := ociTestRegistry(t, nil)
+	locked := ociTestRegistry(t, requireAuth)
+	for _, o := range []OCI{
+		{Ref: "oci://" + open + "/backups/keycloak"},
+		{Ref: open + "/backups/keycloak:nightly"},
+		{Ref: "oci://" + locked + "/backups", Username: "ci", Password: "s3cret"},
+	} {
+		if err := o.Check(t.Context()); err != nil {
+			t.Errorf("Check of %s: %v", o.Ref, err)
+		}
+		repo, err := name.NewRepository(strings.Split(strings.TrimPrefix(o.Ref, "oci://"), ":nightly")[0], name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tags, err := remote.List(repo, remote.WithAuth(&authn.Basic{Username: o.Username, Password: o.Password})); len(tags) != 0 {
+			t.Errorf("the check left tags %v in %s (%v)", tags, repo, err)
+		}
+	}
+
+	for _, o := range []OCI{
+		{Ref: "oci://" + locked + "/backups", Username: "ci", Password: "wrong-pw-71"},
+		{Ref: "oci://" + locked + "/backups"},
+	} {
+		err := o.Check(t.Context())
+		t.Log(err)
+		if err == nil || !strings.HasPrefix(err.Error(), `backup-store "oci://`+locked+`/backups": cannot push to `+locked+"/backups: ") ||
+			!strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "registry-password") {
+			t.Errorf("Check with user %q: %v, want a 401 naming the store and what to set", o.Username, err)
+		}
+		if strings.Contains(fmt.Sprint(err), "wrong-pw-71") {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	}
+
+	// Nothing listens: the port of a server that was closed.
+	srv := httptest.NewServer(http.NotFoundHandler())
+	gone := strings.TrimPrefix(srv.URL, "http://")
+	srv.Close()
+	if err := (OCI{Ref: gone + "/backups"}).Check(t.Context()); err == nil || !strings.Contains(err.Error(), `backup-store "oci://`+gone+`/backups"`) {
+		t.Errorf("Check of a registry that is not there: %v", err)
+	}
+
+	// A registry that never answers holds the check only as long as the context.
+	stuck := ociTestRegistry(t, func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := OCI{Ref: stuck + "/backups"}.Check(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Errorf("Check of a registry that does not answer: %v after %v, want the deadline", err, time.Since(start))
+	}
 }
