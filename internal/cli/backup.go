@@ -17,8 +17,9 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
-// runBackup dumps the database into a bundle, puts it in every store of backup-store and
-// prints the bundle's location as its last stdout line.
+// runBackup checks every store of backup-store, dumps the database into a bundle, puts it in
+// every store and prints the bundle's location as its last stdout line. A store that could not
+// take the bundle is refused (exit 2) before the dump.
 func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger) int {
 	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
 	if err != nil {
@@ -47,6 +48,10 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 		ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
 		Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
 		Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir},
+	}
+	if err := engine.CheckStores(ctx); err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
+		return ExitInvalid
 	}
 	b, err := engine.Backup(ctx, rollout.BackupRequest{Name: name, Release: rollout.Release{Name: cfg.ReleaseName}})
 	if err != nil {

@@ -45,13 +45,15 @@ type Engine struct {
 	Clients ClientChooser
 	Now     func() time.Time
 
-	client Client // the client Inspect chose, if it did
+	client        Client // the client Inspect chose, if it did
+	storesChecked bool   // CheckStores found every store usable
 }
 
 var _ rollout.Databaser = (*Engine)(nil)
 
 // Inspect reads the database facts of the preflight and chooses the client tools for the
-// server, unless Tools are set.
+// server, unless Tools are set. Then it checks every store (CheckStores): a store that could
+// not take the backup fails the preflight, before anything is changed.
 func (e *Engine) Inspect(ctx context.Context) (rollout.Database, error) {
 	db, client, err := Inspector{ConnString: e.ConnString, Clients: e.Clients}.inspect(ctx)
 	if err != nil {
@@ -60,7 +62,20 @@ func (e *Engine) Inspect(ctx context.Context) (rollout.Database, error) {
 	if e.Tools == (Tools{}) && client.Dir != "" {
 		e.Tools, e.client = client.Tools(), client
 	}
-	return db, nil
+	return db, e.CheckStores(ctx)
+}
+
+// CheckStores checks that every store could take the backup now (Store.Check), and names
+// each one that could not. Once they all passed, it does not check them again.
+func (e *Engine) CheckStores(ctx context.Context) error {
+	if e.storesChecked {
+		return nil
+	}
+	if err := CheckStores(ctx, e.Stores); err != nil {
+		return err
+	}
+	e.storesChecked = true
+	return nil
 }
 
 // tools returns the client tools, choosing them first when the preflight did not.
