@@ -72,6 +72,9 @@ type KubeCluster struct {
 	config     *rest.Config
 	client     kubernetes.Interface
 	namespaces atomic.Int64
+	// relay serves the port-forwards to PodPostgresPort (portforward.go); nil for a stale
+	// cluster being removed.
+	relay *relay
 }
 
 // Cluster gives the test a namespace of its own in the binary's shared simulated cluster,
@@ -196,7 +199,10 @@ func StartCluster() (*KubeCluster, error) {
 	if err := os.Mkdir(c.execDir, 0o755); err != nil {
 		return nil, err
 	}
-	conf, err := clusterConfig(templateData{Root: root, ExecDir: c.execDir}, map[string]string{
+	if c.relay, err = startRelay(sharedPostgresAddr); err != nil {
+		return nil, err
+	}
+	conf, err := clusterConfig(templateData{Root: root, ExecDir: c.execDir, PostgresRelayPort: c.relay.port()}, map[string]string{
 		"kubeApiserverBinary":         bin("kubernetes", KubeVersion, "kube-apiserver"),
 		"kubeControllerManagerBinary": bin("kubernetes", KubeVersion, "kube-controller-manager"),
 		"kubeSchedulerBinary":         bin("kubernetes", KubeVersion, "kube-scheduler"),
@@ -205,10 +211,12 @@ func StartCluster() (*KubeCluster, error) {
 		"kwokControllerBinary":        bin("kwok", kwokBuild, "kwok"),
 	})
 	if err != nil {
+		c.relay.close()
 		return nil, err
 	}
 	confPath := filepath.Join(workdir, "kwokctl.yaml")
 	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
+		c.relay.close()
 		return nil, err
 	}
 	start := time.Now()
@@ -240,6 +248,8 @@ type templateData struct {
 	Root string
 	// ExecDir is the working directory of commands exec'd into kwok pods.
 	ExecDir string
+	// PostgresRelayPort is the port on 127.0.0.1 that port-forwards to PodPostgresPort reach.
+	PostgresRelayPort int
 }
 
 // clusterConfig is the kwokctl configuration: the binaries, every component bound to
@@ -427,6 +437,9 @@ func (c *KubeCluster) createVolumes(ctx context.Context) error {
 
 func (c *KubeCluster) Stop() error {
 	defer os.RemoveAll(c.workdir)
+	if c.relay != nil {
+		defer c.relay.close()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if out, err := c.run(ctx, "delete", "cluster"); err != nil {
