@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,20 +182,23 @@ func (w *installed) endStateOf(t *testing.T, upgraded, pendingOK bool) {
 	}
 }
 
-// pgDumpKilledMidStream is a pg_dump that sends 64 KiB of the real dump and is then killed
-// with SIGKILL, the way an OOM kill or a node loss ends it.
+// pgDumpKilledMidStream is a client directory (for --pg-bin-dir) whose pg_dump sends 64 KiB
+// of the real dump and is then killed with SIGKILL, the way an OOM kill or a node loss ends
+// it; its pg_restore and psql are the real ones.
 func pgDumpKilledMidStream(t *testing.T) []string {
 	t.Helper()
-	real, err := exec.LookPath("pg_dump")
-	if err != nil {
-		t.Fatal(err)
-	}
+	const real = "/usr/lib/postgresql/15/bin"
 	dir := t.TempDir()
-	script := fmt.Sprintf("#!/bin/sh\ncase \"$1\" in --version) exec %q \"$@\";; esac\n%q \"$@\" | head -c 65536\nkill -9 $$\n", real, real)
+	script := fmt.Sprintf("#!/bin/sh\ncase \"$1\" in --version) exec %q \"$@\";; esac\n%q \"$@\" | head -c 65536\nkill -9 $$\n", real+"/pg_dump", real+"/pg_dump")
 	if err := os.WriteFile(filepath.Join(dir, "pg_dump"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return []string{"PATH=" + dir + ":" + os.Getenv("PATH")}
+	for _, tool := range []string{"pg_restore", "psql"} {
+		if err := os.Symlink(filepath.Join(real, tool), filepath.Join(dir, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"--pg-bin-dir", dir}
 }
 
 func TestFaultMatrix(t *testing.T) {
@@ -205,6 +209,7 @@ func TestFaultMatrix(t *testing.T) {
 		name     string
 		flags    []string
 		env      func(t *testing.T, w *installed) []string
+		args     func(t *testing.T) []string // more flags, made for the test
 		during   func(t *testing.T, w *installed) func(string, *os.Process)
 		exit     int
 		reason   string
@@ -245,7 +250,7 @@ func TestFaultMatrix(t *testing.T) {
 				})
 			}},
 		{name: "pg_dump killed mid-stream", exit: ExitFailed, reason: "incomplete",
-			env: func(t *testing.T, w *installed) []string { return pgDumpKilledMidStream(t) }},
+			args: func(t *testing.T) []string { return pgDumpKilledMidStream(t) }},
 		{name: "artifact upload failure", flags: []string{"--backup-store", "artifact", "--allow-plaintext-backup"}, exit: ExitFailed,
 			reason: "store the backup",
 			env: func(t *testing.T, w *installed) []string {
@@ -331,7 +336,11 @@ func TestFaultMatrix(t *testing.T) {
 			if tt.during != nil {
 				during = tt.during(t, w)
 			}
-			r := w.start(t, env, during, tt.flags...).wait(t)
+			flags := tt.flags
+			if tt.args != nil {
+				flags = append(slices.Clone(flags), tt.args(t)...)
+			}
+			r := w.start(t, env, during, flags...).wait(t)
 			if r.code != tt.exit {
 				t.Errorf("exit %d, want %d\n%s", r.code, tt.exit, r.stderr)
 			}
@@ -379,7 +388,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		"INPUT_KUBECONFIG=" + string(w.kube.KubeconfigData), "INPUT_DB-HOST=" + w.db.Host, "INPUT_DB-PORT=" + strconv.Itoa(w.db.Port),
 		"INPUT_DB-NAME=" + w.db.Database, "INPUT_DB-USER=" + w.db.Owner, "INPUT_DB-PASSWORD=" + w.db.OwnerPassword, "INPUT_DB-SSLMODE=disable",
 		"INPUT_RECREATE-STATEFULSETS=orphan", "INPUT_BACKUP-STORE=artifact", "INPUT_ALLOW-PLAINTEXT-BACKUP=true",
-		"INPUT_RESTORE-DATABASE=always", "INPUT_STABILITY-WINDOW=3s", "INPUT_SET=fault=crashloop",
+		"INPUT_RESTORE-DATABASE=always", "INPUT_STABILITY-WINDOW=3s", "INPUT_SET=fault=crashloop", "INPUT_PG-BIN-DIR=" + bin,
 	}
 	for k, v := range artifacts.Env() {
 		env = append(env, k+"="+v)

@@ -9,6 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 )
@@ -83,7 +84,7 @@ func TestFromAFailedVendorUpgrade(t *testing.T) {
 			if r.code != ExitInvalid {
 				t.Errorf("exit %d, want %d (refused)", r.code, ExitInvalid)
 			}
-			mustContain(t, r, append(planLines, "set recreate-statefulsets: orphan")...)
+			mustContain(t, r, append(planLines, "give --recreate-statefulsets orphan")...)
 		}
 		if got := w.uid(t, "identity-postgresql-id"); got != postgres {
 			t.Error("the postgres StatefulSet was re-created without recreate-statefulsets: orphan")
@@ -154,4 +155,34 @@ func TestNothingToDoOnlyWhenReady(t *testing.T) {
 		t.Fatalf("exit %d, want 0", r.code)
 	}
 	mustContain(t, r, "Nothing to do: identity at revision")
+}
+
+// TestPlanListsDroppedValues installs the 1.3-like chart with a value that the 1.4-like chart
+// no longer has (its rollback hooks): the plan names it among the values the upgrade would
+// reuse and the target does not read, instead of dropping it silently.
+func TestPlanListsDroppedValues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end plan on the simulated cluster")
+	}
+	t.Parallel()
+	w := install13(t)
+	values := map[string]any{"postgresql": w.db.ChartValues(), "hooks": map[string]any{"enabled": true}, "replicaCount": 1}
+	if _, err := w.helm.Upgrade(t.Context(), "identity", helmrelease.UpgradeSpec{Chart: chart13, Values: yamlOf(t, values)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	r := w.run(t, "plan", "--recreate-statefulsets", "orphan")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d", r.code)
+	}
+	mustContain(t, r, "Warnings:", "chart alfresco-identity-service-3.0.0 has no key for, so they would be dropped: hooks;")
+}
+
+// yamlOf writes values as the YAML of a values input.
+func yamlOf(t *testing.T, values map[string]any) string {
+	t.Helper()
+	data, err := yaml.Marshal(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }

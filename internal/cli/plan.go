@@ -40,6 +40,7 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		RecreateStatefulSets: cfg.RecreateStatefulSets,
 		RollbackHooks:        cfg.RollbackHooks,
 		UnlockPending:        cfg.UnlockPending,
+		Action:               cfg.Action,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)

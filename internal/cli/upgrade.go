@@ -80,6 +80,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 			RecreateStatefulSets: cfg.RecreateStatefulSets,
 			RollbackHooks:        cfg.RollbackHooks,
 			UnlockPending:        cfg.UnlockPending,
+			Action:               act != nil,
 		},
 		BackupName:         cfg.BackupName,
 		Timeout:            cfg.Timeout,

@@ -3,6 +3,10 @@ package helmrelease
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+
+	"helm.sh/helm/v3/pkg/chart"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -21,5 +25,65 @@ func (c *Client) Render(ctx context.Context, name string, spec UpgradeSpec) (rol
 	if err != nil {
 		return rollout.Release{}, fmt.Errorf("render upgrade of %q to %s: %w", name, spec.Chart, err)
 	}
-	return fromHelm(rel), nil
+	out := fromHelm(rel)
+	out.UnreadValues = unreadValues(rel.Config, rel.Chart)
+	return out, nil
+}
+
+// unreadValues lists the paths of the user-supplied values (config: the reused values merged
+// with the new ones) that ch has no key for in its own default values or, under a
+// dependency's name or alias, in the dependency's: values a chart does not declare are most
+// likely not read by its templates (2.1.0's keycloak.keycloak.replicas, which 3.0.0 reads as
+// keycloak.replicas). global is shared by every chart and never listed.
+func unreadValues(config map[string]any, ch *chart.Chart) []string {
+	var out []string
+	var walk func(prefix string, vals map[string]any, defaults map[string]any, deps map[string]*chart.Chart)
+	walk = func(prefix string, vals map[string]any, defaults map[string]any, deps map[string]*chart.Chart) {
+		for _, k := range slices.Sorted(maps.Keys(vals)) {
+			path := prefix + k
+			if prefix == "" && k == "global" {
+				continue
+			}
+			sub, isMap := vals[k].(map[string]any)
+			if def, ok := defaults[k]; ok {
+				if defMap, ok := def.(map[string]any); ok && isMap && len(defMap) > 0 {
+					walk(path+".", sub, defMap, nil)
+				}
+				continue
+			}
+			if dep, ok := deps[k]; ok {
+				if isMap {
+					walk(path+".", sub, dep.Values, dependencies(dep))
+				}
+				continue
+			}
+			out = append(out, path)
+		}
+	}
+	if ch != nil {
+		walk("", config, ch.Values, dependencies(ch))
+	}
+	return out
+}
+
+// dependencies are a chart's subcharts by the key their values sit under: the alias the
+// parent gives them, else their name.
+func dependencies(ch *chart.Chart) map[string]*chart.Chart {
+	out := map[string]*chart.Chart{}
+	for _, d := range ch.Dependencies() {
+		out[d.Name()] = d
+	}
+	if ch.Metadata != nil {
+		for _, d := range ch.Metadata.Dependencies {
+			if d.Alias == "" {
+				continue
+			}
+			for _, sub := range ch.Dependencies() {
+				if sub.Name() == d.Name {
+					out[d.Alias] = sub
+				}
+			}
+		}
+	}
+	return out
 }

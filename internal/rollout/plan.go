@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -46,6 +47,17 @@ type PlanRequest struct {
 	RollbackHooks string
 	// UnlockPending allows continuing from a release left pending-* (the unlock-pending input).
 	UnlockPending bool
+	// Action: the run reads action inputs, not flags; messages name inputs accordingly.
+	Action bool
+}
+
+// give says how to give an input a value: as a flag on the command line, as an input in the
+// action.
+func (r PlanRequest) give(input, value string) string {
+	if r.Action {
+		return fmt.Sprintf("set the input %s: %s", input, value)
+	}
+	return fmt.Sprintf("give --%s %s", input, value)
 }
 
 // Plan is the outcome of the preflight: the state found, what the upgrade would change, and
@@ -69,6 +81,9 @@ type Plan struct {
 	// Noop: Current is the latest revision, renders the target, and its workloads were ready
 	// when the plan was made: there is nothing to do.
 	Noop bool
+	// Warnings are what the upgrade would do that a person may not expect: a downgrade, values
+	// reused under keys the target chart does not read.
+	Warnings []string
 }
 
 // Refused reports whether the preflight would refuse the upgrade.
@@ -95,8 +110,8 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, read
 	p.Current = latest
 	if latest.Pending() && !req.UnlockPending {
 		p.Refusals = append(p.Refusals, fmt.Errorf("%w: release %q is %s at revision %d (a killed run leaves it so, and helm refuses every later operation); "+
-			"set unlock-pending: true to mark that revision failed and continue, as Flux does",
-			ErrReleasePending, req.Release, latest.Status, latest.Revision))
+			"%s to mark that revision failed and continue, as Flux does",
+			ErrReleasePending, req.Release, latest.Status, latest.Revision, req.give("unlock-pending", "true")))
 	} else {
 		if latest.Status != "deployed" {
 			// The revision to return to must be one that ran, never a failed or unlocked one.
@@ -118,10 +133,18 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, read
 			for _, c := range p.Changes {
 				if len(c.Immutable) > 0 {
 					p.Refusals = append(p.Refusals, fmt.Errorf("%w: %s changes %s, which the API server refuses to update: a plain helm upgrade "+
-						"would fail after applying part of the release; set recreate-statefulsets: orphan to re-create it (its pods' volumes are kept)",
-						ErrImmutableChange, c.Resource(), strings.Join(c.Immutable, ", ")))
+						"would fail after applying part of the release; %s to re-create it (its pods' volumes are kept)",
+						ErrImmutableChange, c.Resource(), strings.Join(c.Immutable, ", "), req.give("recreate-statefulsets", "orphan")))
 				}
 			}
+		}
+		if older(p.Target.AppVersion, p.Current.AppVersion) {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("downgrade: the target runs app %s, older than the current %s; "+
+				"Keycloak does not migrate a schema back, so an older version may not start on this database", p.Target.AppVersion, p.Current.AppVersion))
+		}
+		if len(p.Target.UnreadValues) > 0 {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("values the release would reuse that chart %s has no key for, so they would be dropped: %s; "+
+				"give them under the keys the target chart reads", p.Target.Chart(), strings.Join(p.Target.UnreadValues, ", ")))
 		}
 	}
 	if req.RollbackHooks != "run" {
@@ -209,6 +232,12 @@ func (p Plan) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "  %s/%s (%s)\n", h.Kind, h.Name, strings.Join(h.Events, ", "))
 		}
 	}
+	if len(p.Warnings) > 0 {
+		b.WriteString("Warnings:\n")
+		for _, w := range p.Warnings {
+			fmt.Fprintf(&b, "  - %s\n", w)
+		}
+	}
 	if p.Refused() {
 		b.WriteString("Refused: the upgrade would not start:\n")
 		for _, err := range p.Refusals {
@@ -257,4 +286,22 @@ func inDir(dir string) string {
 		return ""
 	}
 	return " in " + dir
+}
+
+// older reports whether app version a is older than b, comparing dot-separated numbers
+// ("1.3.0" < "1.4.0" < "1.10"); a part that is not a number ends the comparison, and two
+// versions that cannot be compared are not older.
+func older(a, b string) bool {
+	pa, pb := strings.Split(strings.TrimPrefix(a, "v"), "."), strings.Split(strings.TrimPrefix(b, "v"), ".")
+	for i := 0; i < len(pa) && i < len(pb); i++ {
+		x, errA := strconv.Atoi(pa[i])
+		y, errB := strconv.Atoi(pb[i])
+		if errA != nil || errB != nil {
+			return false
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }

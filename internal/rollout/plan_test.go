@@ -83,6 +83,8 @@ func TestMakePlan(t *testing.T) {
 	sameChart := rollout.Release{ChartName: "alfresco-identity-service", ChartVersion: "2.1.0", AppVersion: "1.3.0"}
 	deployed.Manifest = "kind: StatefulSet\n"
 	brokenPods := errors.New("StatefulSet/identity-id-keycloak: CrashLoopBackOff")
+	downgrade := rollout.Release{ChartName: "alfresco-identity-service", ChartVersion: "1.9.0", AppVersion: "1.2.9",
+		UnreadValues: []string{"keycloak.keycloak", "postgresql.persistence"}}
 
 	tests := []struct {
 		name        string
@@ -109,13 +111,25 @@ func TestMakePlan(t *testing.T) {
 			name: "immutable selector without orphan", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "never", RollbackHooks: "auto"},
 			current: deployed, changes: selectorChange, db: pg15, wantRender: true, wantSkipped: 2,
 			wantRefusal: []error{rollout.ErrImmutableChange},
-			wantText:    []string{"recreate-statefulsets: orphan", "StatefulSet/identity-postgresql-id changes spec.selector"},
+			wantText:    []string{"give --recreate-statefulsets orphan", "StatefulSet/identity-postgresql-id changes spec.selector"},
 		},
 		{
 			name: "pending release", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "orphan", RollbackHooks: "auto"},
 			current: pending, db: pg15, wantSkipped: 2,
 			wantRefusal: []error{rollout.ErrReleasePending},
-			wantText:    []string{"pending-upgrade at revision 4", "unlock-pending: true"},
+			wantText:    []string{"pending-upgrade at revision 4", "give --unlock-pending true"},
+		},
+		{
+			name: "as an action, refusals name the input", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "never", RollbackHooks: "auto", Action: true},
+			current: deployed, changes: selectorChange, db: pg15, wantRender: true, wantSkipped: 2,
+			wantRefusal: []error{rollout.ErrImmutableChange},
+			wantText:    []string{"set the input recreate-statefulsets: orphan"},
+		},
+		{
+			name: "a downgrade and values the target does not read are warned of", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "orphan", RollbackHooks: "auto"},
+			current: deployed, target: &downgrade, db: pg15, wantRender: true, wantSkipped: 2,
+			wantText: []string{"Warnings:", "downgrade: the target runs app 1.2.9, older than the current 1.3.0",
+				"chart alfresco-identity-service-1.9.0 has no key for, so they would be dropped: keycloak.keycloak, postgresql.persistence", "Ready:"},
 		},
 		{
 			name: "pending release with unlock", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "orphan", RollbackHooks: "run", UnlockPending: true},

@@ -21,6 +21,10 @@ type Release struct {
 	Manifest     string
 	Hooks        []Hook
 	Updated      time.Time
+	// UnreadValues are the paths (a.b.c) of user-supplied values the revision's chart has no
+	// key for, so its templates most likely do not read them: on a rendered target, values
+	// reused from the current revision under keys the new chart moved or dropped.
+	UnreadValues []string
 }
 
 // Pending reports whether a helm operation on the release is in progress, or was left in
