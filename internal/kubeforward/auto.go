@@ -1,0 +1,192 @@
+package kubeforward
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/manifest"
+)
+
+// PostgresPort is PostgreSQL's port, the default of a target that names none.
+const PostgresPort = 5432
+
+// FromManifest finds the release's own PostgreSQL in its rendered manifest: the StatefulSet
+// whose containers run a postgres image or whose labels say postgresql, the Service in front
+// of it (one that is not headless first) and that Service's PostgreSQL port. Without such a
+// Service it names the StatefulSet's first pod.
+func FromManifest(m string) (Spec, error) {
+	objs, err := manifest.Objects(m)
+	if err != nil {
+		return Spec{}, err
+	}
+	var sets []*appsv1.StatefulSet
+	var services []*corev1.Service
+	for _, o := range objs {
+		switch {
+		case o.GetKind() == "StatefulSet" && strings.HasPrefix(o.GetAPIVersion(), "apps/"):
+			var sts appsv1.StatefulSet
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &sts); err != nil {
+				return Spec{}, fmt.Errorf("StatefulSet %s: %w", o.GetName(), err)
+			}
+			if isPostgres(&sts) {
+				sets = append(sets, &sts)
+			}
+		case o.GetKind() == "Service" && o.GetAPIVersion() == "v1":
+			var svc corev1.Service
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &svc); err != nil {
+				return Spec{}, fmt.Errorf("Service %s: %w", o.GetName(), err)
+			}
+			services = append(services, &svc)
+		}
+	}
+	switch len(sets) {
+	case 0:
+		return Spec{}, fmt.Errorf("the release has no PostgreSQL StatefulSet (none runs a postgres image or carries a postgresql label); name the database as service/NAME[:PORT] or pod/NAME[:PORT]")
+	case 1:
+	default:
+		var names []string
+		for _, s := range sets {
+			names = append(names, s.Name)
+		}
+		return Spec{}, fmt.Errorf("the release has %d PostgreSQL StatefulSets (%s); name one as service/NAME[:PORT] or pod/NAME[:PORT]", len(sets), strings.Join(names, ", "))
+	}
+	sts := sets[0]
+	pods := labels.Set(sts.Spec.Template.Labels)
+	var fronts []*corev1.Service
+	for _, svc := range services {
+		if len(svc.Spec.Selector) > 0 && labels.SelectorFromSet(svc.Spec.Selector).Matches(pods) {
+			fronts = append(fronts, svc)
+		}
+	}
+	// A Service with a cluster IP first (the chart's own), then the StatefulSet's headless one.
+	slices.SortStableFunc(fronts, func(a, b *corev1.Service) int { return headless(a) - headless(b) })
+	for _, svc := range fronts {
+		if port, ok := servicePostgresPort(svc, sts.Spec.Template.Spec.Containers); ok {
+			return Spec{Kind: KindService, Name: svc.Name, Port: strconv.Itoa(int(port))}, nil
+		}
+	}
+	port := ""
+	if p, ok := containerPostgresPort(sts.Spec.Template.Spec.Containers); ok {
+		port = strconv.Itoa(int(p))
+	}
+	return Spec{Kind: KindPod, Name: sts.Name + "-0", Port: port}, nil
+}
+
+func headless(svc *corev1.Service) int {
+	if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return 1
+	}
+	return 0
+}
+
+// isPostgres reports whether a StatefulSet runs PostgreSQL: a container image whose name (the
+// last path element, without tag or digest) holds "postgres", or a label of the StatefulSet or
+// its pods whose value holds "postgresql".
+func isPostgres(sts *appsv1.StatefulSet) bool {
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		if isPostgresImage(c.Image) {
+			return true
+		}
+	}
+	for _, set := range []map[string]string{sts.Labels, sts.Spec.Template.Labels} {
+		for _, v := range set {
+			if strings.Contains(strings.ToLower(v), "postgresql") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isPostgresImage(image string) bool {
+	name := image
+	if i := strings.LastIndex(name, "/"); i >= 0 {
+		name = name[i+1:]
+	}
+	name, _, _ = strings.Cut(name, "@")
+	name, _, _ = strings.Cut(name, ":")
+	return strings.Contains(strings.ToLower(name), "postgres")
+}
+
+// isPostgresPortName reports whether a port name says PostgreSQL (postgresql, tcp-postgresql,
+// postgres, pg).
+func isPostgresPortName(name string) bool {
+	return strings.Contains(name, "postgres") || name == "pg"
+}
+
+// servicePostgresPort picks the Service port of PostgreSQL: one named for it, else one whose
+// target is the containers' PostgreSQL port, else 5432, else the only port.
+func servicePostgresPort(svc *corev1.Service, containers []corev1.Container) (int32, bool) {
+	ports := svc.Spec.Ports
+	for _, p := range ports {
+		if isPostgresPortName(p.Name) {
+			return p.Port, true
+		}
+	}
+	if cp, ok := containerPostgresPort(containers); ok {
+		for _, p := range ports {
+			if target, ok := targetPort(p, containers); ok && target == cp {
+				return p.Port, true
+			}
+		}
+	}
+	for _, p := range ports {
+		if p.Port == PostgresPort {
+			return p.Port, true
+		}
+	}
+	if len(ports) == 1 {
+		return ports[0].Port, true
+	}
+	return 0, false
+}
+
+// containerPostgresPort is the containers' PostgreSQL port: one named for it, else 5432 when a
+// container declares it, else the first declared port.
+func containerPostgresPort(containers []corev1.Container) (int32, bool) {
+	var first int32
+	for _, c := range containers {
+		for _, p := range c.Ports {
+			if isPostgresPortName(p.Name) {
+				return p.ContainerPort, true
+			}
+			if p.ContainerPort == PostgresPort {
+				first = PostgresPort
+			} else if first == 0 {
+				first = p.ContainerPort
+			}
+		}
+	}
+	return first, first != 0
+}
+
+// targetPort is the container port a Service port leads to, given the pod's containers.
+func targetPort(p corev1.ServicePort, containers []corev1.Container) (int32, bool) {
+	switch {
+	case p.TargetPort.StrVal != "":
+		return namedPort(p.TargetPort.StrVal, containers)
+	case p.TargetPort.IntVal != 0:
+		return p.TargetPort.IntVal, true
+	default:
+		return p.Port, true
+	}
+}
+
+// namedPort is the number of a container port by its name.
+func namedPort(name string, containers []corev1.Container) (int32, bool) {
+	for _, c := range containers {
+		for _, p := range c.Ports {
+			if p.Name == name {
+				return p.ContainerPort, true
+			}
+		}
+	}
+	return 0, false
+}
