@@ -36,6 +36,11 @@ func (r Renderer) Unlock(ctx context.Context, rel rollout.Release) error {
 	return r.Client.Unlock(ctx, rel)
 }
 
+// MarkFailed records a revision as failed, with the reason (see Client.MarkFailed).
+func (r Renderer) MarkFailed(ctx context.Context, rel rollout.Release, reason string) error {
+	return r.Client.MarkFailed(ctx, rel, reason)
+}
+
 // Deployed returns the newest deployed revision (see Client.Deployed).
 func (r Renderer) Deployed(ctx context.Context, name string) (rollout.Release, error) {
 	return r.Client.Deployed(ctx, name)

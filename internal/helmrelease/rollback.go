@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/release"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
@@ -69,8 +68,7 @@ func (c *Client) Rollback(ctx context.Context, name string, to int, opts rollout
 	}
 	err = fmt.Errorf("rollback %q to revision %d: %w", name, to, runErr)
 	if status := last.Info.Status; status.IsPending() {
-		last.SetStatus(release.StatusFailed, fmt.Sprintf("marked failed by identity-upgrade: helm left it %s: %v", status, runErr))
-		if uerr := c.cfg.Releases.Update(last); uerr != nil {
+		if uerr := c.storeFailed(last, fmt.Sprintf("helm left it %s: %v", status, runErr)); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("mark revision %d, left %s, failed: %w", last.Version, status, uerr))
 		}
 	}

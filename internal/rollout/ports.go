@@ -27,6 +27,10 @@ type Releaser interface {
 	// Unlock marks a revision left pending-* as failed, so that helm accepts operations on the
 	// release again (what Flux's helm-controller does). It changes nothing in the cluster.
 	Unlock(ctx context.Context, rel Release) error
+	// MarkFailed records revision rel.Revision as failed, with reason in its description (helm
+	// history's), as helm upgrade --atomic does with an upgrade it rolls back: the history then
+	// tells the failed upgrade from a superseded one. It changes nothing in the cluster.
+	MarkFailed(ctx context.Context, rel Release, reason string) error
 	// Deployed returns the newest revision whose status is deployed: the one running when the
 	// latest revision failed or was unlocked.
 	Deployed(ctx context.Context, name string) (Release, error)

@@ -451,6 +451,19 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 		CleanupOnFail: true,
 		Timeout:       r.req.Timeout,
 	}
+	// As helm upgrade --atomic does, the upgrade's revision is recorded failed, with the cause,
+	// before the rollback; helm would supersede it as "Upgrade complete" otherwise.
+	const maxCause = 256
+	cause := []rune(r.rep.Failure.Error())
+	if len(cause) > maxCause {
+		cause = append(cause[:maxCause], '…')
+	}
+	marked := fmt.Sprintf("revision %d marked failed", target.Revision)
+	if err := r.p.Releases.MarkFailed(ctx, target, fmt.Sprintf("%s; rolling back to revision %d", string(cause), cur.Revision)); err != nil {
+		// Only the history's record is wrong: the rollback goes on.
+		r.log.Warn("mark the upgrade's revision failed", "revision", target.Revision, "err", err)
+		marked = fmt.Sprintf("revision %d not marked failed (%v)", target.Revision, err)
+	}
 	var rel Release
 	var err error
 	for attempt := 1; ; attempt++ {
@@ -473,7 +486,7 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("helm rollback to revision %d: %w", cur.Revision, err)
 	}
-	note := fmt.Sprintf("revision %d (= %d)", rel.Revision, cur.Revision)
+	note := fmt.Sprintf("%s; revision %d (= %d)", marked, rel.Revision, cur.Revision)
 	if opts.DisableHooks {
 		note += ", rollback hooks skipped"
 	}

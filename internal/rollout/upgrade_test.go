@@ -40,6 +40,9 @@ type world struct {
 	ctxErrs map[string]error
 	revs    int
 	rolled  rollout.RollbackOptions
+	// marked is the reason MarkFailed was given; markErr fails it.
+	marked  string
+	markErr error
 }
 
 func newWorld() *world {
@@ -89,6 +92,11 @@ func (w *world) Unlock(ctx context.Context, rel rollout.Release) error {
 	w.call(ctx, "unlock")
 	w.current.Status = "failed"
 	return nil
+}
+func (w *world) MarkFailed(ctx context.Context, rel rollout.Release, reason string) error {
+	w.call(ctx, fmt.Sprintf("mark failed %d", rel.Revision))
+	w.marked = reason
+	return w.markErr
 }
 func (w *world) Values(ctx context.Context, name string, revision int) ([]byte, error) {
 	w.call(ctx, fmt.Sprintf("values %d", revision))
@@ -212,7 +220,7 @@ var notReady = &rollout.NotReady{Resource: "StatefulSet/identity-id-keycloak", P
 func TestUpgrade(t *testing.T) {
 	happy := []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait", "unlock lease"}
 	recovered := []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-		"scale down", "drift", "restore", "rollback 4", "wait rolled-back", "verify", "unlock lease"}
+		"scale down", "drift", "restore", "mark failed 5", "rollback 4", "wait rolled-back", "verify", "unlock lease"}
 	tests := []struct {
 		name   string
 		setup  func(*world, *rollout.UpgradeRequest)
@@ -251,7 +259,7 @@ func TestUpgrade(t *testing.T) {
 			result: rollout.RolledBack, exit: 1,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4",
 				"orphan identity-postgresql-id", "upgrade", "replace pods identity-postgresql-id", "wait",
-				"scale down", "drift", "restore", "orphan identity-postgresql-id", "rollback 4", "replace pods identity-postgresql-id",
+				"scale down", "drift", "restore", "mark failed 5", "orphan identity-postgresql-id", "rollback 4", "replace pods identity-postgresql-id",
 				"wait rolled-back", "verify", "unlock lease"},
 			failure: "CrashLoopBackOff", revision: 6, restored: true,
 		},
@@ -270,7 +278,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.RolledBack, exit: 1,
 			calls: []string{"lock", "current", "unlock", "current", "deployed", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "rollback 4", "wait rolled-back", "unlock lease"},
+				"scale down", "drift", "mark failed 6", "rollback 4", "wait rolled-back", "unlock lease"},
 			failure: "CrashLoopBackOff", revision: 7,
 		},
 		{
@@ -303,7 +311,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.RolledBack, exit: 1,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade",
-				"scale down", "drift", "rollback 4", "wait rolled-back", "unlock lease"},
+				"scale down", "drift", "mark failed 5", "rollback 4", "wait rolled-back", "unlock lease"},
 			failure: "field is immutable", revision: 6,
 		},
 		{
@@ -318,7 +326,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.RolledBack, exit: 1,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "rollback 4", "wait rolled-back", "unlock lease"},
+				"scale down", "mark failed 5", "rollback 4", "wait rolled-back", "unlock lease"},
 			failure: "CrashLoopBackOff", revision: 6,
 		},
 		{
@@ -326,7 +334,7 @@ func TestUpgrade(t *testing.T) {
 			setup:  func(w *world, r *rollout.UpgradeRequest) { w.waitErr, r.RestoreDatabase = notReady, "always" },
 			result: rollout.RolledBack, exit: 1,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "restore", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
+				"scale down", "restore", "mark failed 5", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
 			failure: "CrashLoopBackOff", revision: 6, restored: true,
 		},
 		{
@@ -336,7 +344,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.Failed, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "restore", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
+				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "another operation is in progress", revision: 5, restored: true,
 		},
 		{
@@ -346,7 +354,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.RolledBack, exit: 1,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "restore", "rollback 4", "rollback 4", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
+				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "rollback 4", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
 			failure: "CrashLoopBackOff", revision: 8, restored: true,
 		},
 		{
@@ -356,7 +364,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.Failed, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "restore", "rollback 4", "rollback 4", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
+				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "rollback 4", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "an object changed while it was being written", revision: 8, restored: true,
 		},
 		{
@@ -366,7 +374,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.Failed, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "restore", "rollback 4", "wait rolled-back", "unlock lease"},
+				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "wait rolled-back", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "disk full", revision: 6,
 		},
 		{
@@ -376,7 +384,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.Failed, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "rollback 4", "wait rolled-back", "unlock lease"},
+				"scale down", "drift", "mark failed 5", "rollback 4", "wait rolled-back", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "still crashing", revision: 6,
 		},
 		{
@@ -504,6 +512,45 @@ func TestUpgradeSkipsTheRollbackHooksOfTheRecordedRevision(t *testing.T) {
 	}
 }
 
+func TestUpgradeMarksTheFailedRevisionBeforeTheRollback(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		markErr error
+		note    string
+	}{
+		{name: "marked", note: "revision 5 marked failed; revision 6 (= 4)"},
+		{name: "the mark fails: the rollback goes on", markErr: errors.New("secrets is forbidden"),
+			note: "revision 5 not marked failed (secrets is forbidden); revision 6 (= 4)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld()
+			w.waitErr, w.markErr = notReady, tt.markErr
+			rep := w.pipeline().Upgrade(t.Context(), request())
+			if rep.ExitCode != 1 || rep.Result != rollout.RolledBack {
+				t.Fatalf("result %s exit %d: %v", rep.Result, rep.ExitCode, rep.Err())
+			}
+			for _, want := range []string{"readiness: not ready: pod identity-id-keycloak-0", "CrashLoopBackOff", "; rolling back to revision 4"} {
+				if !strings.Contains(w.marked, want) {
+					t.Errorf("reason %q lacks %q", w.marked, want)
+				}
+			}
+			for _, s := range rep.Timeline {
+				if s.Name == "rollback" && !strings.HasPrefix(s.Note, tt.note) {
+					t.Errorf("rollback note %q, want it to begin with %q", s.Note, tt.note)
+				}
+			}
+		})
+	}
+	t.Run("a long cause is cut", func(t *testing.T) {
+		w := newWorld()
+		w.waitErr = &rollout.NotReady{Resource: "StatefulSet/identity-id-keycloak", Reason: "ProbeFailed", Message: strings.Repeat("x", 1000)}
+		w.pipeline().Upgrade(t.Context(), request())
+		if n := len([]rune(w.marked)); n > 300 || !strings.Contains(w.marked, "…; rolling back to revision 4") {
+			t.Errorf("reason of %d characters: %q", n, w.marked)
+		}
+	})
+}
+
 func TestUpgradeCancelledDuringTheWaitRollsBackOnAFreshContext(t *testing.T) {
 	w := newWorld()
 	w.blockWait, w.drift = true, "rows changed in 2 tables"
@@ -521,7 +568,7 @@ func TestUpgradeCancelledDuringTheWaitRollsBackOnAFreshContext(t *testing.T) {
 	if !strings.Contains(rep.Failure.Error(), "cancelled") {
 		t.Errorf("failure %v does not say the run was cancelled", rep.Failure)
 	}
-	for _, c := range []string{"restore", "rollback 4", "verify", "unlock lease"} {
+	for _, c := range []string{"restore", "mark failed 5", "rollback 4", "verify", "unlock lease"} {
 		if !w.called(c) {
 			t.Errorf("%s was not called after the cancel", c)
 		} else if err := w.ctxErrs[c]; err != nil {
