@@ -280,6 +280,26 @@ func TestFaultMatrix(t *testing.T) {
 			}
 			w.endState(t, true)
 		}},
+		// No migration, no row count changed: a realm and 692 credentials updated in place
+		// while the new version runs. Row counts and the schema state say nothing changed.
+		{name: "rows updated in place, then failure", flags: []string{"--set", "fault=crash-after-ready", "--set", "faultDelay=4s", "--stability-window", "15s"},
+			exit: ExitFailed, reason: "rows inserted or updated since the backup in credential (692), realm (1)",
+			during: func(t *testing.T, w *installed) func(string, *os.Process) {
+				return atStep("readiness", func(*os.Process) {
+					err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+						sts, err := w.kube.Client.AppsV1().StatefulSets(w.kube.Namespace).Get(ctx, "identity-id-keycloak", metav1.GetOptions{})
+						return err == nil && sts.Status.ReadyReplicas > 0, nil
+					})
+					if err == nil {
+						_, err = w.db.Run(t.Context(), "SET ROLE "+w.db.Owner+";\n"+
+							"UPDATE realm SET not_before = not_before + 1 WHERE name = 'master';\n"+
+							"UPDATE credential SET priority = priority + 1;")
+					}
+					if err != nil {
+						t.Errorf("update rows while the new version runs: %v", err)
+					}
+				})
+			}},
 		{name: "schema migrated, then failure", flags: []string{"--set", "fault=crash-after-ready", "--set", "faultDelay=4s", "--stability-window", "15s"},
 			exit: ExitFailed, reason: "the database was restored from the backup",
 			during: func(t *testing.T, w *installed) func(string, *os.Process) {
