@@ -46,6 +46,10 @@ type Config struct {
 	DBPassword  string
 	DBSSLMode   string
 	PgBinDir    string
+	// DBPortForward is "", auto, service/NAME[:PORT] or pod/NAME[:PORT]; DBPasswordFrom is
+	// "" or secret/NAME:KEY. The CLI resolves both (UseForward, UseClusterPassword).
+	DBPortForward  string
+	DBPasswordFrom string
 
 	// Backup.
 	From                       string // restore only: bundle directory, oci:// reference or artifact name
@@ -176,11 +180,11 @@ func build(cmd string, action bool, raw map[string]string, given map[string]bool
 	// DATABASE_URL is only used when no database input is given at all, and PGPASSWORD only
 	// when no password is given in db-password or inside database-url.
 	databaseURL := get("database-url")
-	if databaseURL == "" && !given["db-host"] && !given["db-port"] && !given["db-name"] && !given["db-user"] {
+	if databaseURL == "" && !given["db-host"] && !given["db-port"] && !given["db-name"] && !given["db-user"] && !given["db-port-forward"] {
 		databaseURL = getenv("DATABASE_URL")
 	}
 	dbPassword := get("db-password")
-	if dbPassword == "" && urlPassword(databaseURL) == "" {
+	if dbPassword == "" && urlPassword(databaseURL) == "" && !given["db-password-from"] {
 		dbPassword = getenv("PGPASSWORD")
 	}
 
@@ -202,6 +206,8 @@ func build(cmd string, action bool, raw map[string]string, given map[string]bool
 	c.DBPassword = dbPassword
 	c.DBSSLMode = get("db-sslmode")
 	c.PgBinDir = get("pg-bin-dir")
+	c.DBPortForward = get("db-port-forward")
+	c.DBPasswordFrom = get("db-password-from")
 	c.From = get("from")
 	c.BackupFormat = get("backup-format")
 	c.BackupStores = list("backup-store")

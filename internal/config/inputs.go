@@ -104,9 +104,9 @@ func allInputs() []Input {
 	)
 	return []Input{
 		// Release.
-		{Name: "release-name", Group: GroupRelease, Kind: KindString, Required: true, Commands: upBackup,
+		{Name: "release-name", Group: GroupRelease, Kind: KindString, Required: true, Commands: all,
 			Description: "Name of the Helm release of the identity service (a DNS-1123 label, at most 53 characters)."},
-		{Name: "namespace", Group: GroupRelease, Kind: KindString, Default: "default", Commands: upBackup,
+		{Name: "namespace", Group: GroupRelease, Kind: KindString, Default: "default", Commands: all,
 			Description: "Kubernetes namespace of the release."},
 		{Name: "chart", Group: GroupRelease, Kind: KindString, Required: true, Commands: upPlan,
 			Description: "Chart to upgrade to: repo/name (needs repo-url), oci://host/path/name, or a local chart directory or .tgz (e.g. alfresco/alfresco-identity-service)."},
@@ -124,9 +124,9 @@ func allInputs() []Input {
 			Description: "Start from the release's current values (true or false)."},
 
 		// Cluster.
-		{Name: "kubeconfig", Group: GroupCluster, Kind: KindText, Secret: true, Commands: upBackup,
+		{Name: "kubeconfig", Group: GroupCluster, Kind: KindText, Secret: true, Commands: all,
 			Description: "Kubeconfig file content (not a path; secret). Empty means KUBECONFIG, ~/.kube/config, or in-cluster config."},
-		{Name: "kube-context", Group: GroupCluster, Kind: KindString, Commands: upBackup,
+		{Name: "kube-context", Group: GroupCluster, Kind: KindString, Commands: all,
 			Description: "Kubeconfig context to use. Empty means the current context."},
 
 		// Database.
@@ -134,6 +134,8 @@ func allInputs() []Input {
 			Description: "Keycloak database as postgres://user[:password]@host[:port]/dbname[?sslmode=...] (secret). Falls back to DATABASE_URL. Use it or the db-* inputs, not both."},
 		{Name: "db-host", Group: GroupDatabase, Kind: KindString, Commands: all,
 			Description: "Database host, when database-url is not used."},
+		{Name: "db-port-forward", Group: GroupDatabase, Kind: KindString, Commands: all,
+			Description: "Reach the database through a port-forward of the Kubernetes API server, for a release's own in-cluster PostgreSQL that the runner cannot dial: auto (the release's PostgreSQL StatefulSet, its Service and port), service/NAME[:PORT] or pod/NAME[:PORT] in the release's namespace. The forward listens on 127.0.0.1 and stands for the host and port: give db-name, db-user and the password, not db-host, db-port or database-url. Empty: off."},
 		{Name: "db-port", Group: GroupDatabase, Kind: KindInt, Default: "5432", Commands: all,
 			Description: "Database port (1-65535)."},
 		{Name: "db-name", Group: GroupDatabase, Kind: KindString, Commands: all,
@@ -142,6 +144,8 @@ func allInputs() []Input {
 			Description: "Database user, when database-url is not used."},
 		{Name: "db-password", Group: GroupDatabase, Kind: KindString, Secret: true, Env: "PGPASSWORD", Commands: all,
 			Description: "Database password (secret). Falls back to PGPASSWORD, which keeps it out of process arguments."},
+		{Name: "db-password-from", Group: GroupDatabase, Kind: KindString, Commands: all,
+			Description: "Read the database password from a Secret in the release's namespace, as secret/NAME:KEY (the bundled PostgreSQL's is secret/<release>-postgresql-id:postgresql-password); masked like every secret. Instead of db-password."},
 		{Name: "db-sslmode", Group: GroupDatabase, Kind: KindString, Default: "prefer", Commands: all,
 			Enum:        []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
 			Description: "PostgreSQL sslmode."},

@@ -412,6 +412,9 @@ func (v *validator) database() {
 			{"db-name", "name"},
 			{"db-user", "user"},
 		} {
+			if r.name == "db-host" && c.DBPortForward != "" {
+				continue // the forward is the host
+			}
 			if v.fieldEmpty(r.name) && !v.has(r.name) {
 				v.add(r.name, "required: the Keycloak database %s (or give database-url, postgres://user@host:5432/dbname, instead)", r.what)
 			}
@@ -425,6 +428,44 @@ func (v *validator) database() {
 	if !v.has("db-port") && (c.DBPort < 1 || c.DBPort > 65535) {
 		v.add("db-port", "%d is not a port number; use 1-65535 (PostgreSQL's default is 5432)", c.DBPort)
 	}
+	v.portForward()
+}
+
+// portForward checks db-port-forward and db-password-from. The forward stands for the host
+// and port: db-host, db-port and database-url are refused with it rather than ignored, so
+// that no run reaches another database than the one named.
+func (v *validator) portForward() {
+	c := v.c
+	v.check("db-port-forward", c.DBPortForward, func(s string) {
+		if s != PortForwardAuto && !validPortForward(s) {
+			v.add("db-port-forward", "%s is not auto, service/NAME[:PORT] or pod/NAME[:PORT] (e.g. service/identity-postgresql-id:5432)", c.quote(s))
+			return
+		}
+		for _, o := range []struct {
+			name string
+			set  bool
+		}{
+			{"database-url", c.DatabaseURL != ""},
+			{"db-host", c.DBHost != ""},
+			{"db-port", c.Given("db-port")},
+		} {
+			if o.set {
+				v.add("db-port-forward", "given together with %s; the port-forward is the database's host and port (127.0.0.1 and a free port): remove %s and give db-name, db-user and the password", o.name, o.name)
+			}
+		}
+		if s == PortForwardAuto && c.ReleaseName == "" && !v.has("release-name") {
+			v.add("db-port-forward", "auto finds the database in the release: give release-name too, or name it as service/NAME[:PORT]")
+		}
+	})
+	v.check("db-password-from", c.DBPasswordFrom, func(s string) {
+		if !secretKeyRef.MatchString(s) || len(s) > len("secret/")+253+1+253 {
+			v.add("db-password-from", "%s is not secret/NAME:KEY (e.g. secret/identity-postgresql-id:postgresql-password)", c.quote(s))
+			return
+		}
+		if c.Given("db-password") || urlPassword(c.DatabaseURL) != "" {
+			v.add("db-password-from", "given together with a password (db-password or in database-url); give the password in one place")
+		}
+	})
 }
 
 func (v *validator) fieldEmpty(name string) bool {
