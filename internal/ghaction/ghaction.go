@@ -159,6 +159,7 @@ func outputs(rep *rollout.Report, secrets []string) [][2]string {
 	}
 	out := [][2]string{
 		{"result", string(rep.Result)},
+		{"exit-code", strconv.Itoa(rep.ExitCode)},
 		{"previous-revision", rev(rep.PreviousRevision)},
 		{"revision", rev(rep.Revision)},
 		{"backup-location", location},

@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
@@ -70,13 +73,13 @@ func parseOutputs(t *testing.T, path string) map[string]string {
 	return got
 }
 
-// outputNames are the outputs of action.yml.
-var outputNames = []string{"result", "previous-revision", "revision", "backup-location", "backup-sha256",
+// outputNames are the outputs of action.yml (TestOutputsMatchActionYAML).
+var outputNames = []string{"result", "exit-code", "previous-revision", "revision", "backup-location", "backup-sha256",
 	"backup-bytes", "failure-reason", "duration-seconds"}
 
 func TestOutputs(t *testing.T) {
 	reps := reports()
-	multi := reports()["needs-human"]
+	multi := reports()["needs-attention"]
 	multi.Failure = fmt.Errorf("upgrade: %w", errors.Join(errors.New("first cause"), errors.New("second line\n_GitHubActionsFileCommandDelimeter_\nrevision=99")))
 
 	tests := []struct {
@@ -85,25 +88,25 @@ func TestOutputs(t *testing.T) {
 		want map[string]string
 	}{
 		{"success", reps["success"], map[string]string{
-			"result": "upgraded", "previous-revision": "4", "revision": "5",
+			"result": "upgraded", "exit-code": "0", "previous-revision": "4", "revision": "5",
 			"backup-location": "artifact:identity-r4-20250314T092653Z\npath:/backups/identity-r4-20250314T092653Z",
 			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216",
 			"failure-reason": "", "duration-seconds": "122",
 		}},
 		{"rolled back", reps["rolled-back"], map[string]string{
-			"result": "rolled-back", "previous-revision": "4", "revision": "6",
+			"result": "rolled-back", "exit-code": "1", "previous-revision": "4", "revision": "6",
 			"backup-location": "artifact:identity-r4-20250314T092653Z\npath:/backups/identity-r4-20250314T092653Z",
 			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216",
 			"failure-reason":   "readiness: not ready: pod identity-id-keycloak-0 container keycloak (StatefulSet/identity-id-keycloak): CrashLoopBackOff: back-off 20s restarting failed container",
 			"duration-seconds": "185",
 		}},
 		{"refused", reps["refused"], map[string]string{
-			"result": "failed", "previous-revision": "", "revision": "", "backup-location": "", "backup-sha256": "", "backup-bytes": "",
+			"result": "refused", "exit-code": "2", "previous-revision": "", "revision": "", "backup-location": "", "backup-sha256": "", "backup-bytes": "",
 			"failure-reason":   "lock: another identity-upgrade run holds the release: held by run 1234 (octo/infra, attempt 1) since 09:20:11",
 			"duration-seconds": "0",
 		}},
 		{"multi-line failure", multi, map[string]string{
-			"result": "failed", "previous-revision": "4", "revision": "5",
+			"result": "needs-attention", "exit-code": "3", "previous-revision": "4", "revision": "5",
 			"backup-location": "artifact:identity-r4-20250314T092653Z\npath:/backups/identity-r4-20250314T092653Z",
 			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216",
 			"failure-reason":   "upgrade: first cause\nsecond line\n_GitHubActionsFileCommandDelimiter_\nrevision=99",
@@ -222,10 +225,12 @@ func TestError(t *testing.T) {
 			"::notice title=identity-upgrade::Upgraded identity: revision 4 → 5 (alfresco-identity-service-2.1.0 → alfresco-identity-service-3.0.0).\n"},
 		{"rolled back", reps["rolled-back"],
 			"::error title=identity-upgrade::Failed and rolled back: identity is back at revision 4's release (now revision 6); the database was restored from the backup.%0ACause: readiness: not ready: pod identity-id-keycloak-0 container keycloak (StatefulSet/identity-id-keycloak): CrashLoopBackOff: back-off 20s restarting failed container\n"},
-		{"needs a person", reps["needs-human"],
+		{"needs a person", reps["needs-attention"],
 			"::error title=identity-upgrade::FAILED and NOT fully recovered: identity needs a person (state below).%0ACause: readiness: not ready: StatefulSet/identity-id-keycloak: Timeout: 0/1 replicas ready after 10m0s%0ARecovery did not complete: restore database: psql: error: connection to server at \"identity-postgresql-id\" (10.0.0.7), port 5432 failed: Connection refused%0A\tIs the server running on that host and accepting TCP/IP connections?%0Arollback: another operation (install/upgrade/rollback) is in progress\n"},
 		{"refused", reps["refused"],
 			"::error title=identity-upgrade::Refused: identity was not changed.%0ACause: lock: another identity-upgrade run holds the release: held by run 1234 (octo/infra, attempt 1) since 09:20:11\n"},
+		{"invalid input", reps["invalid-input"],
+			"::error title=identity-upgrade::Refused: nothing was changed.%0ACause: invalid input: timeout: \"soon\" is not a duration (examples: 90s, 10m)%0Achart: required\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -243,7 +248,7 @@ func TestError(t *testing.T) {
 func TestSecretsNotWritten(t *testing.T) {
 	const password = "Tr0ub4dor|&3`x"
 	identity := "# created: 2025-03-14\nAGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ"
-	rep := reports()["needs-human"]
+	rep := reports()["needs-attention"]
 	rep.Failure = fmt.Errorf("preflight: connect to postgres://keycloak:%s@db:5432/keycloak: password authentication failed", password)
 	rep.Recovery = fmt.Errorf("restore database: decrypt with AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ: no identity matched\nPGPASSWORD=%s", password)
 	rep.DatabaseDrift = "tried " + password
@@ -298,5 +303,100 @@ func TestDurationSecondsRounds(t *testing.T) {
 	}
 	if got := parseOutputs(t, e["GITHUB_OUTPUT"])["duration-seconds"]; got != "90" {
 		t.Errorf("duration-seconds = %q, want 90", got)
+	}
+}
+
+// TestOutputsGolden writes the outputs of each way a run ends (exit 0, 1, 2 and 3) to a
+// GITHUB_OUTPUT file as the action does, and compares the file with testdata/<name>.outputs.
+func TestOutputsGolden(t *testing.T) {
+	for name, rep := range reports() {
+		t.Run(name, func(t *testing.T) {
+			a, e, _ := newAction(t)
+			if err := a.Outputs(rep); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(e["GITHUB_OUTPUT"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", name+".outputs")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("GITHUB_OUTPUT differs from %s (run with -update to accept):\n%s", path, got)
+			}
+			outs := parseOutputs(t, e["GITHUB_OUTPUT"])
+			if outs["result"] != string(rep.Result) || outs["exit-code"] != strconv.Itoa(rep.ExitCode) {
+				t.Errorf("result=%s exit-code=%s, want %s and %d", outs["result"], outs["exit-code"], rep.Result, rep.ExitCode)
+			}
+			if (rep.ExitCode == rollout.ExitOK) != (outs["failure-reason"] == "") {
+				t.Errorf("exit %d with failure-reason %q", rep.ExitCode, outs["failure-reason"])
+			}
+		})
+	}
+}
+
+// TestEveryExitWritesEverything: whatever the exit code, the action writes every output, a
+// summary, and one annotation: ::error unless the run succeeded.
+func TestEveryExitWritesEverything(t *testing.T) {
+	codes := map[int]bool{}
+	for name, rep := range reports() {
+		codes[rep.ExitCode] = true
+		t.Run(name, func(t *testing.T) {
+			a, e, out := newAction(t)
+			a.Error(rep)
+			if err := errors.Join(a.Outputs(rep), a.Summary(rep)); err != nil {
+				t.Fatal(err)
+			}
+			if got := parseOutputs(t, e["GITHUB_OUTPUT"]); len(got) != len(outputNames) {
+				t.Errorf("%d outputs, want %d", len(got), len(outputNames))
+			}
+			if sum, err := os.ReadFile(e["GITHUB_STEP_SUMMARY"]); err != nil || !strings.HasPrefix(string(sum), "## ") {
+				t.Errorf("summary %q, %v", sum, err)
+			}
+			kind := "::error "
+			if rep.ExitCode == rollout.ExitOK {
+				kind = "::notice "
+			}
+			if !strings.HasPrefix(out.String(), kind) || strings.Count(out.String(), "\n") != 1 {
+				t.Errorf("stdout = %q, want one %s annotation", out.String(), kind)
+			}
+		})
+	}
+	for _, c := range []int{rollout.ExitOK, rollout.ExitRolledBack, rollout.ExitRefused, rollout.ExitNeedsHuman} {
+		if !codes[c] {
+			t.Errorf("no golden case exits %d", c)
+		}
+	}
+}
+
+// TestOutputsMatchActionYAML: the action writes exactly the outputs action.yml declares.
+func TestOutputsMatchActionYAML(t *testing.T) {
+	data, err := os.ReadFile("../../action.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var action struct {
+		Outputs map[string]struct {
+			Description string `json:"description"`
+		} `json:"outputs"`
+	}
+	if err := yaml.Unmarshal(data, &action); err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(action.Outputs)); !slices.Equal(got, slices.Sorted(slices.Values(outputNames))) {
+		t.Errorf("action.yml declares outputs %v; the action writes %v", got, outputNames)
+	}
+	for name, out := range action.Outputs {
+		if out.Description == "" {
+			t.Errorf("action.yml output %s has no description", name)
+		}
 	}
 }

@@ -14,7 +14,8 @@ import (
 const maxNote = 300
 
 // Summary is the job summary of a run, as Markdown: a title with the result, a table of facts,
-// the cause, the recovery errors and the failing container's last log lines, and the timeline.
+// for a run that needs a person the state things are in, the cause, the recovery errors and the
+// failing container's last log lines, and the timeline.
 // It depends on nothing but the report (times are offsets from Report.Started). Secrets are
 // not replaced: Action.Summary does that.
 func Summary(rep *rollout.Report) string { return summary(rep, nil) }
@@ -71,7 +72,13 @@ func summary(rep *rollout.Report, secrets []string) string {
 	}
 	row("Duration", duration(rep.Duration))
 
-	// What went wrong.
+	// What a person finds, and what went wrong.
+	if state := rep.State(); len(state) > 0 {
+		b.WriteString("\n### State now\n\n")
+		for _, l := range state {
+			fmt.Fprintf(&b, "- %s\n", paragraph(red(l)))
+		}
+	}
 	if rep.Failure != nil {
 		b.WriteString("\n### Cause\n\n")
 		block(&b, red(rep.Failure.Error()))
@@ -126,17 +133,18 @@ func summary(rep *rollout.Report, secrets []string) string {
 
 // heading is the summary's title: the result at a glance.
 func heading(rep *rollout.Report) string {
-	switch {
-	case rep.Result == rollout.Upgraded:
+	switch rep.Result {
+	case rollout.Upgraded:
 		return "✅ identity upgraded"
-	case rep.Result == rollout.Noop && rep.DryRun:
-		return "📝 dry run: nothing changed"
-	case rep.Result == rollout.Noop:
+	case rollout.Noop:
+		if rep.DryRun {
+			return "📝 dry run: nothing changed"
+		}
 		return "✅ nothing to do"
-	case rep.Result == rollout.RolledBack:
+	case rollout.RolledBack:
 		return "↩️ identity rolled back"
-	case rep.ExitCode == rollout.ExitRefused:
-		return "⏸ refused"
+	case rollout.Refused:
+		return "⏸ refused: nothing changed"
 	default:
 		return "❌ identity needs a person"
 	}

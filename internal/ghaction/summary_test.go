@@ -63,7 +63,8 @@ func notReady() *rollout.NotReady {
 	}
 }
 
-// reports are the golden cases: one per way a run ends.
+// reports are the golden cases: one per way a run ends (exit 0, 1, 3, and 2 twice: refused by
+// the pipeline, and refused for its inputs before it started).
 func reports() map[string]*rollout.Report {
 	base := func() *rollout.Report {
 		return &rollout.Report{
@@ -116,7 +117,7 @@ func reports() map[string]*rollout.Report {
 	nr3 := notReady()
 	nr3.Logs = nil
 	nr3.Reason, nr3.Message, nr3.Pod, nr3.Container = "Timeout", "0/1 replicas ready after 10m0s", "", ""
-	needsHuman.Result, needsHuman.ExitCode = rollout.Failed, rollout.ExitNeedsHuman
+	needsHuman.Result, needsHuman.ExitCode = rollout.NeedsAttention, rollout.ExitNeedsHuman
 	needsHuman.Revision, needsHuman.UpgradedRevision = 5, 5
 	needsHuman.Backup = backup()
 	needsHuman.DatabaseDrift = "could not compare with the backup (dial tcp 10.0.0.7:5432: connect: connection refused)"
@@ -139,7 +140,7 @@ func reports() map[string]*rollout.Report {
 	needsHuman.Duration = 737 * time.Second
 
 	refused := &rollout.Report{
-		Result: rollout.Failed, ExitCode: rollout.ExitRefused,
+		Result: rollout.Refused, ExitCode: rollout.ExitRefused,
 		Release: "identity", Namespace: "alfresco", Started: t0,
 		Failure: fmt.Errorf("lock: %w: held by run 1234 (octo/infra, attempt 1) since 09:20:11", rollout.ErrLocked),
 		Timeline: timeline(
@@ -148,11 +149,19 @@ func reports() map[string]*rollout.Report {
 		Duration: 250 * time.Millisecond,
 	}
 
+	// Refused before the pipeline started: the inputs did not validate.
+	invalid := &rollout.Report{
+		Result: rollout.Refused, ExitCode: rollout.ExitRefused, Started: t0,
+		Failure:  errors.New("invalid input: timeout: \"soon\" is not a duration (examples: 90s, 10m)\nchart: required"),
+		Duration: 3 * time.Millisecond,
+	}
+
 	return map[string]*rollout.Report{
-		"success":     success,
-		"rolled-back": rolledBack,
-		"needs-human": needsHuman,
-		"refused":     refused,
+		"success":         success,
+		"rolled-back":     rolledBack,
+		"needs-attention": needsHuman,
+		"refused":         refused,
+		"invalid-input":   invalid,
 	}
 }
 
@@ -198,13 +207,22 @@ func TestSummaryContent(t *testing.T) {
 			"### Last log lines of `identity-id-keycloak-0/keycloak`", "````text\n09:28:01,442", "\n```\n````\n",
 			"| readiness | +25.7s | 1m14.3s | ❌ failed | not ready:", "| verify database |"},
 			[]string{"### Recovery"}},
-		{"needs-human", []string{"## ❌ identity needs a person\n", "### Recovery did not complete\n\n```text\nrestore database: psql: error:",
+		{"needs-attention", []string{"## ❌ identity needs a person\n", "| Result | `needs-attention` (exit 3) |",
+			"### State now\n\n- Release identity: at revision 5, the upgrade's (alfresco-identity-service-3.0.0); not rolled back to revision 4.\n",
+			"- Database: not restored, as the upgraded version left it: could not compare with the backup",
+			"- Did not complete: restore database, rollback, readiness after rollback.\n",
+			"- Backup taken before the upgrade: artifact:identity-r4-20250314T092653Z (sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08); identity-upgrade restore --from artifact:identity-r4-20250314T092653Z puts it back",
+			"- helm rollback identity 4 --namespace alfresco returns the release to revision 4.\n",
+			"### Recovery did not complete\n\n```text\nrestore database: psql: error:",
 			"connections?\nrollback: another operation", "| Database | not restored: could not compare", "| quiesce | +2s | 0s | ⏭ skipped | skipped: quiesce is off |",
 			"| restore database | +10m13.3s | 2s | ❌ failed | psql: error: connection to server at \"identity-postgresql-id\" (10.0.0.7), port 5432 failed: Connection refused<br>"},
 			[]string{"### Last log lines"}},
-		{"refused", []string{"## ⏸ refused\n", "Refused: identity was not changed.", "| Result | `failed` (exit 2) |",
+		{"refused", []string{"## ⏸ refused: nothing changed\n", "Refused: identity was not changed.", "| Result | `refused` (exit 2) |",
 			"### Cause\n\nlock: another identity-upgrade run holds the release"},
-			[]string{"Revisions", "Backup", "Chart"}},
+			[]string{"Revisions", "Backup", "Chart", "State now"}},
+		{"invalid-input", []string{"## ⏸ refused: nothing changed\n\nRefused: nothing was changed.\n", "| Result | `refused` (exit 2) |",
+			"| Duration | 3ms |", "### Cause\n\n```text\ninvalid input: timeout: \"soon\" is not a duration (examples: 90s, 10m)\nchart: required\n```\n"},
+			[]string{"Release", "Revisions", "Backup", "State now", "Timeline"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,7 +257,7 @@ func TestSummaryContent(t *testing.T) {
 
 func TestSummaryEscapes(t *testing.T) {
 	rep := &rollout.Report{
-		Result: rollout.Failed, ExitCode: rollout.ExitRefused, Release: "identity", Started: t0,
+		Result: rollout.Refused, ExitCode: rollout.ExitRefused, Release: "identity", Started: t0,
 		Failure: errors.New("- values: <script>alert(1)</script> *bold* | pipe"),
 		Timeline: []rollout.Step{{Name: "preflight", Start: t0, Duration: time.Second,
 			Note: "a | b\nsecond line", Err: errors.New("x")}},
@@ -267,8 +285,8 @@ func TestSummaryHeadings(t *testing.T) {
 		{rollout.Report{Result: rollout.Noop}, "## ✅ nothing to do\n"},
 		{rollout.Report{Result: rollout.Noop, DryRun: true}, "## 📝 dry run: nothing changed\n"},
 		{rollout.Report{Result: rollout.RolledBack, ExitCode: 1}, "## ↩️ identity rolled back\n"},
-		{rollout.Report{Result: rollout.Failed, ExitCode: 2}, "## ⏸ refused\n"},
-		{rollout.Report{Result: rollout.Failed, ExitCode: 3}, "## ❌ identity needs a person\n"},
+		{rollout.Report{Result: rollout.Refused, ExitCode: 2}, "## ⏸ refused: nothing changed\n"},
+		{rollout.Report{Result: rollout.NeedsAttention, ExitCode: 3}, "## ❌ identity needs a person\n"},
 	}
 	for _, tt := range tests {
 		if got := ghaction.Summary(&tt.rep); !strings.HasPrefix(got, tt.want) {

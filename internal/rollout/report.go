@@ -26,11 +26,92 @@ func (r *Report) Headline() string {
 			db = "the database was restored from the backup"
 		}
 		return fmt.Sprintf("Failed and rolled back: %s is back at revision %d's release (now revision %d); %s.", r.Release, r.PreviousRevision, r.Revision, db)
-	}
-	if r.ExitCode == ExitRefused {
+	case Refused:
+		if r.Release == "" {
+			return "Refused: nothing was changed."
+		}
 		return fmt.Sprintf("Refused: %s was not changed.", r.Release)
 	}
 	return fmt.Sprintf("FAILED and NOT fully recovered: %s needs a person (state below).", r.Release)
+}
+
+// Refusal is the report of a run refused before the upgrade started: invalid input, or a
+// cluster, database or backup store that could not be set up. Nothing was changed: exit 2.
+// release and namespace may be empty when they are not known (or not valid).
+func Refusal(release, namespace string, started time.Time, cause error) *Report {
+	return &Report{
+		Result: Refused, ExitCode: ExitRefused, Release: release, Namespace: namespace,
+		Failure: cause, Started: started, Duration: time.Since(started),
+	}
+}
+
+// State says what state a run that needs a person left things in: the release, the database,
+// the steps of the recovery that did not complete, and the backup to return to. It is nil for
+// every other result.
+func (r *Report) State() []string {
+	if r.Result != NeedsAttention {
+		return nil
+	}
+	var s []string
+	switch {
+	case r.UpgradedRevision == 0:
+		s = append(s, fmt.Sprintf("Release %s: not upgraded; still at revision %d%s.", r.Release, r.PreviousRevision, chartOf(r.FromChart)))
+	case r.Revision == r.UpgradedRevision:
+		s = append(s, fmt.Sprintf("Release %s: at revision %d, the upgrade's%s; not rolled back to revision %d.", r.Release, r.Revision, chartOf(r.ToChart), r.PreviousRevision))
+	default:
+		s = append(s, fmt.Sprintf("Release %s: rolled back to revision %d's release (now revision %d), but the recovery did not complete.", r.Release, r.PreviousRevision, r.Revision))
+	}
+	switch {
+	case r.DatabaseRestored:
+		s = append(s, "Database: restored from the backup.")
+	case r.UpgradedRevision == 0:
+		s = append(s, "Database: unchanged; nothing was upgraded.")
+	case r.DatabaseDrift != "":
+		s = append(s, "Database: not restored, as the upgraded version left it: "+r.DatabaseDrift+".")
+	default:
+		s = append(s, "Database: not restored, as the upgraded version left it.")
+	}
+	var failed []string
+	for _, st := range r.Timeline {
+		if st.Err != nil && recoveryStep(st.Name) {
+			failed = append(failed, st.Name)
+		}
+	}
+	if len(failed) > 0 {
+		line := "Did not complete: " + strings.Join(failed, ", ") + "."
+		for _, f := range failed {
+			if f == "scale up" {
+				line += " The Keycloak workloads may still be scaled to 0."
+				break
+			}
+		}
+		s = append(s, line)
+	}
+	if r.Backup != nil && len(r.Backup.Locations) > 0 {
+		loc := r.Backup.Locations[0]
+		s = append(s, fmt.Sprintf("Backup taken before the upgrade: %s (sha256 %s); identity-upgrade restore --from %s puts it back, with Keycloak scaled to 0.", loc, r.Backup.SHA256, loc))
+	}
+	if r.UpgradedRevision > 0 && r.Revision == r.UpgradedRevision && r.PreviousRevision > 0 {
+		s = append(s, fmt.Sprintf("helm rollback %s %d --namespace %s returns the release to revision %d.", r.Release, r.PreviousRevision, r.Namespace, r.PreviousRevision))
+	}
+	return s
+}
+
+// recoveryStep reports whether a step of the timeline is one of the recovery's.
+func recoveryStep(name string) bool {
+	switch name {
+	case "scale up", "scale down", "restore database", "rollback", "readiness after rollback", "verify database":
+		return true
+	}
+	return false
+}
+
+// chartOf is " (chart)" for a known chart, else "".
+func chartOf(chart string) string {
+	if chart == "" {
+		return ""
+	}
+	return " (" + chart + ")"
 }
 
 // WriteText writes the report for a person to read: headline, facts, failure, recovery, and
@@ -70,6 +151,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if r.Recovery != nil {
 		fmt.Fprintf(&b, "Recovery did not complete: %v\n", r.Recovery)
+	}
+	if state := r.State(); len(state) > 0 {
+		b.WriteString("State now:\n")
+		for _, l := range state {
+			fmt.Fprintf(&b, "  - %s\n", l)
+		}
 	}
 	if len(r.Timeline) > 0 {
 		b.WriteString("Timeline:\n")

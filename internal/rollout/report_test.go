@@ -27,13 +27,20 @@ func TestReportText(t *testing.T) {
 			[]string{"Failed and rolled back: identity is back at revision 4's release (now revision 6); the database was restored from the backup.",
 				"database: Keycloak migrated the schema → restored", "Cause: not ready: pod identity-id-keycloak-0 container keycloak (StatefulSet/identity-id-keycloak): CrashLoopBackOff",
 				"Last log lines of identity-id-keycloak-0/keycloak:\n  | FATAL Failed to update database", "FAILED"}},
-		{"needs a human", rollout.Report{Result: rollout.Failed, ExitCode: 3, Release: "identity", PreviousRevision: 4, Revision: 5,
-			Failure: nr, Recovery: errors.New("rollback: another operation is in progress")},
-			[]string{"FAILED and NOT fully recovered", "Recovery did not complete: rollback: another operation is in progress"}},
+		{"needs a person", rollout.Report{Result: rollout.NeedsAttention, ExitCode: 3, Release: "identity", Namespace: "alfresco", PreviousRevision: 4, Revision: 5,
+			UpgradedRevision: 5, Backup: backup, Failure: nr, Recovery: errors.New("rollback: another operation is in progress"),
+			Timeline: []rollout.Step{{Name: "readiness", Err: nr}, {Name: "rollback", Err: errors.New("another operation is in progress")}}},
+			[]string{"FAILED and NOT fully recovered", "Recovery did not complete: rollback: another operation is in progress",
+				"result: needs-attention (exit 3)", "State now:\n  - Release identity: at revision 5, the upgrade's; not rolled back to revision 4.\n",
+				"  - Database: not restored, as the upgraded version left it.\n", "  - Did not complete: rollback.\n",
+				"  - Backup taken before the upgrade: /backups/identity-r4 (sha256 bbbb", "identity-upgrade restore --from /backups/identity-r4",
+				"  - helm rollback identity 4 --namespace alfresco returns the release to revision 4.\n"}},
 		{"failed before the upgrade", rollout.Report{Result: rollout.RolledBack, ExitCode: 1, Release: "identity", PreviousRevision: 4, Revision: 4, Failure: errors.New("backup: disk full")},
 			[]string{"Failed before the upgrade: identity was not upgraded and is still at revision 4.", "Cause: backup: disk full"}},
-		{"refused", rollout.Report{Result: rollout.Failed, ExitCode: 2, Release: "identity", Failure: rollout.ErrLocked},
-			[]string{"Refused: identity was not changed.", "result: failed (exit 2)"}},
+		{"refused", rollout.Report{Result: rollout.Refused, ExitCode: 2, Release: "identity", Failure: rollout.ErrLocked},
+			[]string{"Refused: identity was not changed.", "result: refused (exit 2)"}},
+		{"refused before the release is known", *rollout.Refusal("", "", time.Now(), errors.New("invalid input: timeout: not a duration")),
+			[]string{"Refused: nothing was changed.", "result: refused (exit 2)", "Cause: invalid input: timeout: not a duration"}},
 		{"dry run", rollout.Report{Result: rollout.Noop, DryRun: true, Release: "identity", PreviousRevision: 4, FromChart: "c-2.1.0", ToChart: "c-3.0.0"},
 			[]string{"Dry run: identity would be upgraded from revision 4 (c-2.1.0 → c-3.0.0); nothing was changed."}},
 	}
@@ -49,5 +56,43 @@ func TestReportText(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStateOnlyWhenNeedsAttention: the state of things is told when a person has to act, and
+// only then.
+func TestStateOnlyWhenNeedsAttention(t *testing.T) {
+	for _, res := range []rollout.Result{rollout.Upgraded, rollout.Noop, rollout.RolledBack, rollout.Refused} {
+		if s := (&rollout.Report{Result: res, Release: "identity"}).State(); s != nil {
+			t.Errorf("%s: state %q, want none", res, s)
+		}
+	}
+	// The recovery of a run that failed before the upgrade: Keycloak was not scaled back up.
+	rep := &rollout.Report{Result: rollout.NeedsAttention, Release: "identity", PreviousRevision: 4, Revision: 4, FromChart: "c-2.1.0",
+		Timeline: []rollout.Step{{Name: "backup", Err: errors.New("disk full")}, {Name: "scale up", Err: errors.New("forbidden")}}}
+	want := []string{
+		"Release identity: not upgraded; still at revision 4 (c-2.1.0).",
+		"Database: unchanged; nothing was upgraded.",
+		"Did not complete: scale up. The Keycloak workloads may still be scaled to 0.",
+	}
+	if got := rep.State(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("state:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestRefusal(t *testing.T) {
+	started := time.Now().Add(-1500 * time.Millisecond)
+	cause := errors.New("kubeconfig: no such file")
+	rep := rollout.Refusal("identity", "alfresco", started, cause)
+	if rep.Result != rollout.Refused || rep.ExitCode != rollout.ExitRefused || rep.Failure != cause || rep.Release != "identity" ||
+		rep.Namespace != "alfresco" || !rep.Started.Equal(started) || rep.Duration < 1500*time.Millisecond {
+		t.Errorf("Refusal = %+v", rep)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	// The documented contract; scripts and workflows depend on these numbers.
+	if rollout.ExitOK != 0 || rollout.ExitRolledBack != 1 || rollout.ExitRefused != 2 || rollout.ExitNeedsHuman != 3 {
+		t.Errorf("exit codes changed: %d %d %d %d", rollout.ExitOK, rollout.ExitRolledBack, rollout.ExitRefused, rollout.ExitNeedsHuman)
 	}
 }

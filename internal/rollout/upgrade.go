@@ -40,18 +40,20 @@ type UpgradeRequest struct {
 type Result string
 
 const (
-	Upgraded   Result = "upgraded"
-	RolledBack Result = "rolled-back"
-	Failed     Result = "failed"
-	Noop       Result = "noop"
+	Upgraded       Result = "upgraded"        // exit 0: upgraded
+	Noop           Result = "noop"            // exit 0: nothing to do, or a dry run
+	RolledBack     Result = "rolled-back"     // exit 1: failed, and everything it changed was put back
+	Refused        Result = "refused"         // exit 2: refused before changing anything
+	NeedsAttention Result = "needs-attention" // exit 3: failed and could not restore
 )
 
-// Exit codes of DESIGN.md, as the pipeline decides them.
+// Exit codes of identity-upgrade, the CLI and the action alike; scripts and workflows depend on
+// these numbers.
 const (
-	ExitOK         = 0
-	ExitRolledBack = 1
-	ExitRefused    = 2
-	ExitNeedsHuman = 3
+	ExitOK         = 0 // upgraded, or nothing to do
+	ExitRolledBack = 1 // failed; the release and database were rolled back cleanly
+	ExitRefused    = 2 // invalid input, or refused before anything was touched
+	ExitNeedsHuman = 3 // failed and could not restore; needs a person
 )
 
 // Step is one timed step of the timeline.
@@ -317,7 +319,7 @@ func (r *run) quiesce(ctx context.Context) (string, error) {
 // refuse ends a run that changed nothing: exit 2.
 func (r *run) refuse(err error) *Report {
 	r.rep.Failure = err
-	r.rep.Result, r.rep.ExitCode = Failed, ExitRefused
+	r.rep.Result, r.rep.ExitCode = Refused, ExitRefused
 	return r.rep
 }
 
@@ -335,7 +337,7 @@ func (r *run) abort(ctx context.Context, cause error) *Report {
 	// Nothing was upgraded and what the run changed is undone: as good as a rollback.
 	r.rep.Result, r.rep.ExitCode = RolledBack, ExitRolledBack
 	if r.rep.Recovery != nil {
-		r.rep.Result, r.rep.ExitCode = Failed, ExitNeedsHuman
+		r.rep.Result, r.rep.ExitCode = NeedsAttention, ExitNeedsHuman
 	}
 	return r.rep
 }
@@ -357,7 +359,7 @@ func (r *run) recover(parent context.Context, target Release, cause error) *Repo
 	if nr, ok := errors.AsType[*NotReady](cause); ok {
 		rep.NotReady = nr
 	}
-	rep.Result, rep.ExitCode = Failed, ExitNeedsHuman
+	rep.Result, rep.ExitCode = NeedsAttention, ExitNeedsHuman
 	if r.req.Rollback == "never" {
 		rep.Recovery = errors.New("rollback: never: the release and the database were left as the failed upgrade made them")
 		return rep

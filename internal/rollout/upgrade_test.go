@@ -238,14 +238,14 @@ func TestUpgrade(t *testing.T) {
 			setup: func(w *world, _ *rollout.UpgradeRequest) {
 				w.lockErr = fmt.Errorf("%w: held by runner-7", rollout.ErrLocked)
 			},
-			result: rollout.Failed, exit: 2, calls: []string{"lock"}, failure: "held by runner-7", revision: 0,
+			result: rollout.Refused, exit: 2, calls: []string{"lock"}, failure: "held by runner-7", revision: 0,
 		},
 		{
 			name: "immutable StatefulSet without recreate-statefulsets",
 			setup: func(w *world, _ *rollout.UpgradeRequest) {
 				w.changes = []rollout.Change{{Action: rollout.Changed, Kind: "StatefulSet", Name: "identity-postgresql-id", Immutable: []string{"spec.selector"}}}
 			},
-			result: rollout.Failed, exit: 2, calls: []string{"lock", "current", "current", "render", "inspect", "unlock lease"},
+			result: rollout.Refused, exit: 2, calls: []string{"lock", "current", "current", "render", "inspect", "unlock lease"},
 			failure: "StatefulSet/identity-postgresql-id changes spec.selector", revision: 4,
 		},
 		{
@@ -266,7 +266,7 @@ func TestUpgrade(t *testing.T) {
 		{
 			name:   "release pending without unlock-pending",
 			setup:  func(w *world, _ *rollout.UpgradeRequest) { w.current.Status, w.current.Revision = "pending-upgrade", 5 },
-			result: rollout.Failed, exit: 2, calls: []string{"lock", "current", "current", "inspect", "unlock lease"},
+			result: rollout.Refused, exit: 2, calls: []string{"lock", "current", "current", "inspect", "unlock lease"},
 			failure: "unlock-pending", revision: 5,
 		},
 		{
@@ -342,7 +342,7 @@ func TestUpgrade(t *testing.T) {
 			setup: func(w *world, _ *rollout.UpgradeRequest) {
 				w.waitErr, w.drift, w.rollbackErr = notReady, "schema changed", errors.New("another operation is in progress")
 			},
-			result: rollout.Failed, exit: 3,
+			result: rollout.NeedsAttention, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
 				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "another operation is in progress", revision: 5, restored: true,
@@ -362,7 +362,7 @@ func TestUpgrade(t *testing.T) {
 			setup: func(w *world, _ *rollout.UpgradeRequest) {
 				w.waitErr, w.drift, w.rollbackConflicts = notReady, "schema changed", 3
 			},
-			result: rollout.Failed, exit: 3,
+			result: rollout.NeedsAttention, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
 				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "rollback 4", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "an object changed while it was being written", revision: 8, restored: true,
@@ -372,7 +372,7 @@ func TestUpgrade(t *testing.T) {
 			setup: func(w *world, _ *rollout.UpgradeRequest) {
 				w.waitErr, w.drift, w.restoreErr = notReady, "schema changed", errors.New("pg_restore: disk full")
 			},
-			result: rollout.Failed, exit: 3,
+			result: rollout.NeedsAttention, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
 				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "wait rolled-back", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "disk full", revision: 6,
@@ -382,7 +382,7 @@ func TestUpgrade(t *testing.T) {
 			setup: func(w *world, _ *rollout.UpgradeRequest) {
 				w.waitErr, w.waitAfterRollbackErr = notReady, errors.New("still crashing")
 			},
-			result: rollout.Failed, exit: 3,
+			result: rollout.NeedsAttention, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
 				"scale down", "drift", "mark failed 5", "rollback 4", "wait rolled-back", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "still crashing", revision: 6,
@@ -390,7 +390,7 @@ func TestUpgrade(t *testing.T) {
 		{
 			name:   "rollback never",
 			setup:  func(w *world, r *rollout.UpgradeRequest) { w.waitErr, r.Rollback = notReady, "never" },
-			result: rollout.Failed, exit: 3,
+			result: rollout.NeedsAttention, exit: 3,
 			calls:   []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "rollback: never", revision: 5,
 		},
@@ -439,7 +439,7 @@ func TestUpgrade(t *testing.T) {
 				w.target.ChartVersion, w.changes = "2.1.0", nil
 				w.waitAfterRollbackErr = notReady
 			},
-			result: rollout.Failed, exit: 2, calls: []string{"lock", "current", "current", "render", "inspect", "wait rolled-back", "unlock lease"}, revision: 4,
+			result: rollout.Refused, exit: 2, calls: []string{"lock", "current", "current", "render", "inspect", "wait rolled-back", "unlock lease"}, revision: 4,
 			failure: "renders the target, but",
 		},
 	}
