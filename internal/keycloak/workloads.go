@@ -215,3 +215,22 @@ func (w Workloads) waitNoPods(ctx context.Context, namespace string, t rollout.S
 	return fmt.Errorf("wait for the pods of %s/%s to go (%d remain: %s) after %s: %w",
 		t.Kind, t.Name, len(remaining), strings.Join(remaining, ", "), time.Since(start).Round(time.Second), cause)
 }
+
+// Current returns the Keycloak workloads of the manifest with the replicas they have now,
+// changing nothing: what a scale-down would record, for a journal written before it.
+func (w Workloads) Current(ctx context.Context, namespace, manifest string) ([]rollout.Scaled, error) {
+	found, err := detect(manifest, w.Name)
+	if err != nil {
+		return nil, err
+	}
+	var out []rollout.Scaled
+	for _, t := range found.scaled() {
+		s, err := w.getScale(ctx, namespace, t)
+		if err != nil {
+			return out, fmt.Errorf("read the scale of %s/%s: %w", t.Kind, t.Name, err)
+		}
+		t.Replicas = s.Spec.Replicas
+		out = append(out, t)
+	}
+	return out, nil
+}

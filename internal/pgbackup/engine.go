@@ -43,6 +43,9 @@ type Engine struct {
 	// chooses them with Clients for the server's major.
 	Tools   Tools
 	Clients ClientChooser
+	// Identity decrypts a stored copy that a recovery restores from (when no working copy
+	// is left): the backup-identity input.
+	Identity string
 	Now     func() time.Time
 
 	client        Client // the client Inspect chose, if it did
@@ -198,7 +201,7 @@ func migration(ctx context.Context, conn *pgx.Conn, m *Manifest) (string, error)
 
 // Restore restores the working copy, and says with which client tools and what it left out.
 func (e *Engine) Restore(ctx context.Context, bk rollout.Backup) (string, error) {
-	opts := RestoreOptions{ConnString: e.ConnString, Jobs: e.Jobs, Tools: e.Tools, Clients: e.Clients, TempDir: e.WorkDir}
+	opts := RestoreOptions{ConnString: e.ConnString, Jobs: e.Jobs, Tools: e.Tools, Clients: e.Clients, TempDir: e.WorkDir, Identity: e.Identity}
 	if e.client.Dir != "" {
 		// Chosen again, for the target server and the dump's pg_dump: the same client, named
 		// in the report.

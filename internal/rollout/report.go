@@ -18,6 +18,14 @@ func (r *Report) Headline() string {
 		}
 		return fmt.Sprintf("Nothing to do: %s at revision %d already renders the target and is ready.", r.Release, r.PreviousRevision)
 	case RolledBack:
+		if r.Interrupted != nil {
+			db := "the database was unchanged"
+			if r.DatabaseRestored {
+				db = "the database was restored from that run's backup"
+			}
+			return fmt.Sprintf("Recovered an interrupted run (%s, stopped at %s): %s is back at revision %d's release; %s. Run again to upgrade.",
+				r.Interrupted.RunID, r.Interrupted.Step, r.Release, r.PreviousRevision, db)
+		}
 		if r.UpgradedRevision == 0 {
 			return fmt.Sprintf("Failed before the upgrade: %s was not upgraded and is still at revision %d.", r.Release, r.PreviousRevision)
 		}

@@ -34,6 +34,16 @@ type UpgradeRequest struct {
 	// at least 2 minutes.
 	RecoveryTimeout time.Duration
 	DryRun          bool
+	// RunID and Holder name the run in its journal.
+	RunID, Holder string
+	// RecoverOnly completes an interrupted run, if there is one, and stops (recover).
+	RecoverOnly bool
+	// ContinueAfterRecovery goes on with this run's upgrade after recovering an interrupted
+	// run, instead of stopping with exit 1.
+	ContinueAfterRecovery bool
+	// CancelBudget bounds the recovery of a cancelled run (SIGINT, SIGTERM); 0:
+	// RecoveryTimeout. What does not fit stays in the journal.
+	CancelBudget time.Duration
 }
 
 // Result is the outcome of a run, as the `result` output names it.
@@ -92,9 +102,12 @@ type Report struct {
 	NotReady *NotReady
 	Timeline []Step
 	// DryRun is set when the run only planned.
-	DryRun   bool
-	Started  time.Time
-	Duration time.Duration
+	DryRun bool
+	// Interrupted is the journal of an earlier run that did not finish, which this run
+	// recovered (or tried to) before anything else.
+	Interrupted *Journal
+	Started     time.Time
+	Duration    time.Duration
 }
 
 // Err joins the failure and the recovery errors: nil for a successful run.
@@ -110,7 +123,9 @@ type Pipeline struct {
 	Workloads Workloads
 	Sessions  Sessions
 	TxStore   TxObjectStore
-	Log       *slog.Logger
+	// Journal, when set, keeps the run's write-ahead journal in the cluster.
+	Journal Journaler
+	Log     *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// StepHook, when set, is called as each step starts; the function it returns is called as
@@ -127,6 +142,8 @@ type run struct {
 	scaled []Scaled
 	// orphans are the StatefulSets re-created because their immutable fields change.
 	orphans []string
+	// jr is the run's journal as last written (or read, for an interrupted run).
+	jr Journal
 }
 
 // Upgrade runs the procedure: preflight and lock, quiesce, backup, upgrade, readiness; on a
@@ -160,6 +177,20 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 		}
 	}()
 
+	// An earlier run that died is completed first, with its own backup and revision.
+	if rep := r.resumeInterrupted(ctx); rep != nil {
+		if rep.ExitCode != ExitRolledBack || !req.ContinueAfterRecovery || req.RecoverOnly {
+			return rep
+		}
+		r.log.Info("recovered an interrupted run; going on with this run's upgrade (continue-after-recovery)")
+		r.rep = &Report{Release: req.Release, Namespace: req.Namespace, Interrupted: rep.Interrupted, Timeline: rep.Timeline, Started: rep.Started}
+	}
+	r.removeStale(ctx)
+	if req.RecoverOnly {
+		r.rep.Result, r.rep.ExitCode = Noop, ExitOK
+		return r.rep
+	}
+
 	var plan Plan
 	if err := r.step(ctx, "preflight", func(ctx context.Context) (string, error) {
 		var err error
@@ -185,8 +216,16 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 	}
 	r.orphans = ImmutableStatefulSets(plan.Changes, req.Namespace)
 
+	// From here on the run changes things: its journal says how far it got, before each step.
+	if err := r.journalStart(ctx, plan); err != nil {
+		return r.refuse(err)
+	}
+
 	// 3. Quiesce: the downtime the vendor asks for, so that the backup is the last word.
 	if err := r.step(ctx, "quiesce", r.quiesce); err != nil {
+		return r.abort(ctx, err)
+	}
+	if err := r.journal(ctx, StepBackingUp, func(j *Journal) { j.Scaled = r.scaled }); err != nil {
 		return r.abort(ctx, err)
 	}
 
@@ -202,6 +241,11 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 		}
 		r.rep.Backup = &b
 		return fmt.Sprintf("%s (%d bytes, sha256 %.12s…)", b.Location(), b.Bytes, b.SHA256), nil
+	}); err != nil {
+		return r.abort(ctx, err)
+	}
+	if err := r.journal(ctx, StepUpgrading, func(j *Journal) {
+		j.Backup, j.Orphans = journalBackup(*r.rep.Backup), r.orphans
 	}); err != nil {
 		return r.abort(ctx, err)
 	}
@@ -236,6 +280,9 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 		return fmt.Sprintf("revision %d", target.Revision), nil
 	})
 	if err == nil {
+		err = r.journal(ctx, StepWaiting, func(j *Journal) { j.UpgradeRevision = target.Revision })
+	}
+	if err == nil {
 		err = r.step(ctx, "readiness", func(ctx context.Context) (string, error) {
 			return "", p.Waiter.Wait(ctx, WaitRequest{
 				Namespace:       req.Namespace,
@@ -251,6 +298,14 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 			err = fmt.Errorf("cancelled: %w", errors.Join(context.Cause(ctx), err))
 		}
 		return r.recover(ctx, target, err)
+	}
+	if err := r.journal(ctx, StepReady, nil); err != nil {
+		r.log.Warn("the run journal", "err", err)
+	}
+	if err := r.journal(ctx, StepClosed, func(j *Journal) {
+		j.Outcome = fmt.Sprintf("upgraded to revision %d", target.Revision)
+	}); err != nil {
+		r.log.Warn("the run journal: the next run will close it after a readiness pass", "err", err)
 	}
 	r.rep.Result, r.rep.ExitCode = Upgraded, ExitOK
 	return r.rep
@@ -329,7 +384,12 @@ func (r *run) abort(ctx context.Context, cause error) *Report {
 	r.rep.Failure = cause
 	ctx, cancel := r.recoveryContext(ctx)
 	defer cancel()
-	if len(r.scaled) > 0 {
+	if r.jr.Open() {
+		if err := r.journal(ctx, StepRecovering, nil); err != nil {
+			r.rep.Recovery = err
+		}
+	}
+	if len(r.scaled) > 0 && r.rep.Recovery == nil {
 		r.rep.Recovery = r.step(ctx, "scale up", func(ctx context.Context) (string, error) {
 			return fmt.Sprintf("%v", r.scaled), r.p.Workloads.ScaleUp(ctx, r.req.Namespace, r.scaled)
 		})
@@ -338,16 +398,26 @@ func (r *run) abort(ctx context.Context, cause error) *Report {
 	r.rep.Result, r.rep.ExitCode = RolledBack, ExitRolledBack
 	if r.rep.Recovery != nil {
 		r.rep.Result, r.rep.ExitCode = NeedsAttention, ExitNeedsHuman
+		r.log.Warn("the recovery did not finish: the run journal stays open; the next run, or identity-upgrade recover, completes it")
+	} else if r.jr.Open() {
+		if err := r.journal(ctx, StepClosed, func(j *Journal) { j.Outcome = "failed before the upgrade; the quiesce was undone" }); err != nil {
+			r.log.Warn("the run journal", "err", err)
+		}
 	}
 	return r.rep
 }
 
 // recoveryContext is a fresh context for the recovery: it must run even when the run was
 // cancelled, and it must end.
+// A run that was cancelled (SIGINT, SIGTERM) gets CancelBudget when set: what does not fit
+// stays in the journal for the next run.
 func (r *run) recoveryContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	d := r.req.RecoveryTimeout
 	if d == 0 {
 		d = max(r.req.Timeout, 2*time.Minute)
+	}
+	if ctx.Err() != nil && r.req.CancelBudget > 0 {
+		d = r.req.CancelBudget
 	}
 	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
@@ -362,12 +432,24 @@ func (r *run) recover(parent context.Context, target Release, cause error) *Repo
 	rep.Result, rep.ExitCode = NeedsAttention, ExitNeedsHuman
 	if r.req.Rollback == "never" {
 		rep.Recovery = errors.New("rollback: never: the release and the database were left as the failed upgrade made them")
+		if r.jr.Open() {
+			if err := r.journal(context.WithoutCancel(parent), StepClosed, func(j *Journal) { j.Outcome = "failed; left as it failed (rollback: never)" }); err != nil {
+				r.log.Warn("the run journal", "err", err)
+			}
+		}
 		return rep
 	}
 	ctx, cancel := r.recoveryContext(parent)
 	defer cancel()
 	cur := rep.Plan.Current
 	var errs []error
+	if r.jr.Open() && r.jr.Step != StepRecovering {
+		if err := r.journal(ctx, StepRecovering, nil); err != nil {
+			// Without a journal the run still recovers: it only cannot hand on what it
+			// does not finish.
+			r.log.Warn("the run journal", "err", err)
+		}
+	}
 
 	if target.Revision == 0 {
 		// helm recorded no revision: the release is as it was. Undo the quiesce and check.
@@ -400,6 +482,15 @@ func (r *run) recover(parent context.Context, target Release, cause error) *Repo
 	rep.Recovery = errors.Join(errs...)
 	if rep.Recovery == nil {
 		rep.Result, rep.ExitCode = RolledBack, ExitRolledBack
+		if r.jr.Open() {
+			if err := r.journal(ctx, StepClosed, func(j *Journal) {
+				j.Outcome = fmt.Sprintf("failed and rolled back to revision %d", rep.Plan.Current.Revision)
+			}); err != nil {
+				r.log.Warn("the run journal", "err", err)
+			}
+		}
+	} else if r.jr.Open() {
+		r.log.Warn("the recovery did not finish: the run journal stays open; the next run, or identity-upgrade recover, completes it")
 	}
 	return rep
 }

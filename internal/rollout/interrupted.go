@@ -1,0 +1,178 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// RevisionReader reads one revision of a release. The recovery of an interrupted run needs the
+// revision that run recorded, which need not be the newest deployed one any more.
+type RevisionReader interface {
+	Revision(ctx context.Context, name string, revision int) (Release, error)
+}
+
+// BackupReopener finds a backup again from what a journal kept of it: a working copy left on
+// this machine, else a copy in one of its stores. The recovery of an interrupted run restores
+// from it.
+type BackupReopener interface {
+	Reopen(ctx context.Context, b JournalBackup) (Backup, error)
+}
+
+// ErrInterrupted is the cause reported for a run that the next run (or recover) recovered.
+var ErrInterrupted = errors.New("an earlier run was interrupted before it finished")
+
+// resumeInterrupted reads the release's journal and, when it records a run that did not
+// finish (its Lease is gone, or this run could not have taken the lock), completes that run
+// first with that run's backup and recorded revision. It returns nil when there is nothing to
+// complete, or when the interrupted run had passed readiness and its revision still does: the
+// caller goes on. Otherwise it returns the report of that recovery.
+func (r *run) resumeInterrupted(ctx context.Context) *Report {
+	if r.p.Journal == nil {
+		return nil
+	}
+	var j Journal
+	if err := r.step(ctx, "journal", func(ctx context.Context) (string, error) {
+		var err error
+		if j, err = r.p.Journal.Read(ctx, r.req.Release); err != nil {
+			return "", fmt.Errorf("read the run journal: %w", err)
+		}
+		if !j.Open() {
+			return "no interrupted run", nil
+		}
+		return fmt.Sprintf("run %s was interrupted at %s (revision to return to: %d)", j.RunID, j.Step, j.RecordedRevision), nil
+	}); err != nil {
+		return r.refuse(err)
+	}
+	r.jr = j
+	if !j.Open() {
+		return nil
+	}
+	interrupted := j
+	r.rep.Interrupted = &interrupted
+	r.log.Warn("an earlier run did not finish: completing it first", "run", j.RunID, "holder", j.Holder, "step", j.Step,
+		"recorded_revision", j.RecordedRevision)
+
+	if !j.Changed() {
+		if err := r.journal(ctx, StepClosed, func(j *Journal) { j.Outcome = "interrupted before it changed anything" }); err != nil {
+			return r.refuse(err)
+		}
+		r.rep.Interrupted = nil
+		return nil
+	}
+	if j.Step == StepReady {
+		// It passed readiness and died before closing: close it as upgraded when its
+		// revision still runs, and go on.
+		latest, err := r.p.Releases.Current(ctx, r.req.Release)
+		if err == nil && latest.Status == "deployed" {
+			check := noopCheck
+			check.Namespace, check.Manifest = r.req.Namespace, latest.Manifest
+			if err = r.p.Waiter.Wait(ctx, check); err == nil {
+				if err := r.journal(ctx, StepClosed, func(j *Journal) {
+					j.Outcome = fmt.Sprintf("upgraded to revision %d (closed by a later run after a readiness pass)", latest.Revision)
+				}); err != nil {
+					return r.refuse(err)
+				}
+				r.rep.Interrupted = nil
+				return nil
+			}
+		}
+		r.log.Warn("the interrupted run's upgrade is not ready any more: rolling it back", "err", err)
+	}
+	return r.recoverInterrupted(ctx, j)
+}
+
+// recoverInterrupted puts back what the interrupted run j changed: the quiesce only, when it
+// died before the upgrade; else the database (when it drifted from j's backup) and the release
+// (to j's recorded revision), as the run's own recovery would have.
+func (r *run) recoverInterrupted(ctx context.Context, j Journal) *Report {
+	rep := r.rep
+	cause := fmt.Errorf("%w: run %s stopped at step %s", ErrInterrupted, j.RunID, j.Step)
+	rr, ok := r.p.Releases.(RevisionReader)
+	if !ok {
+		return r.refuse(errors.New("the release port cannot read a revision: cannot recover the interrupted run"))
+	}
+	recorded, err := rr.Revision(ctx, r.req.Release, j.RecordedRevision)
+	if err != nil {
+		return r.refuse(fmt.Errorf("read the interrupted run's recorded revision %d: %w", j.RecordedRevision, err))
+	}
+	rep.Plan.Current = recorded
+	rep.PreviousRevision, rep.Revision = recorded.Revision, recorded.Revision
+	rep.FromChart, rep.ToChart = recorded.Chart(), j.TargetChart
+	r.scaled, r.orphans = j.Scaled, j.Orphans
+
+	if !j.Upgraded() {
+		// It died in the quiesce or the backup: nothing was upgraded. Give Keycloak its
+		// replicas back.
+		rep.Failure = cause
+		if err := r.journal(ctx, StepRecovering, nil); err != nil {
+			return r.needsAttention(err)
+		}
+		if len(r.scaled) > 0 {
+			if err := r.step(ctx, "scale up", func(ctx context.Context) (string, error) {
+				return fmt.Sprintf("%v", r.scaled), r.p.Workloads.ScaleUp(ctx, r.req.Namespace, r.scaled)
+			}); err != nil {
+				rep.Recovery = err
+				return r.needsAttention(nil)
+			}
+		}
+		if err := r.journal(ctx, StepClosed, func(j *Journal) { j.Outcome = "recovered by a later run: nothing had been upgraded" }); err != nil {
+			return r.needsAttention(err)
+		}
+		rep.Result, rep.ExitCode = RolledBack, ExitRolledBack
+		return rep
+	}
+
+	// The release may be left pending by the killed helm call: it was this run's, so it is
+	// unlocked without asking.
+	latest, err := r.p.Releases.Current(ctx, r.req.Release)
+	if err != nil {
+		return r.needsAttention(fmt.Errorf("read the release: %w", err))
+	}
+	if latest.Pending() {
+		if err := r.step(ctx, "unlock", func(ctx context.Context) (string, error) {
+			return fmt.Sprintf("revision %d was %s", latest.Revision, latest.Status), r.p.Releases.Unlock(ctx, latest)
+		}); err != nil {
+			rep.Recovery = err
+			return r.needsAttention(nil)
+		}
+		latest.Status = "failed"
+	}
+	var target Release
+	if latest.Revision > recorded.Revision {
+		target = latest
+		rep.UpgradedRevision, rep.Revision = latest.Revision, latest.Revision
+	}
+	if j.Backup != nil {
+		ro, ok := r.p.Database.(BackupReopener)
+		if !ok {
+			return r.needsAttention(errors.New("the database port cannot open a backup again"))
+		}
+		if err := r.step(ctx, "find the backup", func(ctx context.Context) (string, error) {
+			b, err := ro.Reopen(ctx, *j.Backup)
+			if err != nil {
+				return "", fmt.Errorf("open the interrupted run's backup %s: %w", j.Backup.Name, err)
+			}
+			rep.Backup = &b
+			return b.Dir, nil
+		}); err != nil {
+			rep.Recovery = err
+			return r.needsAttention(nil)
+		}
+	}
+	rep = r.recover(ctx, target, cause)
+	return rep
+}
+
+// needsAttention ends a recovery that could not finish; err, when set, is why. The journal
+// stays open for the next run.
+func (r *run) needsAttention(err error) *Report {
+	if err != nil {
+		r.rep.Recovery = errors.Join(r.rep.Recovery, err)
+	}
+	if r.rep.Failure == nil {
+		r.rep.Failure = r.rep.Recovery
+	}
+	r.rep.Result, r.rep.ExitCode = NeedsAttention, ExitNeedsHuman
+	return r.rep
+}

@@ -1,0 +1,201 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Journal is the write-ahead record of one run, kept in the cluster beside the release so that
+// a run that dies (SIGKILL, a lost runner, an OOM kill) loses nothing: the next run, or
+// `recover`, finds what it had changed and puts it back with its backup. It is written before
+// every step that changes something and after it, and holds no secret.
+type Journal struct {
+	// RunID and Holder name the run (the holder is the run's Lease holder).
+	RunID  string `json:"runID"`
+	Holder string `json:"holder"`
+	// Step is how far the run got; StepClosed when it ended.
+	Step JournalStep `json:"step"`
+	// RecordedRevision is the revision to return to; TargetChart the chart upgraded to.
+	RecordedRevision int    `json:"recordedRevision,omitempty"`
+	TargetChart      string `json:"targetChart,omitempty"`
+	// Backup is where the run's backup went, with its checksum and the schema state it holds.
+	Backup *JournalBackup `json:"backup,omitempty"`
+	// Scaled are the workloads the quiesce scaled to zero, with their replicas.
+	Scaled []Scaled `json:"scaled,omitempty"`
+	// Orphans are the StatefulSets orphan-deleted to be re-created.
+	Orphans []string `json:"orphans,omitempty"`
+	// UpgradeRevision is the revision helm recorded for the upgrade, once known.
+	UpgradeRevision int `json:"upgradeRevision,omitempty"`
+	// Outcome says how the run ended, once closed.
+	Outcome string    `json:"outcome,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// JournalBackup is the part of a Backup the next run needs to find it again and restore it.
+type JournalBackup struct {
+	Name      string      `json:"name"`
+	Locations []string    `json:"locations"`
+	SHA256    string      `json:"sha256"`
+	Bytes     int64       `json:"bytes"`
+	Schema    SchemaState `json:"schema"`
+}
+
+// JournalStep is how far a run got.
+type JournalStep string
+
+const (
+	// StepStarted: the run holds the lock and has changed nothing yet.
+	StepStarted JournalStep = "started"
+	// StepQuiescing: the run is scaling Keycloak down (Scaled may be partly filled).
+	StepQuiescing JournalStep = "quiescing"
+	// StepBackingUp: Keycloak is down; the backup is being taken.
+	StepBackingUp JournalStep = "backing-up"
+	// StepUpgrading: the backup is complete; StatefulSets may be orphan-deleted and helm may
+	// be applying the target.
+	StepUpgrading JournalStep = "upgrading"
+	// StepWaiting: helm recorded UpgradeRevision; readiness is being checked.
+	StepWaiting JournalStep = "waiting"
+	// StepReady: the upgrade passed readiness.
+	StepReady JournalStep = "ready"
+	// StepRecovering: the run is putting the release and the database back.
+	StepRecovering JournalStep = "recovering"
+	// StepClosed: the run ended, whatever its outcome; nothing is left to recover.
+	StepClosed JournalStep = "closed"
+)
+
+// journalNext lists where a step may go. A run moves forward through the pipeline, may start
+// its recovery from any step that changed something, and closes from anywhere.
+var journalNext = map[JournalStep][]JournalStep{
+	"":             {StepStarted},
+	StepStarted:    {StepQuiescing, StepClosed},
+	StepQuiescing:  {StepBackingUp, StepRecovering, StepClosed},
+	StepBackingUp:  {StepUpgrading, StepRecovering, StepClosed},
+	StepUpgrading:  {StepWaiting, StepRecovering, StepClosed},
+	StepWaiting:    {StepReady, StepRecovering, StepClosed},
+	StepReady:      {StepClosed, StepRecovering},
+	StepRecovering: {StepClosed},
+	StepClosed:     {StepStarted},
+}
+
+// ErrJournalTransition marks a journal moved to a step it cannot reach from where it is.
+var ErrJournalTransition = errors.New("journal: step not reachable")
+
+// Advance moves the journal to step, or fails with ErrJournalTransition.
+func (j *Journal) Advance(step JournalStep) error {
+	if !slices.Contains(journalNext[j.Step], step) {
+		return fmt.Errorf("%w: %q → %q", ErrJournalTransition, j.Step, step)
+	}
+	j.Step = step
+	return nil
+}
+
+// Open reports whether the journal records a run that has not closed: if its Lease is gone or
+// expired, that run was interrupted.
+func (j Journal) Open() bool { return j.Step != "" && j.Step != StepClosed }
+
+// Changed reports whether the run had changed the release or its workloads by the step it
+// reached.
+func (j Journal) Changed() bool {
+	return j.Open() && j.Step != StepStarted
+}
+
+// Upgraded reports whether the run may have started changing the release itself (orphan
+// deletes, helm's update).
+func (j Journal) Upgraded() bool {
+	switch j.Step {
+	case StepUpgrading, StepWaiting, StepReady, StepRecovering:
+		return true
+	}
+	return false
+}
+
+// Journaler keeps one journal per release, in its namespace. Implemented in the cluster by
+// kubejournal.
+type Journaler interface {
+	// Read returns the release's journal, or a zero Journal when there is none.
+	Read(ctx context.Context, release string) (Journal, error)
+	// Write stores the journal; it fails when someone else wrote it since this process last
+	// read or wrote it (optimistic concurrency).
+	Write(ctx context.Context, release string, j Journal) error
+}
+
+// journal moves the run's journal to step, with change applied, and writes it. Without a
+// Journaler it does nothing. A run that cannot write its journal must not go on changing
+// things: the caller treats the error as a failure of the step.
+func (r *run) journal(ctx context.Context, step JournalStep, change func(*Journal)) error {
+	if r.p.Journal == nil {
+		return nil
+	}
+	j := r.jr
+	if step != j.Step {
+		if err := j.Advance(step); err != nil {
+			return err
+		}
+	}
+	if change != nil {
+		change(&j)
+	}
+	j.Updated = r.p.now().UTC()
+	if err := r.p.Journal.Write(ctx, r.req.Release, j); err != nil {
+		return fmt.Errorf("write the run journal (step %s): %w", step, err)
+	}
+	r.jr = j
+	return nil
+}
+
+// journalBackup is what the journal keeps of a backup.
+func journalBackup(b Backup) *JournalBackup {
+	return &JournalBackup{Name: b.Name, Locations: slices.Clone(b.Locations), SHA256: b.SHA256, Bytes: b.Bytes, Schema: b.Schema}
+}
+
+// journalStart opens this run's journal, with what the next run would need to undo it, before
+// anything changes.
+func (r *run) journalStart(ctx context.Context, plan Plan) error {
+	if r.p.Journal == nil {
+		return nil
+	}
+	err := r.journal(ctx, StepStarted, func(j *Journal) {
+		*j = Journal{Step: StepStarted, RunID: r.req.RunID, Holder: r.req.Holder,
+			RecordedRevision: plan.Current.Revision, TargetChart: plan.Target.Chart()}
+	})
+	if err != nil {
+		return err
+	}
+	// The replicas the quiesce is about to take away, known before it scales anything.
+	var scaled []Scaled
+	if rr, ok := r.p.Workloads.(ReplicaReader); ok && r.req.Quiesce {
+		if scaled, err = rr.Current(ctx, r.req.Namespace, plan.Current.Manifest); err != nil {
+			return fmt.Errorf("read the Keycloak replicas: %w", err)
+		}
+	}
+	return r.journal(ctx, StepQuiescing, func(j *Journal) { j.Scaled = scaled })
+}
+
+// ReplicaReader reads the replicas of the Keycloak workloads without changing them.
+type ReplicaReader interface {
+	Current(ctx context.Context, namespace, manifest string) ([]Scaled, error)
+}
+
+// StaleRemover removes what earlier runs of the release left on this machine (their working
+// copies: plaintext dumps, the release's manifest with its Secrets).
+type StaleRemover interface {
+	RemoveStale(ctx context.Context) ([]string, error)
+}
+
+// removeStale removes the working copies of earlier runs once no interrupted run needs them.
+func (r *run) removeStale(ctx context.Context) {
+	sr, ok := r.p.Database.(StaleRemover)
+	if !ok {
+		return
+	}
+	removed, err := sr.RemoveStale(ctx)
+	if err != nil {
+		r.log.Warn("remove what earlier runs left", "err", err)
+	}
+	if len(removed) > 0 {
+		r.log.Info("removed the working copies earlier runs left", "dirs", removed)
+	}
+}
