@@ -46,7 +46,7 @@ type Engine struct {
 	// Identity decrypts a stored copy that a recovery restores from (when no working copy
 	// is left): the backup-identity input.
 	Identity string
-	Now     func() time.Time
+	Now      func() time.Time
 
 	client        Client // the client Inspect chose, if it did
 	storesChecked bool   // CheckStores found every store usable
