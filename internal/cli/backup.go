@@ -34,6 +34,12 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	fwd, err := clusterDatabase(ctx, cfg, getenv, nil, nil, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
+		return ExitInvalid
+	}
+	defer fwd.Close()
 
 	name := cfg.BackupName
 	if name == "" {
@@ -103,6 +109,18 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
 		return ExitInvalid
+	}
+	fwd, err := clusterDatabase(ctx, cfg, getenv, nil, nil, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
+		return ExitInvalid
+	}
+	defer fwd.Close()
+	if fwd != nil {
+		if err := waitForDatabase(ctx, cfg.DatabaseConnString(), log); err != nil {
+			fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
+			return ExitInvalid
+		}
 	}
 	log.InfoContext(ctx, "restoring the database", "bundle", cfg.From)
 	r, err := pgbackup.RestoreBundle(ctx, dir, pgbackup.RestoreOptions{

@@ -23,6 +23,12 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		return ExitInvalid
 	}
 	releases := helmrelease.Renderer{Client: client, Spec: upgradeSpec(cfg)}
+	fwd, err := clusterDatabase(ctx, cfg, getenv, client, nil, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
+		return ExitInvalid
+	}
+	defer fwd.Close()
 	db := pgbackup.Inspector{ConnString: cfg.DatabaseConnString(), Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}}
 	restConfig, err := client.RESTConfig()
 	if err != nil {

@@ -50,6 +50,11 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		return fail("%v", err)
 	}
 	kube := client.Kubernetes()
+	fwd, err := clusterDatabase(ctx, cfg, getenv, client, act, log)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer fwd.Close()
 
 	workload := cfg.Workload
 	if workload == "auto" {
@@ -57,11 +62,11 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 	}
 	p := &rollout.Pipeline{
 		Releases: helmrelease.Renderer{Client: client, Spec: upgradeSpec(cfg)},
-		Database: &pgbackup.Engine{
+		Database: behindForward(fwd, cfg, &pgbackup.Engine{
 			ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
 			Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
 			Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir},
-		},
+		}, log),
 		Waiter:    waiter,
 		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: lockHolder(getenv), Log: log},
 		Workloads: keycloak.Workloads{Client: kube, Name: workload, Log: log},
