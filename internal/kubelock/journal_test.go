@@ -3,6 +3,7 @@ package kubelock_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -52,5 +53,33 @@ func TestJournal(t *testing.T) {
 	}
 	if now, _ := second.Read(t.Context(), "identity"); now.Step != rollout.StepRecovering {
 		t.Errorf("the stale write replaced the journal: %+v", now)
+	}
+}
+
+// TestLockLost: a held lease deleted by someone else is noticed at the next renewal, and the
+// Locker says so through Lost, with the reason.
+func TestLockLost(t *testing.T) {
+	kube := testworld.Cluster(t)
+	l := &kubelock.Locker{Client: kube.Client, Namespace: kube.Namespace, Holder: "run-a", Duration: 3 * time.Second}
+	unlock, err := l.Lock(t.Context(), "identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock(t.Context())
+	select {
+	case <-l.Lost("identity"):
+		t.Fatal("lost before anything happened")
+	default:
+	}
+	if err := kube.Client.CoordinationV1().Leases(kube.Namespace).Delete(t.Context(), kubelock.LeaseName("identity"), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Lost("identity"):
+	case <-time.After(10 * time.Second):
+		t.Fatal("the deleted lease was not noticed within 10 s (renewal every 1 s)")
+	}
+	if err := l.LostErr("identity"); err == nil || !strings.Contains(err.Error(), "was deleted while this run held it") {
+		t.Errorf("LostErr = %v", err)
 	}
 }

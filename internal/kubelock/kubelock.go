@@ -51,6 +51,46 @@ type Locker struct {
 	// It is renewed every Duration/3.
 	Duration time.Duration
 	Log      *slog.Logger
+
+	mu   sync.Mutex
+	lost map[string]*lossSignal // by release, for the locks this Locker took
+}
+
+// lossSignal is closed, with its error set, when a held lock is lost.
+type lossSignal struct {
+	ch  chan struct{}
+	err error
+}
+
+// Lost returns a channel that is closed when the lock this Locker holds on release is lost:
+// the lease was deleted or taken over by another run, or could not be renewed for longer
+// than its duration (another run may then take it). LostErr says why. A run must stop
+// changing anything at once.
+func (l *Locker) Lost(release string) <-chan struct{} { return l.signal(release).ch }
+
+// LostErr is why the lock on release was lost, or nil.
+func (l *Locker) LostErr(release string) error {
+	s := l.signal(release)
+	select {
+	case <-s.ch:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+func (l *Locker) signal(release string) *lossSignal {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost == nil {
+		l.lost = map[string]*lossSignal{}
+	}
+	s, ok := l.lost[release]
+	if !ok {
+		s = &lossSignal{ch: make(chan struct{})}
+		l.lost[release] = s
+	}
+	return s
 }
 
 // LeaseName is the name of a release's lease: identity-upgrade-<release>, made a valid
@@ -211,9 +251,15 @@ func (l *Locker) Lock(ctx context.Context, release string) (func(context.Context
 		release: release,
 		holder:  holder,
 		lease:   held,
+		renewed: time.Now(),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	l.mu.Lock()
+	if l.lost != nil {
+		delete(l.lost, release) // a fresh lock, not lost (yet)
+	}
+	l.mu.Unlock()
 	go h.renew()
 	return h.unlock, nil
 }
@@ -228,8 +274,9 @@ type heldLease struct {
 	done chan struct{}
 
 	// Owned by the renewal goroutine until done is closed, then by unlock.
-	lease *coordinationv1.Lease
-	lost  error
+	lease   *coordinationv1.Lease
+	renewed time.Time // when the lease was last written
+	lost    error
 
 	once sync.Once
 	err  error
@@ -267,8 +314,15 @@ func (h *heldLease) renew() {
 		if err == nil {
 			continue
 		}
+		if h.lost == nil && time.Since(h.renewed) > l.duration() {
+			h.lost = fmt.Errorf("lease %s/%s could not be renewed for %s, longer than its duration (%s): another run may hold it now: %w",
+				l.Namespace, h.lease.Name, time.Since(h.renewed).Round(time.Second), l.duration(), err)
+		}
 		if h.lost != nil {
 			l.log().Error("lost the release lock", "lease", h.lease.Name, "namespace", l.Namespace, "err", h.lost)
+			s := l.signal(h.release)
+			s.err = h.lost
+			close(s.ch)
 			return
 		}
 		select {
@@ -286,7 +340,7 @@ func (h *heldLease) renewOnce(ctx context.Context, leases coordinationclient.Lea
 	next.Spec.RenewTime = &now
 	updated, err := leases.Update(ctx, next, metav1.UpdateOptions{})
 	if err == nil {
-		h.lease = updated
+		h.lease, h.renewed = updated, now.Time
 		return nil
 	}
 	if !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {

@@ -199,3 +199,49 @@ func (r *run) removeStale(ctx context.Context) {
 		r.log.Info("removed the working copies earlier runs left", "dirs", removed)
 	}
 }
+
+// ErrLeaseLost is the cause of a run stopped because it lost its lock: another run may be
+// changing the release, so this one changes nothing more (exit 3).
+var ErrLeaseLost = errors.New("the run lost its lock on the release")
+
+// LossWatcher is a Locker that says when a lock it holds is lost (kubelock.Locker).
+type LossWatcher interface {
+	Lost(release string) <-chan struct{}
+	LostErr(release string) error
+}
+
+// watchLock returns ctx cancelled with ErrLeaseLost as soon as the lock on the release is lost.
+func (r *run) watchLock(ctx context.Context) (context.Context, func()) {
+	lw, ok := r.p.Locker.(LossWatcher)
+	if !ok {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-lw.Lost(r.req.Release):
+			cancel(fmt.Errorf("%w: %v", ErrLeaseLost, lw.LostErr(r.req.Release)))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
+}
+
+// lostLock ends a run that lost its lock: it changes nothing more, and says so in its journal
+// if nobody else wrote it since.
+func (r *run) lostLock(ctx context.Context, cause error) *Report {
+	r.rep.Failure = errors.Join(r.rep.Failure, context.Cause(ctx))
+	r.rep.Recovery = fmt.Errorf("%w: nothing more was changed after that moment; another run may be working on the release; the journal says how far this run got", ErrLeaseLost)
+	if cause != nil && !errors.Is(cause, ErrLeaseLost) {
+		r.rep.Failure = errors.Join(cause, r.rep.Failure)
+	}
+	if r.jr.Open() {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := r.p.Journal.Write(wctx, r.req.Release, r.jr); err != nil {
+			r.log.Warn("the run journal", "err", err)
+		}
+	}
+	r.rep.Result, r.rep.ExitCode = NeedsAttention, ExitNeedsHuman
+	return r.rep
+}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -232,4 +233,41 @@ func TestInterruptedRun(t *testing.T) {
 			t.Errorf("exit %d, calls %q", rep.ExitCode, j.calls)
 		}
 	})
+}
+
+// lossy is a locker whose lock is lost when the run reaches a call.
+type lossy struct {
+	*world
+	at   string
+	lost chan struct{}
+}
+
+func (l *lossy) Lost(string) <-chan struct{} { return l.lost }
+func (l *lossy) LostErr(string) error        { return errors.New("lease deleted while this run held it") }
+
+// TestLostLock: a run whose lock is lost (the lease deleted, or taken over after it could not
+// be renewed) during readiness stops at once: no rollback, no restore, no scale change after
+// that moment; exit 3, the cause named.
+func TestLostLock(t *testing.T) {
+	w := newWorld()
+	w.blockWait = true
+	l := &lossy{world: w, lost: make(chan struct{})}
+	p := w.pipeline()
+	p.Locker = l
+	go func() {
+		for !w.called("wait") {
+			time.Sleep(time.Millisecond)
+		}
+		close(l.lost)
+	}()
+	rep := p.Upgrade(t.Context(), request())
+	if rep.ExitCode != rollout.ExitNeedsHuman || !errors.Is(rep.Err(), rollout.ErrLeaseLost) || !strings.Contains(rep.Err().Error(), "lease deleted") {
+		t.Fatalf("exit %d, err %v", rep.ExitCode, rep.Err())
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	after := w.calls[slices.Index(w.calls, "wait")+1:]
+	if !slices.Equal(after, []string{"unlock lease"}) {
+		t.Errorf("calls after the lock was lost: %q, want only the lease's release", after)
+	}
 }

@@ -177,6 +177,10 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 		}
 	}()
 
+	// A run that loses its lock stops changing anything at once.
+	ctx, stopWatch := r.watchLock(ctx)
+	defer stopWatch()
+
 	// An earlier run that died is completed first, with its own backup and revision.
 	if rep := r.resumeInterrupted(ctx); rep != nil {
 		if rep.ExitCode != ExitRolledBack || !req.ContinueAfterRecovery || req.RecoverOnly {
@@ -381,6 +385,9 @@ func (r *run) refuse(err error) *Report {
 // abort ends a run that failed before the upgrade: the release is untouched, and the quiesce
 // is undone.
 func (r *run) abort(ctx context.Context, cause error) *Report {
+	if errors.Is(context.Cause(ctx), ErrLeaseLost) {
+		return r.lostLock(ctx, cause)
+	}
 	r.rep.Failure = cause
 	ctx, cancel := r.recoveryContext(ctx)
 	defer cancel()
@@ -424,6 +431,9 @@ func (r *run) recoveryContext(ctx context.Context) (context.Context, context.Can
 
 // recover puts the release and the database back after a failed upgrade or readiness wait.
 func (r *run) recover(parent context.Context, target Release, cause error) *Report {
+	if errors.Is(context.Cause(parent), ErrLeaseLost) {
+		return r.lostLock(parent, cause)
+	}
 	rep := r.rep
 	rep.Failure = cause
 	if nr, ok := errors.AsType[*NotReady](cause); ok {
@@ -562,7 +572,7 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 	for attempt := 1; ; attempt++ {
 		if len(orphans) > 0 {
 			if err := r.p.Releases.OrphanStatefulSets(ctx, orphans); err != nil {
-				return "", fmt.Errorf("orphan-delete StatefulSets %v before the rollback: %w", orphans, err)
+				return marked, fmt.Errorf("orphan-delete StatefulSets %v before the rollback: %w", orphans, err)
 			}
 		}
 		rel, err = r.p.Releases.Rollback(ctx, r.req.Release, cur.Revision, opts)
@@ -576,21 +586,29 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 		// (a status after the scale-down) makes the write fail, and a new rollback succeeds.
 		r.log.Warn("rollback hit a concurrent change; rolling back again", "attempt", attempt, "err", err)
 	}
+	note := marked
 	if err != nil {
-		return "", fmt.Errorf("helm rollback to revision %d: %w", cur.Revision, err)
-	}
-	note := fmt.Sprintf("%s; revision %d (= %d)", marked, rel.Revision, cur.Revision)
-	if opts.DisableHooks {
-		note += ", rollback hooks skipped"
+		err = fmt.Errorf("helm rollback to revision %d: %w", cur.Revision, err)
+	} else {
+		note += fmt.Sprintf("; revision %d (= %d)", rel.Revision, cur.Revision)
+		if opts.DisableHooks {
+			note += ", rollback hooks skipped"
+		}
 	}
 	if len(orphans) > 0 {
-		pods, err := r.p.Releases.ReplaceOrphanedPods(ctx, orphans)
-		if err != nil {
-			return "", fmt.Errorf("replace the orphaned pods of %v: %w", orphans, err)
+		// Whatever helm's error: a StatefulSet it re-created before failing (a post-rollback
+		// hook that timed out) stays at 0/1 behind the orphaned pod of the same name until the
+		// pod is replaced. One it did not re-create is skipped.
+		pods, perr := r.p.Releases.ReplaceOrphanedPods(ctx, orphans)
+		if perr != nil {
+			return note, errors.Join(err, fmt.Errorf("replace the orphaned pods of %v: %w", orphans, perr))
 		}
-		note += fmt.Sprintf("; re-created %v, replaced pods %v", orphans, pods)
+		if err == nil {
+			note += fmt.Sprintf("; re-created %v", orphans)
+		}
+		note += fmt.Sprintf("; replaced pods %v", pods)
 	}
-	return note, nil
+	return note, err
 }
 
 // step runs one step of the timeline, logging its start and end.
