@@ -173,6 +173,28 @@ type Store interface {
 	Check(ctx context.Context) error
 }
 
+// Placement is where a store put a bundle: its location as Put returns it and, for a GitHub
+// artifact, the artifact's id and the URL of its page (0 and "" otherwise).
+type Placement struct {
+	Location    string
+	ArtifactID  int64
+	ArtifactURL string
+}
+
+// Placer is a Store that tells more than the location of a bundle it puts.
+type Placer interface {
+	Place(ctx context.Context, b *Bundle) (Placement, error)
+}
+
+// Place puts b in s and tells where: with Place when s is a Placer, with Put otherwise.
+func Place(ctx context.Context, s Store, b *Bundle) (Placement, error) {
+	if p, ok := s.(Placer); ok {
+		return p.Place(ctx, b)
+	}
+	loc, err := s.Put(ctx, b)
+	return Placement{Location: loc}, err
+}
+
 // CheckStores checks every store and returns the problems of all those that cannot take a
 // bundle now, or nil.
 func CheckStores(ctx context.Context, stores []Store) error {
@@ -186,9 +208,51 @@ func CheckStores(ctx context.Context, stores []Store) error {
 }
 
 // DirStore is the path:DIR store: bundles are directories DIR/<backup-name>/ holding the dump
-// file and manifest.json.
+// file and manifest.json, readable by their owner only (0700, files 0600).
 type DirStore struct {
 	Dir string
+	// Owner, when not nil, is given the stored bundles and the directories Put creates on the
+	// way to DIR, instead of this process's user: see WorkspaceOwner.
+	Owner *FileOwner
+}
+
+// FileOwner is a user and group, by number.
+type FileOwner struct {
+	UID, GID int
+}
+
+// WorkspaceOwner is the owner of GITHUB_WORKSPACE when this process runs as root and the
+// workspace belongs to another user, nil otherwise. A container action runs as root, while the
+// later steps of its job run as the runner's user, who owns the workspace: the bundles of a
+// path store become that user's, so that those steps can read, upload and remove them.
+func WorkspaceOwner(getenv func(string) string) *FileOwner {
+	ws := getenv("GITHUB_WORKSPACE")
+	if ws == "" || os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(ws)
+	if err != nil {
+		return nil
+	}
+	o, ok := fileOwnerOf(fi)
+	if !ok || (o.UID == 0 && o.GID == 0) {
+		return nil
+	}
+	return &o
+}
+
+// own gives the paths to s.Owner, with the modes a bundle keeps (0700 for directories, 0600
+// for files), so that nobody else can read them; nothing without an owner.
+func (s DirStore) own(paths ...string) error {
+	if s.Owner == nil {
+		return nil
+	}
+	for _, p := range paths {
+		if err := os.Lchown(p, s.Owner.UID, s.Owner.GID); err != nil {
+			return fmt.Errorf("give %s to the workspace's owner (uid %d, gid %d): %w", p, s.Owner.UID, s.Owner.GID, err)
+		}
+	}
+	return nil
 }
 
 // Location returns the directory a bundle called name has in the store.
@@ -198,37 +262,75 @@ func (s DirStore) Location(name string) string { return filepath.Join(s.Dir, nam
 // already is at that place is left as it is. The dump file, written once and never changed
 // after, is hard-linked when DIR is on the same file system as the bundle: storing a
 // gigabyte then costs no copy and no second write to disk.
+//
+// With an Owner, the bundle's directory and files are given to it before the manifest is
+// written (the manifest last), and so are the directories created on the way to DIR.
 func (s DirStore) Put(ctx context.Context, b *Bundle) (string, error) {
 	dst := s.Location(b.Name())
 	if same, _ := sameDir(dst, b.Dir); same {
 		return dst, nil
 	}
+	created := missingDirs(s.Dir)
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+		return "", fmt.Errorf("store bundle in %s: %w", s.Dir, err)
+	}
+	if err := s.own(created...); err != nil {
 		return "", fmt.Errorf("store bundle in %s: %w", s.Dir, err)
 	}
 	if err := os.Mkdir(dst, 0o700); err != nil {
 		return "", fmt.Errorf("store bundle: %w", err)
 	}
-	if err := linkOrCopy(ctx, filepath.Join(dst, b.Manifest.DumpFile), b.DumpPath()); err != nil {
-		os.RemoveAll(dst)
-		return "", fmt.Errorf("store bundle in %s: %w", dst, err)
-	}
-	for _, f := range b.Manifest.ReleaseFiles {
-		if err := copyFile(ctx, filepath.Join(dst, f), filepath.Join(b.Dir, f)); err != nil {
-			os.RemoveAll(dst)
-			return "", fmt.Errorf("store bundle in %s: %w", dst, err)
-		}
-	}
-	if err := writeManifest(dst, b.Manifest); err != nil {
+	if err := s.putFiles(ctx, b, dst); err != nil {
 		os.RemoveAll(dst)
 		return "", fmt.Errorf("store bundle in %s: %w", dst, err)
 	}
 	return dst, nil
 }
 
+func (s DirStore) putFiles(ctx context.Context, b *Bundle, dst string) error {
+	files := []string{filepath.Join(dst, b.Manifest.DumpFile)}
+	if err := linkOrCopy(ctx, files[0], b.DumpPath()); err != nil {
+		return err
+	}
+	for _, f := range b.Manifest.ReleaseFiles {
+		files = append(files, filepath.Join(dst, f))
+		if err := copyFile(ctx, files[len(files)-1], filepath.Join(b.Dir, f)); err != nil {
+			return err
+		}
+	}
+	if s.Owner != nil {
+		// A linked dump keeps the mode it was written with: make sure of 0600.
+		for _, f := range files {
+			if err := os.Chmod(f, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.own(append(files, dst)...); err != nil {
+		return err
+	}
+	if err := writeManifest(dst, b.Manifest); err != nil {
+		return err
+	}
+	return s.own(filepath.Join(dst, ManifestFile))
+}
+
+// missingDirs are the directories missing on the way to dir, deepest first.
+func missingDirs(dir string) []string {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			break
+		}
+		missing = append(missing, d)
+	}
+	return missing
+}
+
 // Check tells whether bundles can be stored in DIR: the directory exists or can be created,
-// and a file can be created in it and removed. The probe file has a name of its own and is
-// removed at once; directories the check had to create are removed again.
+// and a file can be created in it (and given to the Owner, if any) and removed. The probe file
+// has a name of its own and is removed at once; directories the check had to create are
+// removed again.
 func (s DirStore) Check(context.Context) error {
 	if err := s.probe(); err != nil {
 		return fmt.Errorf("backup-store %q: cannot write in %s: %w; give a writable directory", "path:"+s.Dir, s.Dir, err)
@@ -237,14 +339,7 @@ func (s DirStore) Check(context.Context) error {
 }
 
 func (s DirStore) probe() error {
-	// The directories missing on the way to DIR, deepest first.
-	var created []string
-	for d := filepath.Clean(s.Dir); ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil || !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
-			break
-		}
-		created = append(created, d)
-	}
+	created := missingDirs(s.Dir)
 	defer func() {
 		for _, d := range created {
 			os.Remove(d)
@@ -258,6 +353,9 @@ func (s DirStore) probe() error {
 		return err
 	}
 	err = f.Close()
+	if err == nil {
+		err = s.own(f.Name())
+	}
 	if rerr := os.Remove(f.Name()); err == nil {
 		err = rerr
 	}

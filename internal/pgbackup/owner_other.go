@@ -1,0 +1,8 @@
+//go:build !unix
+
+package pgbackup
+
+import "os"
+
+// fileOwnerOf tells no owner where files have no numeric owner.
+func fileOwnerOf(os.FileInfo) (FileOwner, bool) { return FileOwner{}, false }
