@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,6 +51,18 @@ type Artifact struct {
 	// Backoff is the wait before the first retry, doubled for each next one (at most 30 s),
 	// unless the server asks for longer with Retry-After; 0 means 1 s.
 	Backoff time.Duration
+	// RetentionDays is how many days GitHub keeps the artifacts Put makes (1 to 90), sent as
+	// their expiry; at most the repository's limit, which the runner gives in
+	// GITHUB_RETENTION_DAYS. 0 means the repository's default.
+	RetentionDays int
+	// RunID, when not 0, is the workflow run whose artifacts Open reads: through the REST API
+	// (GITHUB_API_URL, the repository GITHUB_REPOSITORY) with Token, as
+	// actions/download-artifact does with run-id. 0 means the current run, through the
+	// results service.
+	RunID int64
+	// Token authenticates the REST API requests of Open with RunID: a token that may read the
+	// repository's actions (actions: read).
+	Token string
 }
 
 // Available tells whether the artifact store can be used here, with a clear error when not: on
@@ -115,43 +128,84 @@ func checkArtifactName(name string) error {
 // returns "artifact:<name>". The zip is written while it is uploaded, block by block: nothing
 // larger than a block is held in memory.
 func (a Artifact) Put(ctx context.Context, b *pgbackup.Bundle) (string, error) {
-	name := b.Name()
-	loc, err := a.put(ctx, b, name)
-	if err != nil {
-		return "", fmt.Errorf("store bundle %s as a GitHub artifact: %w", name, err)
-	}
-	return loc, nil
+	p, err := a.Place(ctx, b)
+	return p.Location, err
 }
 
-func (a Artifact) put(ctx context.Context, b *pgbackup.Bundle, name string) (string, error) {
+// Place is Put, and also tells the artifact's id (from the service's answer to
+// FinalizeArtifact) and the URL of the artifact on the workflow run's page,
+// GITHUB_SERVER_URL/GITHUB_REPOSITORY/actions/runs/GITHUB_RUN_ID/artifacts/<id> (empty when
+// the runner did not give those variables).
+func (a Artifact) Place(ctx context.Context, b *pgbackup.Bundle) (pgbackup.Placement, error) {
+	name := b.Name()
+	id, err := a.put(ctx, b, name)
+	if err != nil {
+		return pgbackup.Placement{}, fmt.Errorf("store bundle %s as a GitHub artifact: %w", name, err)
+	}
+	return pgbackup.Placement{Location: ArtifactScheme + name, ArtifactID: id, ArtifactURL: a.artifactURL(id)}, nil
+}
+
+func (a Artifact) put(ctx context.Context, b *pgbackup.Bundle, name string) (int64, error) {
 	if err := checkArtifactName(name); err != nil {
-		return "", err
+		return 0, err
 	}
 	s, err := a.session()
 	if err != nil {
-		return "", err
+		return 0, err
 	}
 	entries, err := artifactEntries(ctx, b)
 	if err != nil {
-		return "", err
+		return 0, err
 	}
-	uploadURL, err := s.createArtifact(ctx, name)
+	uploadURL, err := s.createArtifact(ctx, name, a.expiresAt(time.Now()))
 	if err != nil {
-		return "", err
+		return 0, err
 	}
 	size, sum, err := a.upload(ctx, uploadURL, func(w io.Writer) error { return artifactWriteZip(ctx, w, entries) })
 	if err != nil {
-		return "", err
+		return 0, err
 	}
-	if err := s.finalizeArtifact(ctx, name, size, sum); err != nil {
-		return "", err
+	return s.finalizeArtifact(ctx, name, size, sum)
+}
+
+// expiresAt is when an artifact uploaded now expires: RetentionDays from now, at most the
+// repository's limit (GITHUB_RETENTION_DAYS), as the official toolkit computes it; the zero
+// time when RetentionDays is 0 (the service applies the repository's default).
+func (a Artifact) expiresAt(now time.Time) time.Time {
+	days := a.RetentionDays
+	if days <= 0 {
+		return time.Time{}
 	}
-	return ArtifactScheme + name, nil
+	if limit, err := strconv.Atoi(strings.TrimSpace(a.getenv("GITHUB_RETENTION_DAYS"))); err == nil && limit > 0 && limit < days {
+		days = limit
+	}
+	return now.AddDate(0, 0, days)
+}
+
+// artifactURL is the page of artifact id in this workflow run, or "" when it cannot be told.
+func (a Artifact) artifactURL(id int64) string {
+	server := strings.TrimRight(strings.TrimSpace(a.getenv("GITHUB_SERVER_URL")), "/")
+	if server == "" {
+		server = "https://github.com"
+	}
+	repo, run := strings.TrimSpace(a.getenv("GITHUB_REPOSITORY")), strings.TrimSpace(a.getenv("GITHUB_RUN_ID"))
+	if id <= 0 || repo == "" || run == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s/%s/actions/runs/%s/artifacts/%d", server, repo, run, id)
+}
+
+func (a Artifact) getenv(k string) string {
+	if a.Getenv == nil {
+		return os.Getenv(k)
+	}
+	return a.Getenv(k)
 }
 
 // Open downloads the artifact at location ("artifact:<name>" or a bare name) from the current
-// workflow run and unpacks it into a new directory TempDir/artifact-*/<name>, then opens it as a
-// bundle (its manifest checked, its dump not yet; the dump's size is checked).
+// workflow run, or from run RunID when it is set, and unpacks it into a new directory
+// TempDir/artifact-*/<name>, then opens it as a bundle (its manifest checked, its dump not
+// yet; the dump's size is checked).
 func (a Artifact) Open(ctx context.Context, location string) (*pgbackup.Bundle, error) {
 	name := strings.TrimPrefix(location, ArtifactScheme)
 	b, err := a.open(ctx, name)
@@ -164,6 +218,9 @@ func (a Artifact) Open(ctx context.Context, location string) (*pgbackup.Bundle, 
 func (a Artifact) open(ctx context.Context, name string) (*pgbackup.Bundle, error) {
 	if err := checkArtifactName(name); err != nil {
 		return nil, err
+	}
+	if a.RunID != 0 {
+		return a.openFromRun(ctx, name)
 	}
 	s, err := a.session()
 	if err != nil {
@@ -180,7 +237,7 @@ func (a Artifact) open(ctx context.Context, name string) (*pgbackup.Bundle, erro
 	if err != nil {
 		return nil, err
 	}
-	b, err := a.downloadBundle(ctx, signed, parent, name)
+	b, err := a.downloadBundle(ctx, signed, parent, name, "")
 	if err != nil {
 		os.RemoveAll(parent)
 		return nil, err
@@ -188,7 +245,10 @@ func (a Artifact) open(ctx context.Context, name string) (*pgbackup.Bundle, erro
 	return b, nil
 }
 
-func (a Artifact) downloadBundle(ctx context.Context, signed, parent, name string) (*pgbackup.Bundle, error) {
+// downloadBundle downloads the zip at signed into parent and unpacks it into parent/name. A
+// digest ("sha256:<hex>", as the REST API lists it) is checked against the zip; "" checks
+// nothing.
+func (a Artifact) downloadBundle(ctx context.Context, signed, parent, name, digest string) (*pgbackup.Bundle, error) {
 	zf, err := os.CreateTemp(parent, ".download-*.zip")
 	if err != nil {
 		return nil, err
@@ -199,6 +259,9 @@ func (a Artifact) downloadBundle(ctx context.Context, signed, parent, name strin
 	}()
 	size, err := a.download(ctx, signed, zf)
 	if err != nil {
+		return nil, err
+	}
+	if err := artifactCheckDigest(ctx, zf, digest); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(parent, name)

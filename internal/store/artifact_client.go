@@ -40,10 +40,7 @@ type artifactSession struct {
 }
 
 func (a Artifact) session() (*artifactSession, error) {
-	getenv := a.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
+	getenv := a.getenv
 	if err := Available(getenv); err != nil {
 		return nil, err
 	}
@@ -141,10 +138,15 @@ func (s *artifactSession) ids() map[string]any {
 }
 
 // createArtifact creates the artifact and returns the signed URL to upload its zip to. No
-// mime_type: act's server refuses fields it does not know.
-func (s *artifactSession) createArtifact(ctx context.Context, name string) (string, error) {
+// mime_type: act's server refuses fields it does not know. A non-zero expires is sent as
+// expires_at (a protobuf Timestamp: RFC 3339, UTC); without it the service applies the
+// repository's retention.
+func (s *artifactSession) createArtifact(ctx context.Context, name string, expires time.Time) (string, error) {
 	req := s.ids()
 	req["name"], req["version"] = name, 4
+	if !expires.IsZero() {
+		req["expires_at"] = expires.UTC().Truncate(time.Second).Format(time.RFC3339)
+	}
 	out, err := s.call(ctx, "CreateArtifact", req)
 	if err != nil {
 		return "", err
@@ -159,19 +161,22 @@ func (s *artifactSession) createArtifact(ctx context.Context, name string) (stri
 	return signed, nil
 }
 
-func (s *artifactSession) finalizeArtifact(ctx context.Context, name string, size int64, sha string) error {
+// finalizeArtifact finalizes the uploaded artifact and returns its id, 0 when the answer does
+// not give one.
+func (s *artifactSession) finalizeArtifact(ctx context.Context, name string, size int64, sha string) (int64, error) {
 	req := s.ids()
 	req["name"], req["size"], req["hash"] = name, strconv.FormatInt(size, 10), "sha256:"+sha
 	out, err := s.call(ctx, "FinalizeArtifact", req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var ok bool
 	out.get("ok", &ok)
 	if !ok {
-		return fmt.Errorf("artifact service FinalizeArtifact: not ok")
+		return 0, fmt.Errorf("artifact service FinalizeArtifact: not ok")
 	}
-	return nil
+	id, _ := out.int64("artifact_id")
+	return id, nil
 }
 
 // findArtifact checks that the current run has an artifact called name.
@@ -221,6 +226,18 @@ func (f artifactFields) get(proto string, v any) bool {
 		raw, ok = f[artifactCamel(proto)]
 	}
 	return ok && json.Unmarshal(raw, v) == nil
+}
+
+// int64 reads an int64 field, which protojson writes as a decimal string (and other encoders
+// as a number).
+func (f artifactFields) int64(proto string) (int64, bool) {
+	var s string
+	if f.get(proto, &s) {
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	var n int64
+	return n, f.get(proto, &n)
 }
 
 func artifactCamel(s string) string {
@@ -486,15 +503,22 @@ func (a Artifact) retryFor(ctx context.Context, timeout time.Duration, attempt f
 	}
 }
 
-// artifactStatusError describes a failed answer: its status, and the twirp or Azure message.
+// artifactStatusError describes a failed answer: its status, and the twirp, REST API or Azure
+// message.
 func artifactStatusError(resp *http.Response, body []byte) error {
 	msg := strings.TrimSpace(string(body))
 	var tw struct {
-		Code string `json:"code"`
-		Msg  string `json:"msg"`
+		Code    string `json:"code"`
+		Msg     string `json:"msg"`
+		Message string `json:"message"`
 	}
-	if json.Unmarshal(body, &tw) == nil && (tw.Code != "" || tw.Msg != "") {
-		msg = strings.TrimSpace(tw.Code + ": " + tw.Msg)
+	if json.Unmarshal(body, &tw) == nil {
+		switch {
+		case tw.Code != "" || tw.Msg != "":
+			msg = strings.TrimSpace(tw.Code + ": " + tw.Msg)
+		case tw.Message != "":
+			msg = tw.Message
+		}
 	}
 	if len(msg) > 300 {
 		msg = msg[:300] + "…"

@@ -339,7 +339,7 @@ func TestArtifactUnsafeZip(t *testing.T) {
 	} {
 		name := fmt.Sprintf("unsafe-%d", i)
 		t.Run(name, func(t *testing.T) {
-			signed, err := s.createArtifact(t.Context(), name)
+			signed, err := s.createArtifact(t.Context(), name, time.Time{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -357,7 +357,7 @@ func TestArtifactUnsafeZip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.finalizeArtifact(t.Context(), name, size, sum); err != nil {
+			if _, err := s.finalizeArtifact(t.Context(), name, size, sum); err != nil {
 				t.Fatal(err)
 			}
 			_, err = a.Open(t.Context(), "artifact:"+name)
