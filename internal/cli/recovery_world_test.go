@@ -1,18 +1,24 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/storage"
 	"helm.sh/helm/v3/pkg/storage/driver"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // What the recovery leaves behind besides the release being back: helm's history telling what
-// happened.
+// happened, and no pod orphaned by a rollback that failed half-way.
 
 // storedHistory reads the release's revisions from helm's storage, as `helm history` does,
 // oldest first.
@@ -63,4 +69,77 @@ func TestRolledBackUpgradeIsFailedInTheHistory(t *testing.T) {
 		t.Errorf("revision 3 is %s %q, want deployed \"Rollback to 1\"", back.Status, back.Description)
 	}
 	w.endState(t, false)
+}
+
+// TestFailedRollbackStillReplacesTheOrphanedPod: the rollback runs 2.1.0's rollback hooks
+// (rollback-hooks: run); helm applies the objects, the postgres StatefulSet re-created with its
+// old selector among them, and then gives up on the post-rollback Job, which waits for a claim
+// that only 2.1.0's pre-upgrade hook creates. The rollback failed, but the pod the upgrade's
+// StatefulSet left must not keep the re-created one at 0/1.
+func TestFailedRollbackStillReplacesTheOrphanedPod(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end upgrades on the simulated cluster")
+	}
+	t.Parallel()
+	w := install13(t)
+	postgres := w.uid(t, "identity-postgresql-id")
+	r := w.upgrade(t.Context(), t, "--set", "fault=crashloop", "--rollback-hooks", "run", "--timeout", "30s")
+	if r.code != ExitNeedsHuman {
+		t.Fatalf("exit %d, want %d (the rollback's hook fails)\n%s", r.code, ExitNeedsHuman, r.stderr)
+	}
+	// The timeline's rollback line: failed, and the pod replaced all the same.
+	var rollback string
+	for line := range strings.Lines(r.stdout) {
+		if strings.HasPrefix(strings.TrimSpace(line), "rollback ") {
+			rollback = line
+		}
+	}
+	if !strings.Contains(rollback, "FAILED") || !strings.Contains(rollback, "replaced pods [identity-postgresql-id-0]") {
+		t.Errorf("the rollback step reads %q; want it failed, having replaced pods [identity-postgresql-id-0]", rollback)
+	}
+	if w.uid(t, "identity-postgresql-id") == postgres {
+		t.Fatal("the postgres StatefulSet was not re-created")
+	}
+
+	// The StatefulSet of the failed rollback owns a pod its selector matches, and it is ready.
+	sets := w.kube.Client.AppsV1().StatefulSets(w.kube.Namespace)
+	pods := w.kube.Client.CoreV1().Pods(w.kube.Namespace)
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		sts, err := sets.Get(ctx, "identity-postgresql-id", metav1.GetOptions{})
+		return err == nil && sts.Status.ReadyReplicas == 1, nil
+	})
+	sts, gerr := sets.Get(t.Context(), "identity-postgresql-id", metav1.GetOptions{})
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	if err != nil {
+		t.Errorf("postgres StatefulSet not ready after the failed rollback: %+v", sts.Status)
+	}
+	pod, err := pods.Get(t.Context(), "identity-postgresql-id-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	selector, err := metav1.LabelSelectorAsSelector(sts.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !selector.Matches(labels.Set(pod.Labels)) {
+		t.Errorf("pod %s has labels %v, which the StatefulSet's selector %s does not match: the upgrade's pod was left",
+			pod.Name, pod.Labels, selector)
+	}
+	if owner := metav1.GetControllerOf(pod); owner == nil || owner.UID != sts.UID {
+		t.Errorf("pod %s is controlled by %v, want the StatefulSet %s", pod.Name, owner, sts.UID)
+	}
+	if !podReady(pod) {
+		t.Errorf("pod %s is not ready: %+v", pod.Name, pod.Status.Conditions)
+	}
+}
+
+func podReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

@@ -70,12 +70,18 @@ func (c *Client) OrphanStatefulSets(ctx context.Context, names []string) error {
 // named <statefulset>-<ordinal> that its selector does not match: after an orphan re-create
 // with a new selector, the orphaned pod keeps the old labels and its name, so the new
 // StatefulSet cannot create its own and stays unready until it is deleted. Volumes stay. Pods
-// controlled by another object are left alone. It returns the pods it deleted, and does not
-// wait for their replacements (readiness does).
+// controlled by another object are left alone. A StatefulSet that does not exist is skipped:
+// nothing re-created it (a rollback that failed before, or whose cleanup deleted it), and its
+// orphaned pods are all that is left of it. It returns the pods it deleted, and does not wait
+// for their replacements (readiness does).
 func (c *Client) ReplaceOrphanedPods(ctx context.Context, names []string) ([]string, error) {
 	var replaced []string
 	for _, name := range names {
 		sts, err := c.kube.AppsV1().StatefulSets(c.namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			c.log.Warn("StatefulSet not re-created: its orphaned pods stay", "statefulset", name, "namespace", c.namespace)
+			continue
+		}
 		if err != nil {
 			return replaced, fmt.Errorf("replace orphaned pods of StatefulSet %s: %w", name, err)
 		}

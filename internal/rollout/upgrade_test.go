@@ -348,6 +348,20 @@ func TestUpgrade(t *testing.T) {
 			failure: "CrashLoopBackOff", recovery: "another operation is in progress", revision: 5, restored: true,
 		},
 		{
+			name: "rollback fails with re-created StatefulSets: their orphaned pods are replaced all the same",
+			setup: func(w *world, r *rollout.UpgradeRequest) {
+				r.RecreateStatefulSets = "orphan"
+				w.changes = []rollout.Change{{Action: rollout.Changed, Kind: "StatefulSet", Name: "identity-postgresql-id", Immutable: []string{"spec.selector"}}}
+				w.waitErr, w.rollbackErr = notReady, errors.New("post-rollback hooks: timed out waiting for the condition")
+			},
+			result: rollout.NeedsAttention, exit: 3,
+			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4",
+				"orphan identity-postgresql-id", "upgrade", "replace pods identity-postgresql-id", "wait",
+				"scale down", "drift", "mark failed 5", "orphan identity-postgresql-id", "rollback 4", "replace pods identity-postgresql-id",
+				"wait rolled-back", "unlock lease"},
+			failure: "CrashLoopBackOff", recovery: "timed out waiting for the condition", revision: 5,
+		},
+		{
 			name: "rollback meets a concurrent change: rolled back again",
 			setup: func(w *world, _ *rollout.UpgradeRequest) {
 				w.waitErr, w.drift, w.rollbackConflicts = notReady, "schema changed", 2
