@@ -143,11 +143,14 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 		out.SHA256, out.Bytes = stored.Manifest.SHA256, stored.Manifest.SizeBytes
 	}
 	for _, s := range e.Stores {
-		loc, err := s.Put(ctx, stored)
+		p, err := Place(ctx, s, stored)
 		if err != nil {
 			return out, fmt.Errorf("store the backup: %w", err)
 		}
-		out.Locations = append(out.Locations, loc)
+		out.Locations = append(out.Locations, p.Location)
+		if p.ArtifactID != 0 && out.ArtifactID == 0 {
+			out.ArtifactID, out.ArtifactURL = p.ArtifactID, p.ArtifactURL
+		}
 	}
 	return out, nil
 }

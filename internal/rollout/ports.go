@@ -196,6 +196,10 @@ type Backup struct {
 	Schema    SchemaState
 	Tables    int
 	Rows      int64
+	// ArtifactID and ArtifactURL are the GitHub artifact the artifact store made of it (its id
+	// and its page on the workflow run), when it is in that store; 0 and "" otherwise.
+	ArtifactID  int64
+	ArtifactURL string
 }
 
 // Location is the first store location, or the working copy when there is no store.
