@@ -140,6 +140,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if bk := r.Backup; bk != nil {
 		fmt.Fprintf(&b, "  backup: %s (%d bytes, sha256 %s)\n", bk.Location(), bk.Bytes, bk.SHA256)
+		if bk.ArtifactID != 0 {
+			fmt.Fprintf(&b, "  artifact: id %d", bk.ArtifactID)
+			if bk.ArtifactURL != "" {
+				fmt.Fprintf(&b, ", %s", bk.ArtifactURL)
+			}
+			b.WriteString("\n")
+		}
 	}
 	if r.DatabaseDrift != "" {
 		fmt.Fprintf(&b, "  database: %s", r.DatabaseDrift)
