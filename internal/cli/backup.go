@@ -24,20 +24,20 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade backup: working directory: %v; nothing was changed\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	defer os.RemoveAll(work)
 	targets, err := stores(cfg, getenv, work)
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	fwd, err := clusterDatabase(ctx, cfg, getenv, nil, nil, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	defer fwd.Close()
 
@@ -57,15 +57,21 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	}
 	if err := engine.CheckStores(ctx); err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	b, err := engine.Backup(ctx, rollout.BackupRequest{Name: name, Release: rollout.Release{Name: cfg.ReleaseName}})
+	if err != nil && b.SHA256 == "" {
+		// No dump was completed (the database unreachable, pg_dump failed): no store was
+		// written to.
+		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
+		return rollout.ExitRefused
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade backup: %v\n", err)
 		for _, l := range b.Locations {
 			fmt.Fprintf(stderr, "The bundle is complete in %s.\n", l)
 		}
-		return ExitFailed
+		return rollout.ExitRolledBack
 	}
 	location := b.Location()
 	if abs, err := filepath.Abs(location); err == nil && !strings.Contains(location, "://") && !strings.HasPrefix(location, "artifact:") {
@@ -76,7 +82,7 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 		fmt.Fprintln(stdout, l)
 	}
 	fmt.Fprintln(stdout, location)
-	return ExitOK
+	return rollout.ExitOK
 }
 
 // databaseName is the name of the configured database, for the default bundle name.
@@ -102,24 +108,24 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade restore: working directory: %v; nothing was changed\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	defer os.RemoveAll(work)
 	dir, err := openBundle(ctx, cfg, getenv, work)
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	fwd, err := clusterDatabase(ctx, cfg, getenv, nil, nil, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	defer fwd.Close()
 	if fwd != nil {
 		if err := waitForDatabase(ctx, cfg.DatabaseConnString(), log); err != nil {
 			fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
-			return ExitInvalid
+			return rollout.ExitRefused
 		}
 	}
 	log.InfoContext(ctx, "restoring the database", "bundle", cfg.From)
@@ -132,18 +138,18 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 	switch {
 	case pgbackup.Untouched(err):
 		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	case err != nil:
 		fmt.Fprintf(stderr, "identity-upgrade restore: %v\n", err)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			fmt.Fprintln(stderr, "The database may be partly restored: run the restore again.")
 		}
-		return ExitFailed
+		return rollout.ExitRolledBack
 	}
 	m := r.Manifest
 	fmt.Fprintf(stdout, "restored %s (%s dump of %s, PostgreSQL %s, %d tables, taken %s)\n", cfg.From, m.DumpFormat, m.Database, m.ServerVersion, len(m.RowCounts), m.CreatedAt.Format(time.RFC3339))
 	if how := r.String(); how != "" {
 		fmt.Fprintln(stdout, how)
 	}
-	return ExitOK
+	return rollout.ExitOK
 }

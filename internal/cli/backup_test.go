@@ -11,6 +11,7 @@ import (
 	"filippo.io/age"
 	"github.com/google/go-containerregistry/pkg/registry"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -26,7 +27,7 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	stores := t.TempDir()
 	r := runCLI(t, map[string]string{"DATABASE_URL": src.URL()}, "backup", "--backup-store=path:"+stores,
 		"--backup-encryption-recipients="+identity.Recipient().String(), "--backup-format=plain")
-	if r.code != ExitOK {
+	if r.code != rollout.ExitOK {
 		t.Fatalf("backup: code %d, stderr:\n%s", r.code, r.stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
@@ -43,10 +44,10 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": dst.URL()}
 
 	// Refused before anything changes: no identity, then a damaged dump.
-	if r := runCLI(t, env, "restore", "--from="+location); r.code != ExitInvalid || !strings.Contains(r.stderr, "encrypted with age") {
+	if r := runCLI(t, env, "restore", "--from="+location); r.code != rollout.ExitRefused || !strings.Contains(r.stderr, "encrypted with age") {
 		t.Errorf("restore without identity: code %d, stderr:\n%s", r.code, r.stderr)
 	}
-	if r := runCLI(t, env, "restore", "--from="+t.TempDir()); r.code != ExitInvalid || !strings.Contains(r.stderr, "no manifest.json") {
+	if r := runCLI(t, env, "restore", "--from="+t.TempDir()); r.code != rollout.ExitRefused || !strings.Contains(r.stderr, "no manifest.json") {
 		t.Errorf("restore of an empty directory: code %d, stderr:\n%s", r.code, r.stderr)
 	}
 	if got := dst.Exec(t, `SELECT count(*) FROM newer`); strings.TrimSpace(got) != "0" {
@@ -57,7 +58,7 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	// dump recreates. A plain dump restores in one transaction, so the failure rolls back the
 	// cleaning too: exit 2, and every table is still there.
 	dst.Exec(t, `CREATE TABLE public.realm_blocker (x int); ALTER TABLE realm RENAME TO realm_old; CREATE TABLE public.realm (id text); ALTER TABLE public.realm OWNER TO postgres;`)
-	if r := runCLI(t, env, "restore", "--from="+location, "--backup-identity="+identity.String()); r.code != ExitInvalid ||
+	if r := runCLI(t, env, "restore", "--from="+location, "--backup-identity="+identity.String()); r.code != rollout.ExitRefused ||
 		!strings.Contains(r.stderr, "must be owner of table realm") || !strings.Contains(r.stderr, "The database was not changed") {
 		t.Errorf("restore over a table the owner cannot drop: code %d, stderr:\n%s", r.code, r.stderr)
 	}
@@ -67,7 +68,7 @@ func TestBackupAndRestoreCommands(t *testing.T) {
 	dst.Exec(t, `DROP TABLE public.realm; DROP TABLE public.realm_blocker;`)
 
 	r = runCLI(t, env, "restore", "--from="+location, "--backup-identity="+identity.String())
-	if r.code != ExitOK {
+	if r.code != rollout.ExitOK {
 		t.Fatalf("restore: code %d, stderr:\n%s", r.code, r.stderr)
 	}
 	if got := strings.TrimSpace(dst.Exec(t, `SELECT string_agg(name, ',' ORDER BY id) FROM realm`)); got != "master,alfresco" {
@@ -85,17 +86,26 @@ func TestBackupCommandFailures(t *testing.T) {
 	db := testworld.Postgres(t)
 	// The artifact store outside a GitHub Actions job is refused before anything starts.
 	r := runCLI(t, map[string]string{"DATABASE_URL": db.URL()}, "backup", "--backup-store=artifact", "--allow-plaintext-backup=true")
-	if r.code != ExitInvalid || !strings.Contains(r.stderr, "outside a GitHub Actions job") || !strings.Contains(r.stderr, "nothing was changed") {
+	if r.code != rollout.ExitRefused || !strings.Contains(r.stderr, "outside a GitHub Actions job") || !strings.Contains(r.stderr, "nothing was changed") {
 		t.Errorf("artifact store outside Actions: code %d, stderr:\n%s", r.code, r.stderr)
 	}
-	// A wrong password fails the backup (exit 1) with a clear error and no bundle.
-	stores := t.TempDir()
-	r = runCLI(t, map[string]string{"DATABASE_URL": strings.Replace(db.URL(), db.OwnerPassword, "wrong-pw", 1)}, "backup", "--backup-store=path:"+stores)
-	if r.code != ExitFailed || !strings.Contains(r.stderr, "password authentication failed") {
-		t.Errorf("wrong password: code %d, stderr:\n%s", r.code, r.stderr)
-	}
-	if entries, _ := os.ReadDir(stores); len(entries) != 0 {
-		t.Errorf("a failed backup left %d entries in the store", len(entries))
+	// A wrong password, or a database that does not answer: no dump, nothing written
+	// anywhere, so exit 2 with a clear error and no bundle.
+	for name, url := range map[string]string{
+		"wrong password": strings.Replace(db.URL(), db.OwnerPassword, "wrong-pw", 1),
+		"unreachable":    "postgres://keycloak:pw@127.0.0.1:1/keycloak?connect_timeout=5",
+	} {
+		stores := t.TempDir()
+		r = runCLI(t, map[string]string{"DATABASE_URL": url}, "backup", "--backup-store=path:"+stores)
+		if r.code != rollout.ExitRefused || !strings.Contains(r.stderr, "nothing was changed") {
+			t.Errorf("%s: code %d, stderr:\n%s", name, r.code, r.stderr)
+		}
+		if name == "wrong password" && !strings.Contains(r.stderr, "password authentication failed") {
+			t.Errorf("wrong password: stderr does not say so:\n%s", r.stderr)
+		}
+		if entries, _ := os.ReadDir(stores); len(entries) != 0 {
+			t.Errorf("%s: a failed backup left %d entries in the store", name, len(entries))
+		}
 	}
 }
 
@@ -108,7 +118,7 @@ func TestBackupAndRestoreThroughAnOCIRegistry(t *testing.T) {
 	src := testworld.Postgres(t)
 	src.Exec(t, `SET ROLE keycloak; CREATE TABLE realm (id text PRIMARY KEY, name text); INSERT INTO realm VALUES ('1', 'master');`)
 	r := runCLI(t, map[string]string{"DATABASE_URL": src.URL()}, "backup", "--backup-store="+ref, "--allow-plaintext-backup=true", "--backup-name=kc-1")
-	if r.code != ExitOK {
+	if r.code != rollout.ExitOK {
 		t.Fatalf("backup: code %d, stderr:\n%s", r.code, r.stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
@@ -118,13 +128,13 @@ func TestBackupAndRestoreThroughAnOCIRegistry(t *testing.T) {
 	}
 	dst := testworld.Postgres(t)
 	r = runCLI(t, map[string]string{"DATABASE_URL": dst.URL()}, "restore", "--from="+location)
-	if r.code != ExitOK {
+	if r.code != rollout.ExitOK {
 		t.Fatalf("restore: code %d, stderr:\n%s", r.code, r.stderr)
 	}
 	if got := strings.TrimSpace(dst.Exec(t, `SELECT name FROM realm`)); got != "master" {
 		t.Errorf("restored %q", got)
 	}
-	if r := runCLI(t, map[string]string{"DATABASE_URL": dst.URL()}, "restore", "--from="+ref+":no-such-tag"); r.code != ExitInvalid {
+	if r := runCLI(t, map[string]string{"DATABASE_URL": dst.URL()}, "restore", "--from="+ref+":no-such-tag"); r.code != rollout.ExitRefused {
 		t.Errorf("restore of a missing tag: code %d, stderr:\n%s", r.code, r.stderr)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
 const recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
@@ -25,20 +26,13 @@ func runCLI(t *testing.T, env map[string]string, args ...string) result {
 	return result{code, stdout.String(), stderr.String()}
 }
 
-func TestExitCodes(t *testing.T) {
-	// The documented contract; scripts and workflows depend on these numbers.
-	if ExitOK != 0 || ExitFailed != 1 || ExitInvalid != 2 || ExitNeedsHuman != 3 {
-		t.Errorf("exit codes changed: %d %d %d %d", ExitOK, ExitFailed, ExitInvalid, ExitNeedsHuman)
-	}
-}
-
 func TestVersion(t *testing.T) {
 	r := runCLI(t, nil, "version")
-	if r.code != ExitOK || !strings.HasPrefix(r.stdout, "identity-upgrade dev") || !strings.Contains(r.stdout, runtime.Version()) {
+	if r.code != rollout.ExitOK || !strings.HasPrefix(r.stdout, "identity-upgrade dev") || !strings.Contains(r.stdout, runtime.Version()) {
 		t.Errorf("version: code %d, stdout %q; want 0 and the version with %s", r.code, r.stdout, runtime.Version())
 	}
-	if r := runCLI(t, nil, "version", "extra"); r.code != ExitInvalid {
-		t.Errorf("version extra: code %d, want %d", r.code, ExitInvalid)
+	if r := runCLI(t, nil, "version", "extra"); r.code != rollout.ExitRefused {
+		t.Errorf("version extra: code %d, want %d", r.code, rollout.ExitRefused)
 	}
 }
 
@@ -62,7 +56,7 @@ func TestHelp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			r := runCLI(t, nil, tt.args...)
-			if r.code != ExitOK || r.stderr != "" {
+			if r.code != rollout.ExitOK || r.stderr != "" {
 				t.Errorf("code %d, stderr %q; want 0 and nothing", r.code, r.stderr)
 			}
 			for _, w := range tt.want {
@@ -105,8 +99,8 @@ func TestUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCLI(t, tt.env, tt.args...)
-			if r.code != ExitInvalid || !strings.Contains(r.stderr, tt.want) {
-				t.Errorf("code %d, stderr %q; want %d and %q", r.code, r.stderr, ExitInvalid, tt.want)
+			if r.code != rollout.ExitRefused || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("code %d, stderr %q; want %d and %q", r.code, r.stderr, rollout.ExitRefused, tt.want)
 			}
 		})
 	}
@@ -136,8 +130,8 @@ func TestInvalidInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCLI(t, tt.env, tt.args...)
-			if r.code != ExitInvalid {
-				t.Errorf("code %d, want %d; stderr:\n%s", r.code, ExitInvalid, r.stderr)
+			if r.code != rollout.ExitRefused {
+				t.Errorf("code %d, want %d; stderr:\n%s", r.code, rollout.ExitRefused, r.stderr)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(r.stderr, w) {
@@ -170,8 +164,8 @@ func TestUpgradeRefusedBeforeTouchingAnything(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runCLI(t, tt.env, tt.args...)
-			if r.code != ExitInvalid || !strings.Contains(r.stdout+r.stderr, tt.want) {
-				t.Errorf("code %d, stdout:\n%s\nstderr:\n%s\nwant %d and %q", r.code, r.stdout, r.stderr, ExitInvalid, tt.want)
+			if r.code != rollout.ExitRefused || !strings.Contains(r.stdout+r.stderr, tt.want) {
+				t.Errorf("code %d, stdout:\n%s\nstderr:\n%s\nwant %d and %q", r.code, r.stdout, r.stderr, rollout.ExitRefused, tt.want)
 			}
 			// As an action the password is masked first, and then shown nowhere.
 			if tt.env["GITHUB_ACTIONS"] == "true" && !strings.HasPrefix(r.stdout, "::add-mask::"+secret+"\n") {
@@ -189,8 +183,8 @@ func TestPlanWithoutClusterIsRefusedWithoutSecrets(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no-kubeconfig")
 	r := runCLI(t, map[string]string{"KUBECONFIG": missing, "PGPASSWORD": secret},
 		"plan", "--release-name=identity", "--chart=../../testdata/charts/identity/3.0.0", "--db-host=127.0.0.1", "--db-name=keycloak", "--db-user=keycloak")
-	if r.code != ExitInvalid || !strings.Contains(r.stderr, "preflight failed; nothing was changed") || !strings.Contains(r.stderr, "no-kubeconfig") {
-		t.Errorf("code %d, stderr:\n%s\nwant %d, a preflight failure naming the kubeconfig", r.code, r.stderr, ExitInvalid)
+	if r.code != rollout.ExitRefused || !strings.Contains(r.stderr, "preflight failed; nothing was changed") || !strings.Contains(r.stderr, "no-kubeconfig") {
+		t.Errorf("code %d, stderr:\n%s\nwant %d, a preflight failure naming the kubeconfig", r.code, r.stderr, rollout.ExitRefused)
 	}
 	if strings.Contains(r.stdout+r.stderr, secret) {
 		t.Errorf("the password is shown:\n%s", r.stderr)
@@ -201,8 +195,8 @@ func TestInvalidInputDoesNotShowSecrets(t *testing.T) {
 	const secret = "S3cret-bad-input-pw"
 	r := runCLI(t, map[string]string{"PGPASSWORD": secret}, "upgrade", "--timeout="+secret, "--release-name=x"+secret,
 		"--database-url=postgres://k:"+secret+"@db:bad/k", "--keycloak-admin-password="+secret, "--set=k"+secret)
-	if r.code != ExitInvalid {
-		t.Errorf("code %d, want %d", r.code, ExitInvalid)
+	if r.code != rollout.ExitRefused {
+		t.Errorf("code %d, want %d", r.code, rollout.ExitRefused)
 	}
 	if strings.Contains(r.stdout+r.stderr, secret) {
 		t.Errorf("the password is shown:\n%s", r.stderr)
@@ -236,7 +230,7 @@ func TestHostileInputs(t *testing.T) {
 				env["INPUT_DB-HOST"], env["INPUT_DB-NAME"], env["INPUT_DB-USER"] = "127.0.0.1", "keycloak", "keycloak"
 			}
 			r := runCLI(t, env)
-			if r.code != ExitInvalid || !strings.Contains(r.stderr, "- "+tt.input+":") || !strings.Contains(r.stderr, "nothing was changed") {
+			if r.code != rollout.ExitRefused || !strings.Contains(r.stderr, "- "+tt.input+":") || !strings.Contains(r.stderr, "nothing was changed") {
 				t.Errorf("%s=%.40q: code %d, stderr:\n%.600s", tt.input, tt.value, r.code, r.stderr)
 			}
 		})

@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -219,24 +220,24 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	sigterm := func(p *os.Process) { p.Signal(syscall.SIGTERM) }
 	rows := []row{
-		{name: "crash-loop", flags: []string{"--set", "fault=crashloop"}, exit: ExitFailed, reason: "exit code 1"},
-		{name: "image pull", flags: []string{"--set", "fault=image-pull"}, exit: ExitFailed, reason: "ErrImagePull"},
-		{name: "unschedulable", flags: []string{"--set", "fault=unschedulable"}, exit: ExitFailed, reason: "Unschedulable"},
+		{name: "crash-loop", flags: []string{"--set", "fault=crashloop"}, exit: rollout.ExitRolledBack, reason: "exit code 1"},
+		{name: "image pull", flags: []string{"--set", "fault=image-pull"}, exit: rollout.ExitRolledBack, reason: "ErrImagePull"},
+		{name: "unschedulable", flags: []string{"--set", "fault=unschedulable"}, exit: rollout.ExitRolledBack, reason: "Unschedulable"},
 		// Ready for a second, then crashing: helm --atomic reports success here.
 		{name: "crash after Ready", flags: []string{"--set", "fault=crash-after-ready", "--set", "faultDelay=1s", "--stability-window", "8s"},
-			exit: ExitFailed, reason: "crashed after becoming ready"},
-		{name: "chart render error", flags: []string{"--set", "fault=template-error"}, exit: ExitInvalid, reason: "fault template-error"},
-		{name: "pre-upgrade hook failure", flags: []string{"--set", "fault=pre-upgrade-hook"}, exit: ExitFailed, reason: "pre-upgrade hooks failed"},
+			exit: rollout.ExitRolledBack, reason: "crashed after becoming ready"},
+		{name: "chart render error", flags: []string{"--set", "fault=template-error"}, exit: rollout.ExitRefused, reason: "fault template-error"},
+		{name: "pre-upgrade hook failure", flags: []string{"--set", "fault=pre-upgrade-hook"}, exit: rollout.ExitRolledBack, reason: "pre-upgrade hooks failed"},
 		// The stability window cannot end within the timeout.
-		{name: "timeout", flags: []string{"--timeout", "30s", "--stability-window", "29900ms"}, exit: ExitFailed, reason: "Timeout"},
-		{name: "SIGTERM during the wait", flags: []string{"--stability-window", "60s"}, exit: ExitFailed, reason: "cancelled",
+		{name: "timeout", flags: []string{"--timeout", "30s", "--stability-window", "29900ms"}, exit: rollout.ExitRolledBack, reason: "Timeout"},
+		{name: "SIGTERM during the wait", flags: []string{"--stability-window", "60s"}, exit: rollout.ExitRolledBack, reason: "cancelled",
 			during: func(t *testing.T, w *installed) func(string, *os.Process) {
 				return atStep("readiness", func(p *os.Process) { time.AfterFunc(time.Second, func() { sigterm(p) }) })
 			}},
 		// The recovery runs to its end: a second signal does not stop it.
-		{name: "SIGTERM during the rollback", flags: []string{"--set", "fault=crashloop"}, exit: ExitFailed, reason: "exit code 1",
+		{name: "SIGTERM during the rollback", flags: []string{"--set", "fault=crashloop"}, exit: rollout.ExitRolledBack, reason: "exit code 1",
 			during: func(t *testing.T, w *installed) func(string, *os.Process) { return atStep("rollback", sigterm) }},
-		{name: "database unreachable at backup", exit: ExitFailed, reason: "backup",
+		{name: "database unreachable at backup", exit: rollout.ExitRolledBack, reason: "backup",
 			during: func(t *testing.T, w *installed) func(string, *os.Process) {
 				t.Cleanup(func() { w.db.Run(context.Background(), "ALTER DATABASE "+w.db.Database+" CONNECTION LIMIT -1") })
 				// Between the preflight and the backup: stop the run, close the database to
@@ -249,9 +250,9 @@ func TestFaultMatrix(t *testing.T) {
 					}
 				})
 			}},
-		{name: "pg_dump killed mid-stream", exit: ExitFailed, reason: "incomplete",
+		{name: "pg_dump killed mid-stream", exit: rollout.ExitRolledBack, reason: "incomplete",
 			args: func(t *testing.T) []string { return pgDumpKilledMidStream(t) }},
-		{name: "artifact upload failure", flags: []string{"--backup-store", "artifact", "--allow-plaintext-backup"}, exit: ExitFailed,
+		{name: "artifact upload failure", flags: []string{"--backup-store", "artifact", "--allow-plaintext-backup"}, exit: rollout.ExitRolledBack,
 			reason: "store the backup",
 			env: func(t *testing.T, w *installed) []string {
 				// act's artifact server, answering every block upload with 500.
@@ -271,11 +272,11 @@ func TestFaultMatrix(t *testing.T) {
 			}},
 		{name: "release stuck pending-upgrade", run: func(t *testing.T, w *installed) {
 			markPending(t, w)
-			if r := w.start(t, nil, nil).wait(t); r.code != ExitInvalid || !strings.Contains(r.stdout+r.stderr, "unlock-pending") {
-				t.Fatalf("exit %d, want %d naming unlock-pending", r.code, ExitInvalid)
+			if r := w.start(t, nil, nil).wait(t); r.code != rollout.ExitRefused || !strings.Contains(r.stdout+r.stderr, "unlock-pending") {
+				t.Fatalf("exit %d, want %d naming unlock-pending", r.code, rollout.ExitRefused)
 			}
 			w.endStateOf(t, false, true)
-			if r := w.start(t, nil, nil, "--unlock-pending").wait(t); r.code != ExitOK {
+			if r := w.start(t, nil, nil, "--unlock-pending").wait(t); r.code != rollout.ExitOK {
 				t.Fatalf("with unlock-pending: exit %d\n%s", r.code, r.stderr)
 			}
 			w.endState(t, true)
@@ -283,7 +284,7 @@ func TestFaultMatrix(t *testing.T) {
 		// No migration, no row count changed: a realm and 692 credentials updated in place
 		// while the new version runs. Row counts and the schema state say nothing changed.
 		{name: "rows updated in place, then failure", flags: []string{"--set", "fault=crash-after-ready", "--set", "faultDelay=4s", "--stability-window", "15s"},
-			exit: ExitFailed, reason: "rows inserted or updated since the backup in credential (692), realm (1)",
+			exit: rollout.ExitRolledBack, reason: "rows inserted or updated since the backup in credential (692), realm (1)",
 			during: func(t *testing.T, w *installed) func(string, *os.Process) {
 				return atStep("readiness", func(*os.Process) {
 					err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -301,7 +302,7 @@ func TestFaultMatrix(t *testing.T) {
 				})
 			}},
 		{name: "schema migrated, then failure", flags: []string{"--set", "fault=crash-after-ready", "--set", "faultDelay=4s", "--stability-window", "15s"},
-			exit: ExitFailed, reason: "the database was restored from the backup",
+			exit: rollout.ExitRolledBack, reason: "the database was restored from the backup",
 			during: func(t *testing.T, w *installed) func(string, *os.Process) {
 				// Keycloak 12 migrates the schema as its pod starts, then crashes.
 				return atStep("readiness", func(*os.Process) {
@@ -331,10 +332,10 @@ func TestFaultMatrix(t *testing.T) {
 			if err != nil {
 				t.Fatal("the first run took no lease")
 			}
-			if r := w.start(t, nil, nil).wait(t); r.code != ExitInvalid || !strings.Contains(r.stdout+r.stderr, "another identity-upgrade run") {
-				t.Errorf("second run: exit %d, want %d naming the other run", r.code, ExitInvalid)
+			if r := w.start(t, nil, nil).wait(t); r.code != rollout.ExitRefused || !strings.Contains(r.stdout+r.stderr, "another identity-upgrade run") {
+				t.Errorf("second run: exit %d, want %d naming the other run", r.code, rollout.ExitRefused)
 			}
-			if r := first.wait(t); r.code != ExitOK {
+			if r := first.wait(t); r.code != rollout.ExitOK {
 				t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
 			}
 			w.endState(t, true)
@@ -425,8 +426,8 @@ func TestSecretsNeverShown(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != ExitFailed {
-		t.Fatalf("run: %v, want exit %d\n%s\n%s", err, ExitFailed, stdout.String(), stderr.String())
+	if !errors.As(err, &exit) || exit.ExitCode() != rollout.ExitRolledBack {
+		t.Fatalf("run: %v, want exit %d\n%s\n%s", err, rollout.ExitRolledBack, stdout.String(), stderr.String())
 	}
 	secret := w.db.OwnerPassword
 	mask := "::add-mask::" + secret + "\n"

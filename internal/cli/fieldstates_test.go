@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
 // Runs that start from the states the field leaves, not from a fresh install: the release as
@@ -81,8 +82,8 @@ func TestFromAFailedVendorUpgrade(t *testing.T) {
 			w.run(t, "upgrade", append(upgrade, "--dry-run")...),
 			w.run(t, "upgrade", upgrade...),
 		} {
-			if r.code != ExitInvalid {
-				t.Errorf("exit %d, want %d (refused)", r.code, ExitInvalid)
+			if r.code != rollout.ExitRefused {
+				t.Errorf("exit %d, want %d (refused)", r.code, rollout.ExitRefused)
 			}
 			mustContain(t, r, append(planLines, "give --recreate-statefulsets orphan")...)
 		}
@@ -96,7 +97,7 @@ func TestFromAFailedVendorUpgrade(t *testing.T) {
 			w.run(t, "plan", "--recreate-statefulsets", "orphan"),
 			w.upgrade(t.Context(), t, "--dry-run"),
 		} {
-			if r.code != ExitOK {
+			if r.code != rollout.ExitOK {
 				t.Errorf("exit %d, want 0", r.code)
 			}
 			mustContain(t, r, planLines...)
@@ -106,8 +107,8 @@ func TestFromAFailedVendorUpgrade(t *testing.T) {
 		t.Parallel()
 		w := failedVendorUpgrade(t)
 		r := w.upgrade(t.Context(), t, "--set", "fault=crashloop")
-		if r.code != ExitFailed {
-			t.Fatalf("exit %d, want %d (rolled back)\n%s", r.code, ExitFailed, r.stderr)
+		if r.code != rollout.ExitRolledBack {
+			t.Fatalf("exit %d, want %d (rolled back)\n%s", r.code, rollout.ExitRolledBack, r.stderr)
 		}
 		mustContain(t, r, "identity is back at revision 1's release")
 		jobs, err := w.kube.Client.BatchV1().Jobs(w.kube.Namespace).List(t.Context(), metav1.ListOptions{})
@@ -130,15 +131,15 @@ func TestNothingToDoOnlyWhenReady(t *testing.T) {
 	}
 	t.Parallel()
 	w := install13(t)
-	if r := w.upgrade(t.Context(), t, "--set", "fault=crashloop", "--rollback", "never"); r.code == ExitOK {
+	if r := w.upgrade(t.Context(), t, "--set", "fault=crashloop", "--rollback", "never"); r.code == rollout.ExitOK {
 		t.Fatalf("the crash-looping upgrade succeeded\n%s", r.stdout)
 	}
 	for _, r := range []result{
 		w.upgrade(t.Context(), t, "--set", "fault=crashloop"),
 		w.run(t, "plan", "--set", "fault=crashloop", "--recreate-statefulsets", "orphan"),
 	} {
-		if r.code != ExitInvalid {
-			t.Errorf("exit %d on a broken release that renders the target, want %d", r.code, ExitInvalid)
+		if r.code != rollout.ExitRefused {
+			t.Errorf("exit %d on a broken release that renders the target, want %d", r.code, rollout.ExitRefused)
 		}
 		mustContain(t, r, "is deployed and renders the target, but not ready: pod identity-id-keycloak-0", "helm rollback identity")
 		if strings.Contains(r.stdout, "Nothing to do") {
@@ -147,11 +148,11 @@ func TestNothingToDoOnlyWhenReady(t *testing.T) {
 	}
 
 	// Healthy again (the fault removed by a successful run), the same command is a noop.
-	if r := w.upgrade(t.Context(), t, "--set", "fault="); r.code != ExitOK {
+	if r := w.upgrade(t.Context(), t, "--set", "fault="); r.code != rollout.ExitOK {
 		t.Fatalf("the repairing upgrade: exit %d\n%s", r.code, r.stdout)
 	}
 	r := w.upgrade(t.Context(), t, "--set", "fault=")
-	if r.code != ExitOK {
+	if r.code != rollout.ExitOK {
 		t.Fatalf("exit %d, want 0", r.code)
 	}
 	mustContain(t, r, "Nothing to do: identity at revision")
@@ -171,7 +172,7 @@ func TestPlanListsDroppedValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := w.run(t, "plan", "--recreate-statefulsets", "orphan")
-	if r.code != ExitOK {
+	if r.code != rollout.ExitOK {
 		t.Fatalf("exit %d", r.code)
 	}
 	mustContain(t, r, "Warnings:", "chart alfresco-identity-service-3.0.0 has no key for, so they would be dropped: hooks;")

@@ -80,11 +80,12 @@ func writeHelp(w io.Writer) {
 	io.WriteString(w, b.String())
 }
 
-const exitCodesHelp = `Exit codes:
-  0  upgraded, or nothing to do
-  1  failed; release and database were rolled back cleanly
-  2  invalid input, or the preflight refused; nothing was changed
-  3  failed and could not restore; needs a human (the summary says what state everything is in)
+const exitCodesHelp = `Exit codes (and the action's result output):
+  0  upgraded, or nothing to do (upgraded, noop)
+  1  failed; release and database were rolled back cleanly (rolled-back)
+  2  invalid input, or refused before anything was changed; nothing was changed (refused)
+  3  failed and could not restore; needs a person: the report says what state everything is in
+     (needs-attention)
 `
 
 func writeCommandHelp(w io.Writer, c command) {

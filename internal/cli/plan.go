@@ -20,25 +20,25 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 	client, err := helmClient(cfg, getenv, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	releases := helmrelease.Renderer{Client: client, Spec: upgradeSpec(cfg)}
 	fwd, err := clusterDatabase(ctx, cfg, getenv, client, nil, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	defer fwd.Close()
 	db := pgbackup.Inspector{ConnString: cfg.DatabaseConnString(), Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}}
 	restConfig, err := client.RESTConfig()
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	waiter, err := readiness.New(restConfig, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
 	plan, err := rollout.MakePlan(ctx, releases, db, waiter, rollout.PlanRequest{
 		Release:              cfg.ReleaseName,
@@ -53,15 +53,13 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		if errors.Is(err, helmrelease.ErrReleaseNotFound) {
 			fmt.Fprintln(stderr, "Check release-name and namespace (helm list --all-namespaces shows the releases).")
 		}
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
-	if err := plan.WriteText(stdout); err != nil {
-		return ExitFailed
-	}
+	warn(stderr, "write the plan", plan.WriteText(stdout))
 	if plan.Refused() {
-		return ExitInvalid
+		return rollout.ExitRefused
 	}
-	return ExitOK
+	return rollout.ExitOK
 }
 
 // upgradeSpec is the target of the upgrade as the inputs give it.

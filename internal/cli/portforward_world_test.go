@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -180,8 +181,8 @@ func TestUpgradeThroughPortForward(t *testing.T) {
 	}
 	r := w.inCluster(t, nil, migrate, "upgrade", "--db-port-forward", "auto", "--db-password-from", dbSecret,
 		"--set", "fault=crash-after-ready", "--set", "faultDelay=4s", "--stability-window", "15s", "--timeout", "90s")
-	if r.code != ExitFailed {
-		t.Fatalf("exit %d, want %d\n%s\n%s", r.code, ExitFailed, r.stdout, r.stderr)
+	if r.code != rollout.ExitRolledBack {
+		t.Fatalf("exit %d, want %d\n%s\n%s", r.code, rollout.ExitRolledBack, r.stdout, r.stderr)
 	}
 	mustContain(t, r, "the database was restored from the backup", "re-created [identity-postgresql-id]")
 	if !strings.Contains(r.stderr, `msg="db-port-forward auto: the release's PostgreSQL" target=service/identity-postgresql-id:5432`) {
@@ -210,11 +211,11 @@ func TestSubcommandsThroughPortForward(t *testing.T) {
 		t.Skip("commands on the simulated cluster")
 	}
 	w := installInCluster(t)
-	if r := w.inCluster(t, nil, nil, "plan", "--db-port-forward", "service/identity-postgresql-id", "--db-password-from", dbSecret); r.code != ExitOK {
+	if r := w.inCluster(t, nil, nil, "plan", "--db-port-forward", "service/identity-postgresql-id", "--db-password-from", dbSecret); r.code != rollout.ExitOK {
 		t.Fatalf("plan: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	r := w.inCluster(t, nil, nil, "backup", "--db-port-forward", "pod/identity-postgresql-id-0:postgresql", "--db-password-from", dbSecret)
-	if r.code != ExitOK {
+	if r.code != rollout.ExitOK {
 		t.Fatalf("backup: exit %d\n%s", r.code, r.stderr)
 	}
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
@@ -225,13 +226,13 @@ func TestSubcommandsThroughPortForward(t *testing.T) {
 		t.Fatal("the change did not change the database")
 	}
 	r = w.inCluster(t, nil, nil, "restore", "--from", bundle, "--db-port-forward", "service/identity-postgresql-id:postgresql", "--db-password-from", dbSecret)
-	if r.code != ExitOK {
+	if r.code != rollout.ExitOK {
 		t.Fatalf("restore: exit %d\n%s", r.code, r.stderr)
 	}
 	if dbContent(t, w.db) != w.before {
 		t.Error("the database restored through the forward differs from the one backed up")
 	}
-	if r := w.inCluster(t, nil, nil, "plan", "--db-port-forward", "service/identity-postgresql"); r.code != ExitInvalid ||
+	if r := w.inCluster(t, nil, nil, "plan", "--db-port-forward", "service/identity-postgresql"); r.code != rollout.ExitRefused ||
 		!strings.Contains(r.stderr, "db-port-forward service/identity-postgresql: service/identity-postgresql does not exist") {
 		t.Errorf("a misnamed Service: exit %d\n%s", r.code, r.stderr)
 	}
@@ -255,7 +256,7 @@ func TestActionMasksThePasswordFromTheSecret(t *testing.T) {
 		"INPUT_RECREATE-STATEFULSETS": "orphan", "INPUT_BACKUP-STORE": "path:" + w.stores, "INPUT_DRY-RUN": "true",
 	}
 	var stdout, stderr bytes.Buffer
-	if code := Run(t.Context(), nil, func(k string) string { return env[k] }, &stdout, &stderr); code != ExitOK {
+	if code := Run(t.Context(), nil, func(k string) string { return env[k] }, &stdout, &stderr); code != rollout.ExitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())
 	}
 	mask := "::add-mask::" + w.db.OwnerPassword + "\n"
@@ -358,12 +359,12 @@ func TestPortForwardNeedsItsPermission(t *testing.T) {
 	lacking := serviceAccountKubeconfig(t, w.kube, "no-portforward", without)
 
 	args := []string{"--db-port-forward", "auto", "--db-password-from", dbSecret}
-	if r := w.inCluster(t, map[string]string{"KUBECONFIG": full}, nil, "plan", args...); r.code != ExitOK {
+	if r := w.inCluster(t, map[string]string{"KUBECONFIG": full}, nil, "plan", args...); r.code != rollout.ExitOK {
 		t.Fatalf("plan with the README's Role: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	r := w.inCluster(t, map[string]string{"KUBECONFIG": lacking}, nil, "upgrade", args...)
-	if r.code != ExitInvalid {
-		t.Fatalf("upgrade without pods/portforward: exit %d, want %d\n%s\n%s", r.code, ExitInvalid, r.stdout, r.stderr)
+	if r.code != rollout.ExitRefused {
+		t.Fatalf("upgrade without pods/portforward: exit %d, want %d\n%s\n%s", r.code, rollout.ExitRefused, r.stdout, r.stderr)
 	}
 	for _, want := range []string{"may not create pods/portforward in namespace " + w.kube.Namespace, "add to its Role:",
 		"resources: [pods/portforward]\n  verbs: [create]", "nothing was changed"} {

@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
 // What the recovery leaves behind besides the release being back: helm's history telling what
@@ -47,8 +49,8 @@ func TestRolledBackUpgradeIsFailedInTheHistory(t *testing.T) {
 	}
 	t.Parallel()
 	w := install13(t)
-	if r := w.upgrade(t.Context(), t, "--set", "fault=crashloop"); r.code != ExitFailed {
-		t.Fatalf("exit %d, want %d (rolled back)\n%s", r.code, ExitFailed, r.stderr)
+	if r := w.upgrade(t.Context(), t, "--set", "fault=crashloop"); r.code != rollout.ExitRolledBack {
+		t.Fatalf("exit %d, want %d (rolled back)\n%s", r.code, rollout.ExitRolledBack, r.stderr)
 	}
 	hist := storedHistory(t, w)
 	t.Logf("history:\n%s", strings.Join(historyLines(hist), "\n"))
@@ -84,8 +86,8 @@ func TestFailedRollbackStillReplacesTheOrphanedPod(t *testing.T) {
 	w := install13(t)
 	postgres := w.uid(t, "identity-postgresql-id")
 	r := w.upgrade(t.Context(), t, "--set", "fault=crashloop", "--rollback-hooks", "run", "--timeout", "30s")
-	if r.code != ExitNeedsHuman {
-		t.Fatalf("exit %d, want %d (the rollback's hook fails)\n%s", r.code, ExitNeedsHuman, r.stderr)
+	if r.code != rollout.ExitNeedsHuman {
+		t.Fatalf("exit %d, want %d (the rollback's hook fails)\n%s", r.code, rollout.ExitNeedsHuman, r.stderr)
 	}
 	// The timeline's rollback line: failed, and the pod replaced all the same.
 	var rollback string

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -30,8 +31,8 @@ func TestUpgradeRefusesUnusableStore(t *testing.T) {
 	}
 
 	r := w.upgrade(t.Context(), t, "--backup-store", "path:/proc/nope")
-	if r.code != ExitInvalid {
-		t.Errorf("exit %d, want %d\n%s\n%s", r.code, ExitInvalid, r.stdout, r.stderr)
+	if r.code != rollout.ExitRefused {
+		t.Errorf("exit %d, want %d\n%s\n%s", r.code, rollout.ExitRefused, r.stdout, r.stderr)
 	}
 	mustContain(t, r, "Refused: identity was not changed.", `backup-store "path:/proc/nope"`, "cannot write in /proc/nope", "give a writable directory")
 	for _, step := range []string{"quiesce", "backup "} {
@@ -71,9 +72,9 @@ func TestBackupRefusesUnusableStore(t *testing.T) {
 	good := t.TempDir()
 
 	r := runCLI(t, env, "backup", "--backup-store=path:"+good, "--backup-store=path:/proc/nope")
-	if r.code != ExitInvalid || !strings.Contains(r.stderr, `backup-store "path:/proc/nope": cannot write in /proc/nope`) ||
+	if r.code != rollout.ExitRefused || !strings.Contains(r.stderr, `backup-store "path:/proc/nope": cannot write in /proc/nope`) ||
 		!strings.Contains(r.stderr, "nothing was changed") {
-		t.Errorf("path:/proc/nope: exit %d, want %d naming the store\n%s", r.code, ExitInvalid, r.stderr)
+		t.Errorf("path:/proc/nope: exit %d, want %d naming the store\n%s", r.code, rollout.ExitRefused, r.stderr)
 	}
 	if entries, _ := os.ReadDir(good); len(entries) != 0 {
 		t.Errorf("the usable store got a backup: %v", entries)
@@ -84,8 +85,8 @@ func TestBackupRefusesUnusableStore(t *testing.T) {
 	ref := "oci://" + host + "/backups/keycloak"
 	r = runCLI(t, env, "backup", "--backup-store=path:"+good, "--backup-store="+ref, "--allow-plaintext-backup=true",
 		"--registry-username=ci", "--registry-password=wrong-pw-71")
-	if r.code != ExitInvalid || !strings.Contains(r.stderr, `backup-store "`+ref+`"`) || !strings.Contains(r.stderr, "registry-password") {
-		t.Errorf("registry with wrong credentials: exit %d, want %d naming the store and the credentials\n%s", r.code, ExitInvalid, r.stderr)
+	if r.code != rollout.ExitRefused || !strings.Contains(r.stderr, `backup-store "`+ref+`"`) || !strings.Contains(r.stderr, "registry-password") {
+		t.Errorf("registry with wrong credentials: exit %d, want %d naming the store and the credentials\n%s", r.code, rollout.ExitRefused, r.stderr)
 	}
 	if strings.Contains(r.stdout+r.stderr, "wrong-pw-71") {
 		t.Errorf("the output shows the registry password:\n%s", r.stderr)
@@ -96,7 +97,7 @@ func TestBackupRefusesUnusableStore(t *testing.T) {
 
 	// The right credentials: the check passes and the backup is taken.
 	r = runCLI(t, env, "backup", "--backup-store="+ref, "--allow-plaintext-backup=true", "--registry-username=ci", "--registry-password=s3cret")
-	if r.code != ExitOK {
+	if r.code != rollout.ExitOK {
 		t.Errorf("registry with the right credentials: exit %d\n%s", r.code, r.stderr)
 	}
 }

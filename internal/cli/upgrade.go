@@ -2,11 +2,11 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
@@ -20,11 +20,13 @@ import (
 
 // runUpgrade runs the whole procedure and prints its report; the exit code is the report's.
 // As an action (act not nil) it also writes the outputs, the job summary and an annotation,
-// and groups the log by step.
+// a refused setup included, and groups the log by step.
 func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger, act *ghaction.Action) int {
+	started := time.Now()
 	fail := func(format string, args ...any) int {
-		fmt.Fprintf(stderr, "identity-upgrade upgrade: "+format+"; nothing was changed\n", args...)
-		return ExitInvalid
+		err := fmt.Errorf(format, args...)
+		fmt.Fprintf(stderr, "identity-upgrade upgrade: %v; nothing was changed\n", err)
+		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
 	}
 	// The working copy of the backup lives in the runner's temp dir and goes when the run ends:
 	// the stores hold the kept copies.
@@ -100,28 +102,12 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		DryRun:             cfg.DryRun,
 	})
 	if rep.Plan.Current.Name != "" && (cfg.DryRun || rep.ExitCode == rollout.ExitRefused) {
-		if err := rep.Plan.WriteText(stdout); err != nil {
-			return ExitFailed
-		}
+		warn(stderr, "write the plan", rep.Plan.WriteText(stdout))
 		if cfg.DryRun {
-			if err := rep.Plan.WriteDiff(stdout); err != nil {
-				return ExitFailed
-			}
+			warn(stderr, "write the diff", rep.Plan.WriteDiff(stdout))
 		}
 	}
-	if err := rep.WriteText(stdout); err != nil {
-		return ExitFailed
-	}
-	if act != nil {
-		act.Error(rep)
-		if err := errors.Join(act.Outputs(rep), act.Summary(rep)); err != nil {
-			fmt.Fprintf(stderr, "identity-upgrade upgrade: %v\n", err)
-			if rep.ExitCode == rollout.ExitOK {
-				return ExitFailed
-			}
-		}
-	}
-	return rep.ExitCode
+	return finish(act, rep, stdout, stderr)
 }
 
 // lockHolder names this run in the release's lock: the workflow run when there is one, else

@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -133,7 +134,7 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		t.Parallel()
 		w := install13(t)
 		r := w.upgrade(t.Context(), t)
-		if r.code != ExitOK {
+		if r.code != rollout.ExitOK {
 			t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 		}
 		mustContain(t, r, "Upgraded identity: revision 1 → 2", "re-created [identity-postgresql-id]", "backup: "+w.stores+"/identity-r1-")
@@ -167,8 +168,8 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		maps.Copy(env, artifacts.Env())
 		var stdout, stderr bytes.Buffer
 		code := Run(t.Context(), nil, func(k string) string { return env[k] }, &stdout, &stderr)
-		if code != ExitFailed {
-			t.Fatalf("exit %d, want %d\n%s\n%s", code, ExitFailed, stdout.String(), stderr.String())
+		if code != rollout.ExitRolledBack {
+			t.Fatalf("exit %d, want %d\n%s\n%s", code, rollout.ExitRolledBack, stdout.String(), stderr.String())
 		}
 		out, err := os.ReadFile(outputs)
 		if err != nil {
@@ -211,7 +212,7 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		other := testworld.Postgres(t)
 		restoreEnv := artifacts.Env()
 		maps.Copy(restoreEnv, map[string]string{"DATABASE_URL": other.URL(), "IDENTITY_UPGRADE_BACKUP_IDENTITY": identity.String()})
-		if r := runCLI(t, restoreEnv, "restore", "--from", location); r.code != ExitOK {
+		if r := runCLI(t, restoreEnv, "restore", "--from", location); r.code != rollout.ExitOK {
 			t.Fatalf("restore from %s: exit %d\n%s", location, r.code, r.stderr)
 		}
 		if got := dbContent(t, other); got != w.before {
@@ -222,7 +223,7 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		t.Parallel()
 		w := install13(t)
 		r := w.upgrade(t.Context(), t, "--dry-run")
-		if r.code != ExitOK {
+		if r.code != rollout.ExitOK {
 			t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 		}
 		mustContain(t, r, "Dry run: identity would be upgraded from revision 1", "--- change StatefulSet/identity-id-keycloak",

@@ -21,6 +21,7 @@ import (
 
 	"github.com/identity-upgrade/identity-upgrade/internal/cli"
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -171,9 +172,9 @@ func (w *benchWorld) ours(t *testing.T, fault, delay string, window time.Duratio
 		}
 	}
 	switch {
-	case code == cli.ExitOK:
+	case code == rollout.ExitOK:
 		r.succeeded, r.outcome = true, "exit 0, upgraded"
-	case code == cli.ExitFailed && strings.Contains(stdout.String(), "Failed and rolled back"):
+	case code == rollout.ExitRolledBack && strings.Contains(stdout.String(), "Failed and rolled back"):
 		r.rolledBack, r.outcome = true, "exit 1, rolled back"
 	default:
 		r.outcome = fmt.Sprintf("exit %d", code)

@@ -1,0 +1,183 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+)
+
+// actionRun is a run of the action: its exit code, stdout and stderr, and what it left in the
+// step's outputs and job summary.
+type actionRun struct {
+	result
+	outputs map[string]string
+	summary string
+}
+
+// runAction runs the CLI as GitHub runs the action: no arguments, GITHUB_ACTIONS=true, the
+// inputs as INPUT_<NAME>, and GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files.
+func runAction(t *testing.T, env map[string]string) actionRun {
+	t.Helper()
+	dir := t.TempDir()
+	env = maps.Clone(env)
+	env["GITHUB_ACTIONS"] = "true"
+	env["GITHUB_OUTPUT"] = filepath.Join(dir, "output")
+	env["GITHUB_STEP_SUMMARY"] = filepath.Join(dir, "summary")
+	env["RUNNER_TEMP"] = dir
+	r := actionRun{result: runCLI(t, env)}
+	r.outputs = readOutputs(t, env["GITHUB_OUTPUT"])
+	summary, err := os.ReadFile(env["GITHUB_STEP_SUMMARY"])
+	if err != nil {
+		t.Errorf("no job summary: %v", err)
+	}
+	r.summary = string(summary)
+	return r
+}
+
+// readOutputs reads a GITHUB_OUTPUT file: name=value lines and name<<DELIM heredocs.
+func readOutputs(t *testing.T, path string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Errorf("no outputs: %v", err)
+		return nil
+	}
+	out := map[string]string{}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	for i := 0; i < len(lines); i++ {
+		if name, delim, ok := strings.Cut(lines[i], "<<"); ok && !strings.Contains(name, "=") {
+			var val []string
+			for i++; i < len(lines) && lines[i] != delim; i++ {
+				val = append(val, lines[i])
+			}
+			out[name] = strings.Join(val, "\n")
+			continue
+		}
+		name, val, _ := strings.Cut(lines[i], "=")
+		out[name] = val
+	}
+	return out
+}
+
+// checkRefused checks the contract of a refused action run: exit 2, result refused, exit-code 2,
+// a failure-reason naming the cause, a job summary saying nothing was changed, and an ::error
+// annotation.
+func checkRefused(t *testing.T, r actionRun, reason string) {
+	t.Helper()
+	if r.code != rollout.ExitRefused {
+		t.Errorf("exit %d, want %d; stderr:\n%s", r.code, rollout.ExitRefused, r.stderr)
+	}
+	if r.outputs["result"] != "refused" || r.outputs["exit-code"] != "2" {
+		t.Errorf("result=%q exit-code=%q, want refused and 2", r.outputs["result"], r.outputs["exit-code"])
+	}
+	if !strings.Contains(r.outputs["failure-reason"], reason) {
+		t.Errorf("failure-reason %q does not name %q", r.outputs["failure-reason"], reason)
+	}
+	if _, ok := r.outputs["duration-seconds"]; !ok {
+		t.Error("no duration-seconds output")
+	}
+	if !strings.HasPrefix(r.summary, "## ⏸ refused: nothing changed\n") || !strings.Contains(r.summary, "| Result | `refused` (exit 2) |") ||
+		!strings.Contains(r.summary, "### Cause") {
+		t.Errorf("job summary:\n%s", r.summary)
+	}
+	if !strings.Contains(r.stdout, "::error title=identity-upgrade::Refused: ") || !strings.Contains(r.stdout, reason) {
+		t.Errorf("stdout has no ::error annotation naming %q:\n%s", reason, r.stdout)
+	}
+}
+
+// TestActionInvalidInput: an input that does not validate still gives the workflow everything
+// it reads: the outputs, a summary and an annotation, each naming the input.
+func TestActionInvalidInput(t *testing.T) {
+	r := runAction(t, map[string]string{"INPUT_RELEASE-NAME": "identity", "INPUT_CHART": "../../testdata/charts/identity/3.0.0",
+		"INPUT_DATABASE-URL": "postgres://keycloak@127.0.0.1:1/keycloak", "INPUT_BACKUP-STORE": "path:" + t.TempDir(),
+		"INPUT_TIMEOUT": "soon"})
+	checkRefused(t, r, `timeout: "soon" is not a duration`)
+	if !strings.HasPrefix(r.outputs["failure-reason"], "invalid input: timeout:") {
+		t.Errorf("failure-reason = %q", r.outputs["failure-reason"])
+	}
+	if !strings.Contains(r.summary, "Refused: identity was not changed.") || !strings.Contains(r.summary, "| Release | `identity` in namespace `default` |") {
+		t.Errorf("the summary does not name the release:\n%s", r.summary)
+	}
+	if !strings.Contains(r.stderr, "- timeout:") {
+		t.Errorf("stderr does not list the problem:\n%s", r.stderr)
+	}
+}
+
+// TestActionInvalidRelease: a release name that is not valid is not repeated as the release;
+// several problems are one per line.
+func TestActionInvalidRelease(t *testing.T) {
+	r := runAction(t, map[string]string{"INPUT_RELEASE-NAME": "Identity; rm -rf /", "INPUT_DATABASE-URL": "postgres://k@127.0.0.1:1/k"})
+	checkRefused(t, r, "release-name:")
+	if !strings.Contains(r.outputs["failure-reason"], "\nchart: required") {
+		t.Errorf("failure-reason = %q, want one problem per line", r.outputs["failure-reason"])
+	}
+	if !strings.Contains(r.summary, "Refused: nothing was changed.") || strings.Contains(r.summary, "| Release |") {
+		t.Errorf("summary:\n%s", r.summary)
+	}
+}
+
+// TestActionSetupRefused: a cluster or a backup store that cannot be set up refuses the run
+// with the same contract as an invalid input.
+func TestActionSetupRefused(t *testing.T) {
+	const secret = "S3cret-setup-pw"
+	base := map[string]string{"INPUT_RELEASE-NAME": "identity", "INPUT_CHART": "../../testdata/charts/identity/3.0.0",
+		"INPUT_DATABASE-URL": "postgres://keycloak@127.0.0.1:1/keycloak", "PGPASSWORD": secret,
+		"KUBECONFIG": filepath.Join(t.TempDir(), "no-kubeconfig")}
+	tests := []struct {
+		name   string
+		env    map[string]string
+		reason string
+	}{
+		{"no cluster", map[string]string{"INPUT_BACKUP-STORE": "path:" + t.TempDir()}, "no-kubeconfig: no such file or directory"},
+		{"artifact store outside a job", map[string]string{"INPUT_ALLOW-PLAINTEXT-BACKUP": "true"}, `backup-store "artifact"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := maps.Clone(base)
+			maps.Copy(env, tt.env)
+			r := runAction(t, env)
+			checkRefused(t, r, tt.reason)
+			if !strings.Contains(r.summary, "| Release | `identity` in namespace `default` |") {
+				t.Errorf("the summary does not name the release:\n%s", r.summary)
+			}
+			if strings.Contains(strings.Replace(r.stdout, "::add-mask::"+secret+"\n", "", 1)+r.stderr+r.summary+r.outputs["failure-reason"], secret) {
+				t.Errorf("the password is shown")
+			}
+		})
+	}
+}
+
+// TestFinishKeepsTheExitCode: outputs or a summary that cannot be written are a warning; the
+// exit code stays the run's.
+func TestFinishKeepsTheExitCode(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	env := map[string]string{"GITHUB_OUTPUT": filepath.Join(missing, "output"), "GITHUB_STEP_SUMMARY": filepath.Join(missing, "summary")}
+	for _, rep := range []*rollout.Report{
+		{Result: rollout.Upgraded, ExitCode: rollout.ExitOK, Release: "identity", PreviousRevision: 1, Revision: 2},
+		{Result: rollout.RolledBack, ExitCode: rollout.ExitRolledBack, Release: "identity", Failure: errors.New("not ready")},
+		{Result: rollout.NeedsAttention, ExitCode: rollout.ExitNeedsHuman, Release: "identity", Failure: errors.New("not ready"),
+			Recovery: errors.New("rollback: conflict")},
+	} {
+		var stdout, stderr bytes.Buffer
+		act := ghaction.New(func(k string) string { return env[k] }, &stdout)
+		if code := finish(act, rep, &stdout, &stderr); code != rep.ExitCode {
+			t.Errorf("%s: exit %d, want %d", rep.Result, code, rep.ExitCode)
+		}
+		if !strings.Contains(stderr.String(), "warning: write the step's outputs") || !strings.Contains(stderr.String(), "warning: write the job summary") {
+			t.Errorf("%s: stderr:\n%s", rep.Result, stderr.String())
+		}
+	}
+	var stderr bytes.Buffer
+	act := ghaction.New(func(k string) string { return env[k] }, new(bytes.Buffer))
+	if code := refuse(act, rollout.Refusal("identity", "", time.Now(), errors.New("no cluster")), &stderr); code != rollout.ExitRefused {
+		t.Errorf("refuse: exit %d, want %d", code, rollout.ExitRefused)
+	}
+}
