@@ -8,6 +8,7 @@ import (
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/release"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -20,6 +21,12 @@ const maxHistory = 10
 // pipeline's own waiter does that, so a revision is "deployed" as soon as helm has applied it.
 // timeout bounds the chart's upgrade hooks. Resources a failed upgrade created are left for the
 // rollback to handle (no cleanup-on-fail).
+//
+// helm patches each object with a three-way merge from the newest deployed revision's manifest.
+// When the latest revision is not that one (failed, or unlocked after an interrupted run), it
+// may have applied fields that neither manifest has (a nodeSelector, an annotation), and the
+// merge would keep them in the upgraded release. Upgrade then replaces each object with the
+// target's instead (helm's --force).
 //
 // On an error after helm recorded a new revision (a hook, an immutable field, a cancelled ctx),
 // the returned Release is that revision as stored (status failed), so the caller knows one
@@ -39,6 +46,11 @@ func (c *Client) Upgrade(ctx context.Context, name string, spec UpgradeSpec, tim
 	up.Timeout = timeout
 	up.MaxHistory = maxHistory
 	up.CleanupOnFail = false
+	if before.Status != release.StatusDeployed.String() {
+		up.Force = true
+		c.log.Info("the latest revision is not the deployed one: replacing each object with the target's rather than merging",
+			"release", name, "latest", before.Revision, "status", before.Status)
+	}
 	rel, err := up.RunWithContext(ctx, name, ch, vals)
 	if err == nil {
 		out := fromHelm(rel)

@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/yaml"
 
@@ -267,6 +268,56 @@ func TestUnlockAfterAnInterruptedUpgrade(t *testing.T) {
 	}
 	if up.Revision != 3 || up.Status != "deployed" || up.ChartVersion != "3.0.0" {
 		t.Fatalf("upgrade after unlock = revision %d %s chart %s, want 3 deployed 3.0.0", up.Revision, up.Status, up.ChartVersion)
+	}
+}
+
+// TestUpgradeFromAnUnlockedRevisionReplacesWhatItApplied: a run killed during helm's update
+// of an upgrade to fault=unschedulable left revision 2 pending with its nodeSelector applied.
+// helm's merge from revision 1's manifest would keep it; the upgrade after the unlock replaces
+// the objects. From a deployed latest revision the upgrade merges, keeping what others set.
+func TestUpgradeFromAnUnlockedRevisionReplacesWhatItApplied(t *testing.T) {
+	kube := testworld.Cluster(t)
+	client := install13(t, kube, nil)
+	ctx := t.Context()
+	interrupted := helmrelease.UpgradeSpec{Chart: chart13, ReuseValues: true, Set: []string{"fault=unschedulable"}}
+	if _, err := client.Upgrade(ctx, "identity", interrupted, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if len(statefulSet(t, kube, keycloakSts).Spec.Template.Spec.NodeSelector) == 0 {
+		t.Fatal("the interrupted revision applied no nodeSelector")
+	}
+	for revision, status := range map[int]string{2: "pending-upgrade", 1: "deployed"} {
+		if err := client.SetStoredStatus("identity", revision, status); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := to14(client)
+	pending, err := r.Current(ctx, "identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Unlock(ctx, pending); err != nil {
+		t.Fatal(err)
+	}
+
+	orphan(t, kube, r)
+	up, err := r.Upgrade(ctx, "identity", time.Minute)
+	if err != nil || up.Revision != 3 || up.Status != "deployed" {
+		t.Fatalf("upgrade after the unlock = revision %d %s, %v; want 3 deployed", up.Revision, up.Status, err)
+	}
+	if ns := statefulSet(t, kube, keycloakSts).Spec.Template.Spec.NodeSelector; len(ns) != 0 {
+		t.Errorf("the upgrade kept the interrupted revision's nodeSelector %v", ns)
+	}
+
+	patch := []byte(`{"metadata":{"annotations":{"example.com/owner":"ops"}}}`)
+	if _, err := kube.Client.AppsV1().StatefulSets(kube.Namespace).Patch(ctx, keycloakSts, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if up, err := r.Upgrade(ctx, "identity", time.Minute); err != nil || up.Revision != 4 {
+		t.Fatalf("upgrade from the deployed revision 3 = revision %d, %v; want 4", up.Revision, err)
+	}
+	if got := statefulSet(t, kube, keycloakSts).Annotations["example.com/owner"]; got != "ops" {
+		t.Errorf("an upgrade from a deployed revision dropped an annotation set by someone else (%q): it replaced instead of merging", got)
 	}
 }
 
