@@ -95,7 +95,7 @@ func run(ctx context.Context, cfg *config.Config, getenv func(string) string, st
 		return runBackup(ctx, cfg, getenv, stdout, stderr, logger)
 	case config.CmdRestore:
 		return runRestore(ctx, cfg, getenv, stdout, stderr, logger)
-	case config.CmdUpgrade:
+	case config.CmdUpgrade, config.CmdRecover:
 		return runUpgrade(ctx, cfg, getenv, stdout, stderr, logger, act)
 	}
 	fmt.Fprintf(stderr, "identity-upgrade: unknown command %s\n", cfg.Command)

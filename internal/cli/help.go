@@ -52,6 +52,16 @@ func commands() []command {
 			requires: "--from and " + database + ". An encrypted bundle also needs --backup-identity; an oci:// bundle " +
 				"may need --registry-username and --registry-password.",
 		},
+		{
+			name:    config.CmdRecover,
+			summary: "complete the recovery of a run that was cancelled or killed",
+			about: "Reads the release's run journal. If a run stopped before it finished (cancelled, killed, its runner " +
+				"lost), puts back what it changed, with that run's own backup and recorded revision: the database when " +
+				"it changed, the release, Keycloak's replicas. Changes nothing when no run was interrupted (exit 0); " +
+				"exit 1 when it recovered one. The step for `if: cancelled()` or `if: failure()`.",
+			requires: "--release-name and " + database + "; the backup stores the run used (--backup-store) when it " +
+				"ran on another machine, and --backup-identity for an encrypted one.",
+		},
 	}
 }
 

@@ -29,10 +29,11 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
 	}
 	// The working copy of the backup lives in the runner's temp dir and goes when the run ends:
-	// the stores hold the kept copies.
-	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
+	// the stores hold the kept copies. A run that dies leaves it where the next run of the
+	// release finds it (to recover the dead run) and removes it.
+	work, err := pgbackup.NewWorkDir(getenv("RUNNER_TEMP"), cfg.Namespace+"_"+cfg.ReleaseName)
 	if err != nil {
-		return fail("working directory: %v", err)
+		return fail("%v", err)
 	}
 	defer os.RemoveAll(work)
 	targets, err := stores(cfg, getenv, work)
@@ -58,6 +59,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 	}
 	defer fwd.Close()
 
+	holder := lockHolder(getenv)
 	workload := cfg.Workload
 	if workload == "auto" {
 		workload = ""
@@ -67,10 +69,11 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Database: behindForward(fwd, cfg, &pgbackup.Engine{
 			ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
 			Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
-			Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir},
+			Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}, Identity: cfg.BackupIdentity,
 		}, log),
 		Waiter:    waiter,
-		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: lockHolder(getenv), Log: log},
+		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: holder, Log: log},
+		Journal:   &kubelock.Journal{Client: kube, Namespace: client.Namespace()},
 		Workloads: keycloak.Workloads{Client: kube, Name: workload, Log: log},
 		Sessions: keycloak.Sessions{BaseURL: cfg.KeycloakURL, User: cfg.KeycloakAdminUser, Password: cfg.KeycloakAdminPassword,
 			Realms: cfg.Realms, Log: log},
@@ -89,17 +92,22 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 			UnlockPending:        cfg.UnlockPending,
 			Action:               act != nil,
 		},
-		BackupName:         cfg.BackupName,
-		Timeout:            cfg.Timeout,
-		StabilityWindow:    cfg.StabilityWindow,
-		ProbeURL:           cfg.ProbeURL,
-		Rollback:           cfg.Rollback,
-		RestoreDatabase:    cfg.RestoreDatabase,
-		Quiesce:            cfg.Quiesce,
-		LogoutSessions:     cfg.LogoutSessions,
-		ClearTxObjectStore: cfg.ClearTxObjectStore,
-		ForceRollback:      true,
-		DryRun:             cfg.DryRun,
+		BackupName:            cfg.BackupName,
+		Timeout:               cfg.Timeout,
+		StabilityWindow:       cfg.StabilityWindow,
+		ProbeURL:              cfg.ProbeURL,
+		Rollback:              cfg.Rollback,
+		RestoreDatabase:       cfg.RestoreDatabase,
+		Quiesce:               cfg.Quiesce,
+		LogoutSessions:        cfg.LogoutSessions,
+		ClearTxObjectStore:    cfg.ClearTxObjectStore,
+		ForceRollback:         true,
+		DryRun:                cfg.DryRun,
+		RunID:                 runID(getenv, holder),
+		Holder:                holder,
+		RecoverOnly:           cfg.Command == config.CmdRecover,
+		ContinueAfterRecovery: cfg.ContinueAfterRecovery,
+		CancelBudget:          cfg.CancelBudget,
 	})
 	if rep.Plan.Current.Name != "" && (cfg.DryRun || rep.ExitCode == rollout.ExitRefused) {
 		warn(stderr, "write the plan", rep.Plan.WriteText(stdout))
@@ -118,4 +126,13 @@ func lockHolder(getenv func(string) string) string {
 	}
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s-pid-%d", host, os.Getpid())
+}
+
+// runID names this run in the release's journal: the workflow run and attempt when there is
+// one, else the lock holder and the start time.
+func runID(getenv func(string) string, holder string) string {
+	if id := getenv("GITHUB_RUN_ID"); id != "" {
+		return fmt.Sprintf("%s/%s/%s", getenv("GITHUB_REPOSITORY"), id, getenv("GITHUB_RUN_ATTEMPT"))
+	}
+	return holder + "@" + time.Now().UTC().Format(time.RFC3339)
 }

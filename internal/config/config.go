@@ -64,14 +64,16 @@ type Config struct {
 	RegistryPassword           string
 
 	// Readiness and recovery.
-	Timeout              time.Duration
-	StabilityWindow      time.Duration
-	ProbeURL             string
-	Rollback             string
-	RestoreDatabase      string
-	RollbackHooks        string
-	RecreateStatefulSets string
-	UnlockPending        bool
+	Timeout               time.Duration
+	StabilityWindow       time.Duration
+	ProbeURL              string
+	Rollback              string
+	RestoreDatabase       string
+	RollbackHooks         string
+	RecreateStatefulSets  string
+	UnlockPending         bool
+	ContinueAfterRecovery bool
+	CancelBudget          time.Duration
 
 	// Identity service.
 	Quiesce               bool
@@ -240,6 +242,8 @@ func build(cmd string, action bool, raw map[string]string, given map[string]bool
 	c.Timeout = c.parseDuration("timeout", get("timeout"))
 	c.StabilityWindow = c.parseDuration("stability-window", get("stability-window"))
 	c.UnlockPending = c.parseBool("unlock-pending", get("unlock-pending"))
+	c.ContinueAfterRecovery = c.parseBool("continue-after-recovery", get("continue-after-recovery"))
+	c.CancelBudget = c.parseDuration("cancel-budget", get("cancel-budget"))
 	c.Quiesce = c.parseBool("quiesce", get("quiesce"))
 	c.LogoutSessions = c.parseBool("logout-sessions", get("logout-sessions"))
 	c.ClearTxObjectStore = c.parseBool("clear-tx-object-store", get("clear-tx-object-store"))

@@ -14,6 +14,7 @@ const (
 	CmdPlan    = "plan"
 	CmdBackup  = "backup"
 	CmdRestore = "restore"
+	CmdRecover = "recover"
 )
 
 // Kind is how an input's text is read.
@@ -100,7 +101,9 @@ func allInputs() []Input {
 		upPlan   = []string{CmdUpgrade, CmdPlan}
 		upBackup = []string{CmdUpgrade, CmdPlan, CmdBackup}
 		restore  = []string{CmdRestore}
-		all      = []string{CmdUpgrade, CmdPlan, CmdBackup, CmdRestore}
+		all      = []string{CmdUpgrade, CmdPlan, CmdBackup, CmdRestore, CmdRecover}
+		recov    = []string{CmdUpgrade, CmdRecover}
+		planRec  = []string{CmdUpgrade, CmdPlan, CmdRecover}
 	)
 	return []Input{
 		// Release.
@@ -157,7 +160,7 @@ func allInputs() []Input {
 			Description: "Bundle to restore: a bundle directory (DIR/<backup-name>), an oci://registry/repo:tag reference, or, in GitHub Actions, an artifact name. Required."},
 		{Name: "backup-format", Group: GroupBackup, Kind: KindString, Default: "custom", Enum: []string{"custom", "plain"}, Commands: upBackup,
 			Description: "pg_dump format: custom (restored with pg_restore) or plain (SQL restored with psql)."},
-		{Name: "backup-store", Group: GroupBackup, Kind: KindList, Default: "artifact", CLIDefault: "path:./backups", Commands: upBackup,
+		{Name: "backup-store", Group: GroupBackup, Kind: KindList, Default: "artifact", CLIDefault: "path:./backups", Commands: append(slices.Clone(upBackup), CmdRecover),
 			Description: "Where to store the backup, one per line: artifact (GitHub artifact), oci://registry/repo[:tag], or path:DIR. Default: artifact as an action, path:./backups on the CLI."},
 		{Name: "backup-name", Group: GroupBackup, Kind: KindString, Commands: upBackup,
 			Description: "Bundle name (letters, digits, '.', '_', '-'; at most 128). Empty means <release>-r<revision>-<UTC timestamp>."},
@@ -165,7 +168,7 @@ func allInputs() []Input {
 			Description: "age recipients (age1...), one per line, that the backup is encrypted to before it leaves the machine."},
 		{Name: "allow-plaintext-backup", Group: GroupBackup, Kind: KindBool, Default: "false", Commands: upBackup,
 			Description: "Allow an unencrypted backup in an artifact or oci:// store when no recipients are given (true or false)."},
-		{Name: "backup-identity", Group: GroupBackup, Kind: KindText, Secret: true, Commands: restore,
+		{Name: "backup-identity", Group: GroupBackup, Kind: KindText, Secret: true, Commands: []string{CmdRestore, CmdUpgrade, CmdRecover},
 			Description: "age identity (AGE-SECRET-KEY-1...) that decrypts an encrypted bundle (secret). Needed by restore of an encrypted bundle. On the command line prefer the IDENTITY_UPGRADE_BACKUP_IDENTITY environment variable, so the key never sits in process arguments."},
 		{Name: "allow-older-server", Group: GroupBackup, Kind: KindBool, Default: "false", Commands: restore,
 			Description: "Allow restoring a bundle into a server of an older PostgreSQL major than the one it was dumped from (true or false); such a dump may use what the older server lacks."},
@@ -183,19 +186,23 @@ func allInputs() []Input {
 			Description: "Optional http(s) URL that must answer 200 after the upgrade, e.g. the OIDC discovery URL .../realms/master/.well-known/openid-configuration."},
 		{Name: "rollback", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "never"}, Commands: upPlan,
 			Description: "On failure: auto rolls the release (and database) back; never leaves everything as it failed."},
-		{Name: "restore-database", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "always", "never"}, Commands: upPlan,
+		{Name: "restore-database", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "always", "never"}, Commands: planRec,
 			Description: "On rollback: auto restores the database when the schema changed; always or never."},
-		{Name: "rollback-hooks", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "run", "skip"}, Commands: upPlan,
+		{Name: "rollback-hooks", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "run", "skip"}, Commands: planRec,
 			Description: "Hooks of the revision rolled back to: auto skips them (the database is restored by this tool), run or skip."},
-		{Name: "recreate-statefulsets", Group: GroupRecovery, Kind: KindString, Default: "never", Enum: []string{"never", "orphan"}, Commands: upPlan,
+		{Name: "recreate-statefulsets", Group: GroupRecovery, Kind: KindString, Default: "never", Enum: []string{"never", "orphan"}, Commands: planRec,
 			Description: "StatefulSets whose immutable fields change: never fails, orphan deletes them with --cascade=orphan and lets helm re-create them."},
+		{Name: "continue-after-recovery", Group: GroupRecovery, Kind: KindBool, Default: "false", Commands: []string{CmdUpgrade},
+			Description: "When this run first recovers an earlier run that was interrupted (its journal open), go on with this run's upgrade instead of stopping with exit 1 (true or false)."},
+		{Name: "cancel-budget", Group: GroupRecovery, Kind: KindDuration, Default: "8s", Commands: recov,
+			Description: "How long a cancelled run (SIGINT, SIGTERM) spends on its recovery before it exits; what does not fit stays in the run journal for the next run or recover. The default fits GitHub's cancellation (SIGTERM 7.5 s after SIGINT, SIGKILL 2.5 s later)."},
 		{Name: "unlock-pending", Group: GroupRecovery, Kind: KindBool, Default: "false", Commands: upPlan,
 			Description: "Unlock a release left pending-install/upgrade/rollback by a killed run (true or false)."},
 
 		// Identity service.
 		{Name: "quiesce", Group: GroupIdentity, Kind: KindBool, Default: "true", Commands: upPlan,
 			Description: "Scale the Keycloak workload to 0 before the backup (the downtime the vendor procedure asks for)."},
-		{Name: "workload", Group: GroupIdentity, Kind: KindString, Default: "auto", Commands: upPlan,
+		{Name: "workload", Group: GroupIdentity, Kind: KindString, Default: "auto", Commands: planRec,
 			Description: "Keycloak workload as statefulset/NAME or deployment/NAME; auto detects it from the release."},
 		{Name: "logout-sessions", Group: GroupIdentity, Kind: KindBool, Default: "false", Commands: upPlan,
 			Description: "End all user sessions through the admin API first (needs keycloak-url, keycloak-admin-user, keycloak-admin-password)."},

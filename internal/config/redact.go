@@ -126,6 +126,8 @@ func (c *Config) fields() []field {
 		{name: "restore-database", value: c.RestoreDatabase},
 		{name: "rollback-hooks", value: c.RollbackHooks},
 		{name: "recreate-statefulsets", value: c.RecreateStatefulSets},
+		{name: "continue-after-recovery", value: b(c.ContinueAfterRecovery)},
+		{name: "cancel-budget", value: d(c.CancelBudget)},
 		{name: "unlock-pending", value: b(c.UnlockPending)},
 		{name: "quiesce", value: b(c.Quiesce)},
 		{name: "workload", value: c.Workload},

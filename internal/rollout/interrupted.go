@@ -97,6 +97,7 @@ func (r *run) recoverInterrupted(ctx context.Context, j Journal) *Report {
 		return r.refuse(fmt.Errorf("read the interrupted run's recorded revision %d: %w", j.RecordedRevision, err))
 	}
 	rep.Plan.Current = recorded
+	rep.Plan.SkippedRollbackHooks = skippedRollbackHooks(recorded, r.req.PlanRequest)
 	rep.PreviousRevision, rep.Revision = recorded.Revision, recorded.Revision
 	rep.FromChart, rep.ToChart = recorded.Chart(), j.TargetChart
 	r.scaled, r.orphans = j.Scaled, j.Orphans

@@ -147,13 +147,7 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, read
 				"give them under the keys the target chart reads", p.Target.Chart(), strings.Join(p.Target.UnreadValues, ", ")))
 		}
 	}
-	if req.RollbackHooks != "run" {
-		for _, h := range p.Current.Hooks {
-			if h.RunsOn("pre-rollback") || h.RunsOn("post-rollback") {
-				p.SkippedRollbackHooks = append(p.SkippedRollbackHooks, h)
-			}
-		}
-	}
+	p.SkippedRollbackHooks = skippedRollbackHooks(p.Current, req)
 	p.Database, err = db.Inspect(ctx)
 	if err != nil {
 		return p, err
@@ -304,4 +298,20 @@ func older(a, b string) bool {
 		}
 	}
 	return false
+}
+
+// skippedRollbackHooks are the rollback hooks of rel that a rollback to it skips: all of them
+// unless rollback-hooks is run (they would restore a stale in-cluster backup, or wait forever
+// for one; the procedure restores its own).
+func skippedRollbackHooks(rel Release, req PlanRequest) []Hook {
+	if req.RollbackHooks == "run" {
+		return nil
+	}
+	var out []Hook
+	for _, h := range rel.Hooks {
+		if h.RunsOn("pre-rollback") || h.RunsOn("post-rollback") {
+			out = append(out, h)
+		}
+	}
+	return out
 }

@@ -183,6 +183,10 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 
 	// An earlier run that died is completed first, with its own backup and revision.
 	if rep := r.resumeInterrupted(ctx); rep != nil {
+		if !r.jr.Open() {
+			// Recovered and closed: what the dead run left on this machine is no longer needed.
+			r.removeStale(ctx)
+		}
 		if rep.ExitCode != ExitRolledBack || !req.ContinueAfterRecovery || req.RecoverOnly {
 			return rep
 		}
