@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,7 +13,9 @@ import (
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/storage"
 	"helm.sh/helm/v3/pkg/storage/driver"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -89,9 +93,103 @@ func TestFailedRollbackStillReplacesTheOrphanedPod(t *testing.T) {
 	if r.code != rollout.ExitNeedsHuman {
 		t.Fatalf("exit %d, want %d (the rollback's hook fails)\n%s", r.code, rollout.ExitNeedsHuman, r.stderr)
 	}
-	// The timeline's rollback line: failed, and the pod replaced all the same.
+	checkRollbackLine(t, r.stdout)
+	if w.uid(t, "identity-postgresql-id") == postgres {
+		t.Fatal("the postgres StatefulSet was not re-created")
+	}
+	w.postgresRunsItsOwnPod(t)
+}
+
+// TestRollbackFailingOnAnObjectKeepsTheRecreatedStatefulSet: helm's update of the rollback
+// creates the postgres StatefulSet, then fails on another object (the API server refuses the
+// Secret's update: a ValidatingAdmissionPolicy of the test, put in place between the upgrade
+// and the rollback). The StatefulSet must stay, with its own pod, not be cleaned up by helm
+// and leave the upgrade's orphaned pod alone in its place.
+func TestRollbackFailingOnAnObjectKeepsTheRecreatedStatefulSet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end upgrades on the simulated cluster")
+	}
+	t.Parallel()
+	w := install13(t)
+	during := atStep("restore database", func(p *os.Process) {
+		// The run waits while the policy is put in place; the rollback step comes next.
+		p.Signal(syscall.SIGSTOP)
+		defer p.Signal(syscall.SIGCONT)
+		w.refuseSecretUpdates(t, "identity-id-keycloak-db")
+	})
+	r := w.start(t, nil, during, "--set", "fault=crashloop").wait(t)
+	if r.code != rollout.ExitNeedsHuman {
+		t.Fatalf("exit %d, want %d (the rollback fails on the Secret)\n%s", r.code, rollout.ExitNeedsHuman, r.stderr)
+	}
+	mustContain(t, r, "injected: the Secret's update is refused")
+	checkRollbackLine(t, r.stdout)
+	w.postgresRunsItsOwnPod(t)
+}
+
+// refuseSecretUpdates makes the API server refuse every update of the named Secret of w's
+// namespace, with a ValidatingAdmissionPolicy and its binding (removed when the test ends), and
+// waits until it does.
+func (w *installed) refuseSecretUpdates(t *testing.T, secret string) {
+	t.Helper()
+	ctx := context.WithoutCancel(t.Context())
+	adm := w.kube.Client.AdmissionregistrationV1()
+	name := "refuse-secret-updates-" + w.kube.Namespace
+	fail := admissionv1.Fail
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{
+					Operations: []admissionv1.OperationType{admissionv1.Update},
+					Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"secrets"}},
+				},
+			}}},
+			Validations: []admissionv1.Validation{{
+				Expression: fmt.Sprintf("object.metadata.name != %q", secret),
+				Message:    "injected: the Secret's update is refused",
+			}},
+		},
+	}
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": w.kube.Namespace},
+			}},
+		},
+	}
+	if _, err := adm.ValidatingAdmissionPolicies().Create(ctx, policy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { adm.ValidatingAdmissionPolicies().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	if _, err := adm.ValidatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { adm.ValidatingAdmissionPolicyBindings().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	// The API server compiles the policy in the background: probe with dry-run updates.
+	secrets := w.kube.Client.CoreV1().Secrets(w.kube.Namespace)
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		s, err := secrets.Get(ctx, secret, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		_, err = secrets.Update(ctx, s, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+		return apierrors.IsInvalid(err) || apierrors.IsForbidden(err), nil
+	})
+	if err != nil {
+		t.Fatalf("the policy refusing updates of Secret %s did not take effect: %v", secret, err)
+	}
+}
+
+// checkRollbackLine checks the timeline's rollback line: failed, and the pod replaced all the
+// same.
+func checkRollbackLine(t *testing.T, stdout string) {
+	t.Helper()
 	var rollback string
-	for line := range strings.Lines(r.stdout) {
+	for line := range strings.Lines(stdout) {
 		if strings.HasPrefix(strings.TrimSpace(line), "rollback ") {
 			rollback = line
 		}
@@ -99,25 +197,25 @@ func TestFailedRollbackStillReplacesTheOrphanedPod(t *testing.T) {
 	if !strings.Contains(rollback, "FAILED") || !strings.Contains(rollback, "replaced pods [identity-postgresql-id-0]") {
 		t.Errorf("the rollback step reads %q; want it failed, having replaced pods [identity-postgresql-id-0]", rollback)
 	}
-	if w.uid(t, "identity-postgresql-id") == postgres {
-		t.Fatal("the postgres StatefulSet was not re-created")
-	}
+}
 
-	// The StatefulSet of the failed rollback owns a pod its selector matches, and it is ready.
+// postgresRunsItsOwnPod checks that the postgres StatefulSet exists, owns a pod its selector
+// matches, and is ready.
+func (w *installed) postgresRunsItsOwnPod(t *testing.T) {
+	t.Helper()
 	sets := w.kube.Client.AppsV1().StatefulSets(w.kube.Namespace)
-	pods := w.kube.Client.CoreV1().Pods(w.kube.Namespace)
 	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		sts, err := sets.Get(ctx, "identity-postgresql-id", metav1.GetOptions{})
 		return err == nil && sts.Status.ReadyReplicas == 1, nil
 	})
 	sts, gerr := sets.Get(t.Context(), "identity-postgresql-id", metav1.GetOptions{})
 	if gerr != nil {
-		t.Fatal(gerr)
+		t.Fatalf("postgres StatefulSet after the failed rollback: %v", gerr)
 	}
 	if err != nil {
 		t.Errorf("postgres StatefulSet not ready after the failed rollback: %+v", sts.Status)
 	}
-	pod, err := pods.Get(t.Context(), "identity-postgresql-id-0", metav1.GetOptions{})
+	pod, err := w.kube.Client.CoreV1().Pods(w.kube.Namespace).Get(t.Context(), "identity-postgresql-id-0", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

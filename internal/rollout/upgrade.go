@@ -552,11 +552,13 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 	if back, err := r.p.Releases.Diff(target, cur); err == nil {
 		orphans = ImmutableStatefulSets(append(back, r.rep.Plan.Changes...), r.req.Namespace)
 	}
+	// No cleanup on fail: what a failed rollback created belongs to the revision rolled back
+	// to, the postgres StatefulSet it re-created by orphan delete among them; deleting it would
+	// leave the upgrade's orphaned pod without a StatefulSet.
 	opts := RollbackOptions{
-		DisableHooks:  len(r.rep.Plan.SkippedRollbackHooks) > 0 || r.req.RollbackHooks == "skip",
-		Force:         r.req.ForceRollback,
-		CleanupOnFail: true,
-		Timeout:       r.req.Timeout,
+		DisableHooks: len(r.rep.Plan.SkippedRollbackHooks) > 0 || r.req.RollbackHooks == "skip",
+		Force:        r.req.ForceRollback,
+		Timeout:      r.req.Timeout,
 	}
 	// As helm upgrade --atomic does, the upgrade's revision is recorded failed, with the cause,
 	// before the rollback; helm would supersede it as "Upgrade complete" otherwise.

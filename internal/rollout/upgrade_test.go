@@ -519,8 +519,8 @@ func TestUpgradeSkipsTheRollbackHooksOfTheRecordedRevision(t *testing.T) {
 			if rep.ExitCode != 1 {
 				t.Fatalf("exit %d: %v", rep.ExitCode, rep.Err())
 			}
-			if w.rolled.DisableHooks != tt.skip || !w.rolled.Force || !w.rolled.CleanupOnFail {
-				t.Errorf("rollback options %+v, want hooks disabled %v, force, cleanup on fail", w.rolled, tt.skip)
+			if w.rolled.DisableHooks != tt.skip || !w.rolled.Force || w.rolled.CleanupOnFail {
+				t.Errorf("rollback options %+v, want hooks disabled %v, force, no cleanup on fail", w.rolled, tt.skip)
 			}
 		})
 	}
