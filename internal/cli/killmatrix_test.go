@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -175,4 +176,48 @@ func (w *installed) recover(t *testing.T, tmp string) result {
 	r := result{code, stdout.String(), stderr.String()}
 	t.Logf("identity-upgrade recover: exit %d\n%s", code, r.stdout)
 	return r
+}
+
+// TestGitHubStyleCancel cancels a run the way GitHub cancels a container step: SIGINT, SIGTERM
+// 7.5 s later, SIGKILL 2.5 s after that, while the run waits for a new version that migrated
+// a database of over 200 MB. The run gets its recovery done within its cancel budget, or
+// leaves the rest in its journal: after `recover` the release, Keycloak and the database are
+// as before the upgrade either way.
+func TestGitHubStyleCancel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a whole upgrade on the simulated cluster")
+	}
+	t.Parallel()
+	w := install13(t)
+	w.db.Exec(t, "SET ROLE "+w.db.Owner+"; CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 32) AS payload FROM generate_series(1, 210000) g")
+	if size := strings.TrimSpace(w.db.Exec(t, "SELECT pg_database_size(current_database()) / 1000000")); len(size) < 3 {
+		t.Fatalf("database of %s MB, want at least 200", size)
+	}
+	w.before = dbContent(t, w.db)
+	tmp := t.TempDir()
+	start := time.Now()
+	p := w.start(t, []string{"RUNNER_TEMP=" + tmp}, atStep("readiness", func(p *os.Process) {
+		w.migrateWhenReady(t)
+		p.Signal(syscall.SIGINT)
+		time.AfterFunc(7500*time.Millisecond, func() { p.Signal(syscall.SIGTERM) })
+		time.AfterFunc(10*time.Second, func() { p.Kill() })
+	}), "--set", "fault=crash-after-ready", "--set", "faultDelay=5s", "--stability-window", "60s", "--timeout", "3m")
+	r := p.wait(t)
+	t.Logf("the cancelled run ended after %s with exit %d", time.Since(start).Round(100*time.Millisecond), r.code)
+	if r.code == -1 || w.journal(t).Open() {
+		// Killed before its recovery finished: the journal hands it on.
+		w.kube.Client.CoordinationV1().Leases(w.kube.Namespace).Delete(t.Context(), kubelock.LeaseName("identity"), metav1.DeleteOptions{})
+		if again := w.recover(t, tmp); again.code != rollout.ExitRolledBack && again.code != rollout.ExitOK {
+			t.Fatalf("recover: exit %d\n%s", again.code, again.stderr)
+		}
+	} else if r.code != rollout.ExitRolledBack {
+		t.Fatalf("cancelled run: exit %d, want 1 (rolled back) or killed\n%s", r.code, r.stdout)
+	}
+	if j := w.journal(t); j.Open() {
+		t.Errorf("journal still open: %+v", j)
+	}
+	w.endState(t, false)
+	if left, _ := filepath.Glob(filepath.Join(tmp, "identity-upgrade-work", "*", "run-*")); len(left) > 0 {
+		t.Errorf("working copies left: %v", left)
+	}
 }
