@@ -62,6 +62,9 @@ type Config struct {
 	AllowOlderServer           bool
 	RegistryUsername           string
 	RegistryPassword           string
+	RetentionDays              int    // 0: the repository's default
+	RunID                      int64  // restore only: 0 means the current workflow run
+	GitHubToken                string // restore only, with RunID
 
 	// Readiness and recovery.
 	Timeout               time.Duration
@@ -222,6 +225,10 @@ func build(cmd string, action bool, raw map[string]string, given map[string]bool
 	}
 	c.RegistryUsername = get("registry-username")
 	c.RegistryPassword = get("registry-password")
+	c.GitHubToken = get("github-token")
+	if c.GitHubToken == "" {
+		c.GitHubToken = getenv("GITHUB_TOKEN")
+	}
 	c.ProbeURL = get("probe-url")
 	c.Rollback = get("rollback")
 	c.RestoreDatabase = get("restore-database")
@@ -239,6 +246,8 @@ func build(cmd string, action bool, raw map[string]string, given map[string]bool
 	c.DBPort = c.parseInt("db-port", get("db-port"))
 	c.AllowPlaintextBackup = c.parseBool("allow-plaintext-backup", get("allow-plaintext-backup"))
 	c.AllowOlderServer = c.parseBool("allow-older-server", get("allow-older-server"))
+	c.RetentionDays = int(c.parseOptionalInt("retention-days", get("retention-days")))
+	c.RunID = c.parseOptionalInt("run-id", get("run-id"))
 	c.Timeout = c.parseDuration("timeout", get("timeout"))
 	c.StabilityWindow = c.parseDuration("stability-window", get("stability-window"))
 	c.UnlockPending = c.parseBool("unlock-pending", get("unlock-pending"))
@@ -276,6 +285,19 @@ func (c *Config) parseBool(name, s string) bool {
 
 func (c *Config) parseInt(name, s string) int {
 	n, err := strconv.Atoi(s)
+	if err != nil {
+		c.problem(name, "%s is not a whole number", c.quote(s))
+		return 0
+	}
+	return n
+}
+
+// parseOptionalInt reads a whole number that may be left empty (0).
+func (c *Config) parseOptionalInt(name, s string) int64 {
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		c.problem(name, "%s is not a whole number", c.quote(s))
 		return 0

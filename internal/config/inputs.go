@@ -176,6 +176,12 @@ func allInputs() []Input {
 			Description: "Username for oci:// registries (chart and backup store)."},
 		{Name: "registry-password", Group: GroupBackup, Kind: KindString, Secret: true, Commands: all,
 			Description: "Password or token for oci:// registries (secret)."},
+		{Name: "retention-days", Group: GroupBackup, Kind: KindInt, Commands: upBackup,
+			Description: "Days GitHub keeps the backup artifact (1-90, at most the repository's limit), so that a later run can restore it (restore with run-id). Empty means the repository's default (90 days unless changed)."},
+		{Name: "run-id", Group: GroupBackup, Kind: KindInt, Commands: restore,
+			Description: "Workflow run whose artifact restore reads (the id in .../actions/runs/<id>), for a backup taken by an earlier run; needs github-token. Empty means the current run."},
+		{Name: "github-token", Group: GroupBackup, Kind: KindString, Secret: true, Env: "GITHUB_TOKEN", Commands: restore,
+			Description: "GitHub token that may read the repository's actions (actions: read), for restore with run-id (secret). Falls back to GITHUB_TOKEN."},
 
 		// Readiness and recovery.
 		{Name: "timeout", Group: GroupRecovery, Kind: KindDuration, Default: "10m", Commands: all,

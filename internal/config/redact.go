@@ -30,6 +30,7 @@ func (c *Config) Secrets() []string {
 	add(c.DBPassword)
 	add(c.KeycloakAdminPassword)
 	add(c.RegistryPassword)
+	add(c.GitHubToken)
 	add(c.BackupIdentity)
 	add(c.Kubeconfig)
 	if c.DatabaseURL != "" {
@@ -119,6 +120,9 @@ func (c *Config) fields() []field {
 		{name: "allow-older-server", value: b(c.AllowOlderServer)},
 		{name: "registry-username", value: c.RegistryUsername},
 		{name: "registry-password", value: c.RegistryPassword},
+		{name: "retention-days", value: optionalInt(int64(c.RetentionDays), c.Given("retention-days"))},
+		{name: "run-id", value: optionalInt(c.RunID, c.Given("run-id"))},
+		{name: "github-token", value: c.GitHubToken},
 		{name: "timeout", value: d(c.Timeout)},
 		{name: "stability-window", value: d(c.StabilityWindow)},
 		{name: "probe-url", value: c.ProbeURL},
@@ -140,6 +144,14 @@ func (c *Config) fields() []field {
 		{name: "tx-object-store-path", value: c.TxObjectStorePath},
 		{name: "dry-run", value: b(c.DryRun)},
 	}
+}
+
+// optionalInt shows a number that may be left empty: "" when it was not given.
+func optionalInt(n int64, given bool) string {
+	if !given {
+		return ""
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // sensitiveKey matches --set keys whose values are not shown.

@@ -571,10 +571,38 @@ func (v *validator) backup() {
 			v.add("registry-password", "required when registry-username is given")
 		}
 	}
+	v.retention()
 	if c.Command == CmdRestore && c.From == "" && !v.has("from") {
 		v.add("from", "required: the bundle to restore: a bundle directory written by backup (DIR/<backup-name>), an oci://registry/repo:tag reference, or an artifact name")
 	}
 	v.check("from", c.From, v.from)
+}
+
+// retention checks retention-days, and run-id and github-token, which restore an artifact of
+// an earlier run.
+func (v *validator) retention() {
+	c := v.c
+	if c.Given("retention-days") && !v.has("retention-days") {
+		switch {
+		case c.RetentionDays < 1 || c.RetentionDays > 90:
+			v.add("retention-days", "%d is outside 1-90: give the days GitHub keeps the backup artifact, or leave it empty for the repository's default", c.RetentionDays)
+		case c.backsUp() && !v.has("backup-store") && !slices.Contains(c.BackupStores, "artifact"):
+			v.add("retention-days", "only the artifact store keeps backups for a number of days, and backup-store has no artifact; add artifact or remove retention-days")
+		}
+	}
+	if c.Command != CmdRestore || !c.Given("run-id") || v.has("run-id") {
+		return
+	}
+	if c.RunID <= 0 {
+		v.add("run-id", "%d is not a workflow run id: give the id in .../actions/runs/<id>, or leave it empty for the current run", c.RunID)
+		return
+	}
+	if st, err := os.Stat(c.From); strings.HasPrefix(c.From, "oci://") || (err == nil && st.IsDir() && !strings.HasPrefix(c.From, "artifact:")) {
+		v.add("run-id", "only used to restore an artifact of that run, and from %s is not one; give from as artifact:<name>", c.quote(c.From))
+	}
+	if c.GitHubToken == "" && !v.has("github-token") {
+		v.add("github-token", "required with run-id: a token that may read the repository's actions (actions: read); on the command line prefer the GITHUB_TOKEN environment variable, which keeps it out of process arguments")
+	}
 }
 
 // from checks restore's --from: an oci:// reference, a local bundle directory, or an artifact name
