@@ -13,21 +13,23 @@ import (
 
 // stores builds the stores of the backup-store input: path:DIR, oci://registry/repo[:tag] and
 // artifact. tempDir receives what a store unpacks. An error names the input and the fix;
-// nothing has been touched when it is returned.
+// nothing has been touched when it is returned. Run as root with a workspace of another user
+// (a container action), path stores give their bundles to the workspace's owner; artifacts
+// are kept for retention-days.
 func stores(cfg *config.Config, getenv func(string) string, tempDir string) ([]pgbackup.Store, error) {
 	var out []pgbackup.Store
 	for _, s := range cfg.BackupStores {
 		s = strings.TrimSpace(s)
 		switch {
 		case strings.HasPrefix(s, "path:"):
-			out = append(out, pgbackup.DirStore{Dir: strings.TrimSpace(strings.TrimPrefix(s, "path:"))})
+			out = append(out, pgbackup.DirStore{Dir: strings.TrimSpace(strings.TrimPrefix(s, "path:")), Owner: pgbackup.WorkspaceOwner(getenv)})
 		case strings.HasPrefix(s, "oci://"):
 			out = append(out, store.OCI{Ref: s, Username: cfg.RegistryUsername, Password: cfg.RegistryPassword, TempDir: tempDir})
 		case s == "artifact":
 			if err := store.Available(getenv); err != nil {
 				return nil, fmt.Errorf("backup-store %q: %w", s, err)
 			}
-			out = append(out, store.Artifact{Getenv: getenv, TempDir: tempDir})
+			out = append(out, store.Artifact{Getenv: getenv, TempDir: tempDir, RetentionDays: cfg.RetentionDays})
 		default:
 			return nil, fmt.Errorf("backup-store %q is not path:DIR, oci://registry/repo[:tag] or artifact", s)
 		}
@@ -36,10 +38,17 @@ func stores(cfg *config.Config, getenv func(string) string, tempDir string) ([]p
 }
 
 // openBundle brings the bundle of restore's --from to a local directory: a bundle directory
-// as it is, an oci:// reference pulled, or (as an action) an artifact name downloaded.
+// as it is, an oci:// reference pulled, or (as an action) an artifact name downloaded; with
+// run-id, the artifact of that workflow run, through the REST API with github-token.
 func openBundle(ctx context.Context, cfg *config.Config, getenv func(string) string, tempDir string) (string, error) {
 	from := strings.TrimSpace(cfg.From)
 	switch {
+	case cfg.RunID != 0:
+		b, err := store.Artifact{Getenv: getenv, TempDir: tempDir, RunID: cfg.RunID, Token: cfg.GitHubToken}.Open(ctx, from)
+		if err != nil {
+			return "", err
+		}
+		return b.Dir, nil
 	case strings.HasPrefix(from, "oci://"):
 		b, err := store.OCI{Username: cfg.RegistryUsername, Password: cfg.RegistryPassword, TempDir: tempDir}.Open(ctx, from)
 		if err != nil {
