@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,7 +163,21 @@ func Tools() (string, error) {
 
 const clusterPrefix = "testworld-kwok-"
 
-func StartCluster() (*KubeCluster, error) {
+// StartCluster starts a simulated cluster whose port-forwards to PodPostgresPort reach the
+// binary's shared PostgreSQL server; Stop removes it.
+func StartCluster() (*KubeCluster, error) { return startCluster(sharedPostgresAddr) }
+
+// StartClusterForPostgres starts a simulated cluster as StartCluster does, except that
+// port-forwards to PodPostgresPort of its pods reach srv, a server of the caller's: a
+// release installed with its bundled PostgreSQL then has srv as its database.
+func StartClusterForPostgres(srv *PostgresServer) (*KubeCluster, error) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.port))
+	return startCluster(func() (string, error) { return addr, nil })
+}
+
+// startCluster starts a cluster whose relay passes port-forwards to PodPostgresPort on to the
+// address postgres returns.
+func startCluster(postgres func() (string, error)) (*KubeCluster, error) {
 	cache, err := Tools()
 	if err != nil {
 		return nil, err
@@ -199,7 +214,7 @@ func StartCluster() (*KubeCluster, error) {
 	if err := os.Mkdir(c.execDir, 0o755); err != nil {
 		return nil, err
 	}
-	if c.relay, err = startRelay(sharedPostgresAddr); err != nil {
+	if c.relay, err = startRelay(postgres); err != nil {
 		return nil, err
 	}
 	conf, err := clusterConfig(templateData{Root: root, ExecDir: c.execDir, PostgresRelayPort: c.relay.port()}, map[string]string{
