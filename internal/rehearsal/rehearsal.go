@@ -1,9 +1,11 @@
 // Package rehearsal is the local upgrade rehearsal behind `make rehearsal`: it starts the test
 // world (a PostgreSQL 11 server, the identity service's own major, and a simulated cluster),
-// installs the Identity Service 1.3-like release against a seeded Keycloak 11 database, and runs
-// identity-upgrade against it as a user would, showing each step's output: the plan (the
-// vendor's way is refused), the upgrade to the 1.4-like chart, and an upgrade to a broken
-// variant that is rolled back automatically, database included.
+// installs the Identity Service 1.3-like release with its bundled PostgreSQL, whose pod's port
+// 5432 the simulated cluster forwards to a seeded Keycloak 11 database on that server, and runs
+// identity-upgrade against it as a user of the bundled chart would: the database reached through
+// the API server (db-port-forward auto), its password read from the release's Secret. It shows
+// each step's output: the plan (the vendor's way is refused), the upgrade to the 1.4-like chart,
+// and an upgrade to a broken variant that is rolled back automatically, database included.
 //
 // The simulated cluster runs no Keycloak, so the rehearsal plays Keycloak's part towards the
 // database while each upgrade runs: the new Keycloak 12 migrates the schema when its pod is
@@ -37,6 +39,10 @@ const (
 	Database  = "keycloak"
 )
 
+// dbSecret is where the test charts keep the database password: the Secret that Keycloak and
+// the bundled PostgreSQL both read.
+const dbSecret = "secret/identity-id-keycloak-db:DB_PASSWORD"
+
 // PostgresMajor is the major of the rehearsal's PostgreSQL server: that of the PostgreSQL the
 // identity service's charts bundle (postgres 11.7).
 const PostgresMajor = 11
@@ -53,6 +59,10 @@ type Options struct {
 	BackupDir string
 	// Keep leaves the world running until ctx is done, for exploring by hand.
 	Keep bool
+	// DBHost installs the release with an external database, the server's address, and gives
+	// identity-upgrade that address (db-host, db-port) and the password (PGPASSWORD), instead of
+	// the bundled database reached through a port-forward.
+	DBHost bool
 }
 
 // Step is one identity-upgrade run of the rehearsal and how it ended.
@@ -77,6 +87,9 @@ type Result struct {
 	// BeforeBroken and AfterBroken are the database's content before the broken upgrade and
 	// after its rollback; the rehearsal fails unless they are equal.
 	BeforeBroken, AfterBroken Digest
+	// Forwarded is how many connections to the database went through the cluster's
+	// port-forward (0 with DBHost).
+	Forwarded int
 }
 
 // The broken upgrade's report must show these steps of its recovery, each ok.
@@ -114,8 +127,9 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	}
 	say("seeded database %q with a Keycloak 11 (Identity Service 1.3) schema, owned by %q: %s", db.Database, db.Owner, state)
 
-	say("starting the simulated cluster (first run builds the control plane: minutes)")
-	cluster, err := testworld.StartCluster()
+	say("starting the simulated cluster (first run builds the control plane: minutes); a port-forward to port %d\n"+
+		"    of any of its pods reaches this PostgreSQL %d server", testworld.PodPostgresPort, PostgresMajor)
+	cluster, err := testworld.StartClusterForPostgres(pg)
 	if err != nil {
 		return res, err
 	}
@@ -130,18 +144,35 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, err
 	}
 	chart13 := filepath.Join(opts.Root, "testdata", "charts", "identity", "2.1.0")
-	rel, err := helm.Install(ctx, Release, chart13, map[string]any{"postgresql": db.ChartValues()}, 2*time.Minute)
+	// The bundled PostgreSQL (postgresql.host empty) is the chart's default; its pod is the
+	// rehearsal's database through the port-forward. The Secret holds the owner's password.
+	values := map[string]any{"host": "", "port": testworld.PodPostgresPort, "database": db.Database, "username": db.Owner, "password": db.OwnerPassword}
+	if opts.DBHost {
+		values = db.ChartValues()
+	}
+	rel, err := helm.Install(ctx, Release, chart13, map[string]any{"postgresql": values}, 2*time.Minute)
 	if err != nil {
 		return res, err
 	}
 	say("installed release %q: revision %d, chart %s-%s (Identity Service %s), %s", rel.Name, rel.Revision, rel.ChartName, rel.ChartVersion, rel.AppVersion, rel.Status)
 
 	chart14 := filepath.Join(opts.Root, "testdata", "charts", "identity", "3.0.0")
-	common := []string{
-		"--release-name", Release, "--namespace", Namespace, "--chart", chart14,
-		"--db-host", db.Host, "--db-port", strconv.Itoa(db.Port), "--db-name", db.Database,
-		"--db-user", db.Owner, "--db-sslmode", "disable",
+	common := []string{"--release-name", Release, "--namespace", Namespace, "--chart", chart14}
+	// The kubeconfig, and with db-host the password, go through the environment, never the
+	// arguments.
+	env := append(os.Environ(), "KUBECONFIG="+kube.Kubeconfig)
+	if opts.DBHost {
+		say("identity-upgrade connects to the database directly (-db-host): %s:%d, the password in PGPASSWORD", db.Host, db.Port)
+		common = append(common, "--db-host", db.Host, "--db-port", strconv.Itoa(db.Port))
+		env = append(env, "PGPASSWORD="+db.OwnerPassword)
+	} else {
+		say("the release uses its bundled PostgreSQL (pod %s-postgresql-id-0), so identity-upgrade reaches the database\n"+
+			"    through the API server, as from outside the cluster: --db-port-forward auto (a port-forward to the release's\n"+
+			"    PostgreSQL), --db-password-from %s; no db-host, no password given", Release, dbSecret)
+		common = append(common, "--db-port-forward", "auto", "--db-password-from", dbSecret)
 	}
+	common = append(common, "--db-name", db.Database, "--db-user", db.Owner, "--db-sslmode", "disable")
+	forwardedBefore := kube.PostgresForwards()
 	backups := opts.BackupDir
 	if backups == "" {
 		if backups, err = os.MkdirTemp("", "identity-upgrade-rehearsal-backups-"); err != nil {
@@ -151,8 +182,6 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	}
 	upgrade := append([]string{"upgrade", "--recreate-statefulsets", "orphan", "--backup-store", "path:" + backups,
 		"--stability-window", "5s", "--timeout", "2m"}, common...)
-	// The password and the kubeconfig go through the environment, never the arguments.
-	env := append(os.Environ(), "KUBECONFIG="+kube.Kubeconfig, "PGPASSWORD="+db.OwnerPassword)
 	kc12, broken := keycloak12(opts.Root), brokenKeycloak12()
 	const brokenStep = 3
 	for i, s := range []Step{
@@ -210,11 +239,18 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	if res.AfterBroken, err = contentDigest(ctx, db); err != nil {
 		return res, err
 	}
+	res.Forwarded = kube.PostgresForwards() - forwardedBefore
 	if err := checkBroken(res); err != nil {
 		return res, err
 	}
+	if !opts.DBHost && res.Forwarded == 0 {
+		return res, errors.New("no connection to the database went through the cluster's port-forward")
+	}
 	say("checked: the broken upgrade exited 1, its report says the database was restored and verified,\n"+
 		"    and the database equals what it was before that upgrade: %d tables, content digest %s", res.AfterBroken.Tables(), res.AfterBroken.Short())
+	if !opts.DBHost {
+		say("identity-upgrade's %d connections to the database all went through the API server's port-forward", res.Forwarded)
+	}
 
 	if opts.Keep {
 		say("the world stays up until Ctrl-C:\n    export KUBECONFIG=%s\n    psql %q", kube.Kubeconfig, db.URL())

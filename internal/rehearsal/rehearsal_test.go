@@ -4,6 +4,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,7 +16,9 @@ import (
 // PostgreSQL 11 server: the plan must refuse the vendor's upgrade for the postgres selector trap
 // and accept it with orphan re-creation; the upgrade must succeed while the simulated Keycloak 12
 // migrates the schema; the broken one, whose simulated Keycloak changes rows in place, must be
-// rolled back with the database restored and verified, ending equal to what it was before.
+// rolled back with the database restored and verified, ending equal to what it was before. Every
+// run reaches the release's bundled database only through a port-forward, with the password
+// from the release's Secret.
 func TestRehearsal(t *testing.T) {
 	root, err := testworld.RepoRoot()
 	if err != nil {
@@ -84,7 +87,30 @@ func TestRehearsal(t *testing.T) {
 	if n := res.BeforeBroken.Tables(); n < 31 {
 		t.Errorf("the digest covers %d tables, want the fixture's 30 and Keycloak 12's realm_localizations", n)
 	}
-	for _, text := range []string{"starting PostgreSQL 11", "checked: the broken upgrade exited 1"} {
+	forward := regexp.MustCompile(`msg="port-forward reaches pod" pod=identity-postgresql-id-0 uid=(\S+)`)
+	var uids []string
+	for i, s := range res.Steps {
+		if slices.Contains(s.Args, "--db-host") || !slices.Contains(s.Args, "--db-port-forward") {
+			t.Errorf("step %d: identity-upgrade %s: want --db-port-forward and no --db-host", i, strings.Join(s.Args, " "))
+		}
+		if !strings.Contains(s.Output, `msg="db-port-forward auto: the release's PostgreSQL" target=service/identity-postgresql-id:5432`) {
+			t.Errorf("step %d: db-port-forward auto did not find the release's PostgreSQL Service:\n%s", i, s.Output)
+		}
+		m := forward.FindStringSubmatch(s.Output)
+		if m == nil {
+			t.Errorf("step %d: the port-forward reached no PostgreSQL pod:\n%s", i, s.Output)
+			continue
+		}
+		uids = append(uids, m[1])
+	}
+	// The upgrade re-created the postgres StatefulSet: the broken one's forward reaches the new pod.
+	if len(uids) == 4 && uids[0] == uids[3] {
+		t.Errorf("the broken upgrade's port-forward reached the pod of uid %s, which the upgrade before it replaced", uids[3])
+	}
+	if res.Forwarded == 0 {
+		t.Error("no connection went through the cluster's port-forward")
+	}
+	for _, text := range []string{"starting PostgreSQL 11", "checked: the broken upgrade exited 1", "through the API server"} {
 		if !strings.Contains(out.String(), text) {
 			t.Errorf("the narration lacks %q:\n%s", text, out.String())
 		}
