@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
 // Dump formats.
@@ -214,6 +217,9 @@ type DirStore struct {
 	// Owner, when not nil, is given the stored bundles and the directories Put creates on the
 	// way to DIR, instead of this process's user: see WorkspaceOwner.
 	Owner *FileOwner
+	// Log receives the progress of a dump that Put copies (rather than links) at Info; nil
+	// logs nothing.
+	Log *slog.Logger
 }
 
 // FileOwner is a user and group, by number.
@@ -289,7 +295,7 @@ func (s DirStore) Put(ctx context.Context, b *Bundle) (string, error) {
 
 func (s DirStore) putFiles(ctx context.Context, b *Bundle, dst string) error {
 	files := []string{filepath.Join(dst, b.Manifest.DumpFile)}
-	if err := linkOrCopy(ctx, files[0], b.DumpPath()); err != nil {
+	if err := linkOrCopy(ctx, files[0], b.DumpPath(), s.Log); err != nil {
 		return err
 	}
 	for _, f := range b.Manifest.ReleaseFiles {
@@ -383,12 +389,23 @@ func sameDir(a, b string) (bool, error) {
 var linkFile = os.Link
 
 // linkOrCopy makes dst a hard link to src, or a copy of it where a link cannot be made
-// (another file system, a file system without links).
-func linkOrCopy(ctx context.Context, dst, src string) error {
+// (another file system, a file system without links); log receives the copy's progress.
+func linkOrCopy(ctx context.Context, dst, src string, log *slog.Logger) error {
 	if err := linkFile(src, dst); err == nil {
 		return nil
 	}
-	return copyFile(ctx, dst, src)
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	var size int64
+	if fi, err := in.Stat(); err == nil {
+		size = fi.Size()
+	}
+	meter := progress.Start(ctx, log, "copy progress", progress.Options{Total: size, Attrs: []any{"store", "path", "file", dst}})
+	defer meter.Stop()
+	return WriteFile(ctx, dst, meter.Reader(in))
 }
 
 func copyFile(ctx context.Context, dst, src string) error {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/pgarchive"
+	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
 // ErrIncomplete marks a dump that did not finish: pg_dump failed or was killed, or its output
@@ -46,6 +48,11 @@ type BackupOptions struct {
 	Extra map[string][]byte
 	// Now gives the creation time (default time.Now).
 	Now func() time.Time
+	// Log receives the dump's progress at Info ("backup progress": pg_dump's output so far
+	// and its rate) every ProgressInterval (0: progress.DefaultInterval) and when it ends;
+	// nil logs nothing.
+	Log              *slog.Logger
+	ProgressInterval time.Duration
 }
 
 // DumpFileName returns the name of the dump file of a bundle.
@@ -146,6 +153,7 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 	dumped, err := dumpTo(ctx, dumpRequest{
 		Path: b.DumpPath(), Format: format, Snapshot: snapshot, Recipients: recipients,
 		Env: env, Tools: opts.Tools, PgDumpMajor: major,
+		Log: opts.Log, Progress: progress.Options{Interval: opts.ProgressInterval, Attrs: []any{"database", m.Database}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dump database %q: %w", m.Database, err)
@@ -200,6 +208,9 @@ type dumpRequest struct {
 	Env         []string        // pg_dump's environment, which carries the connection
 	Tools       Tools
 	PgDumpMajor int // pg_dump's major version, which picks the custom archive's reader
+	// Log, when not nil, receives the progress of pg_dump's output ("backup progress").
+	Log      *slog.Logger
+	Progress progress.Options
 }
 
 // dumpResult describes the dump file dumpTo wrote.
@@ -279,6 +290,9 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 		out = io.MultiWriter(zw, verify)
 	}
 
+	meter := progress.Start(ctx, req.Log, "backup progress", req.Progress)
+	defer meter.Stop()
+	src := meter.Reader(stdout)
 	var complete bool
 	var rows map[string]int64
 	var copyErr error
@@ -286,14 +300,14 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 		// filterPlain writes a line at a time: hand the compressor large pieces.
 		w := bufio.NewWriterSize(out, 1<<20)
 		var d plainDump
-		d, copyErr = filterPlain(w, stdout, filterOptions{})
+		d, copyErr = filterPlain(w, src, filterOptions{})
 		complete, rows = d.complete, d.rows
 		if copyErr == nil {
 			copyErr = w.Flush()
 		}
 	} else {
 		var head headWriter
-		_, copyErr = io.CopyBuffer(io.MultiWriter(out, &head), struct{ io.Reader }{stdout}, make([]byte, pipeSize))
+		_, copyErr = io.CopyBuffer(io.MultiWriter(out, &head), struct{ io.Reader }{src}, make([]byte, pipeSize))
 		complete = bytes.HasPrefix(head.b, []byte("PGDMP"))
 	}
 	if copyErr != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -47,6 +49,9 @@ type Engine struct {
 	// is left): the backup-identity input.
 	Identity string
 	Now      func() time.Time
+	// Log receives the progress of the dump, the encrypted copy and the restore at Info;
+	// nil logs nothing. The stores log their own (their Log fields).
+	Log *slog.Logger
 
 	client        Client // the client Inspect chose, if it did
 	storesChecked bool   // CheckStores found every store usable
@@ -111,7 +116,7 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 		return rollout.Backup{}, err
 	}
 	opts := BackupOptions{
-		ConnString: e.ConnString, Format: e.Format, Tools: tools, Now: e.Now,
+		ConnString: e.ConnString, Format: e.Format, Tools: tools, Now: e.Now, Log: e.Log,
 		Release: req.Release.Name, Revision: req.Release.Revision, ChartVersion: req.Release.ChartVersion,
 	}
 	if req.Release.Revision > 0 {
@@ -133,7 +138,7 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 	stored := b
 	if len(e.Recipients) > 0 && len(e.Stores) > 0 {
 		dir := filepath.Join(e.WorkDir, "encrypted", name)
-		if _, _, err := encryptedCopy(ctx, b, dir, e.Recipients); err != nil {
+		if _, _, err := encryptedCopy(ctx, b, dir, e.Recipients, e.Log); err != nil {
 			return out, fmt.Errorf("store the backup: %w", err)
 		}
 		if stored, err = OpenBundle(dir); err != nil {
@@ -204,7 +209,7 @@ func migration(ctx context.Context, conn *pgx.Conn, m *Manifest) (string, error)
 
 // Restore restores the working copy, and says with which client tools and what it left out.
 func (e *Engine) Restore(ctx context.Context, bk rollout.Backup) (string, error) {
-	opts := RestoreOptions{ConnString: e.ConnString, Jobs: e.Jobs, Tools: e.Tools, Clients: e.Clients, TempDir: e.WorkDir, Identity: e.Identity}
+	opts := RestoreOptions{ConnString: e.ConnString, Jobs: e.Jobs, Tools: e.Tools, Clients: e.Clients, TempDir: e.WorkDir, Identity: e.Identity, Log: e.Log}
 	if e.client.Dir != "" {
 		// Chosen again, for the target server and the dump's pg_dump: the same client, named
 		// in the report.
@@ -261,8 +266,8 @@ func (e *Engine) verify(ctx context.Context, bk rollout.Backup) (string, error) 
 
 // encryptedCopy writes an age-encrypted copy of the plaintext bundle b into dst: the dump
 // re-encoded as it streams through, the release files copied, the manifest (with the stored
-// form's sha256 and size) last.
-func encryptedCopy(ctx context.Context, b *Bundle, dst string, recipientList []string) (string, Manifest, error) {
+// form's sha256 and size) last. log, when not nil, receives the progress ("encrypt progress").
+func encryptedCopy(ctx context.Context, b *Bundle, dst string, recipientList []string, log *slog.Logger) (string, Manifest, error) {
 	recipients, err := parseRecipients(recipientList)
 	if err != nil {
 		return "", Manifest{}, err
@@ -293,7 +298,9 @@ func encryptedCopy(ctx context.Context, b *Bundle, dst string, recipientList []s
 		if err != nil {
 			return err
 		}
-		if _, err := io.Copy(enc, ctxReader{ctx, in}); err != nil {
+		meter := progress.Start(ctx, log, "encrypt progress", progress.Options{Total: m.SizeBytes, Attrs: []any{"bundle", b.Name()}})
+		defer meter.Stop()
+		if _, err := io.Copy(enc, ctxReader{ctx, meter.Reader(in)}); err != nil {
 			return err
 		}
 		if err := enc.Close(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -18,10 +19,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
 // ErrNotStarted marks a restore that stopped before it changed the database (for example, the
@@ -59,6 +64,11 @@ type RestoreOptions struct {
 	// TempDir holds the decoded custom archive of a restore with more than one job (default
 	// os.TempDir).
 	TempDir string
+	// Log receives the restore's progress at Info ("restore progress": the dump file read so
+	// far, of its size, and the rate) every ProgressInterval (0: progress.DefaultInterval) and
+	// when the file was read; nil logs nothing.
+	Log              *slog.Logger
+	ProgressInterval time.Duration
 }
 
 // DefaultJobs is the number of pg_restore jobs when RestoreOptions.Jobs is 0. One: a restore
@@ -148,6 +158,7 @@ func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restor
 	// dump as it streams into its transaction instead, which commits only if the check passed.
 	jobs := cmp.Or(opts.Jobs, DefaultJobs)
 	streamed := m.DumpFormat == FormatPlain || jobs <= 1
+	meterOpts := progress.Options{Interval: opts.ProgressInterval, Attrs: []any{"database", pgcfg.Database}}
 	var archive string
 	if !streamed {
 		tempDir, err := os.MkdirTemp(opts.TempDir, "identity-upgrade-restore-")
@@ -161,7 +172,12 @@ func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restor
 			return fail(fmt.Errorf("%w: %w", ErrNotStarted, err))
 		}
 		defer f.Close()
-		if err := decodeDump(ctx, b, identities, f); err != nil {
+		decodeOpts := meterOpts
+		decodeOpts.Total = m.SizeBytes
+		meter := progress.Start(ctx, opts.Log, "decode progress", decodeOpts)
+		err = decodeDump(ctx, b, identities, f, meter)
+		meter.Stop()
+		if err != nil {
 			if errors.Is(err, ctx.Err()) && ctx.Err() != nil {
 				return fail(fmt.Errorf("%w: %w", ErrNotStarted, err))
 			}
@@ -195,7 +211,7 @@ func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restor
 	// commits, its rows checked before).
 	if streamed {
 		older := target.major < majorOf(m.ServerVersion)
-		res.DroppedSettings, err = restoreStream(ctx, b, identities, env, tools, filterOptions{freeze: true, settings: target.settings, settingsAnywhere: older})
+		res.DroppedSettings, err = restoreStream(ctx, b, identities, env, tools, filterOptions{freeze: true, settings: target.settings, settingsAnywhere: older}, opts.Log, meterOpts)
 		var damaged *damagedError
 		if errors.As(err, &damaged) {
 			return refuse("%v", damaged.err)
@@ -222,7 +238,7 @@ func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restor
 type fileSum struct {
 	r io.Reader
 	h hash.Hash
-	n int64
+	n atomic.Int64 // read by a progress meter while the restore reads the file
 }
 
 func newFileSum(r io.Reader) *fileSum { return &fileSum{r: r, h: sha256.New()} }
@@ -230,7 +246,7 @@ func newFileSum(r io.Reader) *fileSum { return &fileSum{r: r, h: sha256.New()} }
 func (s *fileSum) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	s.h.Write(p[:n])
-	s.n += int64(n)
+	s.n.Add(int64(n))
 	return n, err
 }
 
@@ -240,8 +256,8 @@ func (s *fileSum) check(ctx context.Context, m *Manifest) error {
 	if _, err := io.Copy(io.Discard, ctxReader{ctx, s}); err != nil {
 		return fmt.Errorf("read dump file: %w", err)
 	}
-	if s.n != m.SizeBytes {
-		return fmt.Errorf("dump file %s is %d bytes, the manifest says %d: truncated or replaced", m.DumpFile, s.n, m.SizeBytes)
+	if n := s.n.Load(); n != m.SizeBytes {
+		return fmt.Errorf("dump file %s is %d bytes, the manifest says %d: truncated or replaced", m.DumpFile, n, m.SizeBytes)
 	}
 	if sum := hex.EncodeToString(s.h.Sum(nil)); sum != m.SHA256 {
 		return fmt.Errorf("dump file %s has sha256 %s, the manifest says %s: the file is damaged or not this bundle's", m.DumpFile, sum, m.SHA256)
@@ -282,14 +298,14 @@ func decoder(raw io.Reader, identities []age.Identity) (io.Reader, func(), error
 
 // decodeDump reads the whole custom archive into sink, checking the file's size and sha256
 // against the manifest in the same read and that the archive starts with its magic. When the
-// decode fails, a damaged file is named as the cause.
-func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink io.Writer) error {
+// decode fails, a damaged file is named as the cause. meter counts the file as it is read.
+func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink io.Writer, meter *progress.Meter) error {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
 		return fmt.Errorf("dump file: %w", err)
 	}
 	defer f.Close()
-	sum := newFileSum(f)
+	sum := newFileSum(meter.Reader(f))
 	err = decodeArchive(ctx, sum, identities, sink)
 	if err != nil && ctx.Err() == nil {
 		return blameFile(ctx, b, err)
@@ -371,13 +387,20 @@ func (e *damagedError) Error() string { return e.err.Error() }
 // and a damaged file (a *damagedError) leaves the database as it was. The dump is read once.
 // A custom archive passes through pg_restore on the way (archiveSQL), which writes it out as
 // the SQL of a plain dump; the plain dump's filter then drops the same statements from both.
-func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, env []string, tools Tools, filter filterOptions) (dropped []string, _ error) {
+// log, when not nil, receives the progress ("restore progress"): the SQL written into psql,
+// and how much of the dump file was read (dump_read).
+func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, env []string, tools Tools, filter filterOptions, log *slog.Logger, meterOpts progress.Options) (dropped []string, _ error) {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
 		return nil, &damagedError{fmt.Errorf("dump file: %w", err)}
 	}
 	defer f.Close()
 	sum := newFileSum(f)
+	meterOpts.Status = func() []any {
+		return []any{"dump_read", fmt.Sprintf("%d%%", min(100, sum.n.Load()*100/max(1, b.Manifest.SizeBytes)))}
+	}
+	meter := progress.Start(ctx, log, "restore progress", meterOpts)
+	defer meter.Stop()
 	r, done, err := decoder(sum, identities)
 	if err != nil {
 		return nil, &damagedError{blameFile(ctx, b, err)}
@@ -403,7 +426,7 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 		defer close(finished)
 		// filterPlain writes a line at a time; unbuffered, every line would be one handover
 		// through the pipe and one write to psql.
-		out := &errWriter{w: pw}
+		out := &errWriter{w: meter.Writer(pw)}
 		w := bufio.NewWriterSize(out, 1<<20)
 		io.WriteString(w, "BEGIN;\n"+cleanSQL)
 		d, err := filterPlain(w, sql, filter)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -63,6 +64,9 @@ type Artifact struct {
 	// Token authenticates the REST API requests of Open with RunID: a token that may read the
 	// repository's actions (actions: read).
 	Token string
+	// Log receives the progress of the upload and the download at Info ("upload progress",
+	// "download progress"); nil logs nothing.
+	Log *slog.Logger
 }
 
 // Available tells whether the artifact store can be used here, with a clear error when not: on

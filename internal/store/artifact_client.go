@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
 // artifactService is the twirp service of the results API that actions/upload-artifact v4 uses.
@@ -261,7 +263,9 @@ func (a Artifact) upload(ctx context.Context, signed string, write func(io.Write
 		pw.CloseWithError(err)
 		written <- err
 	}()
-	size, sum, ids, err := a.putBlocks(ctx, signed, pr)
+	meter := progress.Start(ctx, a.Log, "upload progress", progress.Options{Attrs: []any{"store", "artifact"}})
+	defer meter.Stop()
+	size, sum, ids, err := a.putBlocks(ctx, signed, meter.Reader(pr))
 	// Stop the writer (if the upload failed) and wait for it: it holds the bundle's files open.
 	pr.CloseWithError(errors.New("upload stopped"))
 	werr := <-written
@@ -411,7 +415,9 @@ func (a Artifact) download(ctx context.Context, signed string, f *os.File) (int6
 			data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 			return artifactStatusError(resp, data)
 		}
-		n, err := io.Copy(f, resp.Body)
+		meter := progress.Start(ctx, a.Log, "download progress", progress.Options{Total: resp.ContentLength, Attrs: []any{"store", "artifact"}})
+		defer meter.Stop()
+		n, err := io.Copy(f, meter.Reader(resp.Body))
 		if err != nil {
 			if ctx.Err() == nil {
 				return artifactRetryable{err: artifactRedactError(err)}

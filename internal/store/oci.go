@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
 // OCIScheme prefixes the oci:// entries of backup-store and the locations OCI returns.
@@ -66,6 +68,9 @@ type OCI struct {
 	// Insecure allows plain HTTP. It is implied for loopback registries (127.0.0.1, localhost,
 	// [::1]); any other registry is spoken to over HTTPS only.
 	Insecure bool
+	// Log receives the progress of the dump's layer pushed or pulled at Info ("upload
+	// progress", "download progress"); nil logs nothing.
+	Log *slog.Logger
 }
 
 // Put pushes the bundle as an artifact and returns its location,
@@ -76,7 +81,11 @@ func (o OCI) Put(ctx context.Context, b *pgbackup.Bundle) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	art, err := newOCIArtifact(b)
+	art, err := newOCIArtifact(b, func() *progress.Meter {
+		return progress.Start(ctx, o.Log, "upload progress", progress.Options{
+			Total: b.Manifest.SizeBytes, Attrs: []any{"store", "oci", "ref", tag.String()},
+		})
+	})
 	if err != nil {
 		return "", fmt.Errorf("push backup %s to %s: %w", b.Name(), tag, err)
 	}
@@ -176,12 +185,12 @@ func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*pgbac
 	// incomplete.
 	for title, l := range files {
 		if title != pgbackup.ManifestFile {
-			if err := ociDownload(ctx, img, l, filepath.Join(dir, title)); err != nil {
+			if err := ociDownload(ctx, img, l, filepath.Join(dir, title), o.Log); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if err := ociDownload(ctx, img, files[pgbackup.ManifestFile], filepath.Join(dir, pgbackup.ManifestFile)); err != nil {
+	if err := ociDownload(ctx, img, files[pgbackup.ManifestFile], filepath.Join(dir, pgbackup.ManifestFile), nil); err != nil {
 		return nil, err
 	}
 	b, err := pgbackup.OpenBundle(dir)
@@ -206,8 +215,9 @@ func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*pgbac
 }
 
 // ociDownload streams one layer into a new file; the reader of remote checks the size and the
-// digest, and fails at the end of a blob that does not match.
-func ociDownload(ctx context.Context, img v1.Image, d v1.Descriptor, path string) error {
+// digest, and fails at the end of a blob that does not match. log receives the progress of a
+// dump's layer.
+func ociDownload(ctx context.Context, img v1.Image, d v1.Descriptor, path string, log *slog.Logger) error {
 	l, err := img.LayerByDigest(d.Digest)
 	if err != nil {
 		return fmt.Errorf("%s: %w", filepath.Base(path), err)
@@ -221,7 +231,14 @@ func ociDownload(ctx context.Context, img v1.Image, d v1.Descriptor, path string
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(f, pgbackup.ContextReader(ctx, rc))
+	if !strings.HasPrefix(string(d.MediaType), OCIDumpMediaType) {
+		log = nil
+	}
+	meter := progress.Start(ctx, log, "download progress", progress.Options{
+		Total: d.Size, Attrs: []any{"store", "oci", "file", filepath.Base(path)},
+	})
+	defer meter.Stop()
+	n, err := io.Copy(f, pgbackup.ContextReader(ctx, meter.Reader(rc)))
 	if err == nil && n != d.Size {
 		err = fmt.Errorf("%w: got %d bytes, the artifact says %d", pgbackup.ErrBundleRefused, n, d.Size)
 	}
@@ -430,7 +447,7 @@ type ociArtifact struct {
 	layers   map[v1.Hash]*ociFileLayer
 }
 
-func newOCIArtifact(b *pgbackup.Bundle) (*ociArtifact, error) {
+func newOCIArtifact(b *pgbackup.Bundle, dumpMeter func() *progress.Meter) (*ociArtifact, error) {
 	m := b.Manifest
 	art := &ociArtifact{layers: map[v1.Hash]*ociFileLayer{}}
 	var descs []v1.Descriptor
@@ -456,7 +473,7 @@ func newOCIArtifact(b *pgbackup.Bundle) (*ociArtifact, error) {
 	if fi.Size() != m.SizeBytes {
 		return nil, fmt.Errorf("%w: %s is %d bytes, the manifest says %d", pgbackup.ErrBundleRefused, b.DumpPath(), fi.Size(), m.SizeBytes)
 	}
-	add(&ociFileLayer{path: b.DumpPath(), digest: dumpHash, size: m.SizeBytes, mediaType: ociDumpMediaType(m)})
+	add(&ociFileLayer{path: b.DumpPath(), digest: dumpHash, size: m.SizeBytes, mediaType: ociDumpMediaType(m), meter: dumpMeter})
 
 	for _, f := range m.ReleaseFiles {
 		mt := OCIReleaseMediaType
@@ -553,12 +570,14 @@ func (a *ociArtifact) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) 
 	return nil, fmt.Errorf("no layer %s in the backup artifact", h)
 }
 
-// ociFileLayer is a file as a layer, opened each time it is read.
+// ociFileLayer is a file as a layer, opened each time it is read; when meter is set, each
+// read of it is counted by a Meter of its own.
 type ociFileLayer struct {
 	path      string
 	digest    v1.Hash
 	size      int64
 	mediaType types.MediaType
+	meter     func() *progress.Meter
 }
 
 // ociHashedFile is a small bundle file as a layer, its digest computed now.
@@ -578,4 +597,11 @@ func ociHashedFile(path string, mt types.MediaType) (*ociFileLayer, error) {
 func (l *ociFileLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
 func (l *ociFileLayer) Size() (int64, error)                { return l.size, nil }
 func (l *ociFileLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
-func (l *ociFileLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
+
+func (l *ociFileLayer) Compressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil || l.meter == nil {
+		return f, err
+	}
+	return l.meter().ReadCloser(f), nil
+}
