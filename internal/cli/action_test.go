@@ -6,12 +6,14 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
 // actionRun is a run of the action: its exit code, stdout and stderr, and what it left in the
@@ -180,4 +182,86 @@ func TestFinishKeepsTheExitCode(t *testing.T) {
 	if code := refuse(act, rollout.Refusal("identity", "", time.Now(), errors.New("no cluster")), &stderr); code != rollout.ExitRefused {
 		t.Errorf("refuse: exit %d, want %d", code, rollout.ExitRefused)
 	}
+}
+
+// TestActionCommandRefusesWhatDoesNotApply: the command input picks the subcommand; an input
+// of another subcommand is refused, not ignored.
+func TestActionCommandRefusesWhatDoesNotApply(t *testing.T) {
+	base := map[string]string{"INPUT_RELEASE-NAME": "identity", "INPUT_CHART": "../../testdata/charts/identity/3.0.0",
+		"INPUT_DATABASE-URL": "postgres://keycloak@127.0.0.1:1/keycloak", "INPUT_BACKUP-STORE": "path:" + t.TempDir()}
+	tests := []struct {
+		name   string
+		env    map[string]string
+		reason string
+	}{
+		{"backup-identity given to a backup", map[string]string{"INPUT_COMMAND": "backup", "INPUT_CHART": "",
+			"INPUT_BACKUP-IDENTITY": "AGE-SECRET-KEY-1QQQQ"}, "backup-identity: does not apply to command backup"},
+		{"allow-older-server given to an upgrade", map[string]string{"INPUT_ALLOW-OLDER-SERVER": "true"},
+			"allow-older-server: does not apply to command upgrade"},
+		{"the chart given to a backup", map[string]string{"INPUT_COMMAND": "backup"}, "chart: does not apply to command backup"},
+		{"restore-from given to an upgrade", map[string]string{"INPUT_RESTORE-FROM": "artifact:x"}, "restore-from: does not apply to command upgrade"},
+		{"restore without restore-from", map[string]string{"INPUT_COMMAND": "restore", "INPUT_CHART": "", "INPUT_BACKUP-STORE": ""},
+			"restore-from: required"},
+		{"unknown command", map[string]string{"INPUT_COMMAND": "deploy"}, `command: "deploy" is not one of upgrade, plan, backup, restore, recover`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := maps.Clone(base)
+			maps.Copy(env, tt.env)
+			r := runAction(t, env)
+			checkRefused(t, r, tt.reason)
+			if strings.Contains(strings.ReplaceAll(r.stdout, "::add-mask::AGE-SECRET-KEY-1QQQQ\n", "")+r.stderr+r.summary, "AGE-SECRET-KEY-1QQQQ") {
+				t.Error("the identity is shown")
+			}
+		})
+	}
+}
+
+// TestActionPlanRefused: plan as an action step reports a preflight that cannot start like an
+// upgrade does.
+func TestActionPlanRefused(t *testing.T) {
+	r := runAction(t, map[string]string{"INPUT_COMMAND": "plan", "INPUT_RELEASE-NAME": "identity",
+		"INPUT_CHART": "../../testdata/charts/identity/3.0.0", "INPUT_DATABASE-URL": "postgres://keycloak@127.0.0.1:1/keycloak",
+		"INPUT_BACKUP-STORE": "path:" + t.TempDir(), "KUBECONFIG": filepath.Join(t.TempDir(), "no-kubeconfig")})
+	checkRefused(t, r, "no-kubeconfig")
+}
+
+// TestActionBackupAndRestore runs backup and restore as action steps, the second restoring what
+// the first's backup-location output names.
+func TestActionBackupAndRestore(t *testing.T) {
+	src := testworld.Postgres(t)
+	src.Exec(t, `SET ROLE keycloak; CREATE TABLE realm (id text PRIMARY KEY, name text); INSERT INTO realm VALUES ('1', 'master');`)
+	stores := t.TempDir()
+	r := runAction(t, map[string]string{"INPUT_COMMAND": "backup", "INPUT_DATABASE-URL": src.URL(), "INPUT_BACKUP-STORE": "path:" + stores,
+		"INPUT_BACKUP-NAME": "kc-1"})
+	if r.code != rollout.ExitOK {
+		t.Fatalf("backup: exit %d\n%s", r.code, r.stderr)
+	}
+	location := r.outputs["backup-location"]
+	if r.outputs["result"] != "backed-up" || r.outputs["exit-code"] != "0" || location != filepath.Join(stores, "kc-1") ||
+		len(r.outputs["backup-sha256"]) != 64 || r.outputs["backup-bytes"] == "" || r.outputs["backup-bytes"] == "0" || r.outputs["failure-reason"] != "" {
+		t.Errorf("backup outputs: %q", r.outputs)
+	}
+	if !strings.HasPrefix(r.summary, "## ✅ database backed up\n") || !strings.Contains(r.stdout, "::notice title=identity-upgrade::Backed up the database to "+location) {
+		t.Errorf("backup: summary:\n%s\nstdout:\n%s", r.summary, r.stdout)
+	}
+	if strings.Contains(r.summary+strings.Join(slices.Collect(maps.Values(r.outputs)), "\n"), src.OwnerPassword) {
+		t.Error("the database password is in the outputs or the summary")
+	}
+
+	dst := testworld.Postgres(t)
+	r = runAction(t, map[string]string{"INPUT_COMMAND": "restore", "INPUT_DATABASE-URL": dst.URL(), "INPUT_RESTORE-FROM": location})
+	if r.code != rollout.ExitOK || r.outputs["result"] != "restored" || r.outputs["exit-code"] != "0" || r.outputs["backup-location"] != location {
+		t.Fatalf("restore: exit %d, outputs %q\n%s", r.code, r.outputs, r.stderr)
+	}
+	if !strings.HasPrefix(r.summary, "## ✅ database restored\n") {
+		t.Errorf("restore summary:\n%s", r.summary)
+	}
+	if got := strings.TrimSpace(dst.Exec(t, `SELECT name FROM realm`)); got != "master" {
+		t.Errorf("restored %q", got)
+	}
+
+	// A directory that holds no bundle: refused, the database untouched.
+	r = runAction(t, map[string]string{"INPUT_COMMAND": "restore", "INPUT_DATABASE-URL": dst.URL(), "INPUT_RESTORE-FROM": t.TempDir()})
+	checkRefused(t, r, "no manifest.json")
 }

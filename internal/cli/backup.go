@@ -13,31 +13,35 @@ import (
 	"time"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
+	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
 // runBackup checks every store of backup-store, dumps the database into a bundle, puts it in
 // every store and prints the bundle's location as its last stdout line. A store that could not
-// take the bundle is refused (exit 2) before the dump.
-func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger) int {
+// take the bundle is refused (exit 2) before the dump. As an action (act not nil) it also writes
+// the outputs, the job summary and an annotation.
+func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger, act *ghaction.Action) int {
+	started := time.Now()
+	refused := func(err error) int {
+		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
+		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
+	}
 	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade backup: working directory: %v; nothing was changed\n", err)
-		return rollout.ExitRefused
+		return refused(fmt.Errorf("working directory: %w", err))
 	}
 	defer os.RemoveAll(work)
 	targets, err := stores(cfg, getenv, work)
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
-		return rollout.ExitRefused
+		return refused(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	fwd, err := clusterDatabase(ctx, cfg, getenv, nil, nil, log)
+	fwd, err := clusterDatabase(ctx, cfg, getenv, nil, act, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
-		return rollout.ExitRefused
+		return refused(err)
 	}
 	defer fwd.Close()
 
@@ -56,33 +60,38 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 		Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir},
 	}
 	if err := engine.CheckStores(ctx); err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
-		return rollout.ExitRefused
+		return refused(err)
 	}
 	b, err := engine.Backup(ctx, rollout.BackupRequest{Name: name, Release: rollout.Release{Name: cfg.ReleaseName}})
 	if err != nil && b.SHA256 == "" {
 		// No dump was completed (the database unreachable, pg_dump failed): no store was
 		// written to.
-		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
-		return rollout.ExitRefused
+		return refused(err)
 	}
+	for i, l := range b.Locations {
+		if abs, err := filepath.Abs(l); err == nil && !strings.Contains(l, "://") && !strings.HasPrefix(l, "artifact:") {
+			b.Locations[i] = abs
+		}
+	}
+	rep := &rollout.Report{Result: rollout.BackedUp, ExitCode: rollout.ExitOK, Release: cfg.ReleaseName, Backup: &b, Started: started}
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade backup: %v\n", err)
 		for _, l := range b.Locations {
 			fmt.Fprintf(stderr, "The bundle is complete in %s.\n", l)
 		}
-		return rollout.ExitRolledBack
+		rep.Result, rep.ExitCode, rep.Failure = rollout.Incomplete, rollout.ExitRolledBack, err
+	} else {
+		fmt.Fprintf(stdout, "sha256 %s\nbytes %d\n", b.SHA256, b.Bytes)
+		for _, l := range b.Locations[1:] {
+			fmt.Fprintln(stdout, l)
+		}
+		fmt.Fprintln(stdout, b.Location())
 	}
-	location := b.Location()
-	if abs, err := filepath.Abs(location); err == nil && !strings.Contains(location, "://") && !strings.HasPrefix(location, "artifact:") {
-		location = abs
+	rep.Duration = time.Since(started)
+	if act != nil {
+		report(act, rep, stderr)
 	}
-	fmt.Fprintf(stdout, "sha256 %s\nbytes %d\n", b.SHA256, b.Bytes)
-	for _, l := range b.Locations[1:] {
-		fmt.Fprintln(stdout, l)
-	}
-	fmt.Fprintln(stdout, location)
-	return rollout.ExitOK
+	return rep.ExitCode
 }
 
 // databaseName is the name of the configured database, for the default bundle name.
@@ -101,31 +110,33 @@ func databaseName(cfg *config.Config) string {
 }
 
 // runRestore restores a bundle directory: exit 2 when the bundle is refused or the restore
-// could not start (the database is unchanged), 1 when it failed during the restore.
-func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger) int {
+// could not start (the database is unchanged), 1 when it failed during the restore. As an
+// action (act not nil) it also writes the outputs, the job summary and an annotation.
+func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger, act *ghaction.Action) int {
+	started := time.Now()
+	refused := func(err error) int {
+		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
+		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade restore: working directory: %v; nothing was changed\n", err)
-		return rollout.ExitRefused
+		return refused(fmt.Errorf("working directory: %w", err))
 	}
 	defer os.RemoveAll(work)
 	dir, err := openBundle(ctx, cfg, getenv, work)
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
-		return rollout.ExitRefused
+		return refused(err)
 	}
-	fwd, err := clusterDatabase(ctx, cfg, getenv, nil, nil, log)
+	fwd, err := clusterDatabase(ctx, cfg, getenv, nil, act, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
-		return rollout.ExitRefused
+		return refused(err)
 	}
 	defer fwd.Close()
 	if fwd != nil {
 		if err := waitForDatabase(ctx, cfg.DatabaseConnString(), log); err != nil {
-			fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
-			return rollout.ExitRefused
+			return refused(err)
 		}
 	}
 	log.InfoContext(ctx, "restoring the database", "bundle", cfg.From)
@@ -135,21 +146,27 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Clients:          pgbackup.ClientChooser{Dir: cfg.PgBinDir},
 		AllowOlderServer: cfg.AllowOlderServer,
 	})
+	rep := &rollout.Report{Result: rollout.Restored, ExitCode: rollout.ExitOK, Release: cfg.ReleaseName, DatabaseRestored: true,
+		Backup: &rollout.Backup{Locations: []string{cfg.From}}, Started: started}
 	switch {
 	case pgbackup.Untouched(err):
-		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
-		return rollout.ExitRefused
+		return refused(err)
 	case err != nil:
 		fmt.Fprintf(stderr, "identity-upgrade restore: %v\n", err)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			fmt.Fprintln(stderr, "The database may be partly restored: run the restore again.")
 		}
-		return rollout.ExitRolledBack
+		rep.Result, rep.ExitCode, rep.Failure, rep.DatabaseRestored, rep.Backup = rollout.Incomplete, rollout.ExitRolledBack, err, false, nil
+	default:
+		m := r.Manifest
+		fmt.Fprintf(stdout, "restored %s (%s dump of %s, PostgreSQL %s, %d tables, taken %s)\n", cfg.From, m.DumpFormat, m.Database, m.ServerVersion, len(m.RowCounts), m.CreatedAt.Format(time.RFC3339))
+		if how := r.String(); how != "" {
+			fmt.Fprintln(stdout, how)
+		}
 	}
-	m := r.Manifest
-	fmt.Fprintf(stdout, "restored %s (%s dump of %s, PostgreSQL %s, %d tables, taken %s)\n", cfg.From, m.DumpFormat, m.Database, m.ServerVersion, len(m.RowCounts), m.CreatedAt.Format(time.RFC3339))
-	if how := r.String(); how != "" {
-		fmt.Fprintln(stdout, how)
+	rep.Duration = time.Since(started)
+	if act != nil {
+		report(act, rep, stderr)
 	}
-	return rollout.ExitOK
+	return rep.ExitCode
 }

@@ -22,8 +22,8 @@ import (
 // the same for every subcommand and for the action.
 
 // Run runs identity-upgrade with the arguments after the program name and returns the exit code.
-// With no arguments and GITHUB_ACTIONS=true it runs as the action: upgrade, inputs from
-// INPUT_<NAME>; then every exit, a refusal of the inputs included, sets the step's outputs and
+// With no arguments and GITHUB_ACTIONS=true it runs as the action: the subcommand of the command
+// input (default upgrade), inputs from INPUT_<NAME>; then every exit, a refusal of the inputs included, sets the step's outputs and
 // writes the job summary and an annotation.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -90,11 +90,11 @@ func run(ctx context.Context, cfg *config.Config, getenv func(string) string, st
 	logger.InfoContext(ctx, "configuration", "config", cfg)
 	switch cfg.Command {
 	case config.CmdPlan:
-		return runPlan(ctx, cfg, getenv, stdout, stderr, logger)
+		return runPlan(ctx, cfg, getenv, stdout, stderr, logger, act)
 	case config.CmdBackup:
-		return runBackup(ctx, cfg, getenv, stdout, stderr, logger)
+		return runBackup(ctx, cfg, getenv, stdout, stderr, logger, act)
 	case config.CmdRestore:
-		return runRestore(ctx, cfg, getenv, stdout, stderr, logger)
+		return runRestore(ctx, cfg, getenv, stdout, stderr, logger, act)
 	case config.CmdUpgrade, config.CmdRecover:
 		return runUpgrade(ctx, cfg, getenv, stdout, stderr, logger, act)
 	}

@@ -84,8 +84,9 @@ func writeHelp(w io.Writer) {
 	}
 	fmt.Fprintf(&b, "  %-8s %s\n", "version", "print the version")
 	b.WriteString("\nRun 'identity-upgrade <subcommand> --help' for its flags.\n\n")
-	b.WriteString("As a GitHub Action (GITHUB_ACTIONS=true and no arguments) it runs upgrade and reads each input\n")
-	b.WriteString("from INPUT_<NAME> (e.g. INPUT_RELEASE-NAME); every flag --<name> is the input <name>.\n\n")
+	b.WriteString("As a GitHub Action (GITHUB_ACTIONS=true and no arguments) it runs the subcommand the input\n")
+	b.WriteString("command names (default upgrade) and reads each input from INPUT_<NAME> (e.g. INPUT_RELEASE-NAME);\n")
+	b.WriteString("every flag --<name> is the input <name>, but restore's --from, which is the input restore-from.\n\n")
 	b.WriteString(exitCodesHelp)
 	io.WriteString(w, b.String())
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
+	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/readiness"
@@ -15,30 +17,32 @@ import (
 )
 
 // runPlan is the read-only preflight: release, target manifest diff and database facts.
-// It exits 0 when the upgrade would start and 2 when the preflight would refuse it.
-func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger) int {
+// It exits 0 when the upgrade would start and 2 when the preflight would refuse it. As an action
+// (act not nil) it also writes the outputs, the job summary and an annotation.
+func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger, act *ghaction.Action) int {
+	started := time.Now()
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
+		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
+	}
 	client, err := helmClient(cfg, getenv, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
-		return rollout.ExitRefused
+		return fail(err)
 	}
 	releases := helmrelease.Renderer{Client: client, Spec: upgradeSpec(cfg)}
-	fwd, err := clusterDatabase(ctx, cfg, getenv, client, nil, log)
+	fwd, err := clusterDatabase(ctx, cfg, getenv, client, act, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
-		return rollout.ExitRefused
+		return fail(err)
 	}
 	defer fwd.Close()
 	db := pgbackup.Inspector{ConnString: cfg.DatabaseConnString(), Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}}
 	restConfig, err := client.RESTConfig()
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
-		return rollout.ExitRefused
+		return fail(err)
 	}
 	waiter, err := readiness.New(restConfig, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
-		return rollout.ExitRefused
+		return fail(err)
 	}
 	plan, err := rollout.MakePlan(ctx, releases, db, waiter, rollout.PlanRequest{
 		Release:              cfg.ReleaseName,
@@ -49,17 +53,25 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		Action:               cfg.Action,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
 		if errors.Is(err, helmrelease.ErrReleaseNotFound) {
-			fmt.Fprintln(stderr, "Check release-name and namespace (helm list --all-namespaces shows the releases).")
+			err = fmt.Errorf("%w (check release-name and namespace: helm list --all-namespaces shows the releases)", err)
 		}
-		return rollout.ExitRefused
+		return fail(err)
 	}
 	warn(stderr, "write the plan", plan.WriteText(stdout))
-	if plan.Refused() {
-		return rollout.ExitRefused
+	rep := &rollout.Report{
+		Result: rollout.Noop, ExitCode: rollout.ExitOK, DryRun: true, Release: cfg.ReleaseName, Namespace: client.Namespace(),
+		PreviousRevision: plan.Current.Revision, Revision: plan.Current.Revision,
+		FromChart: plan.Current.Chart(), ToChart: plan.Target.Chart(), Plan: plan, Started: started,
 	}
-	return rollout.ExitOK
+	if plan.Refused() {
+		rep.Result, rep.ExitCode, rep.Failure = rollout.Refused, rollout.ExitRefused, errors.Join(plan.Refusals...)
+	}
+	rep.Duration = time.Since(started)
+	if act != nil {
+		report(act, rep, stderr)
+	}
+	return rep.ExitCode
 }
 
 // upgradeSpec is the target of the upgrade as the inputs give it.

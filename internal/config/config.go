@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -96,7 +97,9 @@ type Config struct {
 }
 
 // FromAction reads every action input from INPUT_<NAME> (GitHub passes an empty string for an
-// input that is not set: empty means unset). As an action the subcommand is always upgrade.
+// input that is not set: empty means unset). The command input is the subcommand (default
+// upgrade). An input that does not apply to it is a problem for Validate, unless it holds the
+// input's default: GitHub passes every input's default, so that one cannot have been given.
 func FromAction(getenv func(string) string) *Config {
 	raw := make(map[string]string)
 	given := make(map[string]bool)
@@ -106,7 +109,22 @@ func FromAction(getenv func(string) string) *Config {
 			given[in.Name] = true
 		}
 	}
-	return build(CmdUpgrade, true, raw, given, getenv)
+	cmd := CmdUpgrade
+	known := raw["command"] == "" || slices.Contains(ActionCommands(), raw["command"])
+	if raw["command"] != "" && known {
+		cmd = raw["command"]
+	}
+	c := build(cmd, true, raw, given, getenv)
+	if !known {
+		c.problem("command", "%s is not one of %s", c.quote(raw["command"]), strings.Join(ActionCommands(), ", "))
+		return c
+	}
+	for _, in := range Inputs() {
+		if given[in.Name] && !slices.Contains(in.Commands, cmd) && raw[in.Name] != in.Default {
+			c.problem(in.Name, "does not apply to command %s; remove it from the step's with: block (it applies to %s)", cmd, strings.Join(in.Commands, ", "))
+		}
+	}
+	return c
 }
 
 // FromFlags reads the flags of a subcommand (upgrade, plan, backup or restore). Only syntax
@@ -214,6 +232,9 @@ func build(cmd string, action bool, raw map[string]string, given map[string]bool
 	c.DBPortForward = get("db-port-forward")
 	c.DBPasswordFrom = get("db-password-from")
 	c.From = get("from")
+	if action {
+		c.From = get("restore-from")
+	}
 	c.BackupFormat = get("backup-format")
 	c.BackupStores = list("backup-store")
 	c.BackupName = get("backup-name")

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -351,4 +352,71 @@ func TestInputsTable(t *testing.T) {
 	if InputsFor("version") != nil {
 		t.Errorf("InputsFor(version) is not nil")
 	}
+}
+
+func TestFromActionCommand(t *testing.T) {
+	restore := map[string]string{"command": "restore", "restore-from": "artifact:identity-r4", "chart": "", "chart-version": "",
+		"repo-url": "", "backup-encryption-recipients": ""}
+	tests := []struct {
+		name     string
+		inputs   map[string]string // over actionEnv's valid inputs; "" removes one
+		command  string
+		problems []string
+	}{
+		{"default", nil, CmdUpgrade, nil},
+		{"upgrade", map[string]string{"command": "upgrade"}, CmdUpgrade, nil},
+		{"plan", map[string]string{"command": "plan"}, CmdPlan, nil},
+		{"backup", map[string]string{"command": "backup", "chart": "", "chart-version": "", "repo-url": ""}, CmdBackup, nil},
+		{"restore", restore, CmdRestore, nil},
+		{"recover", map[string]string{"command": "recover", "chart": "", "chart-version": "", "repo-url": "", "backup-encryption-recipients": ""},
+			CmdRecover, nil},
+		{"unknown command", map[string]string{"command": "deploy"}, CmdUpgrade, []string{"command"}},
+		{"restore without restore-from", with(restore, "restore-from", ""), CmdRestore, []string{"restore-from"}},
+		{"restore-from given to an upgrade", map[string]string{"restore-from": "artifact:x"}, CmdUpgrade, []string{"restore-from"}},
+		{"the chart given to a backup", map[string]string{"command": "backup"}, CmdBackup, []string{"chart", "chart-version", "repo-url"}},
+		{"a restore input given to an upgrade", map[string]string{"allow-older-server": "true"}, CmdUpgrade, []string{"allow-older-server"}},
+		{"dry-run given to a plan", map[string]string{"command": "plan", "dry-run": "true"}, CmdPlan, []string{"dry-run"}},
+		// GitHub passes every input's default: a default is never refused.
+		{"defaults of inputs that do not apply", with(restore, "rollback", "auto", "backup-store", "artifact", "dry-run", "false"), CmdRestore, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := FromAction(envOf(actionEnv(tt.inputs)))
+			if c.Command != tt.command {
+				t.Errorf("Command = %q, want %q", c.Command, tt.command)
+			}
+			err := c.Validate()
+			var got []string
+			for _, p := range Problems(err) {
+				var in *InputError
+				if errors.As(p, &in) {
+					got = append(got, in.Input)
+				}
+			}
+			if !slices.Equal(got, tt.problems) {
+				t.Errorf("problems name %q, want %q:\n%v", got, tt.problems, err)
+			}
+			if strings.Contains(tt.name, "given to") && !strings.Contains(err.Error(), "does not apply to command "+tt.command) {
+				t.Errorf("error does not say the input does not apply:\n%v", err)
+			}
+		})
+	}
+	if c := FromAction(envOf(actionEnv(restore))); c.From != "artifact:identity-r4" {
+		t.Errorf("restore-from: From = %q", c.From)
+	}
+	if c := FromAction(envOf(actionEnv(map[string]string{"command": "plan"}))); !c.DryRun {
+		t.Error("command plan does not set DryRun")
+	}
+}
+
+// with returns m with the key/value pairs kv set.
+func with(m map[string]string, kv ...string) map[string]string {
+	out := maps.Clone(m)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
 }

@@ -46,7 +46,7 @@ func FuzzValidate(f *testing.F) {
 	})
 }
 
-// FuzzReferences validates fuzzed chart, backup-store and from values: it must never panic,
+// FuzzReferences validates fuzzed chart, backup-store and restore-from values: it must never panic,
 // and every oci:// reference it accepts must parse as an OCI reference for the registry client
 // that will use it (go-containerregistry's own parser is the oracle), so a run never fails on a
 // reference the preflight let through.
@@ -58,11 +58,10 @@ func FuzzReferences(f *testing.F) {
 	f.Fuzz(func(t *testing.T, chart, store, from string) {
 		for _, cmd := range []string{CmdUpgrade, CmdRestore} {
 			env := map[string]string{
-				"INPUT_RELEASE-NAME": "identity", "INPUT_CHART": chart, "INPUT_BACKUP-STORE": store, "INPUT_FROM": from,
-				"INPUT_DATABASE-URL": "postgres://k@127.0.0.1/k", "INPUT_ALLOW-PLAINTEXT-BACKUP": "true",
+				"INPUT_COMMAND": cmd, "INPUT_RELEASE-NAME": "identity", "INPUT_CHART": chart, "INPUT_BACKUP-STORE": store,
+				"INPUT_RESTORE-FROM": from, "INPUT_DATABASE-URL": "postgres://k@127.0.0.1/k", "INPUT_ALLOW-PLAINTEXT-BACKUP": "true",
 			}
 			c := FromAction(envOf(env))
-			c.Command = cmd
 			err := c.Validate()
 			problems := map[string]bool{}
 			for _, p := range Problems(err) {
@@ -85,7 +84,7 @@ func FuzzReferences(f *testing.F) {
 					check("backup-store", s)
 				}
 			} else {
-				check("from", strings.TrimSpace(from))
+				check("restore-from", strings.TrimSpace(from))
 			}
 		}
 	})

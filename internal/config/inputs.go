@@ -57,10 +57,11 @@ type Input struct {
 	Enum        []string // allowed values, if it is an enumeration
 	Kind        Kind
 	Secret      bool     // redacted in String/LogValue, returned by Secrets
-	Required    bool     // required: true in action.yml (the action runs upgrade)
+	Required    bool     // required: true in action.yml (for the action's default command, upgrade)
 	Env         string   // environment variable read when the input is not given
-	Commands    []string // subcommands that accept it as a flag
+	Commands    []string // subcommands that accept it: as a flag, and as an input of the action's command
 	CLIOnly     bool     // a CLI flag only, not an action input
+	ActionOnly  bool     // an action input only, not a CLI flag
 }
 
 // DefaultFor returns the input's default as an action (action true) or on the CLI.
@@ -106,6 +107,10 @@ func allInputs() []Input {
 		planRec  = []string{CmdUpgrade, CmdPlan, CmdRecover}
 	)
 	return []Input{
+		// What the action does; on the command line it is the subcommand.
+		{Name: "command", Group: GroupRun, Kind: KindString, Default: CmdUpgrade, ActionOnly: true, Commands: all,
+			Description: "What the step does: upgrade; plan (the preflight and the manifest diff, changing nothing); backup (the database into the backup stores); restore (the database from restore-from); or recover (complete the recovery of an earlier run that was cancelled or killed, e.g. in an if: cancelled() step). An input that does not apply to the command is refused."},
+
 		// Release.
 		{Name: "release-name", Group: GroupRelease, Kind: KindString, Required: true, Commands: all,
 			Description: "Name of the Helm release of the identity service (a DNS-1123 label, at most 53 characters)."},
@@ -158,6 +163,8 @@ func allInputs() []Input {
 		// Backup.
 		{Name: "from", Group: GroupBackup, Kind: KindString, CLIOnly: true, Commands: restore,
 			Description: "Bundle to restore: a bundle directory (DIR/<backup-name>), an oci://registry/repo:tag reference, or, in GitHub Actions, an artifact name. Required."},
+		{Name: "restore-from", Group: GroupBackup, Kind: KindString, ActionOnly: true, Commands: restore,
+			Description: "Bundle that command restore restores (required there): a bundle directory, an oci://registry/repo:tag reference, or artifact:<name> (an artifact of this workflow run), as the backup-location output of a backup or upgrade step gives it."},
 		{Name: "backup-format", Group: GroupBackup, Kind: KindString, Default: "custom", Enum: []string{"custom", "plain"}, Commands: upBackup,
 			Description: "pg_dump format: custom (restored with pg_restore) or plain (SQL restored with psql)."},
 		{Name: "backup-store", Group: GroupBackup, Kind: KindList, Default: "artifact", CLIDefault: "path:./backups", Commands: append(slices.Clone(upBackup), CmdRecover),
@@ -231,6 +238,11 @@ func allInputs() []Input {
 	}
 }
 
+// ActionCommands are the values of the action's command input.
+func ActionCommands() []string {
+	return []string{CmdUpgrade, CmdPlan, CmdBackup, CmdRestore, CmdRecover}
+}
+
 // Inputs returns the action inputs (every input except CLI-only flags), in table order.
 func Inputs() []Input {
 	var out []Input
@@ -247,7 +259,7 @@ func Inputs() []Input {
 func InputsFor(cmd string) []Input {
 	var out []Input
 	for _, in := range allInputs() {
-		if slices.Contains(in.Commands, cmd) {
+		if slices.Contains(in.Commands, cmd) && !in.ActionOnly {
 			out = append(out, in)
 		}
 	}

@@ -88,7 +88,13 @@ type field struct {
 func (c *Config) fields() []field {
 	b := func(v bool) string { return strconv.FormatBool(v) }
 	d := func(v time.Duration) string { return v.String() }
+	// restore's bundle is the restore-from input of the action, the --from flag on the CLI.
+	from, restoreFrom := c.From, ""
+	if c.Action {
+		from, restoreFrom = "", c.From
+	}
 	return []field{
+		{name: "command", value: c.Command},
 		{name: "release-name", value: c.ReleaseName},
 		{name: "namespace", value: c.Namespace},
 		{name: "chart", value: c.Chart},
@@ -110,7 +116,8 @@ func (c *Config) fields() []field {
 		{name: "db-password-from", value: c.DBPasswordFrom},
 		{name: "db-sslmode", value: c.DBSSLMode},
 		{name: "pg-bin-dir", value: c.PgBinDir},
-		{name: "from", value: c.From},
+		{name: "from", value: from},
+		{name: "restore-from", value: restoreFrom},
 		{name: "backup-format", value: c.BackupFormat},
 		{name: "backup-store", list: c.BackupStores},
 		{name: "backup-name", value: c.BackupName},

@@ -53,6 +53,14 @@ func (c *Config) Validate() error {
 	v.recovery()
 	v.identity()
 
+	if c.Action {
+		// As an action, restore's bundle is the restore-from input.
+		for i, p := range v.problems {
+			if p.Input == "from" {
+				v.problems[i] = &InputError{Input: "restore-from", Reason: p.Reason}
+			}
+		}
+	}
 	order := make(map[string]int)
 	for i, in := range allInputs() {
 		order[in.Name] = i

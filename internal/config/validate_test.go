@@ -33,6 +33,9 @@ func TestValidate(t *testing.T) {
 		return m
 	}
 	kubeconfig := "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: https://127.0.0.1:6443}\n"
+	// The action's restore: the inputs of an upgrade that do not apply to it removed.
+	restoring := map[string]string{"command": "restore", "restore-from": "artifact:identity-r4", "chart": "", "chart-version": "",
+		"repo-url": "", "backup-encryption-recipients": ""}
 
 	tests := []struct {
 		name   string
@@ -142,8 +145,8 @@ func TestValidate(t *testing.T) {
 		{name: "plaintext to a local path", inputs: with(nil, "backup-encryption-recipients", "", "backup-store", "path:./backups")},
 		{name: "backup-name", inputs: with(nil, "backup-name", "identity-r3-20250101T000000Z")},
 		{name: "backup-name bad", inputs: with(nil, "backup-name", "../etc"), want: []string{"backup-name"}},
-		{name: "backup-identity", inputs: with(nil, "backup-identity", "# created: 2025\n# public key: age1...\nAGE-SECRET-KEY-1QQQ\n")},
-		{name: "backup-identity bad", inputs: with(nil, "backup-identity", "not a key"), want: []string{"backup-identity"}},
+		{name: "backup-identity", inputs: with(restoring, "backup-identity", "# created: 2025\n# public key: age1...\nAGE-SECRET-KEY-1QQQ\n")},
+		{name: "backup-identity bad", inputs: with(restoring, "backup-identity", "not a key"), want: []string{"backup-identity"}},
 		{name: "registry password without user", inputs: with(nil, "registry-password", "t"), want: []string{"registry-username"}},
 		{name: "registry user without password", inputs: with(nil, "registry-username", "u"), want: []string{"registry-password"}},
 

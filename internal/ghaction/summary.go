@@ -143,6 +143,12 @@ func heading(rep *rollout.Report) string {
 		return "✅ nothing to do"
 	case rollout.RolledBack:
 		return "↩️ identity rolled back"
+	case rollout.BackedUp:
+		return "✅ database backed up"
+	case rollout.Restored:
+		return "✅ database restored"
+	case rollout.Incomplete:
+		return "⚠️ incomplete"
 	case rollout.Refused:
 		return "⏸ refused: nothing changed"
 	default:

@@ -64,7 +64,7 @@ func notReady() *rollout.NotReady {
 }
 
 // reports are the golden cases: one per way a run ends (exit 0, 1, 3, and 2 twice: refused by
-// the pipeline, and refused for its inputs before it started).
+// the pipeline, and refused for its inputs before it started), and a backup.
 func reports() map[string]*rollout.Report {
 	base := func() *rollout.Report {
 		return &rollout.Report{
@@ -156,7 +156,14 @@ func reports() map[string]*rollout.Report {
 		Duration: 3 * time.Millisecond,
 	}
 
+	// The backup command.
+	backedUp := &rollout.Report{
+		Result: rollout.BackedUp, ExitCode: rollout.ExitOK, Release: "identity", Namespace: "alfresco", Started: t0,
+		Backup: backup(), Duration: 8400 * time.Millisecond,
+	}
+
 	return map[string]*rollout.Report{
+		"backed-up":       backedUp,
 		"success":         success,
 		"rolled-back":     rolledBack,
 		"needs-attention": needsHuman,
@@ -285,6 +292,9 @@ func TestSummaryHeadings(t *testing.T) {
 		{rollout.Report{Result: rollout.Noop}, "## ✅ nothing to do\n"},
 		{rollout.Report{Result: rollout.Noop, DryRun: true}, "## 📝 dry run: nothing changed\n"},
 		{rollout.Report{Result: rollout.RolledBack, ExitCode: 1}, "## ↩️ identity rolled back\n"},
+		{rollout.Report{Result: rollout.BackedUp}, "## ✅ database backed up\n"},
+		{rollout.Report{Result: rollout.Restored}, "## ✅ database restored\n"},
+		{rollout.Report{Result: rollout.Incomplete, ExitCode: 1}, "## ⚠️ incomplete\n"},
 		{rollout.Report{Result: rollout.Refused, ExitCode: 2}, "## ⏸ refused: nothing changed\n"},
 		{rollout.Report{Result: rollout.NeedsAttention, ExitCode: 3}, "## ❌ identity needs a person\n"},
 	}

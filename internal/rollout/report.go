@@ -7,6 +7,13 @@ import (
 	"time"
 )
 
+// Results of the subcommands that do not upgrade, as the action's result output names them.
+const (
+	BackedUp   Result = "backed-up"  // exit 0: backup stored the bundle in every store
+	Restored   Result = "restored"   // exit 0: restore restored the bundle
+	Incomplete Result = "incomplete" // exit 1: a backup not in every store, or a restore cut short
+)
+
 // Headline is the report's first line: what happened, in one sentence.
 func (r *Report) Headline() string {
 	switch r.Result {
@@ -34,6 +41,19 @@ func (r *Report) Headline() string {
 			db = "the database was restored from the backup"
 		}
 		return fmt.Sprintf("Failed and rolled back: %s is back at revision %d's release (now revision %d); %s.", r.Release, r.PreviousRevision, r.Revision, db)
+	case BackedUp:
+		of := ""
+		if r.Release != "" {
+			of = " of " + r.Release
+		}
+		return fmt.Sprintf("Backed up the database%s to %s.", of, r.backupLocation())
+	case Restored:
+		return fmt.Sprintf("Restored the database from %s.", r.backupLocation())
+	case Incomplete:
+		if r.Backup != nil && r.Backup.SHA256 != "" {
+			return fmt.Sprintf("Backup incomplete: the dump was taken, but only %d of the backup stores hold it.", len(r.Backup.Locations))
+		}
+		return "Restore incomplete: the database may be partly restored; run the restore again."
 	case Refused:
 		if r.Release == "" {
 			return "Refused: nothing was changed."
@@ -41,6 +61,14 @@ func (r *Report) Headline() string {
 		return fmt.Sprintf("Refused: %s was not changed.", r.Release)
 	}
 	return fmt.Sprintf("FAILED and NOT fully recovered: %s needs a person (state below).", r.Release)
+}
+
+// backupLocation is where the report's backup is, or "" when it has none.
+func (r *Report) backupLocation() string {
+	if r.Backup == nil {
+		return ""
+	}
+	return r.Backup.Location()
 }
 
 // Refusal is the report of a run refused before the upgrade started: invalid input, or a
