@@ -33,7 +33,7 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 		return refused(fmt.Errorf("working directory: %w", err))
 	}
 	defer os.RemoveAll(work)
-	targets, err := stores(cfg, getenv, work)
+	targets, err := stores(cfg, getenv, work, log)
 	if err != nil {
 		return refused(err)
 	}
@@ -57,7 +57,7 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	engine := &pgbackup.Engine{
 		ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
 		Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
-		Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir},
+		Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}, Log: log,
 	}
 	if err := engine.CheckStores(ctx); err != nil {
 		return refused(err)
@@ -125,7 +125,7 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		return refused(fmt.Errorf("working directory: %w", err))
 	}
 	defer os.RemoveAll(work)
-	dir, err := openBundle(ctx, cfg, getenv, work)
+	dir, err := openBundle(ctx, cfg, getenv, work, log)
 	if err != nil {
 		return refused(err)
 	}
@@ -145,6 +145,7 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Identity:         cfg.BackupIdentity,
 		Clients:          pgbackup.ClientChooser{Dir: cfg.PgBinDir},
 		AllowOlderServer: cfg.AllowOlderServer,
+		Log:              log,
 	})
 	rep := &rollout.Report{Result: rollout.Restored, ExitCode: rollout.ExitOK, Release: cfg.ReleaseName, DatabaseRestored: true,
 		Backup: &rollout.Backup{Locations: []string{cfg.From}}, Started: started}

@@ -36,7 +36,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		return fail("%v", err)
 	}
 	defer os.RemoveAll(work)
-	targets, err := stores(cfg, getenv, work)
+	targets, err := stores(cfg, getenv, work, log)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -69,7 +69,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Database: behindForward(fwd, cfg, &pgbackup.Engine{
 			ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
 			Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
-			Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}, Identity: cfg.BackupIdentity,
+			Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}, Identity: cfg.BackupIdentity, Log: log,
 		}, log),
 		Waiter:    waiter,
 		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: holder, Log: log},
