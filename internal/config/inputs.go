@@ -112,8 +112,8 @@ func allInputs() []Input {
 			Description: "What the step does: upgrade; plan (the preflight and the manifest diff, changing nothing); backup (the database into the backup stores); restore (the database from restore-from); or recover (complete the recovery of an earlier run that was cancelled or killed, e.g. in an if: cancelled() step). An input that does not apply to the command is refused."},
 
 		// Release.
-		{Name: "release-name", Group: GroupRelease, Kind: KindString, Required: true, Commands: all,
-			Description: "Name of the Helm release of the identity service (a DNS-1123 label, at most 53 characters)."},
+		{Name: "release-name", Group: GroupRelease, Kind: KindString, Commands: all,
+			Description: "Name of the Helm release of the identity service (a DNS-1123 label, at most 53 characters). Required by upgrade, plan and recover; backup names its bundle after it."},
 		{Name: "namespace", Group: GroupRelease, Kind: KindString, Default: "default", Commands: all,
 			Description: "Kubernetes namespace of the release."},
 		{Name: "chart", Group: GroupRelease, Kind: KindString, Commands: upPlan,

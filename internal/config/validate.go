@@ -165,7 +165,7 @@ func (c *Config) backsUp() bool { return c.upgrades() || c.Command == CmdBackup 
 
 func (v *validator) release() {
 	c := v.c
-	if c.ReleaseName == "" && c.upgrades() && !v.has("release-name") {
+	if c.ReleaseName == "" && (c.upgrades() || c.Command == CmdRecover) && !v.has("release-name") {
 		v.add("release-name", "required: the name of the Helm release to upgrade (helm list --namespace %s shows it)", c.Namespace)
 	}
 	v.check("release-name", c.ReleaseName, func(s string) {
