@@ -87,7 +87,9 @@ func run(ctx context.Context, cfg *config.Config, getenv func(string) string, st
 	}
 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	logger.InfoContext(ctx, "configuration", "config", cfg)
+	// One short line says what the run does; the whole configuration, redacted, is for Debug.
+	logger.InfoContext(ctx, "starting", startAttrs(cfg)...)
+	logger.DebugContext(ctx, "configuration", "config", cfg)
 	switch cfg.Command {
 	case config.CmdPlan:
 		return runPlan(ctx, cfg, getenv, stdout, stderr, logger, act)
