@@ -1,7 +1,17 @@
 # syntax=docker/dockerfile:1
 
+# Both base images are pinned by digest: a tag moves when its image is rebuilt, a digest does
+# not, so a rebuild gets the layers that were reviewed. The tag stays to say what the digest
+# is. Pinned in 2026-09: golang:1.26-bookworm is Go 1.26.8 on Debian bookworm of 2026-08-24
+# (pushed 2026-09-01), debian:bookworm-slim is bookworm of 2026-09-18 (pushed 2026-09-19). To
+# update one, take the digest of its multi-platform index, the first "Digest:" line of
+#   docker buildx imagetools inspect golang:1.26-bookworm
+#   docker buildx imagetools inspect debian:bookworm-slim
+# (not the digest of one platform's image under "Manifests:"), and replace the sha256 after the
+# tag below; internal/cli's TestDockerfile refuses a FROM without one.
+
 # Build stage: a static binary, so the runtime image needs no Go and no libc match.
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26-bookworm@sha256:9fdc884aacc3bec89b20ffc69f4bb369c78210e3e4f600387b5128b12c199f81 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -19,7 +29,7 @@ RUN CGO_ENABLED=0 go build -trimpath \
 # identity service bundles 11) get the 13 client. The repository key is checked against its
 # published fingerprint. No USER and no WORKDIR: GitHub runs container actions as root, in the
 # workspace.
-FROM debian:bookworm-slim
+FROM debian:bookworm-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
 ARG PGDG_KEY_FINGERPRINT=B97B0AFCAA1A47F044F244A07FCC7D46ACCC4CF8
 RUN set -eux; \
     apt-get update; \

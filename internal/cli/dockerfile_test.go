@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,9 +52,40 @@ const binary = "/usr/local/bin/identity-upgrade"
 // server's major is chosen, else the oldest newer one (11 and 12 get 13).
 var imageClientMajors = []int{13, 14, 15, 16, 17, 18}
 
+// pinnedImage is an image reference with a tag and the digest of what the tag named when it
+// was pinned: name[:port/path]:tag@sha256:<64 hex>.
+var pinnedImage = regexp.MustCompile(`^[^@\s]+:[^@/:\s]+@sha256:[0-9a-f]{64}$`)
+
+// unpinnedBases names every FROM whose image is not pinned by tag and digest; FROM scratch
+// and FROM an earlier stage need no digest.
+func unpinnedBases(ins []instruction) []string {
+	var problems []string
+	stages := map[string]bool{"scratch": true}
+	for _, in := range ins {
+		if in.cmd != "FROM" {
+			continue
+		}
+		var f []string
+		for _, w := range strings.Fields(in.args) {
+			if !strings.HasPrefix(w, "--") { // --platform=...
+				f = append(f, w)
+			}
+		}
+		if len(f) == 0 {
+			continue
+		}
+		if image := f[0]; !stages[strings.ToLower(image)] && !pinnedImage.MatchString(image) {
+			problems = append(problems, fmt.Sprintf("FROM %s is not pinned by digest (image:tag@sha256:<64 hex digits>)", image))
+		}
+		if len(f) == 3 && strings.EqualFold(f[1], "AS") {
+			stages[strings.ToLower(f[2])] = true
+		}
+	}
+	return problems
+}
+
 // checkDockerfile returns what is wrong with the image the Dockerfile builds.
 func checkDockerfile(ins []instruction) []string {
-	var problems []string
 	last := -1
 	for _, in := range ins {
 		last = max(last, in.stage)
@@ -61,6 +93,7 @@ func checkDockerfile(ins []instruction) []string {
 	if last < 1 {
 		return []string{"want a multi-stage build: a builder stage and a runtime stage"}
 	}
+	problems := unpinnedBases(ins)
 	var builderName string
 	var cgoOff, trimpath, versionFlag, copied, entrypoint bool
 	clients := map[int]bool{}
@@ -148,26 +181,33 @@ func TestDockerfile(t *testing.T) {
 }
 
 func TestCheckDockerfileFindsProblems(t *testing.T) {
-	good := `# syntax=docker/dockerfile:1
-FROM golang:1.26-bookworm AS build
+	// <digest> stands for a digest, in the good Dockerfile and in the mutations.
+	digest := strings.Repeat("0123456789abcdef", 4)
+	good := strings.ReplaceAll(`# syntax=docker/dockerfile:1
+FROM golang:1.26-bookworm@sha256:<digest> AS build
 RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-X github.com/identity-upgrade/identity-upgrade/internal/version.version=dev" \
       -o /out/identity-upgrade .
-FROM debian:bookworm-slim
+FROM --platform=linux/amd64 debian:bookworm-slim@sha256:<digest>
 RUN apt-get update; \
     # a comment inside a continuation
     apt-get install -y postgresql-client-13 postgresql-client-14 postgresql-client-15 \
       postgresql-client-16 postgresql-client-17 postgresql-client-18
 COPY --from=build /out/identity-upgrade /usr/local/bin/identity-upgrade
 ENTRYPOINT ["/usr/local/bin/identity-upgrade"]
-`
+`, "<digest>", digest)
 	if p := checkDockerfile(parseDockerfile(good)); len(p) != 0 {
 		t.Fatalf("a good Dockerfile has problems: %q", p)
 	}
 	tests := []struct {
 		name, old, new, want string
 	}{
-		{"one stage", "FROM debian:bookworm-slim\n", "", "multi-stage"},
+		{"one stage", "FROM --platform=linux/amd64 debian:bookworm-slim@sha256:<digest>\n", "", "multi-stage"},
+		{"unpinned builder", "golang:1.26-bookworm@sha256:<digest>", "golang:1.26-bookworm", "FROM golang:1.26-bookworm is not pinned by digest"},
+		{"unpinned runtime", "debian:bookworm-slim@sha256:<digest>", "debian:bookworm-slim", "FROM debian:bookworm-slim is not pinned by digest"},
+		{"digest without a tag", "debian:bookworm-slim@sha256:", "debian@sha256:", "not pinned by digest"},
+		{"short digest", "slim@sha256:<digest>", "slim@sha256:0123456789ab", "not pinned by digest"},
+		{"tag of another registry", "FROM golang:1.26-bookworm@sha256:<digest> AS build", "FROM registry.example:5000/golang:1.26-bookworm AS build", "not pinned by digest"},
 		{"USER", "ENTRYPOINT", "USER nobody\nENTRYPOINT", "USER"},
 		{"WORKDIR", "ENTRYPOINT", "WORKDIR /app\nENTRYPOINT", "WORKDIR"},
 		{"cgo", "CGO_ENABLED=0 ", "", "CGO_ENABLED=0"},
@@ -181,7 +221,7 @@ ENTRYPOINT ["/usr/local/bin/identity-upgrade"]
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bad := strings.Replace(good, tt.old, tt.new, 1)
+			bad := strings.Replace(good, strings.ReplaceAll(tt.old, "<digest>", digest), strings.ReplaceAll(tt.new, "<digest>", digest), 1)
 			if bad == good {
 				t.Fatalf("mutation %q not applied", tt.old)
 			}
