@@ -70,6 +70,7 @@ func TestKillMatrix(t *testing.T) {
 	type point struct {
 		name string
 		step string // the step whose start the kill follows
+		log  string // or: a log line the kill follows
 		// before runs at that moment, before the kill (the new version migrating).
 		before func(t *testing.T, w *installed)
 		flags  []string
@@ -79,7 +80,11 @@ func TestKillMatrix(t *testing.T) {
 		{name: "after the lock", step: "journal"},
 		{name: "during the quiesce", step: "quiesce"},
 		{name: "during the backup", step: "backup"},
-		{name: "during helm's update", step: "upgrade"},
+		{name: "after the backup", step: "upgrade"},
+		{name: "between the orphan delete and helm's update", log: "deleted StatefulSet, orphaning its pods"},
+		{name: "right after helm's update", log: "msg=\"upgraded release\""},
+		{name: "in the stability window", log: "all resources ready; stability window", flags: []string{"--stability-window", "20s"}},
+		{name: "after readiness, before the lock is released", log: "msg=\"step done\" step=readiness"},
 		{name: "during readiness, schema migrated", step: "readiness", before: func(t *testing.T, w *installed) { w.migrateWhenReady(t) }, flags: crash},
 		{name: "during the database restore", step: "restore database", before: nil, flags: crash},
 		{name: "during the rollback", step: "rollback", flags: crash},
@@ -98,12 +103,19 @@ func TestKillMatrix(t *testing.T) {
 					if pt.step == "restore database" || pt.step == "rollback" || pt.step == "readiness after rollback" {
 						migrate(line, p)
 					}
-					atStep(pt.step, func(p *os.Process) {
+					kill := func(p *os.Process) {
 						if pt.before != nil {
 							pt.before(t, w)
 						}
 						p.Kill()
-					})(line, p)
+					}
+					if pt.log != "" {
+						if strings.Contains(line, pt.log) {
+							kill(p)
+						}
+						return
+					}
+					atStep(pt.step, kill)(line, p)
 				}, pt.flags...)
 				r := killed.wait(t)
 				if r.code != -1 {
@@ -169,7 +181,7 @@ func (w *installed) recover(t *testing.T, tmp string) result {
 	t.Helper()
 	args := []string{"recover", "--release-name", "identity", "--namespace", w.kube.Namespace,
 		"--db-host", w.db.Host, "--db-port", strconv.Itoa(w.db.Port), "--db-name", w.db.Database, "--db-user", w.db.Owner,
-		"--db-sslmode", "disable", "--backup-store", "path:" + w.stores}
+		"--db-sslmode", "disable", "--backup-store", "path:" + w.stores, "--timeout", "90s"}
 	env := map[string]string{"KUBECONFIG": w.kube.Kubeconfig, "PGPASSWORD": w.db.OwnerPassword, "RUNNER_TEMP": tmp}
 	var stdout, stderr bytes.Buffer
 	code := Run(t.Context(), args, func(k string) string { return env[k] }, &stdout, &stderr)

@@ -140,9 +140,15 @@ func (r *run) recoverInterrupted(ctx context.Context, j Journal) *Report {
 		latest.Status = "failed"
 	}
 	var target Release
-	if latest.Revision > recorded.Revision {
+	switch {
+	case latest.Revision > recorded.Revision:
 		target = latest
 		rep.UpgradedRevision, rep.Revision = latest.Revision, latest.Revision
+	case len(j.Orphans) > 0:
+		// It died between the orphan delete and helm's update: the StatefulSets are gone
+		// and their pods orphaned. Applying the recorded revision again re-creates them,
+		// and they adopt their pods (the same selector).
+		target = recorded
 	}
 	if j.Backup != nil {
 		ro, ok := r.p.Database.(BackupReopener)

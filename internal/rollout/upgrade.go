@@ -568,7 +568,11 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 		cause = append(cause[:maxCause], '…')
 	}
 	marked := fmt.Sprintf("revision %d marked failed", target.Revision)
-	if err := r.p.Releases.MarkFailed(ctx, target, fmt.Sprintf("%s; rolling back to revision %d", string(cause), cur.Revision)); err != nil {
+	if target.Revision == cur.Revision {
+		// The recorded revision applied again (an interrupted run deleted objects of it
+		// before helm recorded anything): there is no upgrade revision to mark.
+		marked = fmt.Sprintf("revision %d applied again", cur.Revision)
+	} else if err := r.p.Releases.MarkFailed(ctx, target, fmt.Sprintf("%s; rolling back to revision %d", string(cause), cur.Revision)); err != nil {
 		// Only the history's record is wrong: the rollback goes on.
 		r.log.Warn("mark the upgrade's revision failed", "revision", target.Revision, "err", err)
 		marked = fmt.Sprintf("revision %d not marked failed (%v)", target.Revision, err)
