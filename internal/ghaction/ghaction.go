@@ -142,12 +142,15 @@ func outputs(rep *rollout.Report, secrets []string) [][2]string {
 		}
 		return strconv.Itoa(n)
 	}
-	var location, sum, size string
+	var location, sum, size, artifactID, artifactURL string
 	if b := rep.Backup; b != nil {
 		location = strings.Join(b.Locations, "\n")
 		sum = b.SHA256
 		if b.Bytes > 0 {
 			size = strconv.FormatInt(b.Bytes, 10)
+		}
+		if b.ArtifactID > 0 {
+			artifactID, artifactURL = strconv.FormatInt(b.ArtifactID, 10), b.ArtifactURL
 		}
 	}
 	var reason string
@@ -165,6 +168,8 @@ func outputs(rep *rollout.Report, secrets []string) [][2]string {
 		{"backup-location", location},
 		{"backup-sha256", sum},
 		{"backup-bytes", size},
+		{"artifact-id", artifactID},
+		{"artifact-url", artifactURL},
 		{"failure-reason", reason},
 		{"duration-seconds", strconv.FormatInt(int64(math.Round(rep.Duration.Seconds())), 10)},
 	}

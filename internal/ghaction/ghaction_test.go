@@ -75,7 +75,7 @@ func parseOutputs(t *testing.T, path string) map[string]string {
 
 // outputNames are the outputs of action.yml (TestOutputsMatchActionYAML).
 var outputNames = []string{"result", "exit-code", "previous-revision", "revision", "backup-location", "backup-sha256",
-	"backup-bytes", "failure-reason", "duration-seconds"}
+	"backup-bytes", "artifact-id", "artifact-url", "failure-reason", "duration-seconds"}
 
 func TestOutputs(t *testing.T) {
 	reps := reports()
@@ -90,25 +90,25 @@ func TestOutputs(t *testing.T) {
 		{"success", reps["success"], map[string]string{
 			"result": "upgraded", "exit-code": "0", "previous-revision": "4", "revision": "5",
 			"backup-location": "artifact:identity-r4-20250314T092653Z\npath:/backups/identity-r4-20250314T092653Z",
-			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216",
+			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216", "artifact-id": "2718281", "artifact-url": "https://github.com/octo/infra/actions/runs/1234/artifacts/2718281",
 			"failure-reason": "", "duration-seconds": "122",
 		}},
 		{"rolled back", reps["rolled-back"], map[string]string{
 			"result": "rolled-back", "exit-code": "1", "previous-revision": "4", "revision": "6",
 			"backup-location": "artifact:identity-r4-20250314T092653Z\npath:/backups/identity-r4-20250314T092653Z",
-			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216",
+			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216", "artifact-id": "", "artifact-url": "",
 			"failure-reason":   "readiness: not ready: pod identity-id-keycloak-0 container keycloak (StatefulSet/identity-id-keycloak): CrashLoopBackOff: back-off 20s restarting failed container",
 			"duration-seconds": "185",
 		}},
 		{"refused", reps["refused"], map[string]string{
-			"result": "refused", "exit-code": "2", "previous-revision": "", "revision": "", "backup-location": "", "backup-sha256": "", "backup-bytes": "",
+			"result": "refused", "exit-code": "2", "previous-revision": "", "revision": "", "backup-location": "", "backup-sha256": "", "backup-bytes": "", "artifact-id": "", "artifact-url": "",
 			"failure-reason":   "lock: another identity-upgrade run holds the release: held by run 1234 (octo/infra, attempt 1) since 09:20:11",
 			"duration-seconds": "0",
 		}},
 		{"multi-line failure", multi, map[string]string{
 			"result": "needs-attention", "exit-code": "3", "previous-revision": "4", "revision": "5",
 			"backup-location": "artifact:identity-r4-20250314T092653Z\npath:/backups/identity-r4-20250314T092653Z",
-			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216",
+			"backup-sha256":   "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "backup-bytes": "3481216", "artifact-id": "", "artifact-url": "",
 			"failure-reason":   "upgrade: first cause\nsecond line\n_GitHubActionsFileCommandDelimiter_\nrevision=99",
 			"duration-seconds": "737",
 		}},

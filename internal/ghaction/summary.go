@@ -66,6 +66,13 @@ func summary(rep *rollout.Report, secrets []string) string {
 		if bk.Bytes > 0 {
 			row("Backup size", fmt.Sprintf("%s (%d bytes)", humanBytes(bk.Bytes), bk.Bytes))
 		}
+		if bk.ArtifactID > 0 {
+			artifact := fmt.Sprintf("id %d", bk.ArtifactID)
+			if bk.ArtifactURL != "" {
+				artifact = fmt.Sprintf("[id %d](%s)", bk.ArtifactID, red(bk.ArtifactURL))
+			}
+			row("Backup artifact", artifact)
+		}
 	}
 	if db := database(rep); db != "" {
 		row("Database", cell(red(db)))

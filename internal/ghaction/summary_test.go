@@ -79,6 +79,7 @@ func reports() map[string]*rollout.Report {
 	success.Result, success.ExitCode = rollout.Upgraded, rollout.ExitOK
 	success.Revision, success.UpgradedRevision = 5, 5
 	success.Backup = backup()
+	success.Backup.ArtifactID, success.Backup.ArtifactURL = 2718281, "https://github.com/octo/infra/actions/runs/1234/artifacts/2718281"
 	success.Timeline = timeline(
 		"lock", 42*time.Millisecond, "", nil,
 		"preflight", 1830*time.Millisecond, "", nil,
