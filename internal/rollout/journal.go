@@ -29,7 +29,7 @@ type Journal struct {
 	Orphans []string `json:"orphans,omitempty"`
 	// UpgradeRevision is the revision helm recorded for the upgrade, once known.
 	UpgradeRevision int `json:"upgradeRevision,omitempty"`
-	// Outcome says how the run ended, once closed.
+	// Outcome says how the run ended, once closed; while open, that it lost its lock.
 	Outcome string    `json:"outcome,omitempty"`
 	Updated time.Time `json:"updated"`
 }
@@ -236,9 +236,12 @@ func (r *run) lostLock(ctx context.Context, cause error) *Report {
 		r.rep.Failure = errors.Join(cause, r.rep.Failure)
 	}
 	if r.jr.Open() {
+		// The step stays: the next run completes the recovery from there.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := r.p.Journal.Write(wctx, r.req.Release, r.jr); err != nil {
+		if err := r.journal(wctx, r.jr.Step, func(j *Journal) {
+			j.Outcome = fmt.Sprintf("lost its lock at step %s: %v", j.Step, context.Cause(ctx))
+		}); err != nil {
 			r.log.Warn("the run journal", "err", err)
 		}
 	}

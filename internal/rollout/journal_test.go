@@ -271,3 +271,25 @@ func TestLostLock(t *testing.T) {
 		t.Errorf("calls after the lock was lost: %q, want only the lease's release", after)
 	}
 }
+
+// TestLostLockRecordsIt: a run with a journal that loses its lock writes the loss into its
+// journal and leaves it open at the step it reached, for the next run to complete.
+func TestLostLockRecordsIt(t *testing.T) {
+	j, p := newJournaled()
+	j.blockWait = true
+	l := &lossy{world: j.world, lost: make(chan struct{})}
+	p.Locker = l
+	go func() {
+		for !j.called("wait") {
+			time.Sleep(time.Millisecond)
+		}
+		close(l.lost)
+	}()
+	rep := p.Upgrade(t.Context(), request())
+	if rep.ExitCode != rollout.ExitNeedsHuman {
+		t.Fatalf("exit %d", rep.ExitCode)
+	}
+	if !j.journal.Open() || j.journal.Step != rollout.StepWaiting || !strings.Contains(j.journal.Outcome, "lost its lock at step waiting") {
+		t.Errorf("journal %+v, want open at waiting with the loss recorded", j.journal)
+	}
+}
