@@ -99,9 +99,8 @@ func (r replicas) ScaleUp(ctx context.Context, ns string, s []rollout.Scaled) er
 	return r.j.ScaleUp(ctx, ns, s)
 }
 func (r replicas) Current(ctx context.Context, ns, m string) ([]rollout.Scaled, error) {
-	return r.j.journaled().Current(ctx, ns, m)
+	return r.j.Current(ctx, ns, m)
 }
-func (j *journaled) journaled() *journaled { return j }
 
 // releases is the world's release port with the revision reader.
 type releases struct {
