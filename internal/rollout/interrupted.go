@@ -65,9 +65,7 @@ func (r *run) resumeInterrupted(ctx context.Context) *Report {
 		// revision still runs, and go on.
 		latest, err := r.p.Releases.Current(ctx, r.req.Release)
 		if err == nil && latest.Status == "deployed" {
-			check := noopCheck
-			check.Namespace, check.Manifest = r.req.Namespace, latest.Manifest
-			if err = r.p.Waiter.Wait(ctx, check); err == nil {
+			if err = readyNow(ctx, r.p.Waiter, r.req.Namespace, latest.Manifest); err == nil {
 				if err := r.journal(ctx, StepClosed, func(j *Journal) {
 					j.Outcome = fmt.Sprintf("upgraded to revision %d (closed by a later run after a readiness pass)", latest.Revision)
 				}); err != nil {

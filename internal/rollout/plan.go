@@ -89,9 +89,12 @@ type Plan struct {
 // Refused reports whether the preflight would refuse the upgrade.
 func (p Plan) Refused() bool { return len(p.Refusals) > 0 }
 
-// noopCheck is the readiness pass that tells "nothing to do" from "renders the target but
-// broken": a short wait with a short stability window, so a crash-looping pod is seen.
-var noopCheck = WaitRequest{Timeout: time.Minute, StabilityWindow: 5 * time.Second}
+// readyNow is the readiness pass that tells "nothing to do" from "renders the target but
+// broken" (and an interrupted run that had passed readiness from one that broke since): a
+// short wait with a short stability window, so a crash-looping pod is seen.
+func readyNow(ctx context.Context, w Waiter, namespace, manifest string) error {
+	return w.Wait(ctx, WaitRequest{Namespace: namespace, Manifest: manifest, Timeout: time.Minute, StabilityWindow: 5 * time.Second})
+}
 
 // MakePlan is the one planning function, used by plan, by a dry run and by the run itself, so
 // the three agree. It first decides the revision to return to (Current: the latest revision
@@ -159,9 +162,7 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, read
 			ErrPgDumpTooOld, p.Database.PgDumpVersion, p.Database.ServerVersion, p.Database.ServerMajor))
 	}
 	if !p.Refused() && p.Latest.Revision == 0 && len(p.Changes) == 0 && p.Current.Chart() == p.Target.Chart() && ready != nil {
-		check := noopCheck
-		check.Namespace, check.Manifest = req.Namespace, p.Current.Manifest
-		if err := ready.Wait(ctx, check); err != nil {
+		if err := readyNow(ctx, ready, req.Namespace, p.Current.Manifest); err != nil {
 			if ctx.Err() != nil {
 				return p, err
 			}
