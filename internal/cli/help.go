@@ -127,7 +127,7 @@ func writeCommandHelp(w io.Writer, c command) {
 }
 
 func writeFlag(b *strings.Builder, in config.Input) {
-	placeholder := in.Kind.String()
+	placeholder := in.Kind().String()
 	if in.Enum != nil {
 		placeholder = strings.Join(in.Enum, "|")
 	}

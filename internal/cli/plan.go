@@ -44,14 +44,7 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 	if err != nil {
 		return fail(err)
 	}
-	plan, err := rollout.MakePlan(ctx, releases, db, waiter, rollout.PlanRequest{
-		Release:              cfg.ReleaseName,
-		Namespace:            client.Namespace(),
-		RecreateStatefulSets: cfg.RecreateStatefulSets,
-		RollbackHooks:        cfg.RollbackHooks,
-		UnlockPending:        cfg.UnlockPending,
-		Action:               cfg.Action,
-	})
+	plan, err := rollout.MakePlan(ctx, releases, db, waiter, planRequest(cfg, client.Namespace()))
 	if err != nil {
 		if errors.Is(err, helmrelease.ErrReleaseNotFound) {
 			err = fmt.Errorf("%w (check release-name and namespace: helm list --all-namespaces shows the releases)", err)
@@ -93,4 +86,16 @@ func helmClient(cfg *config.Config, getenv func(string) string, log *slog.Logger
 		Namespace:      cfg.Namespace,
 		Log:            log,
 	})
+}
+
+// planRequest is the part of the configuration the plan needs, for plan and upgrade alike.
+func planRequest(cfg *config.Config, namespace string) rollout.PlanRequest {
+	return rollout.PlanRequest{
+		Release:              cfg.ReleaseName,
+		Namespace:            namespace,
+		RecreateStatefulSets: cfg.RecreateStatefulSets,
+		RollbackHooks:        cfg.RollbackHooks,
+		UnlockPending:        cfg.UnlockPending,
+		Advise:               cfg.Advise,
+	}
 }

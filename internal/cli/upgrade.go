@@ -84,14 +84,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		p.StepHook = act.Group
 	}
 	rep := p.Upgrade(ctx, rollout.UpgradeRequest{
-		PlanRequest: rollout.PlanRequest{
-			Release:              cfg.ReleaseName,
-			Namespace:            client.Namespace(),
-			RecreateStatefulSets: cfg.RecreateStatefulSets,
-			RollbackHooks:        cfg.RollbackHooks,
-			UnlockPending:        cfg.UnlockPending,
-			Action:               act != nil,
-		},
+		PlanRequest:           planRequest(cfg, client.Namespace()),
 		BackupName:            cfg.BackupName,
 		Timeout:               cfg.Timeout,
 		StabilityWindow:       cfg.StabilityWindow,

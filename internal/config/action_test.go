@@ -94,3 +94,19 @@ func TestActionYAMLMatchesInputs(t *testing.T) {
 		t.Errorf("action.yml runs = %+v, want using: docker, image: Dockerfile", action.Runs)
 	}
 }
+
+// TestActionYAMLIsGenerated: action.yml's inputs are what the table makes of them; after a
+// change to the table, go generate ./internal/config writes them.
+func TestActionYAMLIsGenerated(t *testing.T) {
+	data, err := os.ReadFile("../../action.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ReplaceActionYAMLInputs(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data, want) {
+		t.Error("action.yml's inputs differ from the table of inputs: run go generate ./internal/config")
+	}
+}

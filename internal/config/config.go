@@ -12,9 +12,10 @@ import (
 	"io"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
 // Config is the whole configuration of one run. FromAction and FromFlags build it once;
@@ -71,10 +72,10 @@ type Config struct {
 	Timeout               time.Duration
 	StabilityWindow       time.Duration
 	ProbeURL              string
-	Rollback              string
-	RestoreDatabase       string
-	RollbackHooks         string
-	RecreateStatefulSets  string
+	Rollback              rollout.RollbackPolicy
+	RestoreDatabase       rollout.RestoreDatabase
+	RollbackHooks         rollout.RollbackHooks
+	RecreateStatefulSets  rollout.RecreateStatefulSets
 	UnlockPending         bool
 	ContinueAfterRecovery bool
 	CancelBudget          time.Duration
@@ -141,7 +142,7 @@ func FromFlags(cmd string, args []string, getenv func(string) string) (*Config, 
 	fs.Usage = func() {}
 	values := make(map[string]*flagValue, len(inputs))
 	for _, in := range inputs {
-		v := &flagValue{isBool: in.Kind == KindBool}
+		v := &flagValue{isBool: in.Kind() == KindBool}
 		values[in.Name] = v
 		fs.Var(v, in.Name, in.Description)
 	}
@@ -185,154 +186,40 @@ func (f *flagValue) Set(s string) error {
 // IsBoolFlag lets a boolean input be given as a bare --name.
 func (f *flagValue) IsBoolFlag() bool { return f.isBool }
 
-// build turns raw input text into a Config. raw holds the given inputs only; defaults and
-// environment fallbacks are applied here.
+// build turns raw input text into a Config, one row of the table after another. raw holds the
+// given inputs only; an input not given is its environment fallback (when its row has one and
+// none of the inputs that turn it off is given), else its default.
 func build(cmd string, action bool, raw map[string]string, given map[string]bool, getenv func(string) string) *Config {
-	get := func(name string) string {
-		if v, ok := raw[name]; ok {
+	c := &Config{Command: cmd, Action: action, given: given}
+	text := func(in Input) string {
+		if v, ok := raw[in.Name]; ok {
 			return v
 		}
-		in, _ := lookup(name)
+		if in.Env != "" && !slices.ContainsFunc(in.EnvUnless, func(n string) bool { return given[n] }) && !c.envNotWanted(in) {
+			if v := getenv(in.Env); v != "" {
+				return v
+			}
+		}
 		return in.DefaultFor(action)
 	}
-	list := func(name string) []string { return splitLines(get(name)) }
-
-	c := &Config{Command: cmd, Action: action, given: given}
-
-	// Environment fallbacks for secrets, so they never need to sit in process arguments.
-	// DATABASE_URL is only used when no database input is given at all, and PGPASSWORD only
-	// when no password is given in db-password or inside database-url.
-	databaseURL := get("database-url")
-	if databaseURL == "" && !given["db-host"] && !given["db-port"] && !given["db-name"] && !given["db-user"] && !given["db-port-forward"] {
-		databaseURL = getenv("DATABASE_URL")
+	// Text first: the secrets must be known before any value is quoted in a problem.
+	for _, parses := range []bool{false, true} {
+		for _, in := range allInputs() {
+			if in.Bind.parses() != parses || (in.CLIOnly && action) || (in.ActionOnly && !action && in.Name != "command") {
+				continue
+			}
+			in.Bind.set(c, in.Name, text(in))
+		}
 	}
-	dbPassword := get("db-password")
-	if dbPassword == "" && urlPassword(databaseURL) == "" && !given["db-password-from"] {
-		dbPassword = getenv("PGPASSWORD")
-	}
-
-	// Text inputs first: the secrets must be known before any value is quoted in a problem.
-	c.ReleaseName = get("release-name")
-	c.Namespace = get("namespace")
-	c.Chart = get("chart")
-	c.ChartVersion = get("chart-version")
-	c.RepoURL = get("repo-url")
-	c.Values = get("values")
-	c.ValuesFiles = list("values-files")
-	c.Set = list("set")
-	c.Kubeconfig = get("kubeconfig")
-	c.KubeContext = get("kube-context")
-	c.DatabaseURL = databaseURL
-	c.DBHost = get("db-host")
-	c.DBName = get("db-name")
-	c.DBUser = get("db-user")
-	c.DBPassword = dbPassword
-	c.DBSSLMode = get("db-sslmode")
-	c.PgBinDir = get("pg-bin-dir")
-	c.DBPortForward = get("db-port-forward")
-	c.DBPasswordFrom = get("db-password-from")
-	c.From = get("from")
-	if action {
-		c.From = get("restore-from")
-	}
-	c.BackupFormat = get("backup-format")
-	c.BackupStores = list("backup-store")
-	c.BackupName = get("backup-name")
-	c.BackupEncryptionRecipients = list("backup-encryption-recipients")
-	c.BackupIdentity = get("backup-identity")
-	if c.BackupIdentity == "" {
-		// Like PGPASSWORD: the key that decrypts every backup need never sit in process arguments.
-		c.BackupIdentity = getenv(BackupIdentityEnv)
-	}
-	c.RegistryUsername = get("registry-username")
-	c.RegistryPassword = get("registry-password")
-	c.GitHubToken = get("github-token")
-	if c.GitHubToken == "" {
-		c.GitHubToken = getenv("GITHUB_TOKEN")
-	}
-	c.ProbeURL = get("probe-url")
-	c.Rollback = get("rollback")
-	c.RestoreDatabase = get("restore-database")
-	c.RollbackHooks = get("rollback-hooks")
-	c.RecreateStatefulSets = get("recreate-statefulsets")
-	c.Workload = get("workload")
-	c.KeycloakURL = get("keycloak-url")
-	c.KeycloakAdminUser = get("keycloak-admin-user")
-	c.KeycloakAdminPassword = get("keycloak-admin-password")
-	c.Realms = list("realms")
-	c.TxObjectStorePath = get("tx-object-store-path")
-
-	// Typed inputs.
-	c.ReuseValues = c.parseBool("reuse-values", get("reuse-values"))
-	c.DBPort = c.parseInt("db-port", get("db-port"))
-	c.AllowPlaintextBackup = c.parseBool("allow-plaintext-backup", get("allow-plaintext-backup"))
-	c.AllowOlderServer = c.parseBool("allow-older-server", get("allow-older-server"))
-	c.RetentionDays = int(c.parseOptionalInt("retention-days", get("retention-days")))
-	c.RunID = c.parseOptionalInt("run-id", get("run-id"))
-	c.Timeout = c.parseDuration("timeout", get("timeout"))
-	c.StabilityWindow = c.parseDuration("stability-window", get("stability-window"))
-	c.UnlockPending = c.parseBool("unlock-pending", get("unlock-pending"))
-	c.ContinueAfterRecovery = c.parseBool("continue-after-recovery", get("continue-after-recovery"))
-	c.CancelBudget = c.parseDuration("cancel-budget", get("cancel-budget"))
-	c.Quiesce = c.parseBool("quiesce", get("quiesce"))
-	c.LogoutSessions = c.parseBool("logout-sessions", get("logout-sessions"))
-	c.ClearTxObjectStore = c.parseBool("clear-tx-object-store", get("clear-tx-object-store"))
-	c.DryRun = c.parseBool("dry-run", get("dry-run")) || cmd == CmdPlan
+	c.Command = cmd
+	c.DryRun = c.DryRun || cmd == CmdPlan
 	return c
 }
 
-// splitLines splits a newline list, trimming each line and dropping blank ones.
-func splitLines(s string) []string {
-	var out []string
-	for line := range strings.Lines(s) {
-		if line = strings.TrimSpace(line); line != "" {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
-// parseBool reads a GitHub-style boolean: true/True/TRUE or false/False/FALSE.
-func (c *Config) parseBool(name, s string) bool {
-	switch s {
-	case "true", "True", "TRUE":
-		return true
-	case "false", "False", "FALSE":
-		return false
-	}
-	c.problem(name, "%s is not a boolean; use true or false", c.quote(s))
-	return false
-}
-
-func (c *Config) parseInt(name, s string) int {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		c.problem(name, "%s is not a whole number", c.quote(s))
-		return 0
-	}
-	return n
-}
-
-// parseOptionalInt reads a whole number that may be left empty (0).
-func (c *Config) parseOptionalInt(name, s string) int64 {
-	if s == "" {
-		return 0
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		c.problem(name, "%s is not a whole number", c.quote(s))
-		return 0
-	}
-	return n
-}
-
-func (c *Config) parseDuration(name, s string) time.Duration {
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		c.problem(name, "%s is not a duration (examples: 90s, 10m)", c.quote(s))
-		return 0
-	}
-	return d
+// envNotWanted reports the one fallback that depends on a value rather than on what was
+// given: PGPASSWORD is not read when database-url carries its own password.
+func (c *Config) envNotWanted(in Input) bool {
+	return in.Name == "db-password" && urlPassword(c.DatabaseURL) != ""
 }
 
 // problem records a value that could not be read.
@@ -380,4 +267,18 @@ func urlPassword(s string) string {
 		}
 	}
 	return u.Query().Get("password")
+}
+
+// Advise says how to apply a fix the procedure names, the way this run takes its inputs: a
+// flag on the command line, an input of the step's with: block in the action.
+func (c *Config) Advise(fix rollout.Fix) string {
+	for _, in := range allInputs() {
+		if in.Fixes == fix.Option && fix.Option != 0 {
+			if c.Action {
+				return fmt.Sprintf("set the input %s: %s", in.Name, fix.Value)
+			}
+			return fmt.Sprintf("give --%s %s", in.Name, fix.Value)
+		}
+	}
+	return fmt.Sprintf("no input gives option %d", fix.Option)
 }

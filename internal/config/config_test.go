@@ -337,12 +337,19 @@ func TestInputsTable(t *testing.T) {
 			t.Errorf("input %q is required and has a default", in.Name)
 		}
 	}
-	var fieldNames []string
-	for _, f := range (&Config{}).fields() {
-		fieldNames = append(fieldNames, f.name)
-	}
-	if !slices.Equal(names, fieldNames) {
-		t.Errorf("fields() and the input table differ:\n table  %v\n fields %v", names, fieldNames)
+	for _, action := range []bool{false, true} {
+		var want, got []string
+		for _, in := range allInputs() {
+			if !(in.CLIOnly && action) && !(in.ActionOnly && !action && in.Name != "command") {
+				want = append(want, in.Name)
+			}
+		}
+		for _, f := range (&Config{Action: action}).fields() {
+			got = append(got, f.name)
+		}
+		if !slices.Equal(want, got) {
+			t.Errorf("action %v: fields() and the input table differ:\n table  %v\n fields %v", action, want, got)
+		}
 	}
 	for _, cmd := range []string{CmdUpgrade, CmdPlan, CmdBackup, CmdRestore} {
 		if len(InputsFor(cmd)) == 0 {

@@ -3,6 +3,9 @@ package config
 import (
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
 // BackupIdentityEnv is the environment variable read when backup-identity is not given.
@@ -47,22 +50,37 @@ func (k Kind) String() string {
 	}
 }
 
-// Input describes one input: an action input (env INPUT_<NAME>) and a CLI flag (--<name>).
+// Input is one row of the table of inputs: an action input (env INPUT_<NAME>) and a CLI flag
+// (--<name>), bound to its field of Config. Reading, showing, redacting, the help text, the
+// action metadata (action.yml is generated from the table) and the checks that two inputs
+// are not given together all come from the row.
 type Input struct {
 	Name        string
-	Group       string // heading in the help text
+	Bind        binding // the Config field, and the kind of text it takes
+	Group       string  // heading in the help text and in action.yml
 	Description string
 	Default     string   // default as an action (and on the CLI unless CLIDefault is set)
 	CLIDefault  string   // default on the CLI when it differs from Default
 	Enum        []string // allowed values, if it is an enumeration
-	Kind        Kind
 	Secret      bool     // redacted in String/LogValue, returned by Secrets
 	Required    bool     // required: true in action.yml (for the action's default command, upgrade)
 	Env         string   // environment variable read when the input is not given
-	Commands    []string // subcommands that accept it: as a flag, and as an input of the action's command
-	CLIOnly     bool     // a CLI flag only, not an action input
-	ActionOnly  bool     // an action input only, not a CLI flag
+	// EnvUnless are inputs whose being given turns the Env fallback off (DATABASE_URL is not
+	// read when the db-* inputs name a database).
+	EnvUnless []string
+	// Excludes are inputs that may not be given together with this one; ExcludeHint says what
+	// to do instead ({other} stands for the excluded input's name).
+	Excludes    []string
+	ExcludeHint string
+	// Fixes is the procedure's option this input gives, for refusals that name their fix.
+	Fixes      rollout.Option
+	Commands   []string // subcommands that accept it: as a flag, and as an input of the action's command
+	CLIOnly    bool     // a CLI flag only, not an action input
+	ActionOnly bool     // an action input only, not a CLI flag
 }
+
+// Kind is how the input's text is read.
+func (in Input) Kind() Kind { return in.Bind.kind() }
 
 // DefaultFor returns the input's default as an action (action true) or on the CLI.
 func (in Input) DefaultFor(action bool) string {
@@ -108,132 +126,136 @@ func allInputs() []Input {
 	)
 	return []Input{
 		// What the action does; on the command line it is the subcommand.
-		{Name: "command", Group: GroupRun, Kind: KindString, Default: CmdUpgrade, ActionOnly: true, Commands: all,
+		{Name: "command", Bind: str(func(c *Config) *string { return &c.Command }), Group: GroupRun, Default: CmdUpgrade, ActionOnly: true, Commands: all,
 			Description: "What the step does: upgrade; plan (the preflight and the manifest diff, changing nothing); backup (the database into the backup stores); restore (the database from restore-from); or recover (complete the recovery of an earlier run that was cancelled or killed, e.g. in an if: cancelled() step). An input that does not apply to the command is refused."},
 
 		// Release.
-		{Name: "release-name", Group: GroupRelease, Kind: KindString, Commands: all,
+		{Name: "release-name", Bind: str(func(c *Config) *string { return &c.ReleaseName }), Group: GroupRelease, Commands: all,
 			Description: "Name of the Helm release of the identity service (a DNS-1123 label, at most 53 characters). Required by upgrade, plan and recover; backup names its bundle after it."},
-		{Name: "namespace", Group: GroupRelease, Kind: KindString, Default: "default", Commands: all,
+		{Name: "namespace", Bind: str(func(c *Config) *string { return &c.Namespace }), Group: GroupRelease, Default: "default", Commands: all,
 			Description: "Kubernetes namespace of the release."},
-		{Name: "chart", Group: GroupRelease, Kind: KindString, Commands: upPlan,
+		{Name: "chart", Bind: str(func(c *Config) *string { return &c.Chart }), Group: GroupRelease, Commands: upPlan,
 			Description: "Chart to upgrade to: repo/name (needs repo-url), oci://host/path/name, or a local chart directory or .tgz (e.g. alfresco/alfresco-identity-service). Required by upgrade and plan."},
-		{Name: "chart-version", Group: GroupRelease, Kind: KindString, Commands: upPlan,
+		{Name: "chart-version", Bind: str(func(c *Config) *string { return &c.ChartVersion }), Group: GroupRelease, Commands: upPlan,
 			Description: "Chart version or semver constraint (e.g. 3.0.0). Empty means the newest; not used with a local chart."},
-		{Name: "repo-url", Group: GroupRelease, Kind: KindString, Commands: upPlan,
+		{Name: "repo-url", Bind: str(func(c *Config) *string { return &c.RepoURL }), Group: GroupRelease, Commands: upPlan,
 			Description: "Chart repository URL (http or https) for a repo/name chart, e.g. https://kubernetes-charts.alfresco.com/stable."},
-		{Name: "values", Group: GroupRelease, Kind: KindText, Commands: upPlan,
+		{Name: "values", Bind: text(func(c *Config) *string { return &c.Values }), Group: GroupRelease, Commands: upPlan,
 			Description: "Inline YAML values applied on top of the values files."},
-		{Name: "values-files", Group: GroupRelease, Kind: KindList, Commands: upPlan,
+		{Name: "values-files", Bind: list(func(c *Config) *[]string { return &c.ValuesFiles }), Group: GroupRelease, Commands: upPlan,
 			Description: "Values files, one path per line, applied in order."},
-		{Name: "set", Group: GroupRelease, Kind: KindList, Commands: upPlan,
+		{Name: "set", Bind: list(func(c *Config) *[]string { return &c.Set }), Group: GroupRelease, Commands: upPlan,
 			Description: "Values as key=value, one per line (like helm --set), applied last."},
-		{Name: "reuse-values", Group: GroupRelease, Kind: KindBool, Default: "true", Commands: upPlan,
+		{Name: "reuse-values", Bind: boolean(func(c *Config) *bool { return &c.ReuseValues }), Group: GroupRelease, Default: "true", Commands: upPlan,
 			Description: "Start from the release's current values (true or false)."},
 
 		// Cluster.
-		{Name: "kubeconfig", Group: GroupCluster, Kind: KindText, Secret: true, Commands: all,
+		{Name: "kubeconfig", Bind: text(func(c *Config) *string { return &c.Kubeconfig }), Group: GroupCluster, Secret: true, Commands: all,
 			Description: "Kubeconfig file content (not a path; secret). Empty means KUBECONFIG, ~/.kube/config, or in-cluster config."},
-		{Name: "kube-context", Group: GroupCluster, Kind: KindString, Commands: all,
+		{Name: "kube-context", Bind: str(func(c *Config) *string { return &c.KubeContext }), Group: GroupCluster, Commands: all,
 			Description: "Kubeconfig context to use. Empty means the current context."},
 
 		// Database.
-		{Name: "database-url", Group: GroupDatabase, Kind: KindString, Secret: true, Env: "DATABASE_URL", Commands: all,
+		{Name: "database-url", Bind: str(func(c *Config) *string { return &c.DatabaseURL }), Group: GroupDatabase, Secret: true, Env: "DATABASE_URL", EnvUnless: []string{"db-host", "db-port", "db-name", "db-user", "db-port-forward"},
+			Excludes: []string{"db-host", "db-port", "db-name", "db-user", "db-sslmode"}, ExcludeHint: "use database-url alone, or remove it and use db-host, db-port, db-name, db-user",
+			Commands:    all,
 			Description: "Keycloak database as postgres://user[:password]@host[:port]/dbname[?sslmode=...] (secret). Falls back to DATABASE_URL. Use it or the db-* inputs, not both."},
-		{Name: "db-host", Group: GroupDatabase, Kind: KindString, Commands: all,
+		{Name: "db-host", Bind: str(func(c *Config) *string { return &c.DBHost }), Group: GroupDatabase, Commands: all,
 			Description: "Database host, when database-url is not used."},
-		{Name: "db-port-forward", Group: GroupDatabase, Kind: KindString, Commands: all,
+		{Name: "db-port-forward", Bind: str(func(c *Config) *string { return &c.DBPortForward }), Group: GroupDatabase, Excludes: []string{"database-url", "db-host", "db-port"},
+			ExcludeHint: "the port-forward is the database's host and port (127.0.0.1 and a free port): remove {other} and give db-name, db-user and the password",
+			Commands:    all,
 			Description: "Reach the database through a port-forward of the Kubernetes API server, for a release's own in-cluster PostgreSQL that the runner cannot dial: auto (the release's PostgreSQL StatefulSet, its Service and port), service/NAME[:PORT] or pod/NAME[:PORT] in the release's namespace. The forward listens on 127.0.0.1 and stands for the host and port: give db-name, db-user and the password, not db-host, db-port or database-url. Empty: off."},
-		{Name: "db-port", Group: GroupDatabase, Kind: KindInt, Default: "5432", Commands: all,
+		{Name: "db-port", Bind: number(func(c *Config) *int { return &c.DBPort }), Group: GroupDatabase, Default: "5432", Commands: all,
 			Description: "Database port (1-65535)."},
-		{Name: "db-name", Group: GroupDatabase, Kind: KindString, Commands: all,
+		{Name: "db-name", Bind: str(func(c *Config) *string { return &c.DBName }), Group: GroupDatabase, Commands: all,
 			Description: "Database name, when database-url is not used."},
-		{Name: "db-user", Group: GroupDatabase, Kind: KindString, Commands: all,
+		{Name: "db-user", Bind: str(func(c *Config) *string { return &c.DBUser }), Group: GroupDatabase, Commands: all,
 			Description: "Database user, when database-url is not used."},
-		{Name: "db-password", Group: GroupDatabase, Kind: KindString, Secret: true, Env: "PGPASSWORD", Commands: all,
+		{Name: "db-password", Bind: str(func(c *Config) *string { return &c.DBPassword }), Group: GroupDatabase, Secret: true, Env: "PGPASSWORD", EnvUnless: []string{"db-password-from"}, Commands: all,
 			Description: "Database password (secret). Falls back to PGPASSWORD, which keeps it out of process arguments."},
-		{Name: "db-password-from", Group: GroupDatabase, Kind: KindString, Commands: all,
+		{Name: "db-password-from", Bind: str(func(c *Config) *string { return &c.DBPasswordFrom }), Group: GroupDatabase, Commands: all,
 			Description: "Read the database password from a Secret in the release's namespace, as secret/NAME:KEY (the bundled PostgreSQL's is secret/<release>-postgresql-id:postgresql-password); masked like every secret. Instead of db-password."},
-		{Name: "db-sslmode", Group: GroupDatabase, Kind: KindString, Default: "prefer", Commands: all,
+		{Name: "db-sslmode", Bind: str(func(c *Config) *string { return &c.DBSSLMode }), Group: GroupDatabase, Default: "prefer", Commands: all,
 			Enum:        []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
 			Description: "PostgreSQL sslmode."},
-		{Name: "pg-bin-dir", Group: GroupDatabase, Kind: KindString, Commands: all,
+		{Name: "pg-bin-dir", Bind: str(func(c *Config) *string { return &c.PgBinDir }), Group: GroupDatabase, Commands: all,
 			Description: "Directory of the PostgreSQL client tools to use (it must hold pg_dump, pg_restore and psql, of the server's major version or newer). Empty means the installed client of the server's major, else the oldest newer one."},
 
 		// Backup.
-		{Name: "from", Group: GroupBackup, Kind: KindString, CLIOnly: true, Commands: restore,
+		{Name: "from", Bind: str(func(c *Config) *string { return &c.From }), Group: GroupBackup, CLIOnly: true, Commands: restore,
 			Description: "Bundle to restore: a bundle directory (DIR/<backup-name>), an oci://registry/repo:tag reference, or, in GitHub Actions, an artifact name. Required."},
-		{Name: "restore-from", Group: GroupBackup, Kind: KindString, ActionOnly: true, Commands: restore,
+		{Name: "restore-from", Bind: str(func(c *Config) *string { return &c.From }), Group: GroupBackup, ActionOnly: true, Commands: restore,
 			Description: "Bundle that command restore restores (required there): a bundle directory, an oci://registry/repo:tag reference, or artifact:<name> (an artifact of this workflow run), as the backup-location output of a backup or upgrade step gives it."},
-		{Name: "backup-format", Group: GroupBackup, Kind: KindString, Default: "custom", Enum: []string{"custom", "plain"}, Commands: upBackup,
+		{Name: "backup-format", Bind: str(func(c *Config) *string { return &c.BackupFormat }), Group: GroupBackup, Default: "custom", Enum: []string{"custom", "plain"}, Commands: upBackup,
 			Description: "pg_dump format: custom (restored with pg_restore) or plain (SQL restored with psql)."},
-		{Name: "backup-store", Group: GroupBackup, Kind: KindList, Default: "artifact", CLIDefault: "path:./backups", Commands: append(slices.Clone(upBackup), CmdRecover),
+		{Name: "backup-store", Bind: list(func(c *Config) *[]string { return &c.BackupStores }), Group: GroupBackup, Default: "artifact", CLIDefault: "path:./backups", Commands: append(slices.Clone(upBackup), CmdRecover),
 			Description: "Where to store the backup, one per line: artifact (GitHub artifact), oci://registry/repo[:tag], or path:DIR. Default: artifact as an action, path:./backups on the CLI."},
-		{Name: "backup-name", Group: GroupBackup, Kind: KindString, Commands: upBackup,
+		{Name: "backup-name", Bind: str(func(c *Config) *string { return &c.BackupName }), Group: GroupBackup, Commands: upBackup,
 			Description: "Bundle name (letters, digits, '.', '_', '-'; at most 128). Empty means <release>-r<revision>-<UTC timestamp>."},
-		{Name: "backup-encryption-recipients", Group: GroupBackup, Kind: KindList, Commands: upBackup,
+		{Name: "backup-encryption-recipients", Bind: list(func(c *Config) *[]string { return &c.BackupEncryptionRecipients }), Group: GroupBackup, Commands: upBackup,
 			Description: "age recipients (age1...), one per line, that the backup is encrypted to before it leaves the machine."},
-		{Name: "allow-plaintext-backup", Group: GroupBackup, Kind: KindBool, Default: "false", Commands: upBackup,
+		{Name: "allow-plaintext-backup", Bind: boolean(func(c *Config) *bool { return &c.AllowPlaintextBackup }), Group: GroupBackup, Default: "false", Commands: upBackup,
 			Description: "Allow an unencrypted backup in an artifact or oci:// store when no recipients are given (true or false)."},
-		{Name: "backup-identity", Group: GroupBackup, Kind: KindText, Secret: true, Commands: []string{CmdRestore, CmdUpgrade, CmdRecover},
+		{Name: "backup-identity", Bind: text(func(c *Config) *string { return &c.BackupIdentity }), Group: GroupBackup, Secret: true, Env: BackupIdentityEnv, Commands: []string{CmdRestore, CmdUpgrade, CmdRecover},
 			Description: "age identity (AGE-SECRET-KEY-1...) that decrypts an encrypted bundle (secret). Needed by restore of an encrypted bundle. On the command line prefer the IDENTITY_UPGRADE_BACKUP_IDENTITY environment variable, so the key never sits in process arguments."},
-		{Name: "allow-older-server", Group: GroupBackup, Kind: KindBool, Default: "false", Commands: restore,
+		{Name: "allow-older-server", Bind: boolean(func(c *Config) *bool { return &c.AllowOlderServer }), Group: GroupBackup, Default: "false", Commands: restore,
 			Description: "Allow restoring a bundle into a server of an older PostgreSQL major than the one it was dumped from (true or false); such a dump may use what the older server lacks."},
-		{Name: "registry-username", Group: GroupBackup, Kind: KindString, Commands: all,
+		{Name: "registry-username", Bind: str(func(c *Config) *string { return &c.RegistryUsername }), Group: GroupBackup, Commands: all,
 			Description: "Username for oci:// registries (chart and backup store)."},
-		{Name: "registry-password", Group: GroupBackup, Kind: KindString, Secret: true, Commands: all,
+		{Name: "registry-password", Bind: str(func(c *Config) *string { return &c.RegistryPassword }), Group: GroupBackup, Secret: true, Commands: all,
 			Description: "Password or token for oci:// registries (secret)."},
-		{Name: "retention-days", Group: GroupBackup, Kind: KindInt, Commands: upBackup,
+		{Name: "retention-days", Bind: optional(func(c *Config) *int { return &c.RetentionDays }), Group: GroupBackup, Commands: upBackup,
 			Description: "Days GitHub keeps the backup artifact (1-90, at most the repository's limit), so that a later run can restore it (restore with run-id). Empty means the repository's default (90 days unless changed)."},
-		{Name: "run-id", Group: GroupBackup, Kind: KindInt, Commands: restore,
+		{Name: "run-id", Bind: optional(func(c *Config) *int64 { return &c.RunID }), Group: GroupBackup, Commands: restore,
 			Description: "Workflow run whose artifact restore reads (the id in .../actions/runs/<id>), for a backup taken by an earlier run; needs github-token. Empty means the current run."},
-		{Name: "github-token", Group: GroupBackup, Kind: KindString, Secret: true, Env: "GITHUB_TOKEN", Commands: restore,
+		{Name: "github-token", Bind: str(func(c *Config) *string { return &c.GitHubToken }), Group: GroupBackup, Secret: true, Env: "GITHUB_TOKEN", Commands: restore,
 			Description: "GitHub token that may read the repository's actions (actions: read), for restore with run-id (secret). Falls back to GITHUB_TOKEN."},
 
 		// Readiness and recovery.
-		{Name: "timeout", Group: GroupRecovery, Kind: KindDuration, Default: "10m", Commands: all,
+		{Name: "timeout", Bind: duration(func(c *Config) *time.Duration { return &c.Timeout }), Group: GroupRecovery, Default: "10m", Commands: all,
 			Description: "Longest wait for the upgraded release to become ready (a duration such as 90s or 10m); also bounds backup and restore."},
-		{Name: "stability-window", Group: GroupRecovery, Kind: KindDuration, Default: "30s", Commands: upPlan,
+		{Name: "stability-window", Bind: duration(func(c *Config) *time.Duration { return &c.StabilityWindow }), Group: GroupRecovery, Default: "30s", Commands: upPlan,
 			Description: "How long every pod must stay ready after all are ready (a duration; 0 turns it off)."},
-		{Name: "probe-url", Group: GroupRecovery, Kind: KindString, Commands: upPlan,
+		{Name: "probe-url", Bind: str(func(c *Config) *string { return &c.ProbeURL }), Group: GroupRecovery, Commands: upPlan,
 			Description: "Optional http(s) URL that must answer 200 after the upgrade, e.g. the OIDC discovery URL .../realms/master/.well-known/openid-configuration."},
-		{Name: "rollback", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "never"}, Commands: upPlan,
+		{Name: "rollback", Bind: choice(func(c *Config) *rollout.RollbackPolicy { return &c.Rollback }), Group: GroupRecovery, Default: "auto", Enum: enum(rollout.RollbackAuto, rollout.RollbackNever), Commands: upPlan,
 			Description: "On failure: auto rolls the release (and database) back; never leaves everything as it failed."},
-		{Name: "restore-database", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "always", "never"}, Commands: planRec,
+		{Name: "restore-database", Bind: choice(func(c *Config) *rollout.RestoreDatabase { return &c.RestoreDatabase }), Group: GroupRecovery, Default: "auto", Enum: enum(rollout.RestoreAuto, rollout.RestoreAlways, rollout.RestoreNever), Commands: planRec,
 			Description: "On rollback: auto restores the database when the schema changed; always or never."},
-		{Name: "rollback-hooks", Group: GroupRecovery, Kind: KindString, Default: "auto", Enum: []string{"auto", "run", "skip"}, Commands: planRec,
+		{Name: "rollback-hooks", Bind: choice(func(c *Config) *rollout.RollbackHooks { return &c.RollbackHooks }), Group: GroupRecovery, Default: "auto", Enum: enum(rollout.HooksAuto, rollout.HooksRun, rollout.HooksSkip), Commands: planRec,
 			Description: "Hooks of the revision rolled back to: auto skips them (the database is restored by this tool), run or skip."},
-		{Name: "recreate-statefulsets", Group: GroupRecovery, Kind: KindString, Default: "never", Enum: []string{"never", "orphan"}, Commands: planRec,
+		{Name: "recreate-statefulsets", Bind: choice(func(c *Config) *rollout.RecreateStatefulSets { return &c.RecreateStatefulSets }), Group: GroupRecovery, Fixes: rollout.OptionRecreateStatefulSets, Default: "never", Enum: enum(rollout.RecreateNever, rollout.RecreateOrphan), Commands: planRec,
 			Description: "StatefulSets whose immutable fields change: never fails, orphan deletes them with --cascade=orphan and lets helm re-create them."},
-		{Name: "continue-after-recovery", Group: GroupRecovery, Kind: KindBool, Default: "false", Commands: []string{CmdUpgrade},
+		{Name: "continue-after-recovery", Bind: boolean(func(c *Config) *bool { return &c.ContinueAfterRecovery }), Group: GroupRecovery, Default: "false", Commands: []string{CmdUpgrade},
 			Description: "When this run first recovers an earlier run that was interrupted (its journal open), go on with this run's upgrade instead of stopping with exit 1 (true or false)."},
-		{Name: "cancel-budget", Group: GroupRecovery, Kind: KindDuration, Default: "8s", Commands: recov,
+		{Name: "cancel-budget", Bind: duration(func(c *Config) *time.Duration { return &c.CancelBudget }), Group: GroupRecovery, Default: "8s", Commands: recov,
 			Description: "How long a cancelled run (SIGINT, SIGTERM) spends on its recovery before it exits; what does not fit stays in the run journal for the next run or recover. The default fits GitHub's cancellation (SIGTERM 7.5 s after SIGINT, SIGKILL 2.5 s later)."},
-		{Name: "unlock-pending", Group: GroupRecovery, Kind: KindBool, Default: "false", Commands: upPlan,
+		{Name: "unlock-pending", Bind: boolean(func(c *Config) *bool { return &c.UnlockPending }), Group: GroupRecovery, Fixes: rollout.OptionUnlockPending, Default: "false", Commands: upPlan,
 			Description: "Unlock a release left pending-install/upgrade/rollback by a killed run (true or false)."},
 
 		// Identity service.
-		{Name: "quiesce", Group: GroupIdentity, Kind: KindBool, Default: "true", Commands: upPlan,
+		{Name: "quiesce", Bind: boolean(func(c *Config) *bool { return &c.Quiesce }), Group: GroupIdentity, Default: "true", Commands: upPlan,
 			Description: "Scale the Keycloak workload to 0 before the backup (the downtime the vendor procedure asks for)."},
-		{Name: "workload", Group: GroupIdentity, Kind: KindString, Default: "auto", Commands: planRec,
+		{Name: "workload", Bind: str(func(c *Config) *string { return &c.Workload }), Group: GroupIdentity, Default: "auto", Commands: planRec,
 			Description: "Keycloak workload as statefulset/NAME or deployment/NAME; auto detects it from the release."},
-		{Name: "logout-sessions", Group: GroupIdentity, Kind: KindBool, Default: "false", Commands: upPlan,
+		{Name: "logout-sessions", Bind: boolean(func(c *Config) *bool { return &c.LogoutSessions }), Group: GroupIdentity, Default: "false", Commands: upPlan,
 			Description: "End all user sessions through the admin API first (needs keycloak-url, keycloak-admin-user, keycloak-admin-password)."},
-		{Name: "keycloak-url", Group: GroupIdentity, Kind: KindString, Commands: upPlan,
+		{Name: "keycloak-url", Bind: str(func(c *Config) *string { return &c.KeycloakURL }), Group: GroupIdentity, Commands: upPlan,
 			Description: "Keycloak base URL (http or https) for the admin API, e.g. https://id.example.com/auth."},
-		{Name: "keycloak-admin-user", Group: GroupIdentity, Kind: KindString, Commands: upPlan,
+		{Name: "keycloak-admin-user", Bind: str(func(c *Config) *string { return &c.KeycloakAdminUser }), Group: GroupIdentity, Commands: upPlan,
 			Description: "Keycloak admin user (master realm)."},
-		{Name: "keycloak-admin-password", Group: GroupIdentity, Kind: KindString, Secret: true, Commands: upPlan,
+		{Name: "keycloak-admin-password", Bind: str(func(c *Config) *string { return &c.KeycloakAdminPassword }), Group: GroupIdentity, Secret: true, Commands: upPlan,
 			Description: "Keycloak admin password (secret)."},
-		{Name: "realms", Group: GroupIdentity, Kind: KindList, Default: "all", Commands: upPlan,
+		{Name: "realms", Bind: list(func(c *Config) *[]string { return &c.Realms }), Group: GroupIdentity, Default: "all", Commands: upPlan,
 			Description: "Realms whose sessions are ended, one per line; all means every realm."},
-		{Name: "clear-tx-object-store", Group: GroupIdentity, Kind: KindBool, Default: "false", Commands: upPlan,
+		{Name: "clear-tx-object-store", Bind: boolean(func(c *Config) *bool { return &c.ClearTxObjectStore }), Group: GroupIdentity, Default: "false", Commands: upPlan,
 			Description: "Delete the transaction object store in the Keycloak pod before the upgrade (vendor step 2)."},
-		{Name: "tx-object-store-path", Group: GroupIdentity, Kind: KindString, Default: "/opt/jboss/keycloak/standalone/data/tx-object-store", Commands: upPlan,
+		{Name: "tx-object-store-path", Bind: str(func(c *Config) *string { return &c.TxObjectStorePath }), Group: GroupIdentity, Default: "/opt/jboss/keycloak/standalone/data/tx-object-store", Commands: upPlan,
 			Description: "Absolute path of the transaction object store in the Keycloak container."},
 
 		// Run.
-		{Name: "dry-run", Group: GroupRun, Kind: KindBool, Default: "false", Commands: upgrade,
+		{Name: "dry-run", Bind: boolean(func(c *Config) *bool { return &c.DryRun }), Group: GroupRun, Default: "false", Commands: upgrade,
 			Description: "Run the preflight and show the manifest diff; change nothing (true or false)."},
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/redact"
@@ -17,33 +16,37 @@ import (
 // redacted replaces a secret wherever a configuration is shown.
 const redacted = redact.Mark
 
-// Secrets returns the non-empty secret values (passwords, the age identity, the kubeconfig
-// content, passwords inside URLs), each once, so that they can be masked in logs. Multi-line
-// secrets are returned whole.
+// Secrets returns the non-empty secret values (the inputs marked secret, passwords inside
+// URLs), each once, so that they can be masked in logs: one-line secrets first, in table order,
+// then the multi-line ones (the kubeconfig, the age identity), returned whole.
 func (c *Config) Secrets() []string {
-	var out []string
-	add := func(s string) {
-		if s != "" && !slices.Contains(out, s) {
-			out = append(out, s)
+	var out, multi []string
+	add := func(to *[]string, s string) {
+		if s != "" && !slices.Contains(out, s) && !slices.Contains(multi, s) {
+			*to = append(*to, s)
 		}
 	}
-	add(c.DBPassword)
-	add(c.KeycloakAdminPassword)
-	add(c.RegistryPassword)
-	add(c.GitHubToken)
-	add(c.BackupIdentity)
-	add(c.Kubeconfig)
-	if c.DatabaseURL != "" {
-		if _, err := url.Parse(c.DatabaseURL); err != nil {
-			add(c.DatabaseURL) // cannot find the password in it: all of it is secret
-		} else {
-			add(urlPassword(c.DatabaseURL))
+	for _, in := range allInputs() {
+		value, _ := in.Bind.get(c)
+		switch {
+		case in.Name == "database-url" && value != "":
+			if _, err := url.Parse(value); err != nil {
+				add(&out, value) // cannot find the password in it: all of it is secret
+			} else {
+				add(&out, urlPassword(value))
+			}
+		case in.Secret && in.Kind() == KindText:
+			add(&multi, value)
+		case in.Secret:
+			add(&out, value)
 		}
 	}
-	for _, s := range []string{c.RepoURL, c.ProbeURL, c.KeycloakURL} {
-		add(urlPassword(s))
+	for _, in := range allInputs() {
+		if value, _ := in.Bind.get(c); !in.Secret && in.Kind() == KindString && strings.Contains(value, "://") {
+			add(&out, urlPassword(value))
+		}
 	}
-	return out
+	return append(out, multi...)
 }
 
 // containsSecret reports whether s contains any secret value.
@@ -84,81 +87,18 @@ type field struct {
 	list  []string // for KindList
 }
 
-// fields lists every input with its value, in table order. Values are not redacted yet.
+// fields lists every input of the run's mode (action or CLI) with its value, in table order.
+// Values are not redacted yet.
 func (c *Config) fields() []field {
-	b := func(v bool) string { return strconv.FormatBool(v) }
-	d := func(v time.Duration) string { return v.String() }
-	// restore's bundle is the restore-from input of the action, the --from flag on the CLI.
-	from, restoreFrom := c.From, ""
-	if c.Action {
-		from, restoreFrom = "", c.From
+	var out []field
+	for _, in := range allInputs() {
+		if (in.CLIOnly && c.Action) || (in.ActionOnly && !c.Action && in.Name != "command") {
+			continue
+		}
+		value, list := in.Bind.get(c)
+		out = append(out, field{name: in.Name, value: value, list: list})
 	}
-	return []field{
-		{name: "command", value: c.Command},
-		{name: "release-name", value: c.ReleaseName},
-		{name: "namespace", value: c.Namespace},
-		{name: "chart", value: c.Chart},
-		{name: "chart-version", value: c.ChartVersion},
-		{name: "repo-url", value: c.RepoURL},
-		{name: "values", value: c.Values},
-		{name: "values-files", list: c.ValuesFiles},
-		{name: "set", list: c.Set},
-		{name: "reuse-values", value: b(c.ReuseValues)},
-		{name: "kubeconfig", value: c.Kubeconfig},
-		{name: "kube-context", value: c.KubeContext},
-		{name: "database-url", value: c.DatabaseURL},
-		{name: "db-host", value: c.DBHost},
-		{name: "db-port-forward", value: c.DBPortForward},
-		{name: "db-port", value: strconv.Itoa(c.DBPort)},
-		{name: "db-name", value: c.DBName},
-		{name: "db-user", value: c.DBUser},
-		{name: "db-password", value: c.DBPassword},
-		{name: "db-password-from", value: c.DBPasswordFrom},
-		{name: "db-sslmode", value: c.DBSSLMode},
-		{name: "pg-bin-dir", value: c.PgBinDir},
-		{name: "from", value: from},
-		{name: "restore-from", value: restoreFrom},
-		{name: "backup-format", value: c.BackupFormat},
-		{name: "backup-store", list: c.BackupStores},
-		{name: "backup-name", value: c.BackupName},
-		{name: "backup-encryption-recipients", list: c.BackupEncryptionRecipients},
-		{name: "allow-plaintext-backup", value: b(c.AllowPlaintextBackup)},
-		{name: "backup-identity", value: c.BackupIdentity},
-		{name: "allow-older-server", value: b(c.AllowOlderServer)},
-		{name: "registry-username", value: c.RegistryUsername},
-		{name: "registry-password", value: c.RegistryPassword},
-		{name: "retention-days", value: optionalInt(int64(c.RetentionDays), c.Given("retention-days"))},
-		{name: "run-id", value: optionalInt(c.RunID, c.Given("run-id"))},
-		{name: "github-token", value: c.GitHubToken},
-		{name: "timeout", value: d(c.Timeout)},
-		{name: "stability-window", value: d(c.StabilityWindow)},
-		{name: "probe-url", value: c.ProbeURL},
-		{name: "rollback", value: c.Rollback},
-		{name: "restore-database", value: c.RestoreDatabase},
-		{name: "rollback-hooks", value: c.RollbackHooks},
-		{name: "recreate-statefulsets", value: c.RecreateStatefulSets},
-		{name: "continue-after-recovery", value: b(c.ContinueAfterRecovery)},
-		{name: "cancel-budget", value: d(c.CancelBudget)},
-		{name: "unlock-pending", value: b(c.UnlockPending)},
-		{name: "quiesce", value: b(c.Quiesce)},
-		{name: "workload", value: c.Workload},
-		{name: "logout-sessions", value: b(c.LogoutSessions)},
-		{name: "keycloak-url", value: c.KeycloakURL},
-		{name: "keycloak-admin-user", value: c.KeycloakAdminUser},
-		{name: "keycloak-admin-password", value: c.KeycloakAdminPassword},
-		{name: "realms", list: c.Realms},
-		{name: "clear-tx-object-store", value: b(c.ClearTxObjectStore)},
-		{name: "tx-object-store-path", value: c.TxObjectStorePath},
-		{name: "dry-run", value: b(c.DryRun)},
-	}
-}
-
-// optionalInt shows a number that may be left empty: "" when it was not given.
-func optionalInt(n int64, given bool) string {
-	if !given {
-		return ""
-	}
-	return strconv.FormatInt(n, 10)
+	return out
 }
 
 // sensitiveKey matches --set keys whose values are not shown.
@@ -175,7 +115,7 @@ func (c *Config) shown() []field {
 		}
 		in, _ := lookup(f.name)
 		switch {
-		case f.name == "database-url" || in.Kind == KindString && strings.Contains(f.value, "://"):
+		case f.name == "database-url" || in.Kind() == KindString && strings.Contains(f.value, "://"):
 			f.value = redactURL(f.value)
 		case in.Secret:
 			f.value = redacted

@@ -109,7 +109,8 @@ func TestSecrets(t *testing.T) {
 		"kubeconfig":              "clusters: []",
 		"keycloak-url":            "https://admin:p5@id.example.com/auth",
 	})))
-	want := []string{"p1", "p2", "p3", "AGE-SECRET-KEY-1P4", "clusters: []", "p5"}
+	// One-line secrets in table order, passwords in URLs, then the multi-line ones.
+	want := []string{"p1", "p3", "p2", "p5", "clusters: []", "AGE-SECRET-KEY-1P4"}
 	if got := c.Secrets(); !slices.Equal(got, want) {
 		t.Errorf("Secrets() = %q, want %q", got, want)
 	}

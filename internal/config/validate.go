@@ -52,6 +52,7 @@ func (c *Config) Validate() error {
 	v.backup()
 	v.recovery()
 	v.identity()
+	v.excludes()
 
 	if c.Action {
 		// As an action, restore's bundle is the restore-from input.
@@ -101,7 +102,7 @@ func (v *validator) hygiene() {
 	for _, f := range v.c.fields() {
 		in, _ := lookup(f.name)
 		switch {
-		case in.Kind == KindText:
+		case in.Kind() == KindText:
 			v.text(f.name, f.value)
 		case f.list != nil:
 			for _, s := range f.list {
@@ -393,24 +394,8 @@ func (v *validator) cluster() {
 
 func (v *validator) database() {
 	c := v.c
-	const howTo = "use database-url alone, or remove it and use db-host, db-port, db-name, db-user"
 	if c.DatabaseURL != "" {
 		v.check("database-url", c.DatabaseURL, v.databaseURL)
-		conflicts := []struct {
-			name string
-			set  bool
-		}{
-			{"db-host", c.DBHost != ""},
-			{"db-port", c.Given("db-port")},
-			{"db-name", c.DBName != ""},
-			{"db-user", c.DBUser != ""},
-			{"db-sslmode", c.Given("db-sslmode")},
-		}
-		for _, o := range conflicts {
-			if o.set {
-				v.add("database-url", "given together with %s; %s", o.name, howTo)
-			}
-		}
 		if c.Given("db-password") && urlPassword(c.DatabaseURL) != "" {
 			v.add("db-password", "database-url already holds a password; give it in one place (db-password, PGPASSWORD or the URL)")
 		}
@@ -439,6 +424,21 @@ func (v *validator) database() {
 	v.portForward()
 }
 
+// excludes refuses, for every input that has a value, the inputs its row says may not be
+// given with it: the run would otherwise use one of them and ignore the other.
+func (v *validator) excludes() {
+	for _, in := range allInputs() {
+		if value, list := in.Bind.get(v.c); len(in.Excludes) == 0 || (value == "" && len(list) == 0) {
+			continue
+		}
+		for _, other := range in.Excludes {
+			if v.c.Given(other) {
+				v.add(in.Name, "given together with %s; %s", other, strings.ReplaceAll(in.ExcludeHint, "{other}", other))
+			}
+		}
+	}
+}
+
 // portForward checks db-port-forward and db-password-from. The forward stands for the host
 // and port: db-host, db-port and database-url are refused with it rather than ignored, so
 // that no run reaches another database than the one named.
@@ -448,18 +448,6 @@ func (v *validator) portForward() {
 		if s != PortForwardAuto && !validPortForward(s) {
 			v.add("db-port-forward", "%s is not auto, service/NAME[:PORT] or pod/NAME[:PORT] (e.g. service/identity-postgresql-id:5432)", c.quote(s))
 			return
-		}
-		for _, o := range []struct {
-			name string
-			set  bool
-		}{
-			{"database-url", c.DatabaseURL != ""},
-			{"db-host", c.DBHost != ""},
-			{"db-port", c.Given("db-port")},
-		} {
-			if o.set {
-				v.add("db-port-forward", "given together with %s; the port-forward is the database's host and port (127.0.0.1 and a free port): remove %s and give db-name, db-user and the password", o.name, o.name)
-			}
 		}
 		if s == PortForwardAuto && c.ReleaseName == "" && !v.has("release-name") {
 			v.add("db-port-forward", "auto finds the database in the release: give release-name too, or name it as service/NAME[:PORT]")

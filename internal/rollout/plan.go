@@ -39,25 +39,14 @@ type DatabaseInspector interface {
 
 // PlanRequest is the part of the configuration the preflight needs.
 type PlanRequest struct {
-	Release   string
-	Namespace string
-	// RecreateStatefulSets is "never" or "orphan" (the recreate-statefulsets input).
-	RecreateStatefulSets string
-	// RollbackHooks is "auto", "run" or "skip" (the rollback-hooks input).
-	RollbackHooks string
-	// UnlockPending allows continuing from a release left pending-* (the unlock-pending input).
+	Release              string
+	Namespace            string
+	RecreateStatefulSets RecreateStatefulSets
+	RollbackHooks        RollbackHooks
+	// UnlockPending allows continuing from a release left pending-*.
 	UnlockPending bool
-	// Action: the run reads action inputs, not flags; messages name inputs accordingly.
-	Action bool
-}
-
-// give says how to give an input a value: as a flag on the command line, as an input in the
-// action.
-func (r PlanRequest) give(input, value string) string {
-	if r.Action {
-		return fmt.Sprintf("set the input %s: %s", input, value)
-	}
-	return fmt.Sprintf("give --%s %s", input, value)
+	// Advise says how a person applies the fix a refusal names, in their terms.
+	Advise Advisor
 }
 
 // Plan is the outcome of the preflight: the state found, what the upgrade would change, and
@@ -114,7 +103,7 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, read
 	if latest.Pending() && !req.UnlockPending {
 		p.Refusals = append(p.Refusals, fmt.Errorf("%w: release %q is %s at revision %d (a killed run leaves it so, and helm refuses every later operation); "+
 			"%s to mark that revision failed and continue, as Flux does",
-			ErrReleasePending, req.Release, latest.Status, latest.Revision, req.give("unlock-pending", "true")))
+			ErrReleasePending, req.Release, latest.Status, latest.Revision, req.Advise.advise(Fix{OptionUnlockPending, "true"})))
 	} else {
 		if latest.Status != "deployed" {
 			// The revision to return to must be one that ran, never a failed or unlocked one.
@@ -132,12 +121,12 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, read
 		if err != nil {
 			return p, err
 		}
-		if req.RecreateStatefulSets != "orphan" {
+		if req.RecreateStatefulSets != RecreateOrphan {
 			for _, c := range p.Changes {
 				if len(c.Immutable) > 0 {
 					p.Refusals = append(p.Refusals, fmt.Errorf("%w: %s changes %s, which the API server refuses to update: a plain helm upgrade "+
 						"would fail after applying part of the release; %s to re-create it (its pods' volumes are kept)",
-						ErrImmutableChange, c.Resource(), strings.Join(c.Immutable, ", "), req.give("recreate-statefulsets", "orphan")))
+						ErrImmutableChange, c.Resource(), strings.Join(c.Immutable, ", "), req.Advise.advise(Fix{OptionRecreateStatefulSets, string(RecreateOrphan)})))
 				}
 			}
 		}
@@ -305,7 +294,7 @@ func older(a, b string) bool {
 // unless rollback-hooks is run (they would restore a stale in-cluster backup, or wait forever
 // for one; the procedure restores its own).
 func skippedRollbackHooks(rel Release, req PlanRequest) []Hook {
-	if req.RollbackHooks == "run" {
+	if req.RollbackHooks == HooksRun {
 		return nil
 	}
 	var out []Hook

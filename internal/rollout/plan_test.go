@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -120,7 +121,7 @@ func TestMakePlan(t *testing.T) {
 			wantText:    []string{"pending-upgrade at revision 4", "give --unlock-pending true"},
 		},
 		{
-			name: "as an action, refusals name the input", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "never", RollbackHooks: "auto", Action: true},
+			name: "as an action, refusals name the input", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "never", RollbackHooks: "auto", Advise: (&config.Config{Action: true}).Advise},
 			current: deployed, changes: selectorChange, db: pg15, wantRender: true, wantSkipped: 2,
 			wantRefusal: []error{rollout.ErrImmutableChange},
 			wantText:    []string{"set the input recreate-statefulsets: orphan"},
@@ -174,6 +175,9 @@ func TestMakePlan(t *testing.T) {
 				rel.target = *tt.target
 			}
 			ready := &fakeReady{err: tt.ready}
+			if tt.req.Advise == nil {
+				tt.req.Advise = (&config.Config{}).Advise // the command line's words
+			}
 			p, err := rollout.MakePlan(t.Context(), rel, fakeDB{db: tt.db}, ready, tt.req)
 			if err != nil {
 				t.Fatal(err)

@@ -19,9 +19,8 @@ type UpgradeRequest struct {
 	Timeout         time.Duration
 	StabilityWindow time.Duration
 	ProbeURL        string
-	// Rollback is "auto" or "never"; RestoreDatabase "auto", "always" or "never".
-	Rollback        string
-	RestoreDatabase string
+	Rollback        RollbackPolicy
+	RestoreDatabase RestoreDatabase
 	// Quiesce scales the Keycloak workloads to zero before the backup; before that,
 	// LogoutSessions ends the users' sessions and ClearTxObjectStore deletes the transaction
 	// object store in the running pods (the vendor's first two steps).
@@ -444,7 +443,7 @@ func (r *run) recover(parent context.Context, target Release, cause error) *Repo
 		rep.NotReady = nr
 	}
 	rep.Result, rep.ExitCode = NeedsAttention, ExitNeedsHuman
-	if r.req.Rollback == "never" {
+	if r.req.Rollback == RollbackNever {
 		rep.Recovery = errors.New("rollback: never: the release and the database were left as the failed upgrade made them")
 		if r.jr.Open() {
 			if err := r.journal(context.WithoutCancel(parent), StepClosed, func(j *Journal) { j.Outcome = "failed; left as it failed (rollback: never)" }); err != nil {
@@ -514,9 +513,9 @@ func (r *run) recover(parent context.Context, target Release, cause error) *Repo
 func (r *run) restoreDatabase(ctx context.Context) (string, error) {
 	b := r.rep.Backup
 	switch r.req.RestoreDatabase {
-	case "never":
+	case RestoreNever:
 		return "skipped: restore-database is never", nil
-	case "always":
+	case RestoreAlways:
 		r.rep.DatabaseDrift = "restore-database is always"
 	default:
 		drift, err := r.p.Database.Drift(ctx, *b)
@@ -556,7 +555,7 @@ func (r *run) rollback(ctx context.Context, target Release) (string, error) {
 	// to, the postgres StatefulSet it re-created by orphan delete among them; deleting it would
 	// leave the upgrade's orphaned pod without a StatefulSet.
 	opts := RollbackOptions{
-		DisableHooks: len(r.rep.Plan.SkippedRollbackHooks) > 0 || r.req.RollbackHooks == "skip",
+		DisableHooks: len(r.rep.Plan.SkippedRollbackHooks) > 0 || r.req.RollbackHooks == HooksSkip,
 		Force:        r.req.ForceRollback,
 		Timeout:      r.req.Timeout,
 	}

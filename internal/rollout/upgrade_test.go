@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -209,8 +210,9 @@ func (w *world) pipeline() *rollout.Pipeline {
 
 func request() rollout.UpgradeRequest {
 	return rollout.UpgradeRequest{
-		PlanRequest: rollout.PlanRequest{Release: "identity", Namespace: "ns", RecreateStatefulSets: "never", RollbackHooks: "auto"},
-		Timeout:     time.Minute, StabilityWindow: time.Second,
+		PlanRequest: rollout.PlanRequest{Release: "identity", Namespace: "ns", RecreateStatefulSets: "never", RollbackHooks: "auto",
+			Advise: (&config.Config{}).Advise},
+		Timeout: time.Minute, StabilityWindow: time.Second,
 		Rollback: "auto", RestoreDatabase: "auto", Quiesce: true,
 	}
 }
@@ -506,10 +508,10 @@ func checkErr(t *testing.T, what string, err error, want string) {
 
 func TestUpgradeSkipsTheRollbackHooksOfTheRecordedRevision(t *testing.T) {
 	for _, tt := range []struct {
-		hooks string
+		hooks rollout.RollbackHooks
 		skip  bool
 	}{{"auto", true}, {"skip", true}, {"run", false}} {
-		t.Run(tt.hooks, func(t *testing.T) {
+		t.Run(string(tt.hooks), func(t *testing.T) {
 			w := newWorld()
 			w.waitErr = notReady
 			req := request()
