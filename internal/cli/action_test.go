@@ -24,24 +24,34 @@ type actionRun struct {
 	summary string
 }
 
-// runAction runs the CLI as GitHub runs the action: no arguments, GITHUB_ACTIONS=true, the
-// inputs as INPUT_<NAME>, and GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files.
+// runAction runs the CLI as GitHub's runner starts the action (testworld.ActionStep): every
+// default of action.yml as INPUT_<NAME>, the step's inputs on top, the runner's files. env holds
+// the step's inputs as INPUT_<NAME> and its other variables as they are.
 func runAction(t *testing.T, env map[string]string) actionRun {
 	t.Helper()
-	dir := t.TempDir()
-	env = maps.Clone(env)
-	env["GITHUB_ACTIONS"] = "true"
-	env["GITHUB_OUTPUT"] = filepath.Join(dir, "output")
-	env["GITHUB_STEP_SUMMARY"] = filepath.Join(dir, "summary")
-	env["RUNNER_TEMP"] = dir
-	r := actionRun{result: runCLI(t, env)}
-	r.outputs = readOutputs(t, env["GITHUB_OUTPUT"])
-	summary, err := os.ReadFile(env["GITHUB_STEP_SUMMARY"])
+	full, files := actionStep(env).Environ(t)
+	r := actionRun{result: runCLI(t, full)}
+	r.outputs = readOutputs(t, files.Output)
+	summary, err := os.ReadFile(files.Summary)
 	if err != nil {
 		t.Errorf("no job summary: %v", err)
 	}
 	r.summary = string(summary)
 	return r
+}
+
+// actionStep splits an environment into a step's inputs (INPUT_<NAME>, by input name) and its
+// other variables.
+func actionStep(env map[string]string) testworld.ActionStep {
+	step := testworld.ActionStep{With: map[string]string{}, Env: map[string]string{}}
+	for k, v := range env {
+		if name, ok := strings.CutPrefix(k, "INPUT_"); ok {
+			step.With[strings.ToLower(name)] = v
+		} else {
+			step.Env[k] = v
+		}
+	}
+	return step
 }
 
 // readOutputs reads a GITHUB_OUTPUT file: name=value lines and name<<DELIM heredocs.

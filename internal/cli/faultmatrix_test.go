@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -402,18 +403,17 @@ func TestSecretsNeverShown(t *testing.T) {
 		}
 	}
 	artifacts := testworld.StartArtifactServer(t)
-	outputs, summary := filepath.Join(dir, "output"), filepath.Join(dir, "summary.md")
-	env := []string{
-		"PATH=" + bin + ":" + os.Getenv("PATH"), "GITHUB_ACTIONS=true", "GITHUB_OUTPUT=" + outputs, "GITHUB_STEP_SUMMARY=" + summary,
-		"RUNNER_TEMP=" + dir, "INPUT_RELEASE-NAME=identity", "INPUT_NAMESPACE=" + w.kube.Namespace, "INPUT_CHART=" + chart14,
-		"INPUT_KUBECONFIG=" + string(w.kube.KubeconfigData), "INPUT_DB-HOST=" + w.db.Host, "INPUT_DB-PORT=" + strconv.Itoa(w.db.Port),
-		"INPUT_DB-NAME=" + w.db.Database, "INPUT_DB-USER=" + w.db.Owner, "INPUT_DB-PASSWORD=" + w.db.OwnerPassword, "INPUT_DB-SSLMODE=disable",
-		"INPUT_RECREATE-STATEFULSETS=orphan", "INPUT_BACKUP-STORE=artifact", "INPUT_ALLOW-PLAINTEXT-BACKUP=true",
-		"INPUT_RESTORE-DATABASE=always", "INPUT_STABILITY-WINDOW=3s", "INPUT_SET=fault=crashloop", "INPUT_PG-BIN-DIR=" + bin,
+	step := map[string]string{
+		"PATH": bin + ":" + os.Getenv("PATH"), "INPUT_RELEASE-NAME": "identity", "INPUT_NAMESPACE": w.kube.Namespace, "INPUT_CHART": chart14,
+		"INPUT_KUBECONFIG": string(w.kube.KubeconfigData), "INPUT_DB-HOST": w.db.Host, "INPUT_DB-PORT": strconv.Itoa(w.db.Port),
+		"INPUT_DB-NAME": w.db.Database, "INPUT_DB-USER": w.db.Owner, "INPUT_DB-PASSWORD": w.db.OwnerPassword, "INPUT_DB-SSLMODE": "disable",
+		"INPUT_RECREATE-STATEFULSETS": "orphan", "INPUT_BACKUP-STORE": "artifact", "INPUT_ALLOW-PLAINTEXT-BACKUP": "true",
+		"INPUT_RESTORE-DATABASE": "always", "INPUT_STABILITY-WINDOW": "3s", "INPUT_SET": "fault=crashloop", "INPUT_PG-BIN-DIR": bin,
 	}
-	for k, v := range artifacts.Env() {
-		env = append(env, k+"="+v)
-	}
+	maps.Copy(step, artifacts.Env())
+	stepEnv, files := actionStep(step).Environ(t)
+	env := testworld.EnvList(stepEnv)
+	outputs, summary := files.Output, files.Summary
 	cmd := exec.Command(identityUpgrade(t))
 	// Only what the runner gives a container action: no PGPASSWORD, no KUBECONFIG.
 	for _, kv := range os.Environ() {

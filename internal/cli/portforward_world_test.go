@@ -244,15 +244,13 @@ func TestActionMasksThePasswordFromTheSecret(t *testing.T) {
 		t.Skip("a run on the simulated cluster")
 	}
 	w := installInCluster(t)
-	dir := t.TempDir()
-	outputs, summary := filepath.Join(dir, "output"), filepath.Join(dir, "summary.md")
-	env := map[string]string{
-		"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": outputs, "GITHUB_STEP_SUMMARY": summary, "RUNNER_TEMP": dir,
+	env, files := actionStep(map[string]string{
 		"INPUT_RELEASE-NAME": "identity", "INPUT_NAMESPACE": w.kube.Namespace, "INPUT_CHART": chart14,
 		"INPUT_KUBECONFIG": string(w.kube.KubeconfigData), "INPUT_DB-PORT-FORWARD": "auto", "INPUT_DB-PASSWORD-FROM": dbSecret,
 		"INPUT_DB-NAME": w.db.Database, "INPUT_DB-USER": w.db.Owner, "INPUT_DB-SSLMODE": "disable",
 		"INPUT_RECREATE-STATEFULSETS": "orphan", "INPUT_BACKUP-STORE": "path:" + w.stores, "INPUT_DRY-RUN": "true",
-	}
+	}).Environ(t)
+	outputs, summary := files.Output, files.Summary
 	var stdout, stderr bytes.Buffer
 	if code := Run(t.Context(), nil, func(k string) string { return env[k] }, &stdout, &stderr); code != rollout.ExitOK {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())

@@ -9,7 +9,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -149,15 +148,12 @@ func TestUpgradeEndToEnd(t *testing.T) {
 	t.Run("as an action", func(t *testing.T) {
 		t.Parallel()
 		w := install13(t)
-		dir := t.TempDir()
-		outputs, summary := filepath.Join(dir, "output"), filepath.Join(dir, "summary.md")
 		identity, err := age.GenerateX25519Identity()
 		if err != nil {
 			t.Fatal(err)
 		}
 		artifacts := testworld.StartArtifactServer(t)
-		env := map[string]string{
-			"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": outputs, "GITHUB_STEP_SUMMARY": summary, "RUNNER_TEMP": dir,
+		step := map[string]string{
 			"INPUT_RELEASE-NAME": "identity", "INPUT_NAMESPACE": w.kube.Namespace, "INPUT_CHART": chart14,
 			"INPUT_KUBECONFIG":            string(w.kube.KubeconfigData),
 			"INPUT_DATABASE-URL":          w.db.URL(),
@@ -165,7 +161,9 @@ func TestUpgradeEndToEnd(t *testing.T) {
 			"INPUT_BACKUP-ENCRYPTION-RECIPIENTS": identity.Recipient().String(),
 			"INPUT_STABILITY-WINDOW":             "3s", "INPUT_SET": "fault=crashloop",
 		}
-		maps.Copy(env, artifacts.Env())
+		maps.Copy(step, artifacts.Env())
+		env, files := actionStep(step).Environ(t)
+		outputs, summary := files.Output, files.Summary
 		var stdout, stderr bytes.Buffer
 		code := Run(t.Context(), nil, func(k string) string { return env[k] }, &stdout, &stderr)
 		if code != rollout.ExitRolledBack {

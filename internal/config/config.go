@@ -98,16 +98,19 @@ type Config struct {
 }
 
 // FromAction reads every action input from INPUT_<NAME> (GitHub passes an empty string for an
-// input that is not set: empty means unset). The command input is the subcommand (default
-// upgrade). An input that does not apply to it is a problem for Validate, unless it holds the
-// input's default: GitHub passes every input's default, so that one cannot have been given.
+// input that is not set: empty means unset). GitHub passes every input's default too, so an
+// input that holds its default counts as not given: it conflicts with nothing and applies to
+// every command. The command input is the subcommand (default upgrade). An input given that
+// does not apply to it is a problem for Validate.
 func FromAction(getenv func(string) string) *Config {
 	raw := make(map[string]string)
 	given := make(map[string]bool)
 	for _, in := range Inputs() {
 		if v := strings.TrimSpace(getenv(EnvName(in.Name))); v != "" {
 			raw[in.Name] = v
-			given[in.Name] = true
+			// The runner passes every input's default: a default is not a choice of the
+			// step's, and counts as not given (db-port 5432 beside database-url).
+			given[in.Name] = v != in.Default
 		}
 	}
 	cmd := CmdUpgrade
@@ -121,7 +124,7 @@ func FromAction(getenv func(string) string) *Config {
 		return c
 	}
 	for _, in := range Inputs() {
-		if given[in.Name] && !slices.Contains(in.Commands, cmd) && raw[in.Name] != in.Default {
+		if given[in.Name] && !slices.Contains(in.Commands, cmd) {
 			c.problem(in.Name, "does not apply to command %s; remove it from the step's with: block (it applies to %s)", cmd, strings.Join(in.Commands, ", "))
 		}
 	}

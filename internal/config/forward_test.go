@@ -32,7 +32,9 @@ func TestValidatePortForward(t *testing.T) {
 		{name: "upper case", inputs: forward("db-port-forward", "pod/DB-0"), want: []string{"db-port-forward"}},
 		{name: "with db-host", inputs: map[string]string{"db-port-forward": "auto"}, want: []string{"db-port-forward"},
 			text: "db-port-forward: given together with db-host; the port-forward is the database's host and port (127.0.0.1 and a free port): remove db-host"},
-		{name: "with db-port", inputs: forward("db-port-forward", "auto", "db-port", "5432"), want: []string{"db-port-forward"}, text: "remove db-port"},
+		{name: "with db-port", inputs: forward("db-port-forward", "auto", "db-port", "5433"), want: []string{"db-port-forward"}, text: "remove db-port"},
+		// The runner passes every default: db-port 5432 is there in every step, given or not.
+		{name: "with db-port at its default", inputs: forward("db-port-forward", "auto", "db-port", "5432")},
 		{name: "with database-url", inputs: forward("db-port-forward", "auto", "db-name", "", "db-user", "", "db-password", "",
 			"database-url", "postgres://keycloak@db/keycloak"), want: []string{"db-port-forward"}, text: "remove database-url"},
 		{name: "password from a Secret", inputs: forward("db-port-forward", "auto", "db-password", "",

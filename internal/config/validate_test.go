@@ -115,8 +115,10 @@ func TestValidate(t *testing.T) {
 		{name: "postgresql scheme, host in query", inputs: with(noDB, "database-url", "postgresql:///keycloak?host=/var/run/postgresql")},
 		{name: "database-url and db-host", inputs: with(nil, "database-url", "postgres://keycloak@db/keycloak", "db-name", "", "db-user", ""),
 			want: []string{"database-url"}, text: "database-url: given together with db-host"},
-		{name: "database-url and db-port", inputs: with(noDB, "database-url", "postgres://k@db/k", "db-port", "5432"),
+		{name: "database-url and db-port", inputs: with(noDB, "database-url", "postgres://k@db/k", "db-port", "6432"),
 			want: []string{"database-url"}, text: "db-port"},
+		// The runner passes every default: db-port 5432 and db-sslmode prefer are in every step.
+		{name: "database-url and the defaults the runner passes", inputs: with(noDB, "database-url", "postgres://k@db/k", "db-port", "5432", "db-sslmode", "prefer")},
 		{name: "database-url and db-sslmode", inputs: with(noDB, "database-url", "postgres://k@db/k", "db-sslmode", "require"),
 			want: []string{"database-url"}, text: "db-sslmode"},
 		{name: "password twice", inputs: with(noDB, "database-url", "postgres://k:p@db/k"), want: []string{"db-password"}},
