@@ -173,15 +173,15 @@ func TestFinishKeepsTheExitCode(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing")
 	env := map[string]string{"GITHUB_OUTPUT": filepath.Join(missing, "output"), "GITHUB_STEP_SUMMARY": filepath.Join(missing, "summary")}
 	for _, rep := range []*rollout.Report{
-		{Result: rollout.Upgraded, ExitCode: rollout.ExitOK, Release: "identity", PreviousRevision: 1, Revision: 2},
-		{Result: rollout.RolledBack, ExitCode: rollout.ExitRolledBack, Release: "identity", Failure: errors.New("not ready")},
-		{Result: rollout.NeedsAttention, ExitCode: rollout.ExitNeedsHuman, Release: "identity", Failure: errors.New("not ready"),
+		{Result: rollout.Upgraded, Release: "identity", PreviousRevision: 1, Revision: 2},
+		{Result: rollout.RolledBack, Release: "identity", Failure: errors.New("not ready")},
+		{Result: rollout.NeedsAttention, Release: "identity", Failure: errors.New("not ready"),
 			Recovery: errors.New("rollback: conflict")},
 	} {
 		var stdout, stderr bytes.Buffer
 		act := ghaction.New(func(k string) string { return env[k] }, &stdout)
-		if code := finish(act, rep, &stdout, &stderr); code != rep.ExitCode {
-			t.Errorf("%s: exit %d, want %d", rep.Result, code, rep.ExitCode)
+		if code := finish(act, rep, &stdout, &stderr); code != rep.ExitCode() {
+			t.Errorf("%s: exit %d, want %d", rep.Result, code, rep.ExitCode())
 		}
 		if !strings.Contains(stderr.String(), "warning: write the step's outputs") || !strings.Contains(stderr.String(), "warning: write the job summary") {
 			t.Errorf("%s: stderr:\n%s", rep.Result, stderr.String())

@@ -73,13 +73,13 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 			b.Locations[i] = abs
 		}
 	}
-	rep := &rollout.Report{Result: rollout.BackedUp, ExitCode: rollout.ExitOK, Release: cfg.ReleaseName, Backup: &b, Started: started}
+	rep := &rollout.Report{Result: rollout.BackedUp, Release: cfg.ReleaseName, Backup: &b, Started: started}
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade backup: %v\n", err)
 		for _, l := range b.Locations {
 			fmt.Fprintf(stderr, "The bundle is complete in %s.\n", l)
 		}
-		rep.Result, rep.ExitCode, rep.Failure = rollout.Incomplete, rollout.ExitRolledBack, err
+		rep.Result, rep.Failure = rollout.Incomplete, err
 	} else {
 		fmt.Fprintf(stdout, "sha256 %s\nbytes %d\n", b.SHA256, b.Bytes)
 		for _, l := range b.Locations[1:] {
@@ -91,7 +91,7 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	if act != nil {
 		report(act, rep, stderr)
 	}
-	return rep.ExitCode
+	return rep.ExitCode()
 }
 
 // databaseName is the name of the configured database, for the default bundle name.
@@ -147,7 +147,7 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		AllowOlderServer: cfg.AllowOlderServer,
 		Log:              log,
 	})
-	rep := &rollout.Report{Result: rollout.Restored, ExitCode: rollout.ExitOK, Release: cfg.ReleaseName, DatabaseRestored: true,
+	rep := &rollout.Report{Result: rollout.Restored, Release: cfg.ReleaseName, DatabaseRestored: true,
 		Backup: &rollout.Backup{Locations: []string{cfg.From}}, Started: started}
 	switch {
 	case pgbackup.Untouched(err):
@@ -157,7 +157,7 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		if !errors.Is(err, context.DeadlineExceeded) {
 			fmt.Fprintln(stderr, "The database may be partly restored: run the restore again.")
 		}
-		rep.Result, rep.ExitCode, rep.Failure, rep.DatabaseRestored, rep.Backup = rollout.Incomplete, rollout.ExitRolledBack, err, false, nil
+		rep.Result, rep.Failure, rep.DatabaseRestored, rep.Backup = rollout.Incomplete, err, false, nil
 	default:
 		m := r.Manifest
 		fmt.Fprintf(stdout, "restored %s (%s dump of %s, PostgreSQL %s, %d tables, taken %s)\n", cfg.From, m.DumpFormat, m.Database, m.ServerVersion, len(m.RowCounts), m.CreatedAt.Format(time.RFC3339))
@@ -169,5 +169,5 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 	if act != nil {
 		report(act, rep, stderr)
 	}
-	return rep.ExitCode
+	return rep.ExitCode()
 }

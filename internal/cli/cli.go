@@ -122,7 +122,7 @@ func refuse(act *ghaction.Action, rep *rollout.Report, stderr io.Writer) int {
 	if act != nil {
 		report(act, rep, stderr)
 	}
-	return rep.ExitCode
+	return rep.ExitCode()
 }
 
 // finish ends a run with its report: the report's text on stdout and, as an action, the
@@ -133,7 +133,7 @@ func finish(act *ghaction.Action, rep *rollout.Report, stdout, stderr io.Writer)
 	if act != nil {
 		report(act, rep, stderr)
 	}
-	return rep.ExitCode
+	return rep.ExitCode()
 }
 
 // report writes a report as the action's annotation, outputs and job summary.

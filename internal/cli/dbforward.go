@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -176,20 +175,4 @@ func (d forwardedDatabase) Verify(ctx context.Context, b rollout.Backup) error {
 		return err
 	}
 	return d.Databaser.Verify(ctx, b)
-}
-
-// Reopen and RemoveStale pass the interrupted-run recovery's calls on to the database.
-func (d forwardedDatabase) Reopen(ctx context.Context, b rollout.JournalBackup) (rollout.Backup, error) {
-	ro, ok := d.Databaser.(rollout.BackupReopener)
-	if !ok {
-		return rollout.Backup{}, errors.New("the database port cannot open a backup again")
-	}
-	return ro.Reopen(ctx, b)
-}
-
-func (d forwardedDatabase) RemoveStale(ctx context.Context) ([]string, error) {
-	if sr, ok := d.Databaser.(rollout.StaleRemover); ok {
-		return sr.RemoveStale(ctx)
-	}
-	return nil, nil
 }

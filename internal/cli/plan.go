@@ -53,18 +53,18 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 	}
 	warn(stderr, "write the plan", plan.WriteText(stdout))
 	rep := &rollout.Report{
-		Result: rollout.Noop, ExitCode: rollout.ExitOK, DryRun: true, Release: cfg.ReleaseName, Namespace: client.Namespace(),
+		Result: rollout.Noop, DryRun: true, Release: cfg.ReleaseName, Namespace: client.Namespace(),
 		PreviousRevision: plan.Current.Revision, Revision: plan.Current.Revision,
 		FromChart: plan.Current.Chart(), ToChart: plan.Target.Chart(), Plan: plan, Started: started,
 	}
 	if plan.Refused() {
-		rep.Result, rep.ExitCode, rep.Failure = rollout.Refused, rollout.ExitRefused, errors.Join(plan.Refusals...)
+		rep.Result, rep.Failure = rollout.Refused, errors.Join(plan.Refusals...)
 	}
 	rep.Duration = time.Since(started)
 	if act != nil {
 		report(act, rep, stderr)
 	}
-	return rep.ExitCode
+	return rep.ExitCode()
 }
 
 // upgradeSpec is the target of the upgrade as the inputs give it.

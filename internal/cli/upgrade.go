@@ -102,7 +102,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		ContinueAfterRecovery: cfg.ContinueAfterRecovery,
 		CancelBudget:          cfg.CancelBudget,
 	})
-	if rep.Plan.Current.Name != "" && (cfg.DryRun || rep.ExitCode == rollout.ExitRefused) {
+	if rep.Plan.Current.Name != "" && (cfg.DryRun || rep.ExitCode() == rollout.ExitRefused) {
 		warn(stderr, "write the plan", rep.Plan.WriteText(stdout))
 		if cfg.DryRun {
 			warn(stderr, "write the diff", rep.Plan.WriteDiff(stdout))

@@ -109,7 +109,7 @@ func (a *Action) Summary(rep *rollout.Report) error {
 func (a *Action) Error(rep *rollout.Report) {
 	secrets := a.secretList()
 	msg := rep.Headline()
-	if rep.ExitCode != rollout.ExitOK {
+	if rep.ExitCode() != rollout.ExitOK {
 		if rep.Failure != nil {
 			msg += "\nCause: " + rep.Failure.Error()
 		}
@@ -119,7 +119,7 @@ func (a *Action) Error(rep *rollout.Report) {
 	}
 	msg = truncate(redact.String(msg, secrets), maxAnnotation)
 	w := a.a.WithFieldsMap(map[string]string{"title": title})
-	if rep.ExitCode != rollout.ExitOK {
+	if rep.ExitCode() != rollout.ExitOK {
 		_ = safely(func() { w.Errorf("%s", msg) })
 		return
 	}
@@ -157,12 +157,12 @@ func outputs(rep *rollout.Report, secrets []string) [][2]string {
 	switch {
 	case rep.Failure != nil:
 		reason = rep.Failure.Error()
-	case rep.ExitCode != rollout.ExitOK && rep.Err() != nil:
+	case rep.ExitCode() != rollout.ExitOK && rep.Err() != nil:
 		reason = rep.Err().Error()
 	}
 	out := [][2]string{
 		{"result", string(rep.Result)},
-		{"exit-code", strconv.Itoa(rep.ExitCode)},
+		{"exit-code", strconv.Itoa(rep.ExitCode())},
 		{"previous-revision", rev(rep.PreviousRevision)},
 		{"revision", rev(rep.Revision)},
 		{"backup-location", location},

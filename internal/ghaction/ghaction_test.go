@@ -333,11 +333,11 @@ func TestOutputsGolden(t *testing.T) {
 				t.Errorf("GITHUB_OUTPUT differs from %s (run with -update to accept):\n%s", path, got)
 			}
 			outs := parseOutputs(t, e["GITHUB_OUTPUT"])
-			if outs["result"] != string(rep.Result) || outs["exit-code"] != strconv.Itoa(rep.ExitCode) {
-				t.Errorf("result=%s exit-code=%s, want %s and %d", outs["result"], outs["exit-code"], rep.Result, rep.ExitCode)
+			if outs["result"] != string(rep.Result) || outs["exit-code"] != strconv.Itoa(rep.ExitCode()) {
+				t.Errorf("result=%s exit-code=%s, want %s and %d", outs["result"], outs["exit-code"], rep.Result, rep.ExitCode())
 			}
-			if (rep.ExitCode == rollout.ExitOK) != (outs["failure-reason"] == "") {
-				t.Errorf("exit %d with failure-reason %q", rep.ExitCode, outs["failure-reason"])
+			if (rep.ExitCode() == rollout.ExitOK) != (outs["failure-reason"] == "") {
+				t.Errorf("exit %d with failure-reason %q", rep.ExitCode(), outs["failure-reason"])
 			}
 		})
 	}
@@ -348,7 +348,7 @@ func TestOutputsGolden(t *testing.T) {
 func TestEveryExitWritesEverything(t *testing.T) {
 	codes := map[int]bool{}
 	for name, rep := range reports() {
-		codes[rep.ExitCode] = true
+		codes[rep.ExitCode()] = true
 		t.Run(name, func(t *testing.T) {
 			a, e, out := newAction(t)
 			a.Error(rep)
@@ -362,7 +362,7 @@ func TestEveryExitWritesEverything(t *testing.T) {
 				t.Errorf("summary %q, %v", sum, err)
 			}
 			kind := "::error "
-			if rep.ExitCode == rollout.ExitOK {
+			if rep.ExitCode() == rollout.ExitOK {
 				kind = "::notice "
 			}
 			if !strings.HasPrefix(out.String(), kind) || strings.Count(out.String(), "\n") != 1 {

@@ -30,7 +30,7 @@ func summary(rep *rollout.Report, secrets []string) string {
 	// Facts.
 	b.WriteString("| | |\n|---|---|\n")
 	row := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, v) }
-	res := code(string(rep.Result)) + fmt.Sprintf(" (exit %d", rep.ExitCode)
+	res := code(string(rep.Result)) + fmt.Sprintf(" (exit %d", rep.ExitCode())
 	if rep.DryRun {
 		res += ", dry run"
 	}
@@ -188,7 +188,7 @@ func database(rep *rollout.Report) string {
 		return "restored from the backup"
 	case rep.DatabaseDrift != "":
 		return "not restored: " + rep.DatabaseDrift
-	case rep.UpgradedRevision > 0 && rep.ExitCode != rollout.ExitOK:
+	case rep.UpgradedRevision > 0 && rep.ExitCode() != rollout.ExitOK:
 		return "not restored"
 	}
 	return ""

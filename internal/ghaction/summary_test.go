@@ -76,7 +76,7 @@ func reports() map[string]*rollout.Report {
 	}
 
 	success := base()
-	success.Result, success.ExitCode = rollout.Upgraded, rollout.ExitOK
+	success.Result = rollout.Upgraded
 	success.Revision, success.UpgradedRevision = 5, 5
 	success.Backup = backup()
 	success.Backup.ArtifactID, success.Backup.ArtifactURL = 2718281, "https://github.com/octo/infra/actions/runs/1234/artifacts/2718281"
@@ -92,7 +92,7 @@ func reports() map[string]*rollout.Report {
 
 	rolledBack := base()
 	nr := notReady()
-	rolledBack.Result, rolledBack.ExitCode = rollout.RolledBack, rollout.ExitRolledBack
+	rolledBack.Result = rollout.RolledBack
 	rolledBack.Revision, rolledBack.UpgradedRevision = 6, 5
 	rolledBack.Backup = backup()
 	rolledBack.DatabaseRestored = true
@@ -118,7 +118,7 @@ func reports() map[string]*rollout.Report {
 	nr3 := notReady()
 	nr3.Logs = nil
 	nr3.Reason, nr3.Message, nr3.Pod, nr3.Container = "Timeout", "0/1 replicas ready after 10m0s", "", ""
-	needsHuman.Result, needsHuman.ExitCode = rollout.NeedsAttention, rollout.ExitNeedsHuman
+	needsHuman.Result = rollout.NeedsAttention
 	needsHuman.Revision, needsHuman.UpgradedRevision = 5, 5
 	needsHuman.Backup = backup()
 	needsHuman.DatabaseDrift = "could not compare with the backup (dial tcp 10.0.0.7:5432: connect: connection refused)"
@@ -141,8 +141,7 @@ func reports() map[string]*rollout.Report {
 	needsHuman.Duration = 737 * time.Second
 
 	refused := &rollout.Report{
-		Result: rollout.Refused, ExitCode: rollout.ExitRefused,
-		Release: "identity", Namespace: "alfresco", Started: t0,
+		Result: rollout.Refused, 		Release: "identity", Namespace: "alfresco", Started: t0,
 		Failure: fmt.Errorf("lock: %w: held by run 1234 (octo/infra, attempt 1) since 09:20:11", rollout.ErrLocked),
 		Timeline: timeline(
 			"lock", 210*time.Millisecond, "", fmt.Errorf("%w: held by run 1234 (octo/infra, attempt 1) since 09:20:11", rollout.ErrLocked),
@@ -152,14 +151,14 @@ func reports() map[string]*rollout.Report {
 
 	// Refused before the pipeline started: the inputs did not validate.
 	invalid := &rollout.Report{
-		Result: rollout.Refused, ExitCode: rollout.ExitRefused, Started: t0,
+		Result: rollout.Refused, Started: t0,
 		Failure:  errors.New("invalid input: timeout: \"soon\" is not a duration (examples: 90s, 10m)\nchart: required"),
 		Duration: 3 * time.Millisecond,
 	}
 
 	// The backup command.
 	backedUp := &rollout.Report{
-		Result: rollout.BackedUp, ExitCode: rollout.ExitOK, Release: "identity", Namespace: "alfresco", Started: t0,
+		Result: rollout.BackedUp, Release: "identity", Namespace: "alfresco", Started: t0,
 		Backup: backup(), Duration: 8400 * time.Millisecond,
 	}
 
@@ -265,7 +264,7 @@ func TestSummaryContent(t *testing.T) {
 
 func TestSummaryEscapes(t *testing.T) {
 	rep := &rollout.Report{
-		Result: rollout.Refused, ExitCode: rollout.ExitRefused, Release: "identity", Started: t0,
+		Result: rollout.Refused, Release: "identity", Started: t0,
 		Failure: errors.New("- values: <script>alert(1)</script> *bold* | pipe"),
 		Timeline: []rollout.Step{{Name: "preflight", Start: t0, Duration: time.Second,
 			Note: "a | b\nsecond line", Err: errors.New("x")}},
@@ -292,16 +291,16 @@ func TestSummaryHeadings(t *testing.T) {
 		{rollout.Report{Result: rollout.Upgraded}, "## ✅ identity upgraded\n"},
 		{rollout.Report{Result: rollout.Noop}, "## ✅ nothing to do\n"},
 		{rollout.Report{Result: rollout.Noop, DryRun: true}, "## 📝 dry run: nothing changed\n"},
-		{rollout.Report{Result: rollout.RolledBack, ExitCode: 1}, "## ↩️ identity rolled back\n"},
+		{rollout.Report{Result: rollout.RolledBack}, "## ↩️ identity rolled back\n"},
 		{rollout.Report{Result: rollout.BackedUp}, "## ✅ database backed up\n"},
 		{rollout.Report{Result: rollout.Restored}, "## ✅ database restored\n"},
-		{rollout.Report{Result: rollout.Incomplete, ExitCode: 1}, "## ⚠️ incomplete\n"},
-		{rollout.Report{Result: rollout.Refused, ExitCode: 2}, "## ⏸ refused: nothing changed\n"},
-		{rollout.Report{Result: rollout.NeedsAttention, ExitCode: 3}, "## ❌ identity needs a person\n"},
+		{rollout.Report{Result: rollout.Incomplete}, "## ⚠️ incomplete\n"},
+		{rollout.Report{Result: rollout.Refused}, "## ⏸ refused: nothing changed\n"},
+		{rollout.Report{Result: rollout.NeedsAttention}, "## ❌ identity needs a person\n"},
 	}
 	for _, tt := range tests {
 		if got := ghaction.Summary(&tt.rep); !strings.HasPrefix(got, tt.want) {
-			t.Errorf("%s/%d: summary starts %q, want %q", tt.rep.Result, tt.rep.ExitCode, strings.SplitN(got, "\n", 2)[0], tt.want)
+			t.Errorf("%s/%d: summary starts %q, want %q", tt.rep.Result, tt.rep.ExitCode(), strings.SplitN(got, "\n", 2)[0], tt.want)
 		}
 	}
 }

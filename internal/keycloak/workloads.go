@@ -216,9 +216,9 @@ func (w Workloads) waitNoPods(ctx context.Context, namespace string, t rollout.S
 		t.Kind, t.Name, len(remaining), strings.Join(remaining, ", "), time.Since(start).Round(time.Second), cause)
 }
 
-// Current returns the Keycloak workloads of the manifest with the replicas they have now,
+// Replicas returns the Keycloak workloads of the manifest with the replicas they have now,
 // changing nothing: what a scale-down would record, for a journal written before it.
-func (w Workloads) Current(ctx context.Context, namespace, manifest string) ([]rollout.Scaled, error) {
+func (w Workloads) Replicas(ctx context.Context, namespace, manifest string) ([]rollout.Scaled, error) {
 	found, err := detect(manifest, w.Name)
 	if err != nil {
 		return nil, err

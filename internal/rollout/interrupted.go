@@ -6,19 +6,6 @@ import (
 	"fmt"
 )
 
-// RevisionReader reads one revision of a release. The recovery of an interrupted run needs the
-// revision that run recorded, which need not be the newest deployed one any more.
-type RevisionReader interface {
-	Revision(ctx context.Context, name string, revision int) (Release, error)
-}
-
-// BackupReopener finds a backup again from what a journal kept of it: a working copy left on
-// this machine, else a copy in one of its stores. The recovery of an interrupted run restores
-// from it.
-type BackupReopener interface {
-	Reopen(ctx context.Context, b JournalBackup) (Backup, error)
-}
-
 // ErrInterrupted is the cause reported for a run that the next run (or recover) recovered.
 var ErrInterrupted = errors.New("an earlier run was interrupted before it finished")
 
@@ -86,11 +73,7 @@ func (r *run) resumeInterrupted(ctx context.Context) *Report {
 func (r *run) recoverInterrupted(ctx context.Context, j Journal) *Report {
 	rep := r.rep
 	cause := fmt.Errorf("%w: run %s stopped at step %s", ErrInterrupted, j.RunID, j.Step)
-	rr, ok := r.p.Releases.(RevisionReader)
-	if !ok {
-		return r.refuse(errors.New("the release port cannot read a revision: cannot recover the interrupted run"))
-	}
-	recorded, err := rr.Revision(ctx, r.req.Release, j.RecordedRevision)
+	recorded, err := r.p.Releases.Revision(ctx, r.req.Release, j.RecordedRevision)
 	if err != nil {
 		return r.refuse(fmt.Errorf("read the interrupted run's recorded revision %d: %w", j.RecordedRevision, err))
 	}
@@ -98,28 +81,12 @@ func (r *run) recoverInterrupted(ctx context.Context, j Journal) *Report {
 	rep.Plan.SkippedRollbackHooks = skippedRollbackHooks(recorded, r.req.PlanRequest)
 	rep.PreviousRevision, rep.Revision = recorded.Revision, recorded.Revision
 	rep.FromChart, rep.ToChart = recorded.Chart(), j.TargetChart
-	r.scaled, r.orphans = j.Scaled, j.Orphans
 
 	if !j.Upgraded() {
 		// It died in the quiesce or the backup: nothing was upgraded. Give Keycloak its
 		// replicas back.
 		rep.Failure = cause
-		if err := r.journal(ctx, StepRecovering, nil); err != nil {
-			return r.needsAttention(err)
-		}
-		if len(r.scaled) > 0 {
-			if err := r.step(ctx, "scale up", func(ctx context.Context) (string, error) {
-				return fmt.Sprintf("%v", r.scaled), r.p.Workloads.ScaleUp(ctx, r.req.Namespace, r.scaled)
-			}); err != nil {
-				rep.Recovery = err
-				return r.needsAttention(nil)
-			}
-		}
-		if err := r.journal(ctx, StepClosed, func(j *Journal) { j.Outcome = "recovered by a later run: nothing had been upgraded" }); err != nil {
-			return r.needsAttention(err)
-		}
-		rep.Result, rep.ExitCode = RolledBack, ExitRolledBack
-		return rep
+		return r.takeWayBack(ctx, Release{}, "recovered by a later run: nothing had been upgraded")
 	}
 
 	// The release may be left pending by the killed helm call: it was this run's, so it is
@@ -149,12 +116,8 @@ func (r *run) recoverInterrupted(ctx context.Context, j Journal) *Report {
 		target = recorded
 	}
 	if j.Backup != nil {
-		ro, ok := r.p.Database.(BackupReopener)
-		if !ok {
-			return r.needsAttention(errors.New("the database port cannot open a backup again"))
-		}
 		if err := r.step(ctx, "find the backup", func(ctx context.Context) (string, error) {
-			b, err := ro.Reopen(ctx, *j.Backup)
+			b, err := r.p.Database.Reopen(ctx, *j.Backup)
 			if err != nil {
 				return "", fmt.Errorf("open the interrupted run's backup %s: %w", j.Backup.Name, err)
 			}
@@ -165,8 +128,8 @@ func (r *run) recoverInterrupted(ctx context.Context, j Journal) *Report {
 			return r.needsAttention(nil)
 		}
 	}
-	rep = r.recover(ctx, target, cause)
-	return rep
+	r.target = target
+	return r.goBack(ctx, cause)
 }
 
 // needsAttention ends a recovery that could not finish; err, when set, is why. The journal
@@ -178,6 +141,6 @@ func (r *run) needsAttention(err error) *Report {
 	if r.rep.Failure == nil {
 		r.rep.Failure = r.rep.Recovery
 	}
-	r.rep.Result, r.rep.ExitCode = NeedsAttention, ExitNeedsHuman
+	r.rep.Result = NeedsAttention
 	return r.rep
 }

@@ -122,13 +122,11 @@ type Journaler interface {
 	Write(ctx context.Context, release string, j Journal) error
 }
 
-// journal moves the run's journal to step, with change applied, and writes it. Without a
-// Journaler it does nothing. A run that cannot write its journal must not go on changing
-// things: the caller treats the error as a failure of the step.
+// journal moves the run's journal to step, with change applied, and writes it: the journal in
+// memory is what the way back reads, the one in the cluster (when there is a Journaler) what
+// the next run reads. A run that cannot write its journal must not go on changing things: the
+// caller treats the error as a failure of the step, and the journal in memory stays as it was.
 func (r *run) journal(ctx context.Context, step JournalStep, change func(*Journal)) error {
-	if r.p.Journal == nil {
-		return nil
-	}
 	j := r.jr
 	if step != j.Step {
 		if err := j.Advance(step); err != nil {
@@ -139,8 +137,10 @@ func (r *run) journal(ctx context.Context, step JournalStep, change func(*Journa
 		change(&j)
 	}
 	j.Updated = r.p.now().UTC()
-	if err := r.p.Journal.Write(ctx, r.req.Release, j); err != nil {
-		return fmt.Errorf("write the run journal (step %s): %w", step, err)
+	if r.p.Journal != nil {
+		if err := r.p.Journal.Write(ctx, r.req.Release, j); err != nil {
+			return fmt.Errorf("write the run journal (step %s): %w", step, err)
+		}
 	}
 	r.jr = j
 	return nil
@@ -154,9 +154,6 @@ func journalBackup(b Backup) *JournalBackup {
 // journalStart opens this run's journal, with what the next run would need to undo it, before
 // anything changes.
 func (r *run) journalStart(ctx context.Context, plan Plan) error {
-	if r.p.Journal == nil {
-		return nil
-	}
 	err := r.journal(ctx, StepStarted, func(j *Journal) {
 		*j = Journal{Step: StepStarted, RunID: r.req.RunID, Holder: r.req.Holder,
 			RecordedRevision: plan.Current.Revision, TargetChart: plan.Target.Chart()}
@@ -166,32 +163,17 @@ func (r *run) journalStart(ctx context.Context, plan Plan) error {
 	}
 	// The replicas the quiesce is about to take away, known before it scales anything.
 	var scaled []Scaled
-	if rr, ok := r.p.Workloads.(ReplicaReader); ok && r.req.Quiesce {
-		if scaled, err = rr.Current(ctx, r.req.Namespace, plan.Current.Manifest); err != nil {
+	if r.p.Workloads != nil && r.req.Quiesce {
+		if scaled, err = r.p.Workloads.Replicas(ctx, r.req.Namespace, plan.Current.Manifest); err != nil {
 			return fmt.Errorf("read the Keycloak replicas: %w", err)
 		}
 	}
 	return r.journal(ctx, StepQuiescing, func(j *Journal) { j.Scaled = scaled })
 }
 
-// ReplicaReader reads the replicas of the Keycloak workloads without changing them.
-type ReplicaReader interface {
-	Current(ctx context.Context, namespace, manifest string) ([]Scaled, error)
-}
-
-// StaleRemover removes what earlier runs of the release left on this machine (their working
-// copies: plaintext dumps, the release's manifest with its Secrets).
-type StaleRemover interface {
-	RemoveStale(ctx context.Context) ([]string, error)
-}
-
 // removeStale removes the working copies of earlier runs once no interrupted run needs them.
 func (r *run) removeStale(ctx context.Context) {
-	sr, ok := r.p.Database.(StaleRemover)
-	if !ok {
-		return
-	}
-	removed, err := sr.RemoveStale(ctx)
+	removed, err := r.p.Database.RemoveStale(ctx)
 	if err != nil {
 		r.log.Warn("remove what earlier runs left", "err", err)
 	}
@@ -204,23 +186,13 @@ func (r *run) removeStale(ctx context.Context) {
 // changing the release, so this one changes nothing more (exit 3).
 var ErrLeaseLost = errors.New("the run lost its lock on the release")
 
-// LossWatcher is a Locker that says when a lock it holds is lost (kubelock.Locker).
-type LossWatcher interface {
-	Lost(release string) <-chan struct{}
-	LostErr(release string) error
-}
-
 // watchLock returns ctx cancelled with ErrLeaseLost as soon as the lock on the release is lost.
 func (r *run) watchLock(ctx context.Context) (context.Context, func()) {
-	lw, ok := r.p.Locker.(LossWatcher)
-	if !ok {
-		return ctx, func() {}
-	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	go func() {
 		select {
-		case <-lw.Lost(r.req.Release):
-			cancel(fmt.Errorf("%w: %v", ErrLeaseLost, lw.LostErr(r.req.Release)))
+		case <-r.p.Locker.Lost(r.req.Release):
+			cancel(fmt.Errorf("%w: %v", ErrLeaseLost, r.p.Locker.LostErr(r.req.Release)))
 		case <-ctx.Done():
 		}
 	}()
@@ -245,6 +217,6 @@ func (r *run) lostLock(ctx context.Context, cause error) *Report {
 			r.log.Warn("the run journal", "err", err)
 		}
 	}
-	r.rep.Result, r.rep.ExitCode = NeedsAttention, ExitNeedsHuman
+	r.rep.Result = NeedsAttention
 	return r.rep
 }

@@ -3,7 +3,6 @@ package rollout_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -50,8 +49,7 @@ func TestJournalTransitions(t *testing.T) {
 	}
 }
 
-// journaled is the fake world with a journal, the replica reader, the revision reader and the
-// backup reopener the journal needs.
+// journaled is the fake world with a journal.
 type journaled struct {
 	*world
 	journal  rollout.Journal
@@ -72,49 +70,15 @@ func (j *journaled) Write(ctx context.Context, release string, entry rollout.Jou
 	j.journal = entry
 	return nil
 }
-func (j *journaled) Current(ctx context.Context, namespace, manifest string) ([]rollout.Scaled, error) {
-	return []rollout.Scaled{{Kind: "StatefulSet", Name: "identity-id-keycloak", Replicas: 2}}, nil
-}
-func (j *journaled) Revision(ctx context.Context, name string, revision int) (rollout.Release, error) {
-	j.call(ctx, fmt.Sprintf("revision %d", revision))
-	if revision != j.deployed.Revision {
-		return rollout.Release{}, fmt.Errorf("no revision %d", revision)
-	}
-	return j.deployed, nil
-}
 func (j *journaled) Reopen(ctx context.Context, b rollout.JournalBackup) (rollout.Backup, error) {
-	j.call(ctx, "reopen "+b.Name)
 	j.reopened = &b
-	return rollout.Backup{Name: b.Name, Dir: "/tmp/reopened", Locations: b.Locations, SHA256: b.SHA256}, nil
-}
-
-// The world's Current is both the release reader's and the replica reader's: the journal's
-// pipeline takes the replica reader from a wrapper.
-type replicas struct{ j *journaled }
-
-func (r replicas) ScaleDown(ctx context.Context, ns, m string) ([]rollout.Scaled, error) {
-	return r.j.ScaleDown(ctx, ns, m)
-}
-func (r replicas) ScaleUp(ctx context.Context, ns string, s []rollout.Scaled) error {
-	return r.j.ScaleUp(ctx, ns, s)
-}
-func (r replicas) Current(ctx context.Context, ns, m string) ([]rollout.Scaled, error) {
-	return r.j.Current(ctx, ns, m)
-}
-
-// releases is the world's release port with the revision reader.
-type releases struct {
-	*journaled
-}
-
-func (r releases) Current(ctx context.Context, name string) (rollout.Release, error) {
-	return r.world.Current(ctx, name)
+	return j.world.Reopen(ctx, b)
 }
 
 func newJournaled() (*journaled, *rollout.Pipeline) {
 	j := &journaled{world: newWorld()}
-	p := &rollout.Pipeline{Releases: releases{j}, Database: j, Waiter: j.world, Locker: j.world,
-		Workloads: replicas{j}, Sessions: j.world, TxStore: j.world, Journal: j}
+	p := &rollout.Pipeline{Releases: j, Database: j, Waiter: j.world, Locker: j.world,
+		Workloads: j, Sessions: j.world, TxStore: j.world, Journal: j}
 	return j, p
 }
 
@@ -153,8 +117,8 @@ func TestJournalOfARun(t *testing.T) {
 		j, p := newJournaled()
 		j.writeErr = errors.New("forbidden")
 		rep := p.Upgrade(t.Context(), request())
-		if rep.ExitCode != rollout.ExitRefused || j.called("scale down") {
-			t.Errorf("exit %d, calls %q", rep.ExitCode, j.calls)
+		if rep.ExitCode() != rollout.ExitRefused || j.called("scale down") {
+			t.Errorf("exit %d, calls %q", rep.ExitCode(), j.calls)
 		}
 	})
 }
@@ -206,8 +170,8 @@ func TestInterruptedRun(t *testing.T) {
 				tc.setup(j)
 			}
 			rep := p.Upgrade(t.Context(), request())
-			if rep.ExitCode != tc.exit {
-				t.Fatalf("exit %d, want %d: %s\n%v", rep.ExitCode, tc.exit, rep.Headline(), rep.Err())
+			if rep.ExitCode() != tc.exit {
+				t.Fatalf("exit %d, want %d: %s\n%v", rep.ExitCode(), tc.exit, rep.Headline(), rep.Err())
 			}
 			if tc.calls != nil && !slices.Equal(j.calls, tc.calls) {
 				t.Errorf("calls\n got %q\nwant %q", j.calls, tc.calls)
@@ -228,8 +192,8 @@ func TestInterruptedRun(t *testing.T) {
 		req := request()
 		req.RecoverOnly = true
 		rep := p.Upgrade(t.Context(), req)
-		if rep.ExitCode != rollout.ExitOK || j.called("scale down") || j.called("render") {
-			t.Errorf("exit %d, calls %q", rep.ExitCode, j.calls)
+		if rep.ExitCode() != rollout.ExitOK || j.called("scale down") || j.called("render") {
+			t.Errorf("exit %d, calls %q", rep.ExitCode(), j.calls)
 		}
 	})
 }
@@ -260,8 +224,8 @@ func TestLostLock(t *testing.T) {
 		close(l.lost)
 	}()
 	rep := p.Upgrade(t.Context(), request())
-	if rep.ExitCode != rollout.ExitNeedsHuman || !errors.Is(rep.Err(), rollout.ErrLeaseLost) || !strings.Contains(rep.Err().Error(), "lease deleted") {
-		t.Fatalf("exit %d, err %v", rep.ExitCode, rep.Err())
+	if rep.ExitCode() != rollout.ExitNeedsHuman || !errors.Is(rep.Err(), rollout.ErrLeaseLost) || !strings.Contains(rep.Err().Error(), "lease deleted") {
+		t.Fatalf("exit %d, err %v", rep.ExitCode(), rep.Err())
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -285,8 +249,8 @@ func TestLostLockRecordsIt(t *testing.T) {
 		close(l.lost)
 	}()
 	rep := p.Upgrade(t.Context(), request())
-	if rep.ExitCode != rollout.ExitNeedsHuman {
-		t.Fatalf("exit %d", rep.ExitCode)
+	if rep.ExitCode() != rollout.ExitNeedsHuman {
+		t.Fatalf("exit %d", rep.ExitCode())
 	}
 	if !j.journal.Open() || j.journal.Step != rollout.StepWaiting || !strings.Contains(j.journal.Outcome, "lost its lock at step waiting") {
 		t.Errorf("journal %+v, want open at waiting with the loss recorded", j.journal)

@@ -49,6 +49,9 @@ type Releaser interface {
 	// StatefulSet that its (new) selector does not match, so that the StatefulSet re-creates
 	// them; volumes stay. It returns the pods it deleted.
 	ReplaceOrphanedPods(ctx context.Context, names []string) ([]string, error)
+	// Revision reads one revision of the release: the recovery of an interrupted run needs the
+	// revision that run recorded, which need not be the newest deployed one any more.
+	Revision(ctx context.Context, name string, revision int) (Release, error)
 }
 
 // RollbackOptions are helm's rollback switches.
@@ -139,6 +142,9 @@ type Locker interface {
 	// returned function releases it; it is safe to call on a cancelled parent context's
 	// successor.
 	Lock(ctx context.Context, release string) (unlock func(context.Context) error, err error)
+	// Lost is closed when the lock on the release, once taken, is lost; LostErr says why.
+	Lost(release string) <-chan struct{}
+	LostErr(release string) error
 }
 
 // Scaled is a workload the procedure scaled, and the replicas it had.
@@ -156,6 +162,9 @@ type Workloads interface {
 	ScaleDown(ctx context.Context, namespace, manifest string) ([]Scaled, error)
 	// ScaleUp gives each workload its recorded replicas back.
 	ScaleUp(ctx context.Context, namespace string, scaled []Scaled) error
+	// Replicas reads the replicas of the Keycloak workloads found in the manifest without
+	// changing them: the journal records them before the quiesce scales anything.
+	Replicas(ctx context.Context, namespace, manifest string) ([]Scaled, error)
 }
 
 // Databaser is the Keycloak database: its facts, a backup of it, and the way back to it.
@@ -173,6 +182,13 @@ type Databaser interface {
 	Restore(ctx context.Context, b Backup) (string, error)
 	// Verify checks the database content against the backup's manifest.
 	Verify(ctx context.Context, b Backup) error
+	// Reopen finds a backup again from what a journal kept of it: a working copy left on this
+	// machine, else a copy in one of its stores. The recovery of an interrupted run restores
+	// from it.
+	Reopen(ctx context.Context, b JournalBackup) (Backup, error)
+	// RemoveStale removes what earlier runs of the release left on this machine (their working
+	// copies: plaintext dumps, the release's manifest with its Secrets), and says what.
+	RemoveStale(ctx context.Context) ([]string, error)
 }
 
 // BackupRequest names the backup and the release revision it belongs to.

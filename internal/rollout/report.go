@@ -76,7 +76,7 @@ func (r *Report) backupLocation() string {
 // release and namespace may be empty when they are not known (or not valid).
 func Refusal(release, namespace string, started time.Time, cause error) *Report {
 	return &Report{
-		Result: Refused, ExitCode: ExitRefused, Release: release, Namespace: namespace,
+		Result: Refused, Release: release, Namespace: namespace,
 		Failure: cause, Started: started, Duration: time.Since(started),
 	}
 }
@@ -155,7 +155,7 @@ func chartOf(chart string) string {
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString(r.Headline() + "\n")
-	fmt.Fprintf(&b, "  result: %s (exit %d) in %s\n", r.Result, r.ExitCode, r.Duration.Round(100*time.Millisecond))
+	fmt.Fprintf(&b, "  result: %s (exit %d) in %s\n", r.Result, r.ExitCode(), r.Duration.Round(100*time.Millisecond))
 	if r.PreviousRevision > 0 {
 		fmt.Fprintf(&b, "  release: %s in namespace %s, revision %d before, %d now", r.Release, r.Namespace, r.PreviousRevision, r.Revision)
 		if r.UpgradedRevision > 0 {

@@ -19,15 +19,15 @@ func TestReportText(t *testing.T) {
 		rep  rollout.Report
 		want []string
 	}{
-		{"upgraded", rollout.Report{Result: rollout.Upgraded, ExitCode: 0, Release: "identity", PreviousRevision: 4, Revision: 5, UpgradedRevision: 5,
+		{"upgraded", rollout.Report{Result: rollout.Upgraded, Release: "identity", PreviousRevision: 4, Revision: 5, UpgradedRevision: 5,
 			FromChart: "c-2.1.0", ToChart: "c-3.0.0", Backup: backup, Timeline: steps[:1]},
 			[]string{"Upgraded identity: revision 4 → 5 (c-2.1.0 → c-3.0.0).", "backup: /backups/identity-r4 (4096 bytes, sha256 bbbb", "backup", "1.5s", "ok"}},
-		{"rolled back with the database", rollout.Report{Result: rollout.RolledBack, ExitCode: 1, Release: "identity", PreviousRevision: 4, Revision: 6, UpgradedRevision: 5,
+		{"rolled back with the database", rollout.Report{Result: rollout.RolledBack, Release: "identity", PreviousRevision: 4, Revision: 6, UpgradedRevision: 5,
 			Backup: backup, DatabaseRestored: true, DatabaseDrift: "Keycloak migrated the schema", Failure: nr, NotReady: nr, Timeline: steps},
 			[]string{"Failed and rolled back: identity is back at revision 4's release (now revision 6); the database was restored from the backup.",
 				"database: Keycloak migrated the schema → restored", "Cause: not ready: pod identity-id-keycloak-0 container keycloak (StatefulSet/identity-id-keycloak): CrashLoopBackOff",
 				"Last log lines of identity-id-keycloak-0/keycloak:\n  | FATAL Failed to update database", "FAILED"}},
-		{"needs a person", rollout.Report{Result: rollout.NeedsAttention, ExitCode: 3, Release: "identity", Namespace: "alfresco", PreviousRevision: 4, Revision: 5,
+		{"needs a person", rollout.Report{Result: rollout.NeedsAttention, Release: "identity", Namespace: "alfresco", PreviousRevision: 4, Revision: 5,
 			UpgradedRevision: 5, Backup: backup, Failure: nr, Recovery: errors.New("rollback: another operation is in progress"),
 			Timeline: []rollout.Step{{Name: "readiness", Err: nr}, {Name: "rollback", Err: errors.New("another operation is in progress")}}},
 			[]string{"FAILED and NOT fully recovered", "Recovery did not complete: rollback: another operation is in progress",
@@ -35,9 +35,9 @@ func TestReportText(t *testing.T) {
 				"  - Database: not restored, as the upgraded version left it.\n", "  - Did not complete: rollback.\n",
 				"  - Backup taken before the upgrade: /backups/identity-r4 (sha256 bbbb", "identity-upgrade restore --from /backups/identity-r4",
 				"  - helm rollback identity 4 --namespace alfresco returns the release to revision 4.\n"}},
-		{"failed before the upgrade", rollout.Report{Result: rollout.RolledBack, ExitCode: 1, Release: "identity", PreviousRevision: 4, Revision: 4, Failure: errors.New("backup: disk full")},
+		{"failed before the upgrade", rollout.Report{Result: rollout.RolledBack, Release: "identity", PreviousRevision: 4, Revision: 4, Failure: errors.New("backup: disk full")},
 			[]string{"Failed before the upgrade: identity was not upgraded and is still at revision 4.", "Cause: backup: disk full"}},
-		{"refused", rollout.Report{Result: rollout.Refused, ExitCode: 2, Release: "identity", Failure: rollout.ErrLocked},
+		{"refused", rollout.Report{Result: rollout.Refused, Release: "identity", Failure: rollout.ErrLocked},
 			[]string{"Refused: identity was not changed.", "result: refused (exit 2)"}},
 		{"refused before the release is known", *rollout.Refusal("", "", time.Now(), errors.New("invalid input: timeout: not a duration")),
 			[]string{"Refused: nothing was changed.", "result: refused (exit 2)", "Cause: invalid input: timeout: not a duration"}},
@@ -45,11 +45,11 @@ func TestReportText(t *testing.T) {
 			[]string{"Backed up the database of identity to /backups/identity-r4.", "result: backed-up (exit 0)"}},
 		{"backed up without a release", rollout.Report{Result: rollout.BackedUp, Backup: backup},
 			[]string{"Backed up the database to /backups/identity-r4."}},
-		{"backup incomplete", rollout.Report{Result: rollout.Incomplete, ExitCode: 1, Backup: backup, Failure: errors.New("store the backup: 500")},
+		{"backup incomplete", rollout.Report{Result: rollout.Incomplete, Backup: backup, Failure: errors.New("store the backup: 500")},
 			[]string{"Backup incomplete: the dump was taken, but only 1 of the backup stores hold it.", "Cause: store the backup: 500"}},
 		{"restored", rollout.Report{Result: rollout.Restored, Backup: &rollout.Backup{Locations: []string{"oci://r/b:kc-1"}}},
 			[]string{"Restored the database from oci://r/b:kc-1."}},
-		{"restore incomplete", rollout.Report{Result: rollout.Incomplete, ExitCode: 1, Failure: errors.New("psql: terminated")},
+		{"restore incomplete", rollout.Report{Result: rollout.Incomplete, Failure: errors.New("psql: terminated")},
 			[]string{"Restore incomplete: the database may be partly restored; run the restore again.", "result: incomplete (exit 1)"}},
 		{"dry run", rollout.Report{Result: rollout.Noop, DryRun: true, Release: "identity", PreviousRevision: 4, FromChart: "c-2.1.0", ToChart: "c-3.0.0"},
 			[]string{"Dry run: identity would be upgraded from revision 4 (c-2.1.0 → c-3.0.0); nothing was changed."}},
@@ -94,7 +94,7 @@ func TestRefusal(t *testing.T) {
 	started := time.Now().Add(-1500 * time.Millisecond)
 	cause := errors.New("kubeconfig: no such file")
 	rep := rollout.Refusal("identity", "alfresco", started, cause)
-	if rep.Result != rollout.Refused || rep.ExitCode != rollout.ExitRefused || rep.Failure != cause || rep.Release != "identity" ||
+	if rep.Result != rollout.Refused || rep.ExitCode() != rollout.ExitRefused || rep.Failure != cause || rep.Release != "identity" ||
 		rep.Namespace != "alfresco" || !rep.Started.Equal(started) || rep.Duration < 1500*time.Millisecond {
 		t.Errorf("Refusal = %+v", rep)
 	}
