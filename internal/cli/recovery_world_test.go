@@ -14,6 +14,7 @@ import (
 	"helm.sh/helm/v3/pkg/storage"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -131,49 +132,10 @@ func TestRollbackFailingOnAnObjectKeepsTheRecreatedStatefulSet(t *testing.T) {
 // waits until it does.
 func (w *installed) refuseSecretUpdates(t *testing.T, secret string) {
 	t.Helper()
-	ctx := context.WithoutCancel(t.Context())
-	adm := w.kube.Client.AdmissionregistrationV1()
-	name := "refuse-secret-updates-" + w.kube.Namespace
-	fail := admissionv1.Fail
-	policy := &admissionv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: &fail,
-			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionv1.RuleWithOperations{
-					Operations: []admissionv1.OperationType{admissionv1.Update},
-					Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"secrets"}},
-				},
-			}}},
-			Validations: []admissionv1.Validation{{
-				Expression: fmt.Sprintf("object.metadata.name != %q", secret),
-				Message:    "injected: the Secret's update is refused",
-			}},
-		},
-	}
-	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        name,
-			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{"kubernetes.io/metadata.name": w.kube.Namespace},
-			}},
-		},
-	}
-	if _, err := adm.ValidatingAdmissionPolicies().Create(ctx, policy, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { adm.ValidatingAdmissionPolicies().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	if _, err := adm.ValidatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		adm.ValidatingAdmissionPolicyBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
-	// The API server compiles the policy in the background: probe with dry-run updates.
 	secrets := w.kube.Client.CoreV1().Secrets(w.kube.Namespace)
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	w.admissionPolicy(t, "refuse-secret-updates-", admissionv1.Update, admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"},
+		Resources: []string{"secrets"}}, secret, "injected: the Secret's update is refused", func(ctx context.Context) (bool, error) {
+		// Probed with dry-run updates.
 		s, err := secrets.Get(ctx, secret, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -181,23 +143,26 @@ func (w *installed) refuseSecretUpdates(t *testing.T, secret string) {
 		_, err = secrets.Update(ctx, s, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 		return apierrors.IsInvalid(err) || apierrors.IsForbidden(err), nil
 	})
-	if err != nil {
-		t.Fatalf("the policy refusing updates of Secret %s did not take effect: %v", secret, err)
-	}
 }
 
-// checkRollbackLine checks the timeline's rollback line: failed, and the pod replaced all the
-// same.
+// checkRollbackLine checks the timeline's rollback line: failed; and the orphaned pod replaced
+// all the same.
 func checkRollbackLine(t *testing.T, stdout string) {
 	t.Helper()
-	var rollback string
+	var rollback, replace string
 	for line := range strings.Lines(stdout) {
-		if strings.HasPrefix(strings.TrimSpace(line), "rollback ") {
+		switch l := strings.TrimSpace(line); {
+		case strings.HasPrefix(l, "rollback "):
 			rollback = line
+		case strings.HasPrefix(l, "replace orphaned pods "):
+			replace = line
 		}
 	}
-	if !strings.Contains(rollback, "FAILED") || !strings.Contains(rollback, "replaced pods [identity-postgresql-id-0]") {
-		t.Errorf("the rollback step reads %q; want it failed, having replaced pods [identity-postgresql-id-0]", rollback)
+	if !strings.Contains(rollback, "FAILED") {
+		t.Errorf("the rollback step reads %q; want it failed", rollback)
+	}
+	if !strings.Contains(replace, "replaced pods [identity-postgresql-id-0]") {
+		t.Errorf("the orphan replacement reads %q; want it to have replaced pods [identity-postgresql-id-0]", replace)
 	}
 }
 
@@ -244,4 +209,126 @@ func podReady(pod *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// TestFailedRollbackIsRecovered: the rollback itself fails, because the API server refuses the
+// old postgres StatefulSet that the orphan re-create must bring back (an admission policy of
+// the test: a quota or a webhook does the same in the field). The run says so at once, with
+// no readiness wait on a release that cannot be ready, and keeps its journal open. Once the
+// obstacle is gone, recover finishes what the run could not: the old StatefulSet re-created,
+// the upgrade's orphaned pod replaced, Keycloak back, the database as it was.
+func TestFailedRollbackIsRecovered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end upgrades on the simulated cluster")
+	}
+	t.Parallel()
+	w := install13(t)
+	tmp := t.TempDir()
+	var allow func()
+	during := atStep("restore database", func(p *os.Process) {
+		// The run waits while the policy is put in place; the rollback step comes next.
+		p.Signal(syscall.SIGSTOP)
+		defer p.Signal(syscall.SIGCONT)
+		allow = w.refuseStatefulSetCreates(t, "identity-postgresql-id")
+	})
+	r := w.start(t, []string{"RUNNER_TEMP=" + tmp}, during, "--set", "fault=crashloop", "--timeout", "60s").wait(t)
+	if r.code != rollout.ExitNeedsHuman {
+		t.Fatalf("exit %d, want %d (the rollback is refused)\n%s", r.code, rollout.ExitNeedsHuman, r.stderr)
+	}
+	mustContain(t, r, "injected: the StatefulSet's creation is refused")
+	for _, step := range []string{"readiness after rollback", "verify database"} {
+		if strings.Contains(r.stdout, "  "+step+" ") {
+			t.Errorf("after the failed rollback the run still took step %q: a release that cannot be ready is waited for", step)
+		}
+	}
+	if allow == nil {
+		t.Fatal("the run never reached the restore")
+	}
+	allow()
+
+	rec := w.recover(t, tmp)
+	if rec.code != rollout.ExitRolledBack {
+		t.Fatalf("recover: exit %d, want %d (recovered)\n%s", rec.code, rollout.ExitRolledBack, rec.stderr)
+	}
+	w.postgresRunsItsOwnPod(t)
+	w.endState(t, false)
+	if again := w.recover(t, tmp); again.code != rollout.ExitOK {
+		t.Errorf("recover again: exit %d, want 0: the journal was left open\n%s", again.code, again.stdout)
+	}
+}
+
+// refuseStatefulSetCreates makes the API server refuse the creation of the named StatefulSet in
+// w's namespace (a ValidatingAdmissionPolicy and its binding) and waits until it does. The
+// function it returns removes the policy and waits until creations pass again.
+func (w *installed) refuseStatefulSetCreates(t *testing.T, name string) (allow func()) {
+	t.Helper()
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: appsv1.StatefulSetSpec{
+		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"probe": "x"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"probe": "x"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "probe"}}}},
+	}}
+	refused := func(ctx context.Context) (bool, error) {
+		_, err := w.kube.Client.AppsV1().StatefulSets(w.kube.Namespace).Create(ctx, sts, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return apierrors.IsInvalid(err) || apierrors.IsForbidden(err), nil
+	}
+	return w.admissionPolicy(t, "refuse-sts-creates-", admissionv1.Create, admissionv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"},
+		Resources: []string{"statefulsets"}}, name, "injected: the StatefulSet's creation is refused", refused)
+}
+
+// admissionPolicy puts in place a ValidatingAdmissionPolicy, bound to w's namespace, that
+// refuses op on the object named name of rule's resources with message, and waits until
+// refused says it takes effect. The function it returns removes it and waits until refused
+// says it no longer does; the test's end removes it too.
+func (w *installed) admissionPolicy(t *testing.T, prefix string, op admissionv1.OperationType, rule admissionv1.Rule, name, message string,
+	refused func(context.Context) (bool, error)) (remove func()) {
+	t.Helper()
+	ctx := context.WithoutCancel(t.Context())
+	adm := w.kube.Client.AdmissionregistrationV1()
+	policyName := prefix + w.kube.Namespace
+	fail := admissionv1.Fail
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: policyName},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{Operations: []admissionv1.OperationType{op}, Rule: rule},
+			}}},
+			Validations: []admissionv1.Validation{{Expression: fmt.Sprintf("object.metadata.name != %q", name), Message: message}},
+		},
+	}
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policyName},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policyName,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": w.kube.Namespace},
+			}},
+		},
+	}
+	if _, err := adm.ValidatingAdmissionPolicies().Create(ctx, policy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.ValidatingAdmissionPolicyBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	del := func() {
+		adm.ValidatingAdmissionPolicyBindings().Delete(context.Background(), policyName, metav1.DeleteOptions{})
+		adm.ValidatingAdmissionPolicies().Delete(context.Background(), policyName, metav1.DeleteOptions{})
+	}
+	t.Cleanup(del)
+	// The API server compiles the policy in the background: probe until it refuses.
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, refused); err != nil {
+		t.Fatalf("the policy %s did not take effect: %v", policyName, err)
+	}
+	return func() {
+		del()
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			r, err := refused(ctx)
+			return !r, err
+		})
+		if err != nil {
+			t.Fatalf("the policy %s stayed in effect after its removal: %v", policyName, err)
+		}
+	}
 }

@@ -146,6 +146,20 @@ func TestInterruptedRun(t *testing.T) {
 			exit:    rollout.ExitRolledBack,
 			calls: []string{"lock", "read journal", "revision 4", "current", "unlock", "reopen identity-r4-killed",
 				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "wait rolled-back", "verify", "unlock lease"}},
+		// The run's rollback failed (the old StatefulSet refused): the latest revision is the
+		// failed rollback's. recover re-creates what the journal says the upgrade orphaned, and
+		// replaces the orphaned pod, though nothing differs between that revision and the
+		// recorded one any more.
+		{name: "after a rollback that failed", journal: rollout.Journal{Step: rollout.StepRecovering, RecordedRevision: 4, UpgradeRevision: 5,
+			Scaled: scaled, Backup: backup, Orphans: []string{"identity-postgresql-id"}},
+			setup: func(j *journaled) {
+				j.revs = 6
+				j.current = j.deployed
+				j.current.Revision, j.current.Status = 6, "failed"
+			},
+			exit: rollout.ExitRolledBack,
+			calls: []string{"lock", "read journal", "revision 4", "current", "reopen identity-r4-killed", "scale down", "drift",
+				"mark failed 6", "orphan identity-postgresql-id", "rollback 4", "replace pods identity-postgresql-id", "wait rolled-back", "unlock lease"}},
 		{name: "after readiness, still ready", journal: rollout.Journal{Step: rollout.StepReady, RecordedRevision: 4, UpgradeRevision: 5, Backup: backup},
 			exit: rollout.ExitOK},
 	} {

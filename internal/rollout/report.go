@@ -136,7 +136,7 @@ func (r *Report) State() []string {
 // recoveryStep reports whether a step of the timeline is one of the recovery's.
 func recoveryStep(name string) bool {
 	switch name {
-	case "scale up", "scale down", "restore database", "rollback", "readiness after rollback", "verify database":
+	case "scale up", "scale down", "restore database", "rollback", "replace orphaned pods", "readiness after rollback", "verify database":
 		return true
 	}
 	return false

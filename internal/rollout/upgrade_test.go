@@ -364,7 +364,8 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.NeedsAttention, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
+				// A failed rollback is reported at once: no wait for a release that cannot be ready.
+				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "verify", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "another operation is in progress", revision: 5, restored: true,
 		},
 		{
@@ -378,7 +379,7 @@ func TestUpgrade(t *testing.T) {
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4",
 				"orphan identity-postgresql-id", "upgrade", "replace pods identity-postgresql-id", "wait",
 				"scale down", "drift", "mark failed 5", "orphan identity-postgresql-id", "rollback 4", "replace pods identity-postgresql-id",
-				"wait rolled-back", "unlock lease"},
+				"unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "timed out waiting for the condition", revision: 5,
 		},
 		{
@@ -398,7 +399,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.NeedsAttention, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "rollback 4", "rollback 4", "wait rolled-back", "verify", "unlock lease"},
+				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "rollback 4", "rollback 4", "verify", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "an object changed while it was being written", revision: 8, restored: true,
 		},
 		{

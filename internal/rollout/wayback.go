@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -18,6 +19,14 @@ type undo interface {
 	do(ctx context.Context, r *run) (note string, err error)
 }
 
+// blocker is a step whose failure leaves the release as no later step can mend: the steps
+// after it are not tried (a readiness wait would only wait out its timeout), but for those
+// that must run whatever happened.
+type blocker interface{ blocks() bool }
+
+// mustRun is a step that runs even after a blocking failure.
+type mustRun interface{ evenIfBlocked() bool }
+
 // wayBack lists the steps that put back what the run's journal says it changed; from is the
 // revision the release is at (Revision 0: helm recorded none for the upgrade).
 func (r *run) wayBack(from Release) []undo {
@@ -29,7 +38,7 @@ func (r *run) wayBack(from Release) []undo {
 		// helm recorded no revision: the release is as it was. Undo the quiesce and check.
 		return []undo{scaleUp{}, readyAgain{}}
 	}
-	return []undo{stopNew{from}, restoreDatabase{}, rollBack{from}, readyAgain{}, verifyDatabase{}}
+	return []undo{stopNew{from}, restoreDatabase{}, rollBack{from}, replaceOrphanedPods{from}, readyAgain{}, verifyDatabase{}}
 }
 
 // goBack ends a run whose step failed: it goes the way back, unless rollback is never after the
@@ -73,11 +82,20 @@ func (r *run) takeWayBack(parent context.Context, from Release, outcome string) 
 		}
 	}
 	var errs []error
+	blocked := ""
 	for _, u := range steps {
 		if !u.needed(r) {
 			continue
 		}
-		errs = append(errs, r.step(ctx, u.name(), func(ctx context.Context) (string, error) { return u.do(ctx, r) }))
+		if m, ok := u.(mustRun); blocked != "" && !(ok && m.evenIfBlocked()) {
+			r.log.Warn("step not tried", "step", u.name(), "because", blocked+" failed")
+			continue
+		}
+		err := r.step(ctx, u.name(), func(ctx context.Context) (string, error) { return u.do(ctx, r) })
+		if b, ok := u.(blocker); err != nil && ok && b.blocks() {
+			blocked = u.name()
+		}
+		errs = append(errs, err)
 	}
 	rep.Recovery = errors.Join(errs...)
 	if rep.Recovery != nil {
@@ -178,10 +196,7 @@ func (rollBack) needed(r *run) bool { return true }
 func (rb rollBack) do(ctx context.Context, r *run) (string, error) {
 	target := rb.from
 	cur := r.rep.Plan.Current
-	orphans := r.jr.Orphans
-	if back, err := r.p.Releases.Diff(target, cur); err == nil {
-		orphans = ImmutableStatefulSets(append(back, r.rep.Plan.Changes...), r.req.Namespace)
-	}
+	orphans := r.orphans(target)
 	// No cleanup on fail: what a failed rollback created belongs to the revision rolled back
 	// to, the postgres StatefulSet it re-created by orphan delete among them; deleting it would
 	// leave the upgrade's orphaned pod without a StatefulSet.
@@ -234,21 +249,46 @@ func (rb rollBack) do(ctx context.Context, r *run) (string, error) {
 		if opts.DisableHooks {
 			note += ", rollback hooks skipped"
 		}
-	}
-	if len(orphans) > 0 {
-		// Whatever helm's error: a StatefulSet it re-created before failing (a post-rollback
-		// hook that timed out) stays at 0/1 behind the orphaned pod of the same name until the
-		// pod is replaced. One it did not re-create is skipped.
-		pods, perr := r.p.Releases.ReplaceOrphanedPods(ctx, orphans)
-		if perr != nil {
-			return note, errors.Join(err, fmt.Errorf("replace the orphaned pods of %v: %w", orphans, perr))
-		}
-		if err == nil {
+		if len(orphans) > 0 {
 			note += fmt.Sprintf("; re-created %v", orphans)
 		}
-		note += fmt.Sprintf("; replaced pods %v", pods)
 	}
 	return note, err
+}
+
+func (rollBack) blocks() bool { return true }
+
+// orphans are the StatefulSets the way back re-creates: those the run's journal says the
+// upgrade orphaned, and those whose immutable fields differ between the revision the release is
+// at and the recorded one (a rollback meets the upgrade's trap in reverse). The journal keeps
+// them across runs, so that recover re-creates them after a rollback that failed.
+func (r *run) orphans(from Release) []string {
+	orphans := slices.Clone(r.jr.Orphans)
+	if back, err := r.p.Releases.Diff(from, r.rep.Plan.Current); err == nil {
+		orphans = append(orphans, ImmutableStatefulSets(append(back, r.rep.Plan.Changes...), r.req.Namespace)...)
+	}
+	slices.Sort(orphans)
+	return slices.Compact(orphans)
+}
+
+// replaceOrphanedPods deletes the pods that the re-created StatefulSets cannot adopt (they keep
+// the labels of the revision that made them), so that each StatefulSet makes its own. It runs
+// whatever the rollback's outcome: a StatefulSet helm re-created before failing (a
+// post-rollback hook that timed out) stays at 0/1 behind the orphaned pod of the same name
+// until the pod is replaced; one it did not re-create is skipped, and its pod, the database's,
+// keeps running until recover re-creates it.
+type replaceOrphanedPods struct{ from Release }
+
+func (replaceOrphanedPods) name() string         { return "replace orphaned pods" }
+func (p replaceOrphanedPods) needed(r *run) bool { return len(r.orphans(p.from)) > 0 }
+func (replaceOrphanedPods) evenIfBlocked() bool  { return true }
+func (p replaceOrphanedPods) do(ctx context.Context, r *run) (string, error) {
+	orphans := r.orphans(p.from)
+	pods, err := r.p.Releases.ReplaceOrphanedPods(ctx, orphans)
+	if err != nil {
+		return "", fmt.Errorf("replace the orphaned pods of %v: %w", orphans, err)
+	}
+	return fmt.Sprintf("of %v: replaced pods %v", orphans, pods), nil
 }
 
 // readyAgain waits until the recorded revision's resources are ready again.
@@ -263,8 +303,9 @@ func (readyAgain) do(ctx context.Context, r *run) (string, error) {
 // verifyDatabase checks a restored database against the backup's manifest.
 type verifyDatabase struct{}
 
-func (verifyDatabase) name() string       { return "verify database" }
-func (verifyDatabase) needed(r *run) bool { return r.rep.DatabaseRestored }
+func (verifyDatabase) name() string        { return "verify database" }
+func (verifyDatabase) evenIfBlocked() bool { return true } // the database's state, whatever the release's
+func (verifyDatabase) needed(r *run) bool  { return r.rep.DatabaseRestored }
 func (verifyDatabase) do(ctx context.Context, r *run) (string, error) {
 	return "", r.p.Database.Verify(ctx, *r.rep.Backup)
 }
