@@ -53,12 +53,12 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 	}
 	warn(stderr, "write the plan", plan.WriteText(stdout))
 	rep := &rollout.Report{
-		Result: rollout.Noop, DryRun: true, Release: cfg.ReleaseName, Namespace: client.Namespace(),
+		Result: plan.Result(), DryRun: true, Release: cfg.ReleaseName, Namespace: client.Namespace(),
 		PreviousRevision: plan.Current.Revision, Revision: plan.Current.Revision,
 		FromChart: plan.Current.Chart(), ToChart: plan.Target.Chart(), Plan: plan, Started: started,
 	}
 	if plan.Refused() {
-		rep.Result, rep.Failure = rollout.Refused, errors.Join(plan.Refusals...)
+		rep.Failure = errors.Join(plan.Refusals...)
 	}
 	rep.Duration = time.Since(started)
 	if act != nil {

@@ -224,7 +224,7 @@ func TestUpgradeEndToEnd(t *testing.T) {
 		if r.code != rollout.ExitOK {
 			t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 		}
-		mustContain(t, r, "Dry run: identity would be upgraded from revision 1", "--- change StatefulSet/identity-id-keycloak",
+		mustContain(t, r, "Planned: identity would be upgraded from revision 1", "--- change StatefulSet/identity-id-keycloak",
 			"+        image: alfresco/alfresco-identity-service:1.4.0", "--- change Secret/identity-id-keycloak-db")
 		if strings.Contains(r.stdout, base64.StdEncoding.EncodeToString([]byte(w.db.OwnerPassword))) {
 			t.Error("the dry run shows the database password")

@@ -277,6 +277,12 @@ func urlPassword(s string) string {
 func (c *Config) Advise(fix rollout.Fix) string {
 	for _, in := range allInputs() {
 		if in.Fixes == fix.Option && fix.Option != 0 {
+			switch {
+			case in.Name == "command" && c.Action:
+				return fmt.Sprintf("run the action with command: %s (and the same release, cluster and database inputs)", fix.Value)
+			case in.Name == "command":
+				return fmt.Sprintf("run identity-upgrade %s with the same --release-name, --namespace and database flags", fix.Value)
+			}
 			if c.Action {
 				return fmt.Sprintf("set the input %s: %s", in.Name, fix.Value)
 			}

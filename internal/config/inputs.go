@@ -126,7 +126,7 @@ func allInputs() []Input {
 	)
 	return []Input{
 		// What the action does; on the command line it is the subcommand.
-		{Name: "command", Bind: str(func(c *Config) *string { return &c.Command }), Group: GroupRun, Default: CmdUpgrade, ActionOnly: true, Commands: all,
+		{Name: "command", Bind: str(func(c *Config) *string { return &c.Command }), Group: GroupRun, Fixes: rollout.OptionCommand, Default: CmdUpgrade, ActionOnly: true, Commands: all,
 			Description: "What the step does: upgrade; plan (the preflight and the manifest diff, changing nothing); backup (the database into the backup stores); restore (the database from restore-from); or recover (complete the recovery of an earlier run that was cancelled or killed, e.g. in an if: cancelled() step). An input that does not apply to the command is refused."},
 
 		// Release.

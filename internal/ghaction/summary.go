@@ -31,9 +31,6 @@ func summary(rep *rollout.Report, secrets []string) string {
 	b.WriteString("| | |\n|---|---|\n")
 	row := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, v) }
 	res := code(string(rep.Result)) + fmt.Sprintf(" (exit %d", rep.ExitCode())
-	if rep.DryRun {
-		res += ", dry run"
-	}
 	row("Result", res+")")
 	if rep.Release != "" {
 		rel := code(red(rep.Release))
@@ -78,6 +75,11 @@ func summary(rep *rollout.Report, secrets []string) string {
 		row("Database", cell(red(db)))
 	}
 	row("Duration", duration(rep.Duration))
+
+	// What the upgrade would do, for a plan: the changes, and what a person may not expect.
+	if rep.DryRun {
+		writePlan(&b, rep.Plan, red)
+	}
 
 	// What a person finds, and what went wrong.
 	if state := rep.State(); len(state) > 0 {
@@ -143,9 +145,11 @@ func heading(rep *rollout.Report) string {
 	switch rep.Result {
 	case rollout.Upgraded:
 		return "✅ identity upgraded"
+	case rollout.Planned:
+		return "📝 planned: nothing changed"
 	case rollout.Noop:
-		if rep.DryRun {
-			return "📝 dry run: nothing changed"
+		if rep.NothingToRecover {
+			return "✅ nothing to recover"
 		}
 		return "✅ nothing to do"
 	case rollout.RolledBack:
@@ -304,4 +308,29 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// writePlan writes a plan's resource changes and warnings.
+func writePlan(b *strings.Builder, p rollout.Plan, red func(string) string) {
+	if p.Target.ChartName == "" {
+		return
+	}
+	if len(p.Changes) > 0 {
+		fmt.Fprintf(b, "\n### Changes (%d)\n\n", len(p.Changes))
+		for _, c := range p.Changes {
+			line := fmt.Sprintf("%s %s", c.Action, code(red(c.Resource())))
+			if len(c.Immutable) > 0 {
+				line += " (immutable: " + red(strings.Join(c.Immutable, ", ")) + ")"
+			}
+			fmt.Fprintf(b, "- %s\n", line)
+		}
+	} else {
+		b.WriteString("\n### Changes\n\nNo resource changes.\n")
+	}
+	if len(p.Warnings) > 0 {
+		b.WriteString("\n### Warnings\n\n")
+		for _, w := range p.Warnings {
+			fmt.Fprintf(b, "- %s\n", paragraph(red(w)))
+		}
+	}
 }

@@ -141,7 +141,7 @@ func reports() map[string]*rollout.Report {
 	needsHuman.Duration = 737 * time.Second
 
 	refused := &rollout.Report{
-		Result: rollout.Refused, 		Release: "identity", Namespace: "alfresco", Started: t0,
+		Result: rollout.Refused, Release: "identity", Namespace: "alfresco", Started: t0,
 		Failure: fmt.Errorf("lock: %w: held by run 1234 (octo/infra, attempt 1) since 09:20:11", rollout.ErrLocked),
 		Timeline: timeline(
 			"lock", 210*time.Millisecond, "", fmt.Errorf("%w: held by run 1234 (octo/infra, attempt 1) since 09:20:11", rollout.ErrLocked),
@@ -219,7 +219,7 @@ func TestSummaryContent(t *testing.T) {
 			"- Database: not restored, as the upgraded version left it: could not compare with the backup",
 			"- Did not complete: restore database, rollback, readiness after rollback.\n",
 			"- Backup taken before the upgrade: artifact:identity-r4-20250314T092653Z (sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08); identity-upgrade restore --from artifact:identity-r4-20250314T092653Z puts it back",
-			"- helm rollback identity 4 --namespace alfresco returns the release to revision 4.\n",
+			"- Once the cause is fixed, run recover: it finishes the way back to revision 4",
 			"### Recovery did not complete\n\n```text\nrestore database: psql: error:",
 			"connections?\nrollback: another operation", "| Database | not restored: could not compare", "| quiesce | +2s | 0s | ⏭ skipped | skipped: quiesce is off |",
 			"| restore database | +10m13.3s | 2s | ❌ failed | psql: error: connection to server at \"identity-postgresql-id\" (10.0.0.7), port 5432 failed: Connection refused<br>"},
@@ -290,7 +290,8 @@ func TestSummaryHeadings(t *testing.T) {
 	}{
 		{rollout.Report{Result: rollout.Upgraded}, "## ✅ identity upgraded\n"},
 		{rollout.Report{Result: rollout.Noop}, "## ✅ nothing to do\n"},
-		{rollout.Report{Result: rollout.Noop, DryRun: true}, "## 📝 dry run: nothing changed\n"},
+		{rollout.Report{Result: rollout.Planned, DryRun: true}, "## 📝 planned: nothing changed\n"},
+		{rollout.Report{Result: rollout.Noop, NothingToRecover: true}, "## ✅ nothing to recover\n"},
 		{rollout.Report{Result: rollout.RolledBack}, "## ↩️ identity rolled back\n"},
 		{rollout.Report{Result: rollout.BackedUp}, "## ✅ database backed up\n"},
 		{rollout.Report{Result: rollout.Restored}, "## ✅ database restored\n"},
@@ -301,6 +302,23 @@ func TestSummaryHeadings(t *testing.T) {
 	for _, tt := range tests {
 		if got := ghaction.Summary(&tt.rep); !strings.HasPrefix(got, tt.want) {
 			t.Errorf("%s/%d: summary starts %q, want %q", tt.rep.Result, tt.rep.ExitCode(), strings.SplitN(got, "\n", 2)[0], tt.want)
+		}
+	}
+}
+
+// TestSummaryOfAPlan: a plan's summary lists the changes the upgrade would make and its
+// warnings, not only that nothing changed.
+func TestSummaryOfAPlan(t *testing.T) {
+	rep := &rollout.Report{Result: rollout.Planned, DryRun: true, Release: "identity", PreviousRevision: 1, Revision: 1,
+		Plan: rollout.Plan{Target: rollout.Release{ChartName: "alfresco-identity-service", ChartVersion: "3.0.0"},
+			Changes: []rollout.Change{{Action: rollout.Changed, Kind: "StatefulSet", Name: "identity-postgresql-id", Immutable: []string{"spec.selector"}},
+				{Action: rollout.Added, Kind: "Secret", Name: "identity-realm"}},
+			Warnings: []string{"downgrade: the target runs app 1.3.0"}}}
+	got := ghaction.Summary(rep)
+	for _, want := range []string{"## 📝 planned: nothing changed", "### Changes (2)", "- change `StatefulSet/identity-postgresql-id` (immutable: spec.selector)",
+		"- add `Secret/identity-realm`", "### Warnings", "- downgrade: the target runs app 1.3.0"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
 		}
 	}
 }

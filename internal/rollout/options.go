@@ -52,6 +52,8 @@ type Option int
 const (
 	OptionUnlockPending Option = iota + 1
 	OptionRecreateStatefulSets
+	// OptionCommand is what to run: upgrade, recover, ... (the subcommand on the command line).
+	OptionCommand
 )
 
 // Fix is the choice that gets past a refusal: Option set to Value.
@@ -68,6 +70,9 @@ type Advisor func(Fix) string
 // procedure's own neutral words.
 func (a Advisor) advise(fix Fix) string {
 	if a == nil {
+		if fix.Option == OptionCommand {
+			return "run " + fix.Value
+		}
 		return "change the option that allows it"
 	}
 	return a(fix)

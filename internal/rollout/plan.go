@@ -78,6 +78,18 @@ type Plan struct {
 // Refused reports whether the preflight would refuse the upgrade.
 func (p Plan) Refused() bool { return len(p.Refusals) > 0 }
 
+// Result is what a plan, or a dry run, ends with: refused, nothing to do, or planned (the
+// upgrade would start).
+func (p Plan) Result() Result {
+	switch {
+	case p.Refused():
+		return Refused
+	case p.Noop:
+		return Noop
+	}
+	return Planned
+}
+
 // readyNow is the readiness pass that tells "nothing to do" from "renders the target but
 // broken" (and an interrupted run that had passed readiness from one that broke since): a
 // short wait with a short stability window, so a crash-looping pod is seen.
@@ -156,8 +168,8 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, read
 				return p, err
 			}
 			p.Refusals = append(p.Refusals, fmt.Errorf("%w: revision %d (chart %s) is deployed and renders the target, but %v; "+
-				"an upgrade to the same manifest would change nothing. Roll back to a revision that worked (helm history %s; helm rollback %s <revision>) or fix the cause, then run again",
-				ErrBrokenNoop, p.Current.Revision, p.Current.Chart(), err, req.Release, req.Release))
+				"an upgrade to the same manifest would change nothing. Fix the cause, or upgrade to the chart version of a revision that worked, then run again",
+				ErrBrokenNoop, p.Current.Revision, p.Current.Chart(), err))
 		} else {
 			p.Noop = true
 		}

@@ -159,7 +159,7 @@ func TestMakePlan(t *testing.T) {
 			name: "renders the target but broken", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "orphan", RollbackHooks: "auto"},
 			current: deployed, target: &sameChart, db: pg15, ready: brokenPods, wantRender: true, wantSkipped: 2,
 			wantRefusal: []error{rollout.ErrBrokenNoop},
-			wantText:    []string{"revision 3 (chart alfresco-identity-service-2.1.0) is deployed and renders the target, but StatefulSet/identity-id-keycloak: CrashLoopBackOff", "helm rollback identity"},
+			wantText:    []string{"revision 3 (chart alfresco-identity-service-2.1.0) is deployed and renders the target, but StatefulSet/identity-id-keycloak: CrashLoopBackOff", "Fix the cause, or upgrade to the chart version of a revision that worked"},
 		},
 		{
 			name: "pg_dump too old", req: rollout.PlanRequest{Release: "identity", RecreateStatefulSets: "never", RollbackHooks: "skip"},

@@ -19,9 +19,11 @@ func (r *Report) Headline() string {
 	switch r.Result {
 	case Upgraded:
 		return fmt.Sprintf("Upgraded %s: revision %d → %d (%s → %s).", r.Release, r.PreviousRevision, r.Revision, r.FromChart, r.ToChart)
+	case Planned:
+		return fmt.Sprintf("Planned: %s would be upgraded from revision %d (%s → %s); nothing was changed.", r.Release, r.PreviousRevision, r.FromChart, r.ToChart)
 	case Noop:
-		if r.DryRun && !r.Plan.Noop {
-			return fmt.Sprintf("Dry run: %s would be upgraded from revision %d (%s → %s); nothing was changed.", r.Release, r.PreviousRevision, r.FromChart, r.ToChart)
+		if r.NothingToRecover {
+			return fmt.Sprintf("Nothing to recover: no run of %s was interrupted; nothing was changed.", r.Release)
 		}
 		return fmt.Sprintf("Nothing to do: %s at revision %d already renders the target and is ready.", r.Release, r.PreviousRevision)
 	case RolledBack:
@@ -89,6 +91,17 @@ func (r *Report) State() []string {
 		return nil
 	}
 	var s []string
+	if f := r.Found; f != nil {
+		// Read back, not inferred.
+		for _, l := range []struct{ what, found string }{
+			{"Release " + r.Release, f.Release}, {"Keycloak", f.Keycloak}, {"Resources", f.Resources}, {"Database", f.Database},
+		} {
+			if l.found != "" {
+				s = append(s, l.what+": "+l.found+".")
+			}
+		}
+		return append(s, r.handOver()...)
+	}
 	switch {
 	case r.UpgradedRevision == 0:
 		s = append(s, fmt.Sprintf("Release %s: not upgraded; still at revision %d%s.", r.Release, r.PreviousRevision, chartOf(r.FromChart)))
@@ -107,6 +120,13 @@ func (r *Report) State() []string {
 	default:
 		s = append(s, "Database: not restored, as the upgraded version left it.")
 	}
+	return append(s, r.handOver()...)
+}
+
+// handOver is what a person needs to go on: the steps that did not complete, the backup, and
+// the command that finishes the way back.
+func (r *Report) handOver() []string {
+	var s []string
 	var failed []string
 	for _, st := range r.Timeline {
 		if st.Err != nil && recoveryStep(st.Name) {
@@ -127,8 +147,11 @@ func (r *Report) State() []string {
 		loc := r.Backup.Locations[0]
 		s = append(s, fmt.Sprintf("Backup taken before the upgrade: %s (sha256 %s); identity-upgrade restore --from %s puts it back, with Keycloak scaled to 0.", loc, r.Backup.SHA256, loc))
 	}
-	if r.UpgradedRevision > 0 && r.Revision == r.UpgradedRevision && r.PreviousRevision > 0 {
-		s = append(s, fmt.Sprintf("helm rollback %s %d --namespace %s returns the release to revision %d.", r.Release, r.PreviousRevision, r.Namespace, r.PreviousRevision))
+	if r.PreviousRevision > 0 {
+		// Never a bare helm command: helm's rollback runs the rollback hooks and meets the
+		// immutable selector the way back handles.
+		s = append(s, fmt.Sprintf("Once the cause is fixed, %s: it finishes the way back to revision %d from the run journal, with this run's backup.",
+			r.Plan.Request.Advise.advise(Fix{OptionCommand, "recover"}), r.PreviousRevision))
 	}
 	return s
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -28,13 +29,15 @@ func TestReportText(t *testing.T) {
 				"database: Keycloak migrated the schema → restored", "Cause: not ready: pod identity-id-keycloak-0 container keycloak (StatefulSet/identity-id-keycloak): CrashLoopBackOff",
 				"Last log lines of identity-id-keycloak-0/keycloak:\n  | FATAL Failed to update database", "FAILED"}},
 		{"needs a person", rollout.Report{Result: rollout.NeedsAttention, Release: "identity", Namespace: "alfresco", PreviousRevision: 4, Revision: 5,
+			Plan:             rollout.Plan{Request: rollout.PlanRequest{Release: "identity", Advise: (&config.Config{}).Advise}},
 			UpgradedRevision: 5, Backup: backup, Failure: nr, Recovery: errors.New("rollback: another operation is in progress"),
 			Timeline: []rollout.Step{{Name: "readiness", Err: nr}, {Name: "rollback", Err: errors.New("another operation is in progress")}}},
 			[]string{"FAILED and NOT fully recovered", "Recovery did not complete: rollback: another operation is in progress",
 				"result: needs-attention (exit 3)", "State now:\n  - Release identity: at revision 5, the upgrade's; not rolled back to revision 4.\n",
 				"  - Database: not restored, as the upgraded version left it.\n", "  - Did not complete: rollback.\n",
 				"  - Backup taken before the upgrade: /backups/identity-r4 (sha256 bbbb", "identity-upgrade restore --from /backups/identity-r4",
-				"  - helm rollback identity 4 --namespace alfresco returns the release to revision 4.\n"}},
+				"  - Once the cause is fixed, run identity-upgrade recover with the same --release-name, --namespace and database flags: " +
+					"it finishes the way back to revision 4 from the run journal, with this run's backup.\n"}},
 		{"failed before the upgrade", rollout.Report{Result: rollout.RolledBack, Release: "identity", PreviousRevision: 4, Revision: 4, Failure: errors.New("backup: disk full")},
 			[]string{"Failed before the upgrade: identity was not upgraded and is still at revision 4.", "Cause: backup: disk full"}},
 		{"refused", rollout.Report{Result: rollout.Refused, Release: "identity", Failure: rollout.ErrLocked},
@@ -51,8 +54,10 @@ func TestReportText(t *testing.T) {
 			[]string{"Restored the database from oci://r/b:kc-1."}},
 		{"restore incomplete", rollout.Report{Result: rollout.Incomplete, Failure: errors.New("psql: terminated")},
 			[]string{"Restore incomplete: the database may be partly restored; run the restore again.", "result: incomplete (exit 1)"}},
-		{"dry run", rollout.Report{Result: rollout.Noop, DryRun: true, Release: "identity", PreviousRevision: 4, FromChart: "c-2.1.0", ToChart: "c-3.0.0"},
-			[]string{"Dry run: identity would be upgraded from revision 4 (c-2.1.0 → c-3.0.0); nothing was changed."}},
+		{"planned", rollout.Report{Result: rollout.Planned, DryRun: true, Release: "identity", PreviousRevision: 4, FromChart: "c-2.1.0", ToChart: "c-3.0.0"},
+			[]string{"Planned: identity would be upgraded from revision 4 (c-2.1.0 → c-3.0.0); nothing was changed.", "result: planned (exit 0)"}},
+		{"nothing to recover", rollout.Report{Result: rollout.Noop, NothingToRecover: true, Release: "identity"},
+			[]string{"Nothing to recover: no run of identity was interrupted; nothing was changed."}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,6 +89,7 @@ func TestStateOnlyWhenNeedsAttention(t *testing.T) {
 		"Release identity: not upgraded; still at revision 4 (c-2.1.0).",
 		"Database: unchanged; nothing was upgraded.",
 		"Did not complete: scale up. The Keycloak workloads may still be scaled to 0.",
+		"Once the cause is fixed, run recover: it finishes the way back to revision 4 from the run journal, with this run's backup.",
 	}
 	if got := rep.State(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("state:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

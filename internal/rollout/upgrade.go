@@ -50,7 +50,8 @@ type Result string
 
 const (
 	Upgraded       Result = "upgraded"        // exit 0: upgraded
-	Noop           Result = "noop"            // exit 0: nothing to do, or a dry run
+	Noop           Result = "noop"            // exit 0: nothing to do
+	Planned        Result = "planned"         // exit 0: plan or a dry run: the upgrade would start; nothing changed
 	RolledBack     Result = "rolled-back"     // exit 1: failed, and everything it changed was put back
 	Refused        Result = "refused"         // exit 2: refused before changing anything
 	NeedsAttention Result = "needs-attention" // exit 3: failed and could not restore
@@ -69,7 +70,7 @@ const (
 // become numbers.
 func (r Result) ExitCode() int {
 	switch r {
-	case Upgraded, Noop, BackedUp, Restored:
+	case Upgraded, Noop, Planned, BackedUp, Restored:
 		return ExitOK
 	case RolledBack, Incomplete:
 		return ExitRolledBack
@@ -115,11 +116,24 @@ type Report struct {
 	Timeline []Step
 	// DryRun is set when the run only planned.
 	DryRun bool
+	// NothingToRecover is set when recover found no interrupted run.
+	NothingToRecover bool
+	// Found is the state read back after a recovery that did not complete; nil otherwise.
+	Found *Found
 	// Interrupted is the journal of an earlier run that did not finish, which this run
 	// recovered (or tried to) before anything else.
 	Interrupted *Journal
 	Started     time.Time
 	Duration    time.Duration
+}
+
+// Found is the state a recovery that did not complete left, read back from the cluster and the
+// database (not inferred from what was attempted). An empty field was not read.
+type Found struct {
+	Release   string // the release's latest and deployed revisions
+	Keycloak  string // the Keycloak workloads' replicas
+	Resources string // whether the recorded revision's resources exist and are ready
+	Database  string // the database against the backup
 }
 
 // ExitCode is the exit code of the run: its result's.
@@ -169,7 +183,7 @@ type run struct {
 // On a failure after the quiesce (cancellation included) the run goes back the one way back
 // (wayback.go). The report is always complete; its ExitCode says how the run ended.
 func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
-	r := &run{p: p, req: req, log: p.Log, rep: &Report{Release: req.Release, Namespace: req.Namespace}}
+	r := &run{p: p, req: req, log: p.Log, rep: &Report{Release: req.Release, Namespace: req.Namespace, Plan: Plan{Request: req.PlanRequest}}}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -189,7 +203,7 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 		return rep
 	}
 	if req.RecoverOnly {
-		r.rep.Result = Noop
+		r.rep.Result, r.rep.NothingToRecover = Noop, true
 		return r.rep
 	}
 
@@ -201,7 +215,7 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 	case plan.Refused():
 		return r.refuse(errors.Join(plan.Refusals...))
 	case req.DryRun:
-		r.rep.Result, r.rep.DryRun = Noop, true
+		r.rep.Result, r.rep.DryRun = plan.Result(), true
 		return r.rep
 	case plan.Noop:
 		r.log.Info("nothing to upgrade: the deployed revision renders the target and is ready", "revision", plan.Current.Revision)

@@ -365,7 +365,7 @@ func TestUpgrade(t *testing.T) {
 			result: rollout.NeedsAttention, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
 				// A failed rollback is reported at once: no wait for a release that cannot be ready.
-				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "verify", "unlock lease"},
+				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "verify" /* read back */, "current", "wait rolled-back", "drift", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "another operation is in progress", revision: 5, restored: true,
 		},
 		{
@@ -379,7 +379,7 @@ func TestUpgrade(t *testing.T) {
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4",
 				"orphan identity-postgresql-id", "upgrade", "replace pods identity-postgresql-id", "wait",
 				"scale down", "drift", "mark failed 5", "orphan identity-postgresql-id", "rollback 4", "replace pods identity-postgresql-id",
-				"unlock lease"},
+				/* read back */ "current", "wait rolled-back", "drift", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "timed out waiting for the condition", revision: 5,
 		},
 		{
@@ -399,7 +399,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.NeedsAttention, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "rollback 4", "rollback 4", "verify", "unlock lease"},
+				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "rollback 4", "rollback 4", "verify" /* read back */, "current", "wait rolled-back", "drift", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "an object changed while it was being written", revision: 8, restored: true,
 		},
 		{
@@ -409,7 +409,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.NeedsAttention, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "wait rolled-back", "unlock lease"},
+				"scale down", "drift", "restore", "mark failed 5", "rollback 4", "wait rolled-back" /* read back */, "current", "wait rolled-back", "drift", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "disk full", revision: 6,
 		},
 		{
@@ -419,7 +419,7 @@ func TestUpgrade(t *testing.T) {
 			},
 			result: rollout.NeedsAttention, exit: 3,
 			calls: []string{"lock", "current", "current", "render", "inspect", "scale down", "values 4", "backup r4", "upgrade", "wait",
-				"scale down", "drift", "mark failed 5", "rollback 4", "wait rolled-back", "unlock lease"},
+				"scale down", "drift", "mark failed 5", "rollback 4", "wait rolled-back" /* read back */, "current", "wait rolled-back", "drift", "unlock lease"},
 			failure: "CrashLoopBackOff", recovery: "still crashing", revision: 6,
 		},
 		{
@@ -460,7 +460,7 @@ func TestUpgrade(t *testing.T) {
 		{
 			name:   "dry run",
 			setup:  func(w *world, r *rollout.UpgradeRequest) { r.DryRun = true },
-			result: rollout.Noop, exit: 0, calls: []string{"lock", "current", "current", "render", "inspect", "unlock lease"}, revision: 4,
+			result: rollout.Planned, exit: 0, calls: []string{"lock", "current", "current", "render", "inspect", "unlock lease"}, revision: 4,
 		},
 		{
 			name: "nothing to upgrade",
@@ -514,6 +514,28 @@ func TestUpgrade(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStateNowIsReadBack: a recovery that did not complete tells the state it left as read
+// back (the release's revisions, Keycloak's replicas, the recorded revision's readiness, the
+// database against the backup), not as what it attempted.
+func TestStateNowIsReadBack(t *testing.T) {
+	w := newWorld()
+	w.waitErr, w.drift, w.rollbackErr = notReady, "schema: 86 → 88 changesets", errors.New("admission webhook denied the request")
+	w.waitAfterRollbackErr = errors.New("StatefulSet/identity-postgresql-id: not found")
+	rep := w.pipeline().Upgrade(t.Context(), request())
+	if rep.ExitCode() != rollout.ExitNeedsHuman || rep.Found == nil {
+		t.Fatalf("exit %d, found %+v", rep.ExitCode(), rep.Found)
+	}
+	state := strings.Join(rep.State(), "\n")
+	for _, want := range []string{"Release identity: latest revision 4 is deployed (alfresco-identity-service-2.1.0).",
+		"Keycloak: StatefulSet/identity-id-keycloak at 2 replicas.",
+		"Resources: revision 4's resources are not ready: StatefulSet/identity-postgresql-id: not found.",
+		"Database: differs from the backup: schema: 86 → 88 changesets.", "Did not complete: rollback."} {
+		if !strings.Contains(state, want) {
+			t.Errorf("state lacks %q:\n%s", want, state)
+		}
 	}
 }
 

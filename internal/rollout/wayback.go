@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -100,6 +101,7 @@ func (r *run) takeWayBack(parent context.Context, from Release, outcome string) 
 	rep.Recovery = errors.Join(errs...)
 	if rep.Recovery != nil {
 		rep.Result = NeedsAttention
+		rep.Found = r.readBack(ctx)
 		if r.jr.Open() {
 			r.log.Warn("the recovery did not finish: the run journal stays open; the next run, or identity-upgrade recover, completes it")
 		}
@@ -112,6 +114,60 @@ func (r *run) takeWayBack(parent context.Context, from Release, outcome string) 
 		}
 	}
 	return rep
+}
+
+// readBackTimeout bounds the reading of the state a way back that did not complete left.
+const readBackTimeout = 20 * time.Second
+
+// readBack reads the state the way back left, for the person it is handed to: the release's
+// latest and deployed revisions, Keycloak's replicas, whether the recorded revision's resources
+// exist and are ready, and whether the database still equals the backup. What it cannot read
+// it says so; it changes nothing.
+func (r *run) readBack(parent context.Context) *Found {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), readBackTimeout)
+	defer cancel()
+	f := &Found{}
+	cur := r.rep.Plan.Current
+	if latest, err := r.p.Releases.Current(ctx, r.req.Release); err != nil {
+		f.Release = fmt.Sprintf("could not be read: %v", err)
+	} else {
+		f.Release = fmt.Sprintf("latest revision %d is %s%s", latest.Revision, latest.Status, chartOf(latest.Chart()))
+		if latest.Status != "deployed" {
+			if d, err := r.p.Releases.Deployed(ctx, r.req.Release); err == nil {
+				f.Release += fmt.Sprintf("; the newest deployed is revision %d%s", d.Revision, chartOf(d.Chart()))
+			} else {
+				f.Release += "; no revision is deployed"
+			}
+		}
+	}
+	if r.p.Workloads != nil {
+		scaled, err := r.p.Workloads.Replicas(ctx, r.req.Namespace, cur.Manifest)
+		var parts []string
+		for _, s := range scaled {
+			parts = append(parts, fmt.Sprintf("%s/%s at %d replicas", s.Kind, s.Name, s.Replicas))
+		}
+		if err != nil {
+			parts = append(parts, err.Error())
+		}
+		f.Keycloak = strings.Join(parts, "; ")
+	}
+	// One short pass: what of the recorded revision is missing or not ready.
+	if err := r.p.Waiter.Wait(ctx, WaitRequest{Namespace: r.req.Namespace, Manifest: cur.Manifest, Timeout: 5 * time.Second}); err != nil {
+		f.Resources = fmt.Sprintf("revision %d's resources are not ready: %v", cur.Revision, err)
+	} else {
+		f.Resources = fmt.Sprintf("revision %d's resources are ready", cur.Revision)
+	}
+	if b := r.rep.Backup; b != nil {
+		switch drift, err := r.p.Database.Drift(ctx, *b); {
+		case err != nil:
+			f.Database = fmt.Sprintf("could not be compared with the backup: %v", err)
+		case drift == "":
+			f.Database = "equals the backup"
+		default:
+			f.Database = "differs from the backup: " + drift
+		}
+	}
+	return f
 }
 
 // recoveryContext is a fresh context for the recovery: it must run even when the run was
