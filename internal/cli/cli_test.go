@@ -236,3 +236,12 @@ func TestHostileInputs(t *testing.T) {
 		})
 	}
 }
+
+// TestRecoverNamesItself: a recover that cannot start says recover, not upgrade.
+func TestRecoverNamesItself(t *testing.T) {
+	env := map[string]string{"KUBECONFIG": filepath.Join(t.TempDir(), "no-kubeconfig")}
+	r := runCLI(t, env, "recover", "--release-name", "identity", "--database-url", "postgres://k@127.0.0.1:1/k")
+	if r.code != rollout.ExitRefused || !strings.Contains(r.stderr, "\nidentity-upgrade recover: kubeconfig: ") {
+		t.Errorf("exit %d, stderr %q; want 2 and the subcommand's own name", r.code, r.stderr)
+	}
+}

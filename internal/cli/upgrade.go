@@ -25,7 +25,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 	started := time.Now()
 	fail := func(format string, args ...any) int {
 		err := fmt.Errorf(format, args...)
-		fmt.Fprintf(stderr, "identity-upgrade upgrade: %v; nothing was changed\n", err)
+		fmt.Fprintf(stderr, "identity-upgrade %s: %v; nothing was changed\n", cfg.Command, err)
 		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
 	}
 	// The working copy of the backup lives in the runner's temp dir and goes when the run ends:
