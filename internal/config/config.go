@@ -276,8 +276,15 @@ func urlPassword(s string) string {
 // flag on the command line, an input of the step's with: block in the action.
 func (c *Config) Advise(fix rollout.Fix) string {
 	for _, in := range allInputs() {
+		if (in.CLIOnly && c.Action) || (in.ActionOnly && !c.Action && in.Name != "command") {
+			continue
+		}
 		if in.Fixes == fix.Option && fix.Option != 0 {
 			switch {
+			case in.Name == "command" && fix.Value == CmdRestore && c.Action:
+				return "run the action with command: restore and the database inputs"
+			case in.Name == "command" && fix.Value == CmdRestore:
+				return "run identity-upgrade restore with the database flags"
 			case in.Name == "command" && c.Action:
 				return fmt.Sprintf("run the action with command: %s (and the same release, cluster and database inputs)", fix.Value)
 			case in.Name == "command":

@@ -183,9 +183,9 @@ func allInputs() []Input {
 			Description: "Directory of the PostgreSQL client tools to use (it must hold pg_dump, pg_restore and psql, of the server's major version or newer). Empty means the installed client of the server's major, else the oldest newer one."},
 
 		// Backup.
-		{Name: "from", Bind: str(func(c *Config) *string { return &c.From }), Group: GroupBackup, CLIOnly: true, Commands: restore,
+		{Name: "from", Bind: str(func(c *Config) *string { return &c.From }), Group: GroupBackup, Fixes: rollout.OptionRestoreFrom, CLIOnly: true, Commands: restore,
 			Description: "Bundle to restore: a bundle directory (DIR/<backup-name>), an oci://registry/repo:tag reference, or, in GitHub Actions, an artifact name. Required."},
-		{Name: "restore-from", Bind: str(func(c *Config) *string { return &c.From }), Group: GroupBackup, ActionOnly: true, Commands: restore,
+		{Name: "restore-from", Bind: str(func(c *Config) *string { return &c.From }), Group: GroupBackup, Fixes: rollout.OptionRestoreFrom, ActionOnly: true, Commands: restore,
 			Description: "Bundle that command restore restores (required there): a bundle directory, an oci://registry/repo:tag reference, or artifact:<name> (an artifact of this workflow run), as the backup-location output of a backup or upgrade step gives it."},
 		{Name: "backup-format", Bind: str(func(c *Config) *string { return &c.BackupFormat }), Group: GroupBackup, Default: "custom", Enum: []string{"custom", "plain"}, Commands: upBackup,
 			Description: "pg_dump format: custom (restored with pg_restore) or plain (SQL restored with psql)."},

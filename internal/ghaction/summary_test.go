@@ -218,7 +218,7 @@ func TestSummaryContent(t *testing.T) {
 			"### State now\n\n- Release identity: at revision 5, the upgrade's (alfresco-identity-service-3.0.0); not rolled back to revision 4.\n",
 			"- Database: not restored, as the upgraded version left it: could not compare with the backup",
 			"- Did not complete: restore database, rollback, readiness after rollback.\n",
-			"- Backup taken before the upgrade: artifact:identity-r4-20250314T092653Z (sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08); identity-upgrade restore --from artifact:identity-r4-20250314T092653Z puts it back",
+			"- Backup taken before the upgrade: artifact:identity-r4-20250314T092653Z (sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08); to put it back, with Keycloak scaled to 0, run restore; the bundle to restore is artifact:identity-r4-20250314T092653Z.",
 			"- Once the cause is fixed, run recover: it finishes the way back to revision 4",
 			"### Recovery did not complete\n\n```text\nrestore database: psql: error:",
 			"connections?\nrollback: another operation", "| Database | not restored: could not compare", "| quiesce | +2s | 0s | ⏭ skipped | skipped: quiesce is off |",

@@ -54,6 +54,8 @@ const (
 	OptionRecreateStatefulSets
 	// OptionCommand is what to run: upgrade, recover, ... (the subcommand on the command line).
 	OptionCommand
+	// OptionRestoreFrom is the bundle a restore restores.
+	OptionRestoreFrom
 )
 
 // Fix is the choice that gets past a refusal: Option set to Value.
@@ -70,8 +72,11 @@ type Advisor func(Fix) string
 // procedure's own neutral words.
 func (a Advisor) advise(fix Fix) string {
 	if a == nil {
-		if fix.Option == OptionCommand {
+		switch fix.Option {
+		case OptionCommand:
 			return "run " + fix.Value
+		case OptionRestoreFrom:
+			return "the bundle to restore is " + fix.Value
 		}
 		return "change the option that allows it"
 	}

@@ -145,7 +145,9 @@ func (r *Report) handOver() []string {
 	}
 	if r.Backup != nil && len(r.Backup.Locations) > 0 {
 		loc := r.Backup.Locations[0]
-		s = append(s, fmt.Sprintf("Backup taken before the upgrade: %s (sha256 %s); identity-upgrade restore --from %s puts it back, with Keycloak scaled to 0.", loc, r.Backup.SHA256, loc))
+		advise := r.Plan.Request.Advise.advise
+		s = append(s, fmt.Sprintf("Backup taken before the upgrade: %s (sha256 %s); to put it back, with Keycloak scaled to 0, %s; %s.",
+			loc, r.Backup.SHA256, advise(Fix{OptionCommand, "restore"}), advise(Fix{OptionRestoreFrom, loc})))
 	}
 	if r.PreviousRevision > 0 {
 		// Never a bare helm command: helm's rollback runs the rollback hooks and meets the

@@ -35,7 +35,7 @@ func TestReportText(t *testing.T) {
 			[]string{"FAILED and NOT fully recovered", "Recovery did not complete: rollback: another operation is in progress",
 				"result: needs-attention (exit 3)", "State now:\n  - Release identity: at revision 5, the upgrade's; not rolled back to revision 4.\n",
 				"  - Database: not restored, as the upgraded version left it.\n", "  - Did not complete: rollback.\n",
-				"  - Backup taken before the upgrade: /backups/identity-r4 (sha256 bbbb", "identity-upgrade restore --from /backups/identity-r4",
+				"  - Backup taken before the upgrade: /backups/identity-r4 (sha256 bbbb", "to put it back, with Keycloak scaled to 0, run identity-upgrade restore with the database flags; give --from /backups/identity-r4.",
 				"  - Once the cause is fixed, run identity-upgrade recover with the same --release-name, --namespace and database flags: " +
 					"it finishes the way back to revision 4 from the run journal, with this run's backup.\n"}},
 		{"failed before the upgrade", rollout.Report{Result: rollout.RolledBack, Release: "identity", PreviousRevision: 4, Revision: 4, Failure: errors.New("backup: disk full")},
