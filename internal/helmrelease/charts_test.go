@@ -132,6 +132,7 @@ func TestChartsRenderDefaults(t *testing.T) {
 			}
 			want := []string{
 				"Secret/" + dbSecret,
+				"Secret/" + postgres, // the bundled PostgreSQL's password, where the vendor's chart keeps it
 				"Service/" + keycloak,
 				"Service/" + postgres,
 				"StatefulSet/" + keycloak,
@@ -168,7 +169,7 @@ func TestChartsRenderDefaults(t *testing.T) {
 			}
 
 			secret := decode[corev1.Secret](t, r.objects["Secret/"+dbSecret])
-			wantData := map[string]string{"DB_ADDR": postgres, "DB_PORT": "5432", "DB_DATABASE": "alfresco", "DB_USER": "keycloak", "DB_PASSWORD": "keycloak"}
+			wantData := map[string]string{"DB_ADDR": postgres, "DB_PORT": "5432", "DB_DATABASE": "keycloak", "DB_USER": "keycloak", "DB_PASSWORD": "keycloak"}
 			for k, want := range wantData {
 				if got := string(secret.Data[k]); got != want {
 					t.Errorf("Secret %s key %s = %q, want %q", dbSecret, k, got, want)
