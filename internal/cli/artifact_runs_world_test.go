@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"os"
@@ -136,22 +134,8 @@ func namesIn(dir string, entries []os.DirEntry) []string {
 	return out
 }
 
-// runsDigest is the SHA-256 of a listing of the public schema: every table's rows (count and
-// md5 in a fixed order), columns, constraints, indexes, sequence values, views and functions.
+// runsDigest is the full content of the database (testworld's digest).
 func runsDigest(t *testing.T, db testworld.Database) string {
 	t.Helper()
-	queries := []string{
-		`SELECT 'column', table_name || '.' || column_name, data_type || ' ' || is_nullable || coalesce(' default ' || column_default, '') FROM information_schema.columns WHERE table_schema = 'public'`,
-		`SELECT 'constraint', conrelid::regclass::text || '.' || conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = 'public'::regnamespace`,
-		`SELECT 'index', indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'`,
-		`SELECT 'sequence', sequencename, coalesce(last_value::text, 'not called') FROM pg_sequences WHERE schemaname = 'public'`,
-		`SELECT 'view', viewname, md5(definition) FROM pg_views WHERE schemaname = 'public'`,
-		`SELECT 'function', p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid)) FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace`,
-	}
-	for _, name := range strings.Fields(db.Exec(t, `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`)) {
-		queries = append(queries, `SELECT 'table', '`+name+`', count(*) || ' rows, md5 ' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM public."`+name+`" t`)
-	}
-	listing := db.Exec(t, "SELECT * FROM (\n"+strings.Join(queries, "\nUNION ALL\n")+"\n) d ORDER BY 1, 2, 3")
-	sum := sha256.Sum256([]byte(listing))
-	return hex.EncodeToString(sum[:]) + " (" + fmt.Sprint(strings.Count(listing, "\n")) + " lines)"
+	return db.Digest(t).String()
 }

@@ -86,7 +86,7 @@ type Result struct {
 	Steps []Step
 	// BeforeBroken and AfterBroken are the database's content before the broken upgrade and
 	// after its rollback; the rehearsal fails unless they are equal.
-	BeforeBroken, AfterBroken Digest
+	BeforeBroken, AfterBroken testworld.Digest
 	// Forwarded is how many connections to the database went through the cluster's
 	// port-forward (0 with DBHost).
 	Forwarded int
@@ -194,7 +194,7 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 			Args: append(slices.Clone(upgrade), "--set", "fault=crash-after-ready", "--set", "faultDelay=2s"), keycloak: &broken},
 	} {
 		if i == brokenStep {
-			if res.BeforeBroken, err = contentDigest(ctx, db); err != nil {
+			if res.BeforeBroken, err = db.ContentDigest(ctx, true); err != nil {
 				return res, err
 			}
 			say("the database before the broken upgrade: %d tables, content digest %s", res.BeforeBroken.Tables(), res.BeforeBroken.Short())
@@ -236,7 +236,7 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		}
 	}
 
-	if res.AfterBroken, err = contentDigest(ctx, db); err != nil {
+	if res.AfterBroken, err = db.ContentDigest(ctx, true); err != nil {
 		return res, err
 	}
 	res.Forwarded = kube.PostgresForwards() - forwardedBefore

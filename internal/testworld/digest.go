@@ -1,4 +1,4 @@
-package rehearsal
+package testworld
 
 import (
 	"context"
@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
+	"testing"
 )
 
-// Digest is the content of a database, listed one object a line in a fixed order, and the
-// SHA-256 of that listing. Two databases with the same Sum hold the same rows in the same
-// tables, with the same columns, constraints, indexes, sequences, views, functions and owners.
+// Digest is the full content of a database's public schema, listed one object a line in a
+// fixed order, and the SHA-256 of that listing: every table's row count and the md5 of its
+// rows as text in sorted order, and the columns, constraints, indexes, sequence values, views
+// and functions around them (with the tables' owners when asked). Two databases with the same
+// Sum hold the same content. Every test that compares databases compares digests.
 type Digest struct {
 	Sum   string
 	Lines []string
@@ -49,9 +50,9 @@ func (d Digest) Diff(other Digest) []string {
 	return out
 }
 
-// contentDigest reads the digest of the database's public schema: every table's row count and
-// the md5 of its rows as text in sorted order, and the definitions around them.
-func contentDigest(ctx context.Context, db testworld.Database) (Digest, error) {
+// ContentDigest reads the digest of the database; with owners, the owner of every table,
+// sequence and view is part of it (databases of different owners then differ).
+func (db Database) ContentDigest(ctx context.Context, owners bool) (Digest, error) {
 	out, err := db.Run(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`)
 	if err != nil {
 		return Digest{}, fmt.Errorf("list the tables: %w", err)
@@ -63,7 +64,9 @@ func contentDigest(ctx context.Context, db testworld.Database) (Digest, error) {
 		`SELECT 'sequence', sequencename, coalesce(last_value::text, 'not called') FROM pg_sequences WHERE schemaname = 'public'`,
 		`SELECT 'view', viewname, md5(definition) FROM pg_views WHERE schemaname = 'public'`,
 		`SELECT 'function', p.oid::regprocedure::text, md5(pg_get_functiondef(p.oid)) FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prokind IN ('f', 'p')`,
-		`SELECT 'owner', relname, pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'S', 'v', 'm')`,
+	}
+	if owners {
+		queries = append(queries, `SELECT 'owner', relname, pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'S', 'v', 'm')`)
 	}
 	for _, name := range strings.Fields(out) {
 		queries = append(queries, fmt.Sprintf(
@@ -79,19 +82,18 @@ func contentDigest(ctx context.Context, db testworld.Database) (Digest, error) {
 	return Digest{Sum: hex.EncodeToString(sum[:]), Lines: lines}, nil
 }
 
+// Digest is ContentDigest for a test, without the owners; a failure to read it fails the test.
+func (db Database) Digest(t testing.TB) Digest {
+	t.Helper()
+	d, err := db.ContentDigest(t.Context(), false)
+	if err != nil {
+		t.Fatalf("digest of database %s: %v", db.Database, err)
+	}
+	return d
+}
+
+// String is the digest's sum and size, for a message.
+func (d Digest) String() string { return fmt.Sprintf("%s (%d lines)", d.Sum, len(d.Lines)) }
+
 func quoteIdent(s string) string   { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 func quoteLiteral(s string) string { return `'` + strings.ReplaceAll(s, `'`, `''`) + `'` }
-
-// schemaState says where Keycloak's schema is: its Liquibase changesets and the newest
-// migration model version.
-func schemaState(ctx context.Context, db testworld.Database) (string, error) {
-	out, err := db.Run(ctx, `SELECT count(*) || ' changesets (latest "' ||
-		coalesce((SELECT id FROM databasechangelog ORDER BY orderexecuted DESC LIMIT 1), '') ||
-		'"), migration model ' ||
-		coalesce((SELECT version FROM migration_model ORDER BY update_time DESC LIMIT 1), 'none')
-		FROM databasechangelog`)
-	if err != nil {
-		return "", fmt.Errorf("read the schema state: %w", err)
-	}
-	return strings.TrimSpace(out), nil
-}
