@@ -76,6 +76,8 @@ type KubeCluster struct {
 	// relay serves the port-forwards to PodPostgresPort (portforward.go); nil for a stale
 	// cluster being removed.
 	relay *relay
+	// clones serve the port-forwards of the clone namespaces (clone.go).
+	clones *clones
 }
 
 // Cluster gives the test a namespace of its own in the binary's shared simulated cluster,
@@ -217,7 +219,11 @@ func startCluster(postgres func() (string, error)) (*KubeCluster, error) {
 	if c.relay, err = startRelay(postgres); err != nil {
 		return nil, err
 	}
-	conf, err := clusterConfig(templateData{Root: root, ExecDir: c.execDir, PostgresRelayPort: c.relay.port()}, map[string]string{
+	if c.clones, err = startClones(); err != nil {
+		c.relay.close()
+		return nil, err
+	}
+	conf, err := clusterConfig(templateData{Root: root, ExecDir: c.execDir, PostgresRelayPort: c.relay.port(), Clones: c.clones.forwards()}, map[string]string{
 		"kubeApiserverBinary":         bin("kubernetes", KubeVersion, "kube-apiserver"),
 		"kubeControllerManagerBinary": bin("kubernetes", KubeVersion, "kube-controller-manager"),
 		"kubeSchedulerBinary":         bin("kubernetes", KubeVersion, "kube-scheduler"),
@@ -227,11 +233,13 @@ func startCluster(postgres func() (string, error)) (*KubeCluster, error) {
 	})
 	if err != nil {
 		c.relay.close()
+		c.clones.close()
 		return nil, err
 	}
 	confPath := filepath.Join(workdir, "kwokctl.yaml")
 	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		c.relay.close()
+		c.clones.close()
 		return nil, err
 	}
 	start := time.Now()
@@ -265,6 +273,8 @@ type templateData struct {
 	ExecDir string
 	// PostgresRelayPort is the port on 127.0.0.1 that port-forwards to PodPostgresPort reach.
 	PostgresRelayPort int
+	// Clones are the relays of the clone namespaces' port-forwards.
+	Clones cloneForwards
 }
 
 // clusterConfig is the kwokctl configuration: the binaries, every component bound to
@@ -454,6 +464,9 @@ func (c *KubeCluster) Stop() error {
 	defer os.RemoveAll(c.workdir)
 	if c.relay != nil {
 		defer c.relay.close()
+	}
+	if c.clones != nil {
+		defer c.clones.close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

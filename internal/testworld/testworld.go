@@ -26,6 +26,8 @@ type world struct {
 	majorsMu sync.Mutex
 	majors   map[int]*lazy[*PostgresServer]
 	cluster  lazy[*KubeCluster]
+	// clone is the clone server of the rehearsal's clones (clone.go).
+	clone lazy[*PostgresServer]
 	// tools is the tools cache directory (PostgresTools), looked up once.
 	tools lazy[string]
 }
@@ -61,6 +63,11 @@ func (w *world) stop() {
 	if pg := w.postgres.v; pg != nil {
 		if err := pg.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testworld: stop postgres: %v\n", err)
+		}
+	}
+	if pg := w.clone.v; pg != nil {
+		if err := pg.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "testworld: stop the clone server: %v\n", err)
 		}
 	}
 	w.majorsMu.Lock()

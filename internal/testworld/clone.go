@@ -1,0 +1,239 @@
+package testworld
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The rehearsal's clone, for real: a release's rehearsal namespace is one of CloneNamespaces,
+// whose pods' port-forwards reach other servers than production's.
+//   - PostgreSQL (PodPostgresPort) of a pod in a clone namespace reaches the clone server, a
+//     second PostgreSQL server of the binary (production's is the shared one), where
+//     CloneDatabase makes the clone's database as the chart's bundled PostgreSQL would: same
+//     name, same owner and password, empty. The clone is a real, separate database.
+//   - Keycloak's HTTP port (PodKeycloakPort) of a pod in a clone namespace reaches a stand-in of
+//     that namespace's Keycloak, which answers for the realms the clone's database holds: the
+//     OIDC discovery document of each, 404 for any other.
+// kwok matches a pod's port-forward to the first ClusterPortForward whose selector names its
+// namespace, so the clone namespaces come before the catch-all of 92-portforward.yaml.tmpl.
+
+// CloneNamespaces are the namespaces whose pods the test world serves with clones.
+var CloneNamespaces = []string{"clone-1", "clone-2", "clone-3", "clone-4"}
+
+// PodKeycloakPort is the container port of Keycloak's HTTP in the test charts.
+const PodKeycloakPort = 8080
+
+// clones is the clone side of a cluster: its relays and which namespaces tests hold.
+type clones struct {
+	postgres *relay
+	keycloak map[string]*keycloakStandIn // by namespace
+
+	mu    sync.Mutex
+	taken map[string]bool
+}
+
+func startClones() (*clones, error) {
+	c := &clones{keycloak: map[string]*keycloakStandIn{}, taken: map[string]bool{}}
+	var err error
+	if c.postgres, err = startRelay(clonePostgresAddr); err != nil {
+		return nil, err
+	}
+	for _, ns := range CloneNamespaces {
+		k, err := startKeycloakStandIn()
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		c.keycloak[ns] = k
+	}
+	return c, nil
+}
+
+func (c *clones) close() {
+	if c.postgres != nil {
+		c.postgres.close()
+	}
+	for _, k := range c.keycloak {
+		k.close()
+	}
+}
+
+// cloneForwards is what the cluster configuration's template needs of the clones.
+type cloneForwards struct {
+	PostgresRelayPort int
+	Namespaces        []string
+	KeycloakPorts     map[string]int // by namespace
+}
+
+func (c *clones) forwards() cloneForwards {
+	f := cloneForwards{PostgresRelayPort: c.postgres.port(), Namespaces: CloneNamespaces, KeycloakPorts: map[string]int{}}
+	for ns, k := range c.keycloak {
+		f.KeycloakPorts[ns] = k.port()
+	}
+	return f
+}
+
+// Clone is a test's clone namespace and the clone's database there.
+type Clone struct {
+	// Namespace is the rehearsal namespace to give the run (it does not exist yet: the run
+	// creates it).
+	Namespace string
+	// Database is the clone's database on the clone server: what the chart's bundled
+	// PostgreSQL in Namespace would be, for the release whose database is prod.
+	Database Database
+}
+
+// CloneOf reserves a clone namespace for the test (waiting for one while others hold them all)
+// and makes the clone's database for the release whose database is prod, as the chart's
+// bundled PostgreSQL would: the same name, owner and password, empty. Both go when the test
+// ends; the namespace must be gone by then (the run deletes it).
+func (k Kube) CloneOf(t testing.TB, prod Database) Clone {
+	t.Helper()
+	srv, err := shared.clonePG()
+	if err != nil {
+		t.Fatalf("testworld: clone server: %v", err)
+	}
+	c := k.cluster.clones
+	ns := c.take(t)
+	db, err := srv.CreateDatabase(context.Background(), prod.Database)
+	if err != nil {
+		c.give(ns)
+		t.Fatalf("testworld: %v", err)
+	}
+	c.keycloak[ns].serve(db)
+	t.Cleanup(func() {
+		c.keycloak[ns].serve(Database{})
+		if err := srv.DropDatabase(context.Background(), prod.Database); err != nil {
+			t.Errorf("testworld: %v", err)
+		}
+		c.give(ns)
+	})
+	return Clone{Namespace: ns, Database: db}
+}
+
+func (c *clones) take(t testing.TB) string {
+	for {
+		c.mu.Lock()
+		for _, ns := range CloneNamespaces {
+			if !c.taken[ns] {
+				c.taken[ns] = true
+				c.mu.Unlock()
+				return ns
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-t.Context().Done():
+			t.Fatal("testworld: no clone namespace became free")
+		case <-sleep():
+		}
+	}
+}
+
+func (c *clones) give(ns string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.taken, ns)
+}
+
+// clonePG is the clone server: a second server of the system's binaries whose owner role has
+// the shared server's password, as a clone's database has production's.
+func (w *world) clonePG() (*PostgresServer, error) {
+	return w.clone.get(func() (*PostgresServer, error) {
+		prod, err := w.pg()
+		if err != nil {
+			return nil, err
+		}
+		srv, err := StartPostgresServer()
+		if err != nil {
+			return nil, err
+		}
+		if _, err := psql(context.Background(), srv.psqlDir, "127.0.0.1", srv.port, "postgres", pgSuperUser, srv.superPassword,
+			fmt.Sprintf(`ALTER ROLE %q PASSWORD '%s'`, pgOwner, prod.ownerPassword)); err != nil {
+			srv.Stop()
+			return nil, fmt.Errorf("give the clone server's owner production's password: %w", err)
+		}
+		srv.ownerPassword = prod.ownerPassword
+		return srv, nil
+	})
+}
+
+// clonePostgresAddr is the address of the clone server.
+func clonePostgresAddr() (string, error) {
+	srv, err := shared.clonePG()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.port)), nil
+}
+
+// keycloakStandIn plays a clone's Keycloak over HTTP: the realms its database holds, each
+// with its OIDC discovery document.
+type keycloakStandIn struct {
+	srv *http.Server
+	ln  net.Listener
+
+	mu sync.Mutex
+	db Database
+}
+
+func startKeycloakStandIn() (*keycloakStandIn, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	k := &keycloakStandIn{ln: ln}
+	k.srv = &http.Server{Handler: http.HandlerFunc(k.handle)}
+	go k.srv.Serve(ln)
+	return k, nil
+}
+
+func (k *keycloakStandIn) port() int { return k.ln.Addr().(*net.TCPAddr).Port }
+func (k *keycloakStandIn) close()    { k.srv.Close() }
+
+func (k *keycloakStandIn) serve(db Database) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.db = db
+}
+
+// handle answers GET /auth/realms/<realm>/.well-known/openid-configuration for a realm of the
+// clone's database (its realm table), as Keycloak does once it started on it.
+func (k *keycloakStandIn) handle(w http.ResponseWriter, r *http.Request) {
+	k.mu.Lock()
+	db := k.db
+	k.mu.Unlock()
+	realm, ok := strings.CutPrefix(r.URL.Path, "/auth/realms/")
+	realm, ok2 := strings.CutSuffix(realm, "/.well-known/openid-configuration")
+	if !ok || !ok2 || db.Database == "" || strings.Contains(realm, "/") {
+		http.NotFound(w, r)
+		return
+	}
+	out, err := db.Run(r.Context(), fmt.Sprintf(`SELECT count(*) FROM realm WHERE name = %s`, quoteLiteral(realm)))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if strings.TrimSpace(out) != "1" {
+		http.Error(w, `{"error":"Realm does not exist"}`, http.StatusNotFound)
+		return
+	}
+	issuer := "http://" + r.Host + "/auth/realms/" + realm
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{
+		"issuer":                 issuer,
+		"authorization_endpoint": issuer + "/protocol/openid-connect/auth",
+		"token_endpoint":         issuer + "/protocol/openid-connect/token",
+		"jwks_uri":               issuer + "/protocol/openid-connect/certs",
+	})
+}
+
+func sleep() <-chan time.Time { return time.After(200 * time.Millisecond) }
