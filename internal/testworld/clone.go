@@ -16,7 +16,7 @@ import (
 // The rehearsal's clone, for real: a release's rehearsal namespace is one of CloneNamespaces,
 // whose pods' port-forwards reach other servers than production's.
 //   - PostgreSQL (PodPostgresPort) of a pod in a clone namespace reaches the clone server, a
-//     second PostgreSQL server of the binary (production's is the shared one), where
+//     second PostgreSQL server of the binary (not production's), where
 //     CloneDatabase makes the clone's database as the chart's bundled PostgreSQL would: same
 //     name, same owner and password, empty. The clone is a real, separate database.
 //   - Keycloak's HTTP port (PodKeycloakPort) of a pod in a clone namespace reaches a stand-in of
@@ -103,7 +103,20 @@ func (k Kube) CloneOf(t testing.TB, prod Database) Clone {
 	}
 	c := k.cluster.clones
 	ns := c.take(t)
+	// The chart's bundled PostgreSQL is initialised with the release's values: production's
+	// user and password.
+	c.mu.Lock()
+	if srv.ownerPassword != prod.OwnerPassword {
+		if _, err := psql(context.Background(), srv.psqlDir, "127.0.0.1", srv.port, "postgres", pgSuperUser, srv.superPassword,
+			fmt.Sprintf(`ALTER ROLE %q PASSWORD '%s'`, pgOwner, prod.OwnerPassword)); err != nil {
+			c.mu.Unlock()
+			c.give(ns)
+			t.Fatalf("testworld: give the clone server's owner production's password: %v", err)
+		}
+		srv.ownerPassword = prod.OwnerPassword
+	}
 	db, err := srv.CreateDatabase(context.Background(), prod.Database)
+	c.mu.Unlock()
 	if err != nil {
 		c.give(ns)
 		t.Fatalf("testworld: %v", err)
@@ -144,27 +157,9 @@ func (c *clones) give(ns string) {
 	delete(c.taken, ns)
 }
 
-// clonePG is the clone server: a second server of the system's binaries whose owner role has
-// the shared server's password, as a clone's database has production's.
-func (w *world) clonePG() (*PostgresServer, error) {
-	return w.clone.get(func() (*PostgresServer, error) {
-		prod, err := w.pg()
-		if err != nil {
-			return nil, err
-		}
-		srv, err := StartPostgresServer()
-		if err != nil {
-			return nil, err
-		}
-		if _, err := psql(context.Background(), srv.psqlDir, "127.0.0.1", srv.port, "postgres", pgSuperUser, srv.superPassword,
-			fmt.Sprintf(`ALTER ROLE %q PASSWORD '%s'`, pgOwner, prod.ownerPassword)); err != nil {
-			srv.Stop()
-			return nil, fmt.Errorf("give the clone server's owner production's password: %w", err)
-		}
-		srv.ownerPassword = prod.ownerPassword
-		return srv, nil
-	})
-}
+// clonePG is the clone server: a second server of the system's binaries. CloneOf gives its
+// owner role production's password, as a clone's database has.
+func (w *world) clonePG() (*PostgresServer, error) { return w.clone.get(StartPostgresServer) }
 
 // clonePostgresAddr is the address of the clone server.
 func clonePostgresAddr() (string, error) {
