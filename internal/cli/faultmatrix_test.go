@@ -81,8 +81,15 @@ func (w *installed) start(t *testing.T, env []string, onLog func(line string, p 
 			args = append(args, flag, def)
 		}
 	}
-	p := &process{cmd: exec.Command(identityUpgrade(t), append(args, extra...)...)}
-	p.cmd.Env = append(append(os.Environ(), "KUBECONFIG="+w.kube.Kubeconfig, "PGPASSWORD="+w.db.OwnerPassword), env...)
+	return startBinary(t, append([]string{"KUBECONFIG=" + w.kube.Kubeconfig, "PGPASSWORD=" + w.db.OwnerPassword}, env...), onLog, append(args, extra...)...)
+}
+
+// startBinary runs identity-upgrade with args, the test's environment and env; onLog sees every
+// stderr line as it comes (the log), with the process.
+func startBinary(t *testing.T, env []string, onLog func(line string, p *os.Process), args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(identityUpgrade(t), args...)}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout = &p.stdout
 	pipe, err := p.cmd.StderrPipe()
 	if err != nil {

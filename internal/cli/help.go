@@ -53,6 +53,18 @@ func commands() []command {
 				"may need --registry-username and --registry-password.",
 		},
 		{
+			name:    config.CmdRehearse,
+			summary: "try the upgrade on a clone in a scratch namespace, production untouched",
+			about: "Tries the upgrade before any downtime: backs up the database without stopping Keycloak, installs " +
+				"the target chart under the release's name in a scratch namespace of the same cluster (the release's " +
+				"values, no ingress, fresh claims, Keycloak held at 0), restores the backup into the clone's database, " +
+				"starts Keycloak there, which migrates it, checks readiness and every realm's OIDC discovery, reports how " +
+				"long the migration took and how many changesets it applied, and deletes everything it made. Exit 0 when " +
+				"it passed, 1 when it failed (the clone is gone either way). upgrade --rehearse-first does the same first.",
+			requires: "--release-name, --chart, and " + database + "; the database reached with --db-port-forward (the " +
+				"clone's is its own bundled PostgreSQL), or --rehearsal-database-url (an empty scratch database).",
+		},
+		{
 			name:    config.CmdRecover,
 			summary: "complete the recovery of a run that was cancelled or killed",
 			about: "Reads the release's run journal. If a run stopped before it finished (cancelled, killed, its runner " +

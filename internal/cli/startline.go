@@ -25,7 +25,7 @@ func startAttrs(cfg *config.Config) []any {
 	add("command", cfg.Command)
 	add("release", cfg.ReleaseName)
 	add("namespace", cfg.Namespace)
-	upgrades := cfg.Command == config.CmdUpgrade || cfg.Command == config.CmdPlan
+	upgrades := cfg.Command == config.CmdUpgrade || cfg.Command == config.CmdPlan || cfg.Command == config.CmdRehearse
 	if upgrades {
 		add("chart", withoutUserinfo(cfg.Chart))
 		add("version", cfg.ChartVersion)
@@ -48,6 +48,9 @@ func startAttrs(cfg *config.Config) []any {
 	}
 	if cfg.Command == config.CmdUpgrade && cfg.DryRun {
 		attrs = append(attrs, "dry-run", true)
+	}
+	if cfg.Command == config.CmdRehearse || (cfg.Command == config.CmdUpgrade && cfg.RehearseFirst) {
+		add("rehearsal-namespace", cfg.RehearsalNamespaceOrDefault())
 	}
 	secrets := cfg.Secrets()
 	for i := 1; i < len(attrs); i += 2 {

@@ -58,6 +58,11 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		return fail("%v", err)
 	}
 	defer fwd.Close()
+	if reh := rehearsal(cfg); reh != nil {
+		if err := checkRehearsalAccess(ctx, kube, reh.Namespace); err != nil {
+			return fail("%v", err)
+		}
+	}
 
 	holder := lockHolder(getenv)
 	workload := cfg.Workload
@@ -78,7 +83,10 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Sessions: keycloak.Sessions{BaseURL: cfg.KeycloakURL, User: cfg.KeycloakAdminUser, Password: cfg.KeycloakAdminPassword,
 			Realms: cfg.Realms, Log: log},
 		TxStore: keycloak.TxStore{Client: kube, Config: restConfig, Workload: workload, Path: cfg.TxObjectStorePath, Log: log},
-		Log:     log,
+		// The rehearsal's clone, and what removes one a dead run left.
+		Cloner: &cloner{cfg: cfg, client: client, spec: upgradeSpec(cfg), restConfig: restConfig, work: work, log: log},
+		Prober: keycloak.Prober{Config: restConfig, Client: kube, Workload: workload, Log: log},
+		Log:    log,
 	}
 	if act != nil {
 		p.StepHook = act.Group
@@ -101,6 +109,8 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		RecoverOnly:           cfg.Command == config.CmdRecover,
 		ContinueAfterRecovery: cfg.ContinueAfterRecovery,
 		CancelBudget:          cfg.CancelBudget,
+		Rehearse:              rehearsal(cfg),
+		RehearseOnly:          cfg.Command == config.CmdRehearse,
 	})
 	if rep.Plan.Current.Name != "" && (cfg.DryRun || rep.ExitCode() == rollout.ExitRefused) {
 		warn(stderr, "write the plan", rep.Plan.WriteText(stdout))
@@ -128,4 +138,12 @@ func runID(getenv func(string) string, holder string) string {
 		return fmt.Sprintf("%s/%s/%s", getenv("GITHUB_REPOSITORY"), id, getenv("GITHUB_RUN_ATTEMPT"))
 	}
 	return holder + "@" + time.Now().UTC().Format(time.RFC3339)
+}
+
+// rehearsal is the rehearsal the run asks for: command rehearse, or upgrade with rehearse-first.
+func rehearsal(cfg *config.Config) *rollout.RehearseRequest {
+	if cfg.Command != config.CmdRehearse && !(cfg.Command == config.CmdUpgrade && cfg.RehearseFirst) {
+		return nil
+	}
+	return &rollout.RehearseRequest{Namespace: cfg.RehearsalNamespaceOrDefault()}
 }

@@ -91,6 +91,11 @@ type Config struct {
 	ClearTxObjectStore    bool
 	TxObjectStorePath     string
 
+	// Rehearsal.
+	RehearseFirst        bool
+	RehearsalNamespace   string // "" means <namespace>-rehearsal
+	RehearsalDatabaseURL string
+
 	DryRun bool
 
 	given    map[string]bool // inputs given explicitly (not defaults, not env fallbacks)

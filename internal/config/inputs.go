@@ -13,11 +13,12 @@ const BackupIdentityEnv = "IDENTITY_UPGRADE_BACKUP_IDENTITY"
 
 // Subcommands that take a configuration.
 const (
-	CmdUpgrade = "upgrade"
-	CmdPlan    = "plan"
-	CmdBackup  = "backup"
-	CmdRestore = "restore"
-	CmdRecover = "recover"
+	CmdUpgrade  = "upgrade"
+	CmdPlan     = "plan"
+	CmdBackup   = "backup"
+	CmdRestore  = "restore"
+	CmdRecover  = "recover"
+	CmdRehearse = "rehearse"
 )
 
 // Kind is how an input's text is read.
@@ -98,18 +99,19 @@ func EnvName(input string) string {
 
 // Help text groups, in the order the help shows them.
 const (
-	GroupRelease  = "Release"
-	GroupCluster  = "Cluster"
-	GroupDatabase = "Database"
-	GroupBackup   = "Backup"
-	GroupRecovery = "Readiness and recovery"
-	GroupIdentity = "Identity service"
-	GroupRun      = "Run"
+	GroupRelease   = "Release"
+	GroupCluster   = "Cluster"
+	GroupDatabase  = "Database"
+	GroupBackup    = "Backup"
+	GroupRecovery  = "Readiness and recovery"
+	GroupIdentity  = "Identity service"
+	GroupRehearsal = "Rehearsal"
+	GroupRun       = "Run"
 )
 
 // Groups returns the help text groups in display order.
 func Groups() []string {
-	return []string{GroupRelease, GroupCluster, GroupDatabase, GroupBackup, GroupRecovery, GroupIdentity, GroupRun}
+	return []string{GroupRelease, GroupCluster, GroupDatabase, GroupBackup, GroupRecovery, GroupIdentity, GroupRehearsal, GroupRun}
 }
 
 // allInputs is the one table of inputs. It drives FromAction, FromFlags, the help text and the
@@ -120,33 +122,34 @@ func allInputs() []Input {
 		upPlan   = []string{CmdUpgrade, CmdPlan}
 		upBackup = []string{CmdUpgrade, CmdPlan, CmdBackup}
 		restore  = []string{CmdRestore}
-		all      = []string{CmdUpgrade, CmdPlan, CmdBackup, CmdRestore, CmdRecover}
+		all      = []string{CmdUpgrade, CmdPlan, CmdBackup, CmdRestore, CmdRecover, CmdRehearse}
+		rehearse = []string{CmdUpgrade, CmdRehearse}
 		recov    = []string{CmdUpgrade, CmdRecover}
 		planRec  = []string{CmdUpgrade, CmdPlan, CmdRecover}
 	)
 	return []Input{
 		// What the action does; on the command line it is the subcommand.
 		{Name: "command", Bind: str(func(c *Config) *string { return &c.Command }), Group: GroupRun, Fixes: rollout.OptionCommand, Default: CmdUpgrade, ActionOnly: true, Commands: all,
-			Description: "What the step does: upgrade; plan (the preflight and the manifest diff, changing nothing); backup (the database into the backup stores); restore (the database from restore-from); or recover (complete the recovery of an earlier run that was cancelled or killed, e.g. in an if: cancelled() step). An input that does not apply to the command is refused."},
+			Description: "What the step does: upgrade; plan (the preflight and the manifest diff, changing nothing); backup (the database into the backup stores); restore (the database from restore-from); recover (complete the recovery of an earlier run that was cancelled or killed, e.g. in an if: cancelled() step); or rehearse (try the upgrade on a clone in a scratch namespace, production untouched). An input that does not apply to the command is refused."},
 
 		// Release.
 		{Name: "release-name", Bind: str(func(c *Config) *string { return &c.ReleaseName }), Group: GroupRelease, Commands: all,
 			Description: "Name of the Helm release of the identity service (a DNS-1123 label, at most 53 characters). Required by upgrade, plan and recover; backup names its bundle after it."},
 		{Name: "namespace", Bind: str(func(c *Config) *string { return &c.Namespace }), Group: GroupRelease, Default: "default", Commands: all,
 			Description: "Kubernetes namespace of the release."},
-		{Name: "chart", Bind: str(func(c *Config) *string { return &c.Chart }), Group: GroupRelease, Commands: upPlan,
+		{Name: "chart", Bind: str(func(c *Config) *string { return &c.Chart }), Group: GroupRelease, Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "Chart to upgrade to: repo/name (needs repo-url), oci://host/path/name, or a local chart directory or .tgz (e.g. alfresco/alfresco-identity-service). Required by upgrade and plan."},
-		{Name: "chart-version", Bind: str(func(c *Config) *string { return &c.ChartVersion }), Group: GroupRelease, Commands: upPlan,
+		{Name: "chart-version", Bind: str(func(c *Config) *string { return &c.ChartVersion }), Group: GroupRelease, Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "Chart version or semver constraint (e.g. 3.0.0). Empty means the newest; not used with a local chart."},
-		{Name: "repo-url", Bind: str(func(c *Config) *string { return &c.RepoURL }), Group: GroupRelease, Commands: upPlan,
+		{Name: "repo-url", Bind: str(func(c *Config) *string { return &c.RepoURL }), Group: GroupRelease, Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "Chart repository URL (http or https) for a repo/name chart, e.g. https://kubernetes-charts.alfresco.com/stable."},
-		{Name: "values", Bind: text(func(c *Config) *string { return &c.Values }), Group: GroupRelease, Commands: upPlan,
+		{Name: "values", Bind: text(func(c *Config) *string { return &c.Values }), Group: GroupRelease, Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "Inline YAML values applied on top of the values files."},
-		{Name: "values-files", Bind: list(func(c *Config) *[]string { return &c.ValuesFiles }), Group: GroupRelease, Commands: upPlan,
+		{Name: "values-files", Bind: list(func(c *Config) *[]string { return &c.ValuesFiles }), Group: GroupRelease, Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "Values files, one path per line, applied in order."},
-		{Name: "set", Bind: list(func(c *Config) *[]string { return &c.Set }), Group: GroupRelease, Commands: upPlan,
+		{Name: "set", Bind: list(func(c *Config) *[]string { return &c.Set }), Group: GroupRelease, Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "Values as key=value, one per line (like helm --set), applied last."},
-		{Name: "reuse-values", Bind: boolean(func(c *Config) *bool { return &c.ReuseValues }), Group: GroupRelease, Default: "true", Commands: upPlan,
+		{Name: "reuse-values", Bind: boolean(func(c *Config) *bool { return &c.ReuseValues }), Group: GroupRelease, Default: "true", Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "Start from the release's current values (true or false)."},
 
 		// Cluster.
@@ -179,7 +182,7 @@ func allInputs() []Input {
 		{Name: "db-sslmode", Bind: str(func(c *Config) *string { return &c.DBSSLMode }), Group: GroupDatabase, Default: "prefer", Commands: all,
 			Enum:        []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
 			Description: "PostgreSQL sslmode."},
-		{Name: "pg-bin-dir", Bind: str(func(c *Config) *string { return &c.PgBinDir }), Group: GroupDatabase, Commands: all,
+		{Name: "pg-bin-dir", Bind: str(func(c *Config) *string { return &c.PgBinDir }), Group: GroupDatabase, Commands: append(slices.Clone(all), CmdRehearse),
 			Description: "Directory of the PostgreSQL client tools to use (it must hold pg_dump, pg_restore and psql, of the server's major version or newer). Empty means the installed client of the server's major, else the oldest newer one."},
 
 		// Backup.
@@ -187,7 +190,7 @@ func allInputs() []Input {
 			Description: "Bundle to restore: a bundle directory (DIR/<backup-name>), an oci://registry/repo:tag reference, or, in GitHub Actions, an artifact name. Required."},
 		{Name: "restore-from", Bind: str(func(c *Config) *string { return &c.From }), Group: GroupBackup, Fixes: rollout.OptionRestoreFrom, ActionOnly: true, Commands: restore,
 			Description: "Bundle that command restore restores (required there): a bundle directory, an oci://registry/repo:tag reference, or artifact:<name> (an artifact of this workflow run), as the backup-location output of a backup or upgrade step gives it."},
-		{Name: "backup-format", Bind: str(func(c *Config) *string { return &c.BackupFormat }), Group: GroupBackup, Default: "custom", Enum: []string{"custom", "plain"}, Commands: upBackup,
+		{Name: "backup-format", Bind: str(func(c *Config) *string { return &c.BackupFormat }), Group: GroupBackup, Default: "custom", Enum: []string{"custom", "plain"}, Commands: append(slices.Clone(upBackup), CmdRehearse),
 			Description: "pg_dump format: custom (restored with pg_restore) or plain (SQL restored with psql)."},
 		{Name: "backup-store", Bind: list(func(c *Config) *[]string { return &c.BackupStores }), Group: GroupBackup, Default: "artifact", CLIDefault: "path:./backups", Commands: append(slices.Clone(upBackup), CmdRecover),
 			Description: "Where to store the backup, one per line: artifact (GitHub artifact), oci://registry/repo[:tag], or path:DIR. Default: artifact as an action, path:./backups on the CLI."},
@@ -215,7 +218,7 @@ func allInputs() []Input {
 		// Readiness and recovery.
 		{Name: "timeout", Bind: duration(func(c *Config) *time.Duration { return &c.Timeout }), Group: GroupRecovery, Default: "10m", Commands: all,
 			Description: "Longest wait for the upgraded release to become ready (a duration such as 90s or 10m); also bounds backup and restore."},
-		{Name: "stability-window", Bind: duration(func(c *Config) *time.Duration { return &c.StabilityWindow }), Group: GroupRecovery, Default: "30s", Commands: upPlan,
+		{Name: "stability-window", Bind: duration(func(c *Config) *time.Duration { return &c.StabilityWindow }), Group: GroupRecovery, Default: "30s", Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "How long every pod must stay ready after all are ready (a duration; 0 turns it off)."},
 		{Name: "probe-url", Bind: str(func(c *Config) *string { return &c.ProbeURL }), Group: GroupRecovery, Commands: upPlan,
 			Description: "Optional http(s) URL that must answer 200 after the upgrade, e.g. the OIDC discovery URL .../realms/master/.well-known/openid-configuration."},
@@ -229,7 +232,7 @@ func allInputs() []Input {
 			Description: "StatefulSets whose immutable fields change: never fails, orphan deletes them with --cascade=orphan and lets helm re-create them."},
 		{Name: "continue-after-recovery", Bind: boolean(func(c *Config) *bool { return &c.ContinueAfterRecovery }), Group: GroupRecovery, Default: "false", Commands: []string{CmdUpgrade},
 			Description: "When this run first recovers an earlier run that was interrupted (its journal open), go on with this run's upgrade instead of stopping with exit 1 (true or false)."},
-		{Name: "cancel-budget", Bind: duration(func(c *Config) *time.Duration { return &c.CancelBudget }), Group: GroupRecovery, Default: "8s", Commands: recov,
+		{Name: "cancel-budget", Bind: duration(func(c *Config) *time.Duration { return &c.CancelBudget }), Group: GroupRecovery, Default: "8s", Commands: append(slices.Clone(recov), CmdRehearse),
 			Description: "How long a cancelled run (SIGINT, SIGTERM) spends on its recovery before it exits; what does not fit stays in the run journal for the next run or recover. The default fits GitHub's cancellation (SIGTERM 7.5 s after SIGINT, SIGKILL 2.5 s later)."},
 		{Name: "unlock-pending", Bind: boolean(func(c *Config) *bool { return &c.UnlockPending }), Group: GroupRecovery, Fixes: rollout.OptionUnlockPending, Default: "false", Commands: upPlan,
 			Description: "Unlock a release left pending-install/upgrade/rollback by a killed run (true or false)."},
@@ -237,7 +240,7 @@ func allInputs() []Input {
 		// Identity service.
 		{Name: "quiesce", Bind: boolean(func(c *Config) *bool { return &c.Quiesce }), Group: GroupIdentity, Default: "true", Commands: upPlan,
 			Description: "Scale the Keycloak workload to 0 before the backup (the downtime the vendor procedure asks for)."},
-		{Name: "workload", Bind: str(func(c *Config) *string { return &c.Workload }), Group: GroupIdentity, Default: "auto", Commands: planRec,
+		{Name: "workload", Bind: str(func(c *Config) *string { return &c.Workload }), Group: GroupIdentity, Default: "auto", Commands: append(slices.Clone(planRec), CmdRehearse),
 			Description: "Keycloak workload as statefulset/NAME or deployment/NAME; auto detects it from the release."},
 		{Name: "logout-sessions", Bind: boolean(func(c *Config) *bool { return &c.LogoutSessions }), Group: GroupIdentity, Default: "false", Commands: upPlan,
 			Description: "End all user sessions through the admin API first (needs keycloak-url, keycloak-admin-user, keycloak-admin-password)."},
@@ -255,6 +258,14 @@ func allInputs() []Input {
 			Description: "Absolute path of the transaction object store in the Keycloak container."},
 
 		// Run.
+		// Rehearsal.
+		{Name: "rehearse-first", Bind: boolean(func(c *Config) *bool { return &c.RehearseFirst }), Group: GroupRehearsal, Default: "false", Commands: []string{CmdUpgrade},
+			Description: "Try the upgrade on a clone of the release first, in a scratch namespace of the same cluster, before any downtime (what command rehearse does), and start the real upgrade only when it passed; refused (exit 2) when it failed, production untouched (true or false)."},
+		{Name: "rehearsal-namespace", Bind: str(func(c *Config) *string { return &c.RehearsalNamespace }), Group: GroupRehearsal, Commands: rehearse,
+			Description: "Scratch namespace of the rehearsal's clone, created and deleted by the run (labelled as a rehearsal of the release; one that exists and is not is refused). Empty means <namespace>-rehearsal."},
+		{Name: "rehearsal-database-url", Bind: str(func(c *Config) *string { return &c.RehearsalDatabaseURL }), Group: GroupRehearsal, Secret: true, Commands: rehearse,
+			Description: "An empty scratch database (postgres://...) for the clone when production's database is not the release's bundled PostgreSQL (secret). Empty: the clone's own bundled PostgreSQL, reached like production's (db-port-forward)."},
+
 		{Name: "dry-run", Bind: boolean(func(c *Config) *bool { return &c.DryRun }), Group: GroupRun, Default: "false", Commands: upgrade,
 			Description: "Run the preflight and show the manifest diff; change nothing (true or false)."},
 	}
@@ -262,7 +273,7 @@ func allInputs() []Input {
 
 // ActionCommands are the values of the action's command input.
 func ActionCommands() []string {
-	return []string{CmdUpgrade, CmdPlan, CmdBackup, CmdRestore, CmdRecover}
+	return []string{CmdUpgrade, CmdPlan, CmdBackup, CmdRestore, CmdRecover, CmdRehearse}
 }
 
 // Inputs returns the action inputs (every input except CLI-only flags), in table order.

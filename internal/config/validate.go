@@ -52,6 +52,7 @@ func (c *Config) Validate() error {
 	v.backup()
 	v.recovery()
 	v.identity()
+	v.rehearsal()
 	v.excludes()
 
 	if c.Action {
@@ -166,7 +167,7 @@ func (c *Config) backsUp() bool { return c.upgrades() || c.Command == CmdBackup 
 
 func (v *validator) release() {
 	c := v.c
-	if c.ReleaseName == "" && (c.upgrades() || c.Command == CmdRecover) && !v.has("release-name") {
+	if c.ReleaseName == "" && (c.upgrades() || c.Command == CmdRecover || c.Command == CmdRehearse) && !v.has("release-name") {
 		v.add("release-name", "required: the name of the Helm release to upgrade (helm list --namespace %s shows it)", c.Namespace)
 	}
 	v.check("release-name", c.ReleaseName, func(s string) {
@@ -182,7 +183,7 @@ func (v *validator) release() {
 			v.add("namespace", "%s is not a valid namespace: use at most 63 lower case letters, digits and '-', starting and ending with a letter or digit", c.quote(s))
 		}
 	})
-	if c.Chart == "" && c.upgrades() && !v.has("chart") {
+	if c.Chart == "" && (c.upgrades() || c.Command == CmdRehearse) && !v.has("chart") {
 		v.add("chart", "required: the chart to upgrade to, as repo/name with repo-url, oci://host/path/name, or a local chart directory or .tgz")
 	}
 	v.check("chart", c.Chart, v.chart)
@@ -691,4 +692,40 @@ func (v *validator) identity() {
 	if c.TxObjectStorePath == "" && c.ClearTxObjectStore && !v.has("tx-object-store-path") {
 		v.add("tx-object-store-path", "required when clear-tx-object-store is true")
 	}
+}
+
+// rehearsal checks the rehearsal's inputs: a namespace of its own, and a database for the
+// clone's Keycloak that is not production's.
+func (v *validator) rehearsal() {
+	c := v.c
+	rehearses := c.Command == CmdRehearse || (c.Command == CmdUpgrade && c.RehearseFirst)
+	v.check("rehearsal-namespace", c.RehearsalNamespace, func(s string) {
+		switch {
+		case len(s) > 63 || !dnsLabel.MatchString(s):
+			v.add("rehearsal-namespace", "%s is not a valid namespace: use at most 63 lower case letters, digits and '-', starting and ending with a letter or digit", c.quote(s))
+		case s == c.Namespace:
+			v.add("rehearsal-namespace", "is the release's own namespace; the clone needs a namespace of its own (empty means %s-rehearsal)", c.Namespace)
+		}
+	})
+	if c.RehearsalNamespace == "" && rehearses && len(c.Namespace)+len("-rehearsal") > 63 && !v.has("namespace") {
+		v.add("rehearsal-namespace", "required: %s-rehearsal would be longer than 63 characters; name the clone's namespace", c.Namespace)
+	}
+	v.check("rehearsal-database-url", c.RehearsalDatabaseURL, func(s string) {
+		if u, err := url.Parse(s); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Hostname() == "" {
+			v.add("rehearsal-database-url", "is not a postgres:// URL with a host (example: postgres://keycloak@scratch-db:5432/keycloak_rehearsal)")
+		}
+	})
+	if rehearses && c.DBPortForward == "" && c.RehearsalDatabaseURL == "" && !v.has("rehearsal-database-url") {
+		v.add("rehearsal-database-url", "required to rehearse when the database is not the release's bundled PostgreSQL (reached with db-port-forward): "+
+			"the clone's Keycloak would otherwise migrate production's database; give an empty scratch database, or db-port-forward for the bundled one")
+	}
+}
+
+// RehearsalNamespaceOrDefault is the rehearsal's scratch namespace: rehearsal-namespace, else
+// <namespace>-rehearsal.
+func (c *Config) RehearsalNamespaceOrDefault() string {
+	if c.RehearsalNamespace != "" {
+		return c.RehearsalNamespace
+	}
+	return c.Namespace + "-rehearsal"
 }

@@ -173,6 +173,17 @@ func outputs(rep *rollout.Report, secrets []string) [][2]string {
 		{"failure-reason", reason},
 		{"duration-seconds", strconv.FormatInt(int64(math.Round(rep.Duration.Seconds())), 10)},
 	}
+	var rehearsal, migration string
+	if reh := rep.Rehearsal; reh != nil {
+		rehearsal = "failed"
+		if reh.Passed {
+			rehearsal = "passed"
+		}
+		if reh.Migration > 0 {
+			migration = strconv.FormatInt(int64(math.Round(reh.Migration.Seconds())), 10)
+		}
+	}
+	out = append(out, [2]string{"rehearsal-result", rehearsal}, [2]string{"rehearsal-migration-seconds", migration})
 	for i := range out {
 		out[i][1] = safeOutputValue(redact.String(out[i][1], secrets))
 	}

@@ -75,7 +75,7 @@ func parseOutputs(t *testing.T, path string) map[string]string {
 
 // outputNames are the outputs of action.yml (TestOutputsMatchActionYAML).
 var outputNames = []string{"result", "exit-code", "previous-revision", "revision", "backup-location", "backup-sha256",
-	"backup-bytes", "artifact-id", "artifact-url", "failure-reason", "duration-seconds"}
+	"backup-bytes", "artifact-id", "artifact-url", "failure-reason", "duration-seconds", "rehearsal-result", "rehearsal-migration-seconds"}
 
 func TestOutputs(t *testing.T) {
 	reps := reports()

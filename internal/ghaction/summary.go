@@ -74,6 +74,9 @@ func summary(rep *rollout.Report, secrets []string) string {
 	if db := database(rep); db != "" {
 		row("Database", cell(red(db)))
 	}
+	if reh := rep.Rehearsal; reh != nil {
+		row("Rehearsal", cell(red(reh.Summary())))
+	}
 	row("Duration", duration(rep.Duration))
 
 	// What the upgrade would do, for a plan: the changes, and what a person may not expect.
@@ -95,6 +98,14 @@ func summary(rep *rollout.Report, secrets []string) string {
 	if rep.Recovery != nil {
 		b.WriteString("\n### Recovery did not complete\n\n")
 		block(&b, red(rep.Recovery.Error()))
+	}
+	if reh := rep.Rehearsal; reh != nil && reh.Failure != nil {
+		b.WriteString("\n### Rehearsal on a clone\n\n")
+		block(&b, red(reh.Failure.Error()))
+		if nr := reh.NotReady; nr != nil && len(nr.Logs) > 0 {
+			fmt.Fprintf(&b, "\nLast log lines of %s on the clone:\n\n", code(red(nr.Pod+"/"+nr.Container)))
+			fenced(&b, red(strings.Join(nr.Logs, "\n")), "text")
+		}
 	}
 	if nr := rep.NotReady; nr != nil && len(nr.Logs) > 0 {
 		who := nr.Pod
@@ -147,6 +158,10 @@ func heading(rep *rollout.Report) string {
 		return "✅ identity upgraded"
 	case rollout.Planned:
 		return "📝 planned: nothing changed"
+	case rollout.Rehearsed:
+		return "🧪 rehearsal passed: nothing changed in production"
+	case rollout.RehearsalFailed:
+		return "🧪 rehearsal failed: nothing changed in production"
 	case rollout.Noop:
 		if rep.NothingToRecover {
 			return "✅ nothing to recover"

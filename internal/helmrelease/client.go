@@ -33,6 +33,7 @@ type Options struct {
 // (release Secrets) is the source of truth for release state, and a clientset on the same
 // cluster for the StatefulSet work helm cannot do (orphan re-creation).
 type Client struct {
+	opts      Options // what it was made with (In makes another namespace's)
 	cfg       *action.Configuration
 	kube      kubernetes.Interface
 	namespace string
@@ -72,7 +73,7 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &Client{cfg: cfg, kube: kube, namespace: ns, log: log}, nil
+	return &Client{opts: opts, cfg: cfg, kube: kube, namespace: ns, log: log}, nil
 }
 
 // Namespace is the namespace the client works in.

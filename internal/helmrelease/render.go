@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/release"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -15,15 +16,9 @@ import (
 // changing anything: helm's client-side dry run, which renders the chart and its hooks
 // against the release's stored values.
 func (c *Client) Render(ctx context.Context, name string, spec UpgradeSpec) (rollout.Release, error) {
-	up, ch, vals, err := c.upgradeAction(spec)
+	rel, err := c.render(ctx, name, spec)
 	if err != nil {
 		return rollout.Release{}, err
-	}
-	up.DryRun = true
-	up.DryRunOption = "client"
-	rel, err := up.RunWithContext(ctx, name, ch, vals)
-	if err != nil {
-		return rollout.Release{}, fmt.Errorf("render upgrade of %q to %s: %w", name, spec.Chart, err)
 	}
 	out := fromHelm(rel)
 	out.UnreadValues = unreadValues(rel.Config, rel.Chart)
@@ -86,4 +81,19 @@ func dependencies(ch *chart.Chart) map[string]*chart.Chart {
 		}
 	}
 	return out
+}
+
+// render is Render's helm release: with the values the upgrade would give the chart (Config).
+func (c *Client) render(ctx context.Context, name string, spec UpgradeSpec) (*release.Release, error) {
+	up, ch, vals, err := c.upgradeAction(spec)
+	if err != nil {
+		return nil, err
+	}
+	up.DryRun = true
+	up.DryRunOption = "client"
+	rel, err := up.RunWithContext(ctx, name, ch, vals)
+	if err != nil {
+		return nil, fmt.Errorf("render upgrade of %q to %s: %w", name, spec.Chart, err)
+	}
+	return rel, nil
 }

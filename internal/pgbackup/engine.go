@@ -133,6 +133,9 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 	for _, n := range b.Manifest.RowCounts {
 		out.Rows += n
 	}
+	if req.WorkingCopyOnly {
+		return out, nil
+	}
 	// The stores get the encrypted form when there are recipients: one encrypted copy, made
 	// once beside the working copy.
 	stored := b

@@ -29,6 +29,8 @@ type Journal struct {
 	Orphans []string `json:"orphans,omitempty"`
 	// UpgradeRevision is the revision helm recorded for the upgrade, once known.
 	UpgradeRevision int `json:"upgradeRevision,omitempty"`
+	// Scratch is the namespace of the rehearsal's clone while it exists.
+	Scratch string `json:"scratch,omitempty"`
 	// Outcome says how the run ended, once closed; while open, that it lost its lock.
 	Outcome string    `json:"outcome,omitempty"`
 	Updated time.Time `json:"updated"`
@@ -49,6 +51,9 @@ type JournalStep string
 const (
 	// StepStarted: the run holds the lock and has changed nothing yet.
 	StepStarted JournalStep = "started"
+	// StepRehearsing: the run is trying the upgrade on a clone in the Scratch namespace;
+	// production is untouched.
+	StepRehearsing JournalStep = "rehearsing"
 	// StepQuiescing: the run is scaling Keycloak down (Scaled may be partly filled).
 	StepQuiescing JournalStep = "quiescing"
 	// StepBackingUp: Keycloak is down; the backup is being taken.
@@ -70,7 +75,8 @@ const (
 // its recovery from any step that changed something, and closes from anywhere.
 var journalNext = map[JournalStep][]JournalStep{
 	"":             {StepStarted},
-	StepStarted:    {StepQuiescing, StepClosed},
+	StepStarted:    {StepRehearsing, StepQuiescing, StepClosed},
+	StepRehearsing: {StepQuiescing, StepRecovering, StepClosed},
 	StepQuiescing:  {StepBackingUp, StepRecovering, StepClosed},
 	StepBackingUp:  {StepUpgrading, StepRecovering, StepClosed},
 	StepUpgrading:  {StepWaiting, StepRecovering, StepClosed},
@@ -154,16 +160,18 @@ func journalBackup(b Backup) *JournalBackup {
 // journalStart opens this run's journal, with what the next run would need to undo it, before
 // anything changes.
 func (r *run) journalStart(ctx context.Context, plan Plan) error {
-	err := r.journal(ctx, StepStarted, func(j *Journal) {
+	return r.journal(ctx, StepStarted, func(j *Journal) {
 		*j = Journal{Step: StepStarted, RunID: r.req.RunID, Holder: r.req.Holder,
 			RecordedRevision: plan.Current.Revision, TargetChart: plan.Target.Chart()}
 	})
-	if err != nil {
-		return err
-	}
-	// The replicas the quiesce is about to take away, known before it scales anything.
+}
+
+// journalQuiescing records the replicas the quiesce is about to take away, known before it
+// scales anything.
+func (r *run) journalQuiescing(ctx context.Context, plan Plan) error {
 	var scaled []Scaled
 	if r.p.Workloads != nil && r.req.Quiesce {
+		var err error
 		if scaled, err = r.p.Workloads.Replicas(ctx, r.req.Namespace, plan.Current.Manifest); err != nil {
 			return fmt.Errorf("read the Keycloak replicas: %w", err)
 		}

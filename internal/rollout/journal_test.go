@@ -15,12 +15,13 @@ import (
 // the recovery from any step that changed something, closed from anywhere, a new run only
 // from closed.
 func TestJournalTransitions(t *testing.T) {
-	steps := []rollout.JournalStep{"", rollout.StepStarted, rollout.StepQuiescing, rollout.StepBackingUp, rollout.StepUpgrading,
+	steps := []rollout.JournalStep{"", rollout.StepStarted, rollout.StepRehearsing, rollout.StepQuiescing, rollout.StepBackingUp, rollout.StepUpgrading,
 		rollout.StepWaiting, rollout.StepReady, rollout.StepRecovering, rollout.StepClosed}
 	allowed := map[[2]rollout.JournalStep]bool{}
 	for _, p := range [][2]rollout.JournalStep{
 		{"", rollout.StepStarted},
-		{rollout.StepStarted, rollout.StepQuiescing}, {rollout.StepStarted, rollout.StepClosed},
+		{rollout.StepStarted, rollout.StepRehearsing}, {rollout.StepStarted, rollout.StepQuiescing}, {rollout.StepStarted, rollout.StepClosed},
+		{rollout.StepRehearsing, rollout.StepQuiescing}, {rollout.StepRehearsing, rollout.StepRecovering}, {rollout.StepRehearsing, rollout.StepClosed},
 		{rollout.StepQuiescing, rollout.StepBackingUp}, {rollout.StepQuiescing, rollout.StepRecovering}, {rollout.StepQuiescing, rollout.StepClosed},
 		{rollout.StepBackingUp, rollout.StepUpgrading}, {rollout.StepBackingUp, rollout.StepRecovering}, {rollout.StepBackingUp, rollout.StepClosed},
 		{rollout.StepUpgrading, rollout.StepWaiting}, {rollout.StepUpgrading, rollout.StepRecovering}, {rollout.StepUpgrading, rollout.StepClosed},

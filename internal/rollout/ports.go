@@ -198,6 +198,8 @@ type BackupRequest struct {
 	// vendor's "back up your customisations".
 	Release Release
 	Values  []byte
+	// WorkingCopyOnly keeps the backup on this machine: a rehearsal's, which no store needs.
+	WorkingCopyOnly bool
 }
 
 // Backup is a backup the procedure took.

@@ -19,6 +19,12 @@ func (r *Report) Headline() string {
 	switch r.Result {
 	case Upgraded:
 		return fmt.Sprintf("Upgraded %s: revision %d → %d (%s → %s).", r.Release, r.PreviousRevision, r.Revision, r.FromChart, r.ToChart)
+	case Rehearsed:
+		reh := r.Rehearsal
+		return fmt.Sprintf("Rehearsed the upgrade of %s on a clone (%s → %s): Keycloak migrated production's data in %s (%d changesets); the clone is gone.",
+			r.Release, r.FromChart, r.ToChart, reh.Migration.Round(time.Second), reh.Applied())
+	case RehearsalFailed:
+		return fmt.Sprintf("The rehearsal of %s's upgrade (%s → %s) failed on a clone; production was not touched and the clone is gone.", r.Release, r.FromChart, r.ToChart)
 	case Planned:
 		return fmt.Sprintf("Planned: %s would be upgraded from revision %d (%s → %s); nothing was changed.", r.Release, r.PreviousRevision, r.FromChart, r.ToChart)
 	case Noop:
@@ -200,6 +206,9 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 			b.WriteString("\n")
 		}
+	}
+	if reh := r.Rehearsal; reh != nil {
+		fmt.Fprintf(&b, "  rehearsal: %s\n", reh.Summary())
 	}
 	if r.DatabaseDrift != "" {
 		fmt.Fprintf(&b, "  database: %s", r.DatabaseDrift)

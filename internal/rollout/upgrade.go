@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 )
@@ -43,6 +44,10 @@ type UpgradeRequest struct {
 	// CancelBudget bounds the recovery of a cancelled run (SIGINT, SIGTERM); 0:
 	// RecoveryTimeout. What does not fit stays in the journal.
 	CancelBudget time.Duration
+	// Rehearse, when set, tries the upgrade on a clone first (rehearse-first); with
+	// RehearseOnly the run stops there (rehearse).
+	Rehearse     *RehearseRequest
+	RehearseOnly bool
 }
 
 // Result is the outcome of a run, as the `result` output names it.
@@ -55,6 +60,9 @@ const (
 	RolledBack     Result = "rolled-back"     // exit 1: failed, and everything it changed was put back
 	Refused        Result = "refused"         // exit 2: refused before changing anything
 	NeedsAttention Result = "needs-attention" // exit 3: failed and could not restore
+
+	Rehearsed       Result = "rehearsed"        // exit 0: rehearse: the upgrade worked on a clone
+	RehearsalFailed Result = "rehearsal-failed" // exit 1: rehearse: it failed on the clone, which is gone
 )
 
 // Exit codes of identity-upgrade, the CLI and the action alike; scripts and workflows depend on
@@ -70,9 +78,9 @@ const (
 // become numbers.
 func (r Result) ExitCode() int {
 	switch r {
-	case Upgraded, Noop, Planned, BackedUp, Restored:
+	case Upgraded, Noop, Planned, BackedUp, Restored, Rehearsed:
 		return ExitOK
-	case RolledBack, Incomplete:
+	case RolledBack, Incomplete, RehearsalFailed:
 		return ExitRolledBack
 	case Refused:
 		return ExitRefused
@@ -120,6 +128,8 @@ type Report struct {
 	NothingToRecover bool
 	// Found is the state read back after a recovery that did not complete; nil otherwise.
 	Found *Found
+	// Rehearsal is what the rehearsal on a clone found, when there was one.
+	Rehearsal *Rehearsal
 	// Interrupted is the journal of an earlier run that did not finish, which this run
 	// recovered (or tried to) before anything else.
 	Interrupted *Journal
@@ -154,7 +164,11 @@ type Pipeline struct {
 	TxStore   TxObjectStore
 	// Journal, when set, keeps the run's write-ahead journal in the cluster.
 	Journal Journaler
-	Log     *slog.Logger
+	// Cloner and Prober make and check the rehearsal's clone; needed by a request that
+	// rehearses (Prober may be nil: no HTTP checks).
+	Cloner Cloner
+	Prober Prober
+	Log    *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// StepHook, when set, is called as each step starts; the function it returns is called as
@@ -211,6 +225,10 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 	if err != nil {
 		return r.refuse(err)
 	}
+	if req.RehearseOnly {
+		// A fresh install on the clone meets no immutable field of the live objects.
+		plan.Refusals = slices.DeleteFunc(plan.Refusals, func(err error) bool { return errors.Is(err, ErrImmutableChange) })
+	}
 	switch {
 	case plan.Refused():
 		return r.refuse(errors.Join(plan.Refusals...))
@@ -225,6 +243,14 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 
 	// From here on the run changes things: its journal says how far it got, before each step.
 	if err := r.journalStart(ctx, plan); err != nil {
+		return r.refuse(err)
+	}
+	if req.Rehearse != nil {
+		if err := r.rehearsalFirst(ctx); err != nil || req.RehearseOnly {
+			return r.rehearsalEnded(ctx, err)
+		}
+	}
+	if err := r.journalQuiescing(ctx, plan); err != nil {
 		return r.refuse(err)
 	}
 	for _, step := range []func(context.Context) error{r.quiesce, r.backup, r.upgrade, r.readiness} {

@@ -33,13 +33,14 @@ type mustRun interface{ evenIfBlocked() bool }
 func (r *run) wayBack(from Release) []undo {
 	switch {
 	case !r.jr.Upgraded():
-		// Stopped in the quiesce or the backup: only Keycloak's replicas changed.
-		return []undo{scaleUp{}}
+		// Stopped in the rehearsal, the quiesce or the backup: only a clone and Keycloak's
+		// replicas changed.
+		return []undo{removeScratch{}, scaleUp{}}
 	case from.Revision == 0:
 		// helm recorded no revision: the release is as it was. Undo the quiesce and check.
-		return []undo{scaleUp{}, readyAgain{}}
+		return []undo{removeScratch{}, scaleUp{}, readyAgain{}}
 	}
-	return []undo{stopNew{from}, restoreDatabase{}, rollBack{from}, replaceOrphanedPods{from}, readyAgain{}, verifyDatabase{}}
+	return []undo{removeScratch{}, stopNew{from}, restoreDatabase{}, rollBack{from}, replaceOrphanedPods{from}, readyAgain{}, verifyDatabase{}}
 }
 
 // goBack ends a run whose step failed: it goes the way back, unless rollback is never after the
