@@ -78,6 +78,8 @@ type KubeCluster struct {
 	relay *relay
 	// clones serve the port-forwards of the clone namespaces (clone.go).
 	clones *clones
+	// tokens answers the API server's token reviews (tokenwebhook.go); nil for a stale cluster.
+	tokens *tokenWebhook
 }
 
 // Cluster gives the test a namespace of its own in the binary's shared simulated cluster,
@@ -223,7 +225,20 @@ func startCluster(postgres func() (string, error)) (*KubeCluster, error) {
 		c.relay.close()
 		return nil, err
 	}
-	conf, err := clusterConfig(templateData{Root: root, ExecDir: c.execDir, PostgresRelayPort: c.relay.port(), Clones: c.clones.forwards()}, map[string]string{
+	if c.tokens, err = startTokenWebhook(); err != nil {
+		c.relay.close()
+		c.clones.close()
+		return nil, err
+	}
+	webhookConfig, err := c.tokens.kubeconfig(workdir)
+	if err != nil {
+		c.relay.close()
+		c.clones.close()
+		c.tokens.close()
+		return nil, err
+	}
+	conf, err := clusterConfig(templateData{Root: root, ExecDir: c.execDir, PostgresRelayPort: c.relay.port(), Clones: c.clones.forwards(),
+		TokenWebhookConfig: webhookConfig}, map[string]string{
 		"kubeApiserverBinary":         bin("kubernetes", KubeVersion, "kube-apiserver"),
 		"kubeControllerManagerBinary": bin("kubernetes", KubeVersion, "kube-controller-manager"),
 		"kubeSchedulerBinary":         bin("kubernetes", KubeVersion, "kube-scheduler"),
@@ -234,12 +249,14 @@ func startCluster(postgres func() (string, error)) (*KubeCluster, error) {
 	if err != nil {
 		c.relay.close()
 		c.clones.close()
+		c.tokens.close()
 		return nil, err
 	}
 	confPath := filepath.Join(workdir, "kwokctl.yaml")
 	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
 		c.relay.close()
 		c.clones.close()
+		c.tokens.close()
 		return nil, err
 	}
 	start := time.Now()
@@ -275,10 +292,13 @@ type templateData struct {
 	PostgresRelayPort int
 	// Clones are the relays of the clone namespaces' port-forwards.
 	Clones cloneForwards
+	// TokenWebhookConfig is the kubeconfig naming the token webhook (tokenwebhook.go).
+	TokenWebhookConfig string
 }
 
 // clusterConfig is the kwokctl configuration: the binaries, every component bound to
-// loopback, the apiserver dialling nodes by their InternalIP (127.0.0.1), the kwok stages
+// loopback, the apiserver dialling nodes by their InternalIP (127.0.0.1) and asking the test
+// binary's token webhook, uncached, about bearer tokens it does not know, the kwok stages
 // of testdata/kwok (defaults plus the fault injectors) and its other kwok documents (logs,
 // exec).
 func clusterConfig(data templateData, binaries map[string]string) ([]byte, error) {
@@ -303,7 +323,17 @@ func clusterConfig(data templateData, binaries map[string]string) ([]byte, error
   extraArgs:
   - key: kubelet-preferred-address-types
     value: InternalIP
----
+`)
+	if data.TokenWebhookConfig != "" {
+		fmt.Fprintf(&b, `  - key: authentication-token-webhook-config-file
+    value: %q
+  - key: authentication-token-webhook-version
+    value: v1
+  - key: authentication-token-webhook-cache-ttl
+    value: 0s
+`, data.TokenWebhookConfig)
+	}
+	b.WriteString(`---
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
 options:
@@ -467,6 +497,9 @@ func (c *KubeCluster) Stop() error {
 	}
 	if c.clones != nil {
 		defer c.clones.close()
+	}
+	if c.tokens != nil {
+		defer c.tokens.close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -34,3 +34,20 @@ func (k Kube) ServiceAccountToken(t testing.TB, name string, rules []rbacv1.Poli
 	}
 	return tok.Status.Token
 }
+
+// BindUser creates, in the test's namespace, a Role with rules bound to the user name a token
+// webhook validator (AcceptTokens) authenticates.
+func (k Kube) BindUser(t testing.TB, name, user string, rules []rbacv1.PolicyRule) {
+	t.Helper()
+	ctx, ns := t.Context(), k.Namespace
+	if _, err := k.Client.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
