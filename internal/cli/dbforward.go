@@ -29,7 +29,7 @@ func clusterDatabase(ctx context.Context, cfg *config.Config, getenv func(string
 	}
 	if client == nil {
 		var err error
-		if client, err = helmClient(cfg, getenv, log); err != nil {
+		if client, err = helmClient(ctx, cfg, getenv, log); err != nil {
 			return nil, err
 		}
 	}

@@ -52,6 +52,11 @@ const binary = "/usr/local/bin/identity-upgrade"
 // server's major is chosen, else the oldest newer one (11 and 12 get 13).
 var imageClientMajors = []int{13, 14, 15, 16, 17, 18}
 
+// credentialPlugins are the cloud tools whose tokens the binary gets itself: the image needs
+// none of them (nor the CLIs that carry them).
+var credentialPlugins = []string{"aws-iam-authenticator", "awscli", "aws-cli", "gke-gcloud-auth-plugin", "google-cloud-cli", "google-cloud-sdk",
+	"gcloud", "kubelogin", "azure-cli"}
+
 // pinnedImage is an image reference with a tag and the digest of what the tag named when it
 // was pinned: name[:port/path]:tag@sha256:<64 hex>.
 var pinnedImage = regexp.MustCompile(`^[^@\s]+:[^@/:\s]+@sha256:[0-9a-f]{64}$`)
@@ -98,6 +103,13 @@ func checkDockerfile(ins []instruction) []string {
 	var cgoOff, trimpath, versionFlag, copied, entrypoint bool
 	clients := map[int]bool{}
 	for _, in := range ins {
+		if in.stage == last && (in.cmd == "RUN" || in.cmd == "COPY" || in.cmd == "ADD") {
+			for _, p := range credentialPlugins {
+				if strings.Contains(in.args, p) {
+					problems = append(problems, "the runtime stage brings the credential plugin "+p+"; the binary gets managed clusters' tokens itself (internal/kubeauth)")
+				}
+			}
+		}
 		switch {
 		case in.cmd == "FROM" && in.stage == 0:
 			if f := strings.Fields(in.args); len(f) == 3 && strings.EqualFold(f[1], "AS") {
@@ -217,6 +229,9 @@ ENTRYPOINT ["/usr/local/bin/identity-upgrade"]
 		{"an 11 client", "postgresql-client-18", "postgresql-client-18 postgresql-client-11", "clients of majors"},
 		{"clients only in a comment", "    apt-get install -y postgresql-client-13", "    # apt-get install -y postgresql-client-13\n    true", "clients of majors"},
 		{"binary elsewhere", "=build /out/identity-upgrade /usr/local/bin/identity-upgrade", "=build /out/identity-upgrade /identity-upgrade", "COPY"},
+		{"gke plugin", "COPY --from=build", "RUN apt-get install -y google-cloud-cli-gke-gcloud-auth-plugin\nCOPY --from=build", "credential plugin gke-gcloud-auth-plugin"},
+		{"kubelogin", "COPY --from=build", "COPY --from=ghcr.io/azure/kubelogin:v0.2 /kubelogin /usr/local/bin/\nCOPY --from=build", "credential plugin kubelogin"},
+		{"aws cli", "COPY --from=build", "RUN pip install awscli\nCOPY --from=build", "credential plugin awscli"},
 		{"shell-form entrypoint", `ENTRYPOINT ["/usr/local/bin/identity-upgrade"]`, "ENTRYPOINT /usr/local/bin/identity-upgrade", "ENTRYPOINT"},
 	}
 	for _, tt := range tests {

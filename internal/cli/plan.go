@@ -11,6 +11,7 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
+	"github.com/identity-upgrade/identity-upgrade/internal/kubeauth"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/readiness"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
@@ -25,7 +26,7 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		fmt.Fprintf(stderr, "identity-upgrade plan: preflight failed; nothing was changed: %v\n", err)
 		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
 	}
-	client, err := helmClient(cfg, getenv, log)
+	client, err := helmClient(ctx, cfg, getenv, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -76,16 +77,25 @@ func upgradeSpec(cfg *config.Config) helmrelease.UpgradeSpec {
 	}
 }
 
-// helmClient connects to the cluster of the kubeconfig input (content), else $KUBECONFIG or
-// in-cluster, in the namespace input.
-func helmClient(cfg *config.Config, getenv func(string) string, log *slog.Logger) (*helmrelease.Client, error) {
-	return helmrelease.New(helmrelease.Options{
-		KubeconfigData: []byte(cfg.Kubeconfig),
-		KubeconfigPath: getenv("KUBECONFIG"),
-		Context:        cfg.KubeContext,
-		Namespace:      cfg.Namespace,
-		Log:            log,
+// helmClient connects to the cluster of the kubeconfig input (content), else kubeconfig-path
+// (KUBECONFIG), ~/.kube/config or in-cluster, in the namespace input, with the token of
+// cluster-auth's provider in place of a managed cluster's credential plugin.
+func helmClient(ctx context.Context, cfg *config.Config, getenv func(string) string, log *slog.Logger) (*helmrelease.Client, error) {
+	cc, auth, err := kubeauth.Load(ctx, kubeauth.Options{
+		Provider:  cfg.ClusterAuth,
+		Content:   []byte(cfg.Kubeconfig),
+		Path:      cfg.KubeconfigPath,
+		Context:   cfg.KubeContext,
+		Namespace: cfg.Namespace,
+		Getenv:    getenv,
 	})
+	if err != nil {
+		return nil, err
+	}
+	if auth != nil {
+		log.InfoContext(ctx, "cluster token from the cloud's credentials", "cluster-auth", auth.Provider())
+	}
+	return helmrelease.New(helmrelease.Options{ClientConfig: cc, Namespace: cfg.Namespace, Log: log})
 }
 
 // planRequest is the part of the configuration the plan needs, for plan and upgrade alike.

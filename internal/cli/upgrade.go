@@ -40,7 +40,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 	if err != nil {
 		return fail("%v", err)
 	}
-	client, err := helmClient(cfg, getenv, log)
+	client, err := helmClient(ctx, cfg, getenv, log)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -36,8 +36,10 @@ type Config struct {
 	ReuseValues  bool
 
 	// Cluster.
-	Kubeconfig  string // content, not a path
-	KubeContext string
+	Kubeconfig     string // content, not a path
+	KubeconfigPath string // a file or a KUBECONFIG-style list, as the runner names it
+	KubeContext    string
+	ClusterAuth    string // kubeconfig, aws, gcp or azure
 
 	// Database.
 	DatabaseURL string

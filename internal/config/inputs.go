@@ -154,9 +154,16 @@ func allInputs() []Input {
 
 		// Cluster.
 		{Name: "kubeconfig", Bind: text(func(c *Config) *string { return &c.Kubeconfig }), Group: GroupCluster, Secret: true, Commands: all,
-			Description: "Kubeconfig file content (not a path; secret). Empty means KUBECONFIG, ~/.kube/config, or in-cluster config."},
+			Description: "Kubeconfig file content (not a path; secret). Empty means kubeconfig-path, KUBECONFIG, ~/.kube/config, or in-cluster config."},
+		{Name: "kubeconfig-path", Bind: str(func(c *Config) *string { return &c.KubeconfigPath }), Group: GroupCluster, Env: "KUBECONFIG", EnvUnless: []string{"kubeconfig"},
+			Excludes: []string{"kubeconfig"}, ExcludeHint: "give the kubeconfig's content in kubeconfig or its file in kubeconfig-path, not both",
+			Commands:    all,
+			Description: "Kubeconfig file (or a list, as in KUBECONFIG), instead of kubeconfig. As an action, a path on the runner under the workspace (e.g. $GITHUB_WORKSPACE/kubeconfig as a run step writes it) is found at /github/workspace; a file elsewhere on the runner is not visible in the container and is refused. Falls back to KUBECONFIG."},
 		{Name: "kube-context", Bind: str(func(c *Config) *string { return &c.KubeContext }), Group: GroupCluster, Commands: all,
 			Description: "Kubeconfig context to use. Empty means the current context."},
+		{Name: "cluster-auth", Bind: str(func(c *Config) *string { return &c.ClusterAuth }), Group: GroupCluster, Default: "kubeconfig",
+			Enum: []string{"kubeconfig", "aws", "gcp", "azure"}, Commands: all,
+			Description: "Where the cluster token comes from: kubeconfig (its own credentials; the exec plugins aws eks get-token, aws-iam-authenticator, gke-gcloud-auth-plugin and kubelogin are recognised and replaced by the cloud's SDK); aws (an EKS token from the job's AWS credentials); gcp (Application Default Credentials, e.g. from google-github-actions/auth); azure (an Entra token from AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_SECRET or the job's OIDC token)."},
 
 		// Database.
 		{Name: "database-url", Bind: str(func(c *Config) *string { return &c.DatabaseURL }), Group: GroupDatabase, Secret: true, Env: "DATABASE_URL", EnvUnless: []string{"db-host", "db-port", "db-name", "db-user", "db-port-forward"},

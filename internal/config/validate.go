@@ -382,7 +382,7 @@ func (v *validator) cluster() {
 		}
 		switch d := doc.(type) {
 		case string:
-			v.add("kubeconfig", "looks like a file path; this input takes the kubeconfig content (on the CLI leave it empty and set KUBECONFIG to the path)")
+			v.add("kubeconfig", "looks like a file path; this input takes the kubeconfig content (give a path in kubeconfig-path)")
 		case map[string]any:
 			if _, ok := d["clusters"]; !ok {
 				v.add("kubeconfig", "has no clusters; give the content of a kubeconfig file")

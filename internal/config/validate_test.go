@@ -109,6 +109,10 @@ func TestValidate(t *testing.T) {
 		{name: "kubeconfig content", inputs: with(nil, "kubeconfig", kubeconfig)},
 		{name: "kubeconfig path", inputs: with(nil, "kubeconfig", "/home/me/.kube/config"), want: []string{"kubeconfig"}, text: "looks like a file path"},
 		{name: "kubeconfig without clusters", inputs: with(nil, "kubeconfig", "apiVersion: v1\nkind: Config\n"), want: []string{"kubeconfig"}},
+		{name: "kubeconfig-path", inputs: with(nil, "kubeconfig-path", "kubeconfig", "cluster-auth", "aws")},
+		{name: "kubeconfig and kubeconfig-path", inputs: with(nil, "kubeconfig", kubeconfig, "kubeconfig-path", "kubeconfig"), want: []string{"kubeconfig-path"},
+			text: "kubeconfig-path: given together with kubeconfig; give the kubeconfig's content in kubeconfig or its file in kubeconfig-path, not both"},
+		{name: "cluster-auth unknown", inputs: with(nil, "cluster-auth", "okta"), want: []string{"cluster-auth"}, text: `"okta" is not one of kubeconfig, aws, gcp, azure`},
 
 		// Database.
 		{name: "database-url alone", inputs: with(noDB, "database-url", "postgres://keycloak@db:5432/keycloak?sslmode=require")},
@@ -252,7 +256,7 @@ func TestValidateTouchesNothingForManualConfig(t *testing.T) {
 	// A Config built by hand (as other packages' tests may do) validates on its fields alone.
 	c := &Config{Command: CmdBackup, Namespace: "default", DatabaseURL: "postgres://k@db/k", DBPort: 5432, DBSSLMode: "prefer",
 		BackupFormat: "custom", BackupStores: []string{"path:/tmp/b"}, Timeout: 1, Rollback: "auto", RestoreDatabase: "auto",
-		RollbackHooks: "auto", RecreateStatefulSets: "never", Workload: "auto", Realms: []string{"all"}, TxObjectStorePath: "/a/b"}
+		RollbackHooks: "auto", RecreateStatefulSets: "never", Workload: "auto", Realms: []string{"all"}, TxObjectStorePath: "/a/b", ClusterAuth: "kubeconfig"}
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
 	}

@@ -18,10 +18,12 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
-// Options says which cluster and namespace to talk to. KubeconfigData (the `kubeconfig` input's
+// Options says which cluster and namespace to talk to. ClientConfig, when set, is the cluster
+// connection (its overrides already applied); else KubeconfigData (the `kubeconfig` input's
 // content) wins over KubeconfigPath; with neither, the usual loading rules apply ($KUBECONFIG,
 // ~/.kube/config, in-cluster).
 type Options struct {
+	ClientConfig   clientcmd.ClientConfig
 	KubeconfigData []byte
 	KubeconfigPath string
 	Context        string
@@ -107,6 +109,9 @@ type restGetter struct {
 }
 
 func newRESTGetter(opts Options) (*restGetter, error) {
+	if opts.ClientConfig != nil {
+		return &restGetter{clientConfig: opts.ClientConfig}, nil
+	}
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: opts.Context}
 	if opts.Namespace != "" {
 		overrides.Context.Namespace = opts.Namespace

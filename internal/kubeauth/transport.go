@@ -12,7 +12,7 @@ import (
 
 // ErrRejected is wrapped by the error of a request the API server refused (401) with a fresh
 // token of the provider.
-var ErrRejected = errors.New("the API server rejected the token")
+var ErrRejected = errors.New("cluster token rejected")
 
 // source is one provider's way to a bearer token for the cluster.
 type source interface {
@@ -125,6 +125,6 @@ func (a *Auth) tokenError(err error) error {
 func (a *Auth) rejected(ctx context.Context, server string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	return fmt.Errorf("%w: the API server %s refused the %s token of %s (cluster-auth %s, from %s) as unauthorized (401); %s",
+	return fmt.Errorf("%w: the API server %s refused the %s token of %s (401 Unauthorized; cluster-auth %s, from %s); %s",
 		ErrRejected, server, a.provider, a.tokens.src.identity(ctx), a.provider, a.origin, a.tokens.src.hint())
 }

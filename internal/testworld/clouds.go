@@ -85,6 +85,21 @@ func (s *STS) Assumed() int {
 	return s.assumed
 }
 
+// Secrets are every secret the stand-in issued or accepted (secret keys, session tokens, EKS
+// tokens), for tests that check none is shown.
+func (s *STS) Secrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, k := range s.keys {
+		out = append(out, k.secret, k.session)
+	}
+	for tok := range s.accepted {
+		out = append(out, tok, strings.TrimPrefix(tok, "k8s-aws-v1."))
+	}
+	return out
+}
+
 // Accepted is how many different EKS tokens were accepted.
 func (s *STS) Accepted() int {
 	s.mu.Lock()
@@ -315,6 +330,17 @@ func (a *accessTokens) Issued() int {
 	return len(a.tokens)
 }
 
+// Secrets are the tokens issued, for tests that check none is shown.
+func (a *accessTokens) Secrets() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for tok := range a.tokens {
+		out = append(out, tok)
+	}
+	return out
+}
+
 func (a *accessTokens) validate(token string) (authenticationv1.UserInfo, bool) {
 	a.mu.Lock()
 	t, ok := a.tokens[token]
@@ -470,3 +496,11 @@ func (e *Entra) serve(w http.ResponseWriter, r *http.Request) {
 // Validator accepts the access tokens the stand-in issued, until they expire, as the user
 // named by the client id.
 func (e *Entra) Validator() TokenValidator { return e.validate }
+
+// Secrets are the tokens the stand-in issued and the federation's tokens.
+func (g *Google) Secrets() []string {
+	return append(g.accessTokens.Secrets(), g.subject, g.requestToken, g.federated)
+}
+
+// Secrets are the tokens the stand-in issued and the federated assertion.
+func (e *Entra) Secrets() []string { return append(e.accessTokens.Secrets(), e.Assertion) }
