@@ -47,6 +47,7 @@ type example struct {
 	env    map[string]string // the workflow's and the job's env:
 	inputs map[string]string // workflow_dispatch inputs, at their defaults
 	steps  []exampleStep
+	cloud  string // aws, gcp or azure: the job logs in to a managed cluster (examples_clouds_world_test.go)
 }
 
 type exampleStep struct {
@@ -157,6 +158,9 @@ func exampleOf(t *testing.T, name string, env, inputs map[string]string, steps [
 		step, _ := s.(map[string]any)
 		uses, _ := step["uses"].(string)
 		if !usesThisAction.MatchString(uses) {
+			if c := cloudOf(uses); c != "" {
+				ex.cloud = c
+			}
 			continue
 		}
 		id, _ := step["id"].(string)
@@ -186,6 +190,8 @@ type exampleWorld struct {
 	hostTemp string
 	outputs  map[string]map[string]string // by step id
 	secrets  map[string]string
+	// cloud is what a managed cluster's login steps leave (examples_clouds_world_test.go).
+	cloud exampleCloud
 }
 
 func runExample(t *testing.T, bin, repo string, ex example) {
@@ -206,6 +212,9 @@ func runExample(t *testing.T, bin, repo string, ex example) {
 	if err := os.Symlink(filepath.Join(root, "testdata"), filepath.Join(x.workspace, "testdata")); err != nil {
 		t.Fatal(err)
 	}
+	if ex.cloud != "" {
+		x.startCloud(t, ex.cloud)
+	}
 	artifacts := testworld.StartArtifactServer(t)
 	for i, s := range ex.steps {
 		label := s.id
@@ -213,6 +222,7 @@ func runExample(t *testing.T, bin, repo string, ex example) {
 			label = fmt.Sprintf("step %d", i+1)
 		}
 		step := testworld.ActionStep{With: map[string]string{}, Env: map[string]string{}}
+		maps.Copy(step.Env, x.cloud.env)
 		for k, v := range s.with {
 			step.With[k] = x.standIn(t, k, x.eval(t, ex, v))
 		}
@@ -268,7 +278,14 @@ func (x *exampleWorld) eval(t *testing.T, ex example, v string) string {
 			if s, ok := x.secrets[name]; ok {
 				return s
 			}
+		case "github":
+			if name == "workspace" {
+				return exampleRunnerWorkspace
+			}
 		case "vars":
+			if v, ok := x.cloud.vars[name]; ok {
+				return v
+			}
 			switch name {
 			case "BACKUP_AGE_RECIPIENT":
 				return x.recipient

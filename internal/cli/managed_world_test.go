@@ -37,10 +37,11 @@ type managedCluster struct {
 	exec      string // the user's exec stanza, YAML
 	env       map[string]string
 	validator testworld.TokenValidator
-	user      string          // whom the API server sees
-	issued    func() int      // tokens issued (EKS: accepted)
-	secrets   func() []string // everything that must not be shown
-	sts       *testworld.STS  // aws only
+	user      string           // whom the API server sees
+	issued    func() int       // tokens issued (EKS: accepted)
+	secrets   func() []string  // everything that must not be shown
+	sts       *testworld.STS   // aws only
+	entra     *testworld.Entra // azure only
 }
 
 // eksCluster: static session credentials as aws-actions/configure-aws-credentials exports
@@ -131,7 +132,7 @@ func aksCluster(t *testing.T, life time.Duration) managedCluster {
 `,
 		env: map[string]string{"AZURE_CLIENT_ID": e.ClientID, "AZURE_TENANT_ID": e.Tenant, "AZURE_FEDERATED_TOKEN_FILE": file,
 			"AZURE_AUTHORITY_HOST": e.URL, "SSL_CERT_FILE": e.CAFile},
-		validator: e.Validator(), user: e.ClientID, issued: e.Issued, secrets: e.Secrets}
+		validator: e.Validator(), user: e.ClientID, issued: e.Issued, secrets: e.Secrets, entra: e}
 }
 
 // startManaged starts provider's stand-in issuing tokens (EKS: credentials) of lifetime life;

@@ -158,3 +158,20 @@ func TestAKSToken(t *testing.T) {
 		t.Errorf("identity %q", who)
 	}
 }
+
+// TestAKSTokenFromGitHubOIDC: without a token file, the workflow's OIDC token (permissions
+// id-token: write) is the federated credential, asked for Entra's audience.
+func TestAKSTokenFromGitHubOIDC(t *testing.T) {
+	e := testworld.StartEntra(t)
+	requestURL, requestToken := e.GitHubOIDC()
+	env := map[string]string{"AZURE_CLIENT_ID": e.ClientID, "AZURE_TENANT_ID": e.Tenant, "AZURE_AUTHORITY_HOST": e.URL,
+		"ACTIONS_ID_TOKEN_REQUEST_URL": requestURL, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": requestToken}
+	kc := kubeconfigWith("identity", "      command: kubelogin\n      args: [get-token, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630, --login, devicecode]\n")
+	_, auth, err := Load(t.Context(), Options{Content: kc, Getenv: func(k string) string { return env[k] }, HTTPClient: e.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.Validator()(token(t, auth)); !ok {
+		t.Error("token not accepted")
+	}
+}

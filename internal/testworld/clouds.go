@@ -450,12 +450,21 @@ type Entra struct {
 	Assertion string
 	Lifetime  time.Duration // of the access tokens (default an hour)
 	accessTokens
+
+	oidcRequest string // the bearer of GitHubOIDC's requests
+}
+
+// GitHubOIDC is the stand-in of a job's OIDC token service (ACTIONS_ID_TOKEN_REQUEST_URL and
+// ACTIONS_ID_TOKEN_REQUEST_TOKEN, as GitHub sets them for a job with id-token: write): asked
+// for Entra's audience, it answers with the federated token the stand-in accepts.
+func (e *Entra) GitHubOIDC() (requestURL, requestToken string) {
+	return e.URL + "github-oidc?api-version=2.0", e.oidcRequest
 }
 
 // StartEntra starts the stand-in until the test ends.
 func StartEntra(t testing.TB) *Entra {
 	e := &Entra{Tenant: "72f988bf-0000-4000-8000-" + strings.ToLower(randomID(12)), ClientID: "0c1d2e3f-0000-4000-8000-" + strings.ToLower(randomID(12)),
-		Assertion: "federated-" + randomID(32), Lifetime: time.Hour}
+		Assertion: "federated-" + randomID(32), Lifetime: time.Hour, oidcRequest: "request-" + randomID(24)}
 	srv := httptest.NewTLSServer(http.HandlerFunc(e.serve))
 	t.Cleanup(srv.Close)
 	e.URL, e.Client = srv.URL+"/", srv.Client()
@@ -470,6 +479,12 @@ func StartEntra(t testing.TB) *Entra {
 func (e *Entra) serve(w http.ResponseWriter, r *http.Request) {
 	base := strings.TrimSuffix(e.URL, "/")
 	switch r.URL.Path {
+	case "/github-oidc":
+		if r.Header.Get("Authorization") != "Bearer "+e.oidcRequest || r.URL.Query().Get("audience") != "api://AzureADTokenExchange" {
+			http.Error(w, "bad request token or audience", http.StatusForbidden)
+			return
+		}
+		writeJSON(w, map[string]any{"count": 1, "value": e.Assertion})
 	case "/" + e.Tenant + "/v2.0/.well-known/openid-configuration":
 		writeJSON(w, map[string]string{
 			"authorization_endpoint": base + "/" + e.Tenant + "/oauth2/v2.0/authorize",
@@ -503,4 +518,6 @@ func (g *Google) Secrets() []string {
 }
 
 // Secrets are the tokens the stand-in issued and the federated assertion.
-func (e *Entra) Secrets() []string { return append(e.accessTokens.Secrets(), e.Assertion) }
+func (e *Entra) Secrets() []string {
+	return append(e.accessTokens.Secrets(), e.Assertion, e.oidcRequest)
+}
