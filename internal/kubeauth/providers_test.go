@@ -175,3 +175,37 @@ func TestAKSTokenFromGitHubOIDC(t *testing.T) {
 		t.Error("token not accepted")
 	}
 }
+
+// TestEKSTokenAssumesTheKubeconfigsRole: aws eks update-kubeconfig --role-arn writes the role
+// into the exec stanza; the token is signed by that role's credentials.
+func TestEKSTokenAssumesTheKubeconfigsRole(t *testing.T) {
+	sts := testworld.StartSTS(t)
+	id, secret, session := sts.Key("arn:aws:sts::111122223333:assumed-role/ci/GitHubActions")
+	awsEnv(t, sts, map[string]string{"AWS_ACCESS_KEY_ID": id, "AWS_SECRET_ACCESS_KEY": secret, "AWS_SESSION_TOKEN": session})
+	kc := kubeconfigWith("c", strings.Replace(updateKubeconfigExec, "--output, json]", "--output, json, --role-arn, arn:aws:iam::111122223333:role/eks-admin]", 1))
+	_, auth, err := Load(t.Context(), Options{Content: kc, Getenv: os.Getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn, err := sts.VerifyEKSToken(token(t, auth), "identity")
+	if err != nil || !strings.HasPrefix(arn, "arn:aws:sts::111122223333:assumed-role/eks-admin/") {
+		t.Fatalf("token of %q (%v), want the role eks-admin", arn, err)
+	}
+}
+
+// TestAKSTokenFromClientSecret: AZURE_CLIENT_SECRET, as kubelogin's spn login takes it.
+func TestAKSTokenFromClientSecret(t *testing.T) {
+	e := testworld.StartEntra(t)
+	env := map[string]string{"AZURE_CLIENT_ID": e.ClientID, "AZURE_TENANT_ID": e.Tenant, "AZURE_CLIENT_SECRET": e.Secret, "AZURE_AUTHORITY_HOST": e.URL}
+	kc := kubeconfigWith("identity", "      command: kubelogin\n      args: [get-token, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630, --login, spn]\n")
+	_, auth, err := Load(t.Context(), Options{Content: kc, Getenv: func(k string) string { return env[k] }, HTTPClient: e.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.Validator()(token(t, auth)); !ok {
+		t.Error("token not accepted")
+	}
+	if who := auth.tokens.src.identity(t.Context()); strings.Contains(who, e.Secret) || !strings.Contains(who, e.ClientID) {
+		t.Errorf("identity %q", who)
+	}
+}

@@ -134,6 +134,29 @@ func (s *STS) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/xml")
 		fmt.Fprintf(w, `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken><Expiration>%s</Expiration></Credentials><AssumedRoleUser><Arn>%s</Arn><AssumedRoleId>AROA%s:%s</AssumedRoleId></AssumedRoleUser><SubjectFromWebIdentityToken>repo:example</SubjectFromWebIdentityToken></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
 			id, secret, token, expires.Format(time.RFC3339), arn, randomID(12), session, randomID(8))
+	case "AssumeRole":
+		// Any key this stand-in issued may assume any role (a trust policy is not modelled).
+		_, rest, _ := strings.Cut(r.Header.Get("Authorization"), "Credential=")
+		caller, _, _ := strings.Cut(rest, "/")
+		s.mu.Lock()
+		_, known := s.keys[caller]
+		s.mu.Unlock()
+		role := r.Form.Get("RoleArn")
+		if !known || !strings.Contains(role, ":role/") {
+			fail(http.StatusForbidden, "AccessDenied", "not authorized to perform sts:AssumeRole")
+			return
+		}
+		session := firstNonEmpty(r.Form.Get("RoleSessionName"), "session")
+		arn := strings.Replace(strings.Replace(role, ":iam:", ":sts:", 1), ":role/", ":assumed-role/", 1) + "/" + session
+		s.mu.Lock()
+		id, secret, token := "ASIA"+randomID(16), randomID(40), randomID(64)
+		expires := time.Now().Add(s.Lifetime).UTC()
+		s.keys[id] = awsKey{secret: secret, session: token, arn: arn, expires: expires}
+		s.assumed++
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "text/xml")
+		fmt.Fprintf(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken><Expiration>%s</Expiration></Credentials><AssumedRoleUser><Arn>%s</Arn><AssumedRoleId>AROA%s:%s</AssumedRoleId></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></AssumeRoleResponse>`,
+			id, secret, token, expires.Format(time.RFC3339), arn, randomID(12), session, randomID(8))
 	case "GetCallerIdentity":
 		// The caller is the access key of the request's signature (not checked: only the
 		// identity is asked for).
@@ -446,9 +469,10 @@ type Entra struct {
 	Client   *http.Client
 	Tenant   string
 	ClientID string
-	// Assertion is the federated token accepted (the content of AZURE_FEDERATED_TOKEN_FILE).
-	Assertion string
-	Lifetime  time.Duration // of the access tokens (default an hour)
+	// Assertion is the federated token accepted (the content of AZURE_FEDERATED_TOKEN_FILE),
+	// Secret the client secret (AZURE_CLIENT_SECRET).
+	Assertion, Secret string
+	Lifetime          time.Duration // of the access tokens (default an hour)
 	accessTokens
 
 	oidcRequest string // the bearer of GitHubOIDC's requests
@@ -464,7 +488,7 @@ func (e *Entra) GitHubOIDC() (requestURL, requestToken string) {
 // StartEntra starts the stand-in until the test ends.
 func StartEntra(t testing.TB) *Entra {
 	e := &Entra{Tenant: "72f988bf-0000-4000-8000-" + strings.ToLower(randomID(12)), ClientID: "0c1d2e3f-0000-4000-8000-" + strings.ToLower(randomID(12)),
-		Assertion: "federated-" + randomID(32), Lifetime: time.Hour, oidcRequest: "request-" + randomID(24)}
+		Assertion: "federated-" + randomID(32), Secret: "secret-" + randomID(32), Lifetime: time.Hour, oidcRequest: "request-" + randomID(24)}
 	srv := httptest.NewTLSServer(http.HandlerFunc(e.serve))
 	t.Cleanup(srv.Close)
 	e.URL, e.Client = srv.URL+"/", srv.Client()
@@ -493,7 +517,8 @@ func (e *Entra) serve(w http.ResponseWriter, r *http.Request) {
 		})
 	case "/" + e.Tenant + "/oauth2/v2.0/token":
 		r.ParseForm()
-		assertion := r.Form.Get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" && r.Form.Get("client_assertion") == e.Assertion
+		assertion := r.Form.Get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" && r.Form.Get("client_assertion") == e.Assertion ||
+			r.Form.Get("client_secret") == e.Secret
 		if r.Form.Get("grant_type") != "client_credentials" || r.Form.Get("client_id") != e.ClientID || !assertion ||
 			!contains(strings.Fields(r.Form.Get("scope")), "6dae42f8-4368-4678-94ff-3960e28e3630/.default") {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -519,5 +544,5 @@ func (g *Google) Secrets() []string {
 
 // Secrets are the tokens the stand-in issued and the federated assertion.
 func (e *Entra) Secrets() []string {
-	return append(e.accessTokens.Secrets(), e.Assertion, e.oidcRequest)
+	return append(e.accessTokens.Secrets(), e.Assertion, e.Secret, e.oidcRequest)
 }
