@@ -141,7 +141,11 @@ func TestNothingToDoOnlyWhenReady(t *testing.T) {
 		if r.code != rollout.ExitRefused {
 			t.Errorf("exit %d on a broken release that renders the target, want %d", r.code, rollout.ExitRefused)
 		}
-		mustContain(t, r, "is deployed and renders the target, but not ready: pod identity-id-keycloak-0", "helm rollback identity")
+		mustContain(t, r, "is deployed and renders the target, but not ready: pod identity-id-keycloak-0",
+			"Fix the cause, or upgrade to the chart version of a revision that worked")
+		if strings.Contains(r.stdout, "helm rollback") {
+			t.Error("advises a bare helm rollback")
+		}
 		if strings.Contains(r.stdout, "Nothing to do") {
 			t.Error("said nothing to do")
 		}
