@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -110,6 +111,11 @@ type restGetter struct {
 
 func newRESTGetter(opts Options) (*restGetter, error) {
 	if opts.ClientConfig != nil {
+		if opts.Namespace != "" {
+			// The namespace asked for wins over the connection's own, as the override does
+			// below: helm puts a chart's objects in the loader's namespace.
+			return &restGetter{clientConfig: inNamespace{opts.ClientConfig, opts.Namespace}}, nil
+		}
 		return &restGetter{clientConfig: opts.ClientConfig}, nil
 	}
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: opts.Context}
@@ -160,3 +166,14 @@ func (g *restGetter) ToRESTMapper() (meta.RESTMapper, error) {
 }
 
 func (g *restGetter) ToRawKubeConfigLoader() clientcmd.ClientConfig { return g.clientConfig }
+
+// inNamespace is a client configuration whose namespace is ns.
+type inNamespace struct {
+	cc clientcmd.ClientConfig
+	ns string
+}
+
+func (c inNamespace) RawConfig() (clientcmdapi.Config, error) { return c.cc.RawConfig() }
+func (c inNamespace) ClientConfig() (*rest.Config, error)     { return c.cc.ClientConfig() }
+func (c inNamespace) Namespace() (string, bool, error)        { return c.ns, true, nil }
+func (c inNamespace) ConfigAccess() clientcmd.ConfigAccess    { return c.cc.ConfigAccess() }
