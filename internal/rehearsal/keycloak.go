@@ -113,8 +113,8 @@ COMMIT;
 
 // watch starts playing k during one run. The watch is established when it returns; done stops
 // it, waits for k's act if it began, and returns what k did, or an error if it never acted.
-func (k keycloak) watch(ctx context.Context, client kubernetes.Interface, db testworld.Database, say func(string, ...any)) (done func() (string, error), err error) {
-	existing, err := client.CoreV1().Pods(Namespace).List(ctx, metav1.ListOptions{LabelSelector: keycloakSelector})
+func (k keycloak) watch(ctx context.Context, client kubernetes.Interface, namespace string, db testworld.Database, say func(string, ...any)) (done func() (string, error), err error) {
+	existing, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: keycloakSelector})
 	if err != nil {
 		return nil, fmt.Errorf("list the Keycloak pods: %w", err)
 	}
@@ -159,7 +159,7 @@ func (k keycloak) watch(ctx context.Context, client kubernetes.Interface, db tes
 	}
 
 	watchCtx, cancel := context.WithCancel(ctx)
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(Namespace),
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = keycloakSelector }))
 	inf := factory.Core().V1().Pods().Informer()
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{

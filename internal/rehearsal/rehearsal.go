@@ -79,6 +79,9 @@ type Step struct {
 	Keycloak string
 
 	keycloak *keycloak
+	// clone plays the simulated Keycloak on the clone (its namespace, its database), not on
+	// the release.
+	clone bool
 }
 
 // Result is what the rehearsal ran and what it found.
@@ -183,8 +186,24 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	upgrade := append([]string{"upgrade", "--recreate-statefulsets", "orphan", "--backup-store", "path:" + backups,
 		"--stability-window", "5s", "--timeout", "2m"}, common...)
 	kc12, broken := keycloak12(opts.Root), brokenKeycloak12()
-	const brokenStep = 3
-	for i, s := range []Step{
+	var steps []Step
+	var clone testworld.Clone
+	if !opts.DBHost {
+		// The clone's PostgreSQL is a database of its own on a second server: the test world
+		// sends the clone namespace's port-forwards there.
+		var release func() error
+		if clone, release, err = cluster.Clone(ctx, db); err != nil {
+			return res, err
+		}
+		defer stop(&err, "the clone", release)
+		steps = append(steps, Step{Title: "rehearse the upgrade on a clone in namespace " + clone.Namespace + " before any downtime: a consistent\n" +
+			"    backup with Keycloak serving, the 1.4 chart installed there under the release's name, the backup restored into\n" +
+			"    the clone's own PostgreSQL; the simulated Keycloak 12 migrates the clone; production untouched",
+			Args: append([]string{"rehearse", "--rehearsal-namespace", clone.Namespace, "--stability-window", "5s", "--timeout", "2m"}, common...),
+			keycloak: &kc12, clone: true})
+	}
+	brokenStep := len(steps) + 3
+	steps = append(steps, []Step{
 		{Title: "plan the upgrade to Identity Service 1.4 as the vendor describes it (the postgres selector trap)", Args: append([]string{"plan"}, common...)},
 		{Title: "plan it again, letting identity-upgrade re-create the postgres StatefulSet", Args: append([]string{"plan", "--recreate-statefulsets", "orphan"}, common...)},
 		{Title: "upgrade to Identity Service 1.4: backup, orphan re-create, upgrade, readiness with a stability window;\n" +
@@ -192,17 +211,28 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		{Title: "upgrade again to a broken 1.4 whose Keycloak crashes 2 s after it is Ready (helm --atomic calls this a success);\n" +
 			"    the simulated broken Keycloak changes rows in place while it is up: automatic rollback, database restored from the backup",
 			Args: append(slices.Clone(upgrade), "--set", "fault=crash-after-ready", "--set", "faultDelay=2s"), keycloak: &broken},
-	} {
+	}...)
+	for i, s := range steps {
 		if i == brokenStep {
 			if res.BeforeBroken, err = db.ContentDigest(ctx, true); err != nil {
 				return res, err
 			}
 			say("the database before the broken upgrade: %d tables, content digest %s", res.BeforeBroken.Tables(), res.BeforeBroken.Short())
 		}
+		var prodBefore testworld.Digest
+		if s.clone {
+			if prodBefore, err = db.ContentDigest(ctx, true); err != nil {
+				return res, err
+			}
+		}
 		say("%s\n    identity-upgrade %s", s.Title, strings.Join(s.Args, " "))
 		var keycloakDone func() (string, error)
 		if s.keycloak != nil {
-			if keycloakDone, err = s.keycloak.watch(ctx, kube.Client, db, say); err != nil {
+			ns, kdb := Namespace, db
+			if s.clone {
+				ns, kdb = clone.Namespace, clone.Database
+			}
+			if keycloakDone, err = s.keycloak.watch(ctx, kube.Client, ns, kdb, say); err != nil {
 				return res, err
 			}
 		}
@@ -233,6 +263,16 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		res.Steps = append(res.Steps, s)
 		if kcErr != nil {
 			return res, fmt.Errorf("step %d (%s): %w", i+1, s.Args[0], kcErr)
+		}
+		if s.clone {
+			after, err := db.ContentDigest(ctx, true)
+			if err != nil {
+				return res, err
+			}
+			if s.ExitCode != 0 || after.Sum != prodBefore.Sum {
+				return res, fmt.Errorf("the rehearsal on a clone: exit %d (want 0); production's database %s, was %s", s.ExitCode, after.Short(), prodBefore.Short())
+			}
+			say("checked: the rehearsal passed, and production's database is as it was (content digest %s)", after.Short())
 		}
 	}
 

@@ -97,55 +97,70 @@ type Clone struct {
 // ends; the namespace must be gone by then (the run deletes it).
 func (k Kube) CloneOf(t testing.TB, prod Database) Clone {
 	t.Helper()
+	clone, release, err := k.cluster.Clone(t.Context(), prod)
+	if err != nil {
+		t.Fatalf("testworld: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := release(); err != nil {
+			t.Errorf("testworld: %v", err)
+		}
+	})
+	return clone
+}
+
+// Clone is CloneOf outside a test: release gives the namespace back and drops the clone's
+// database.
+func (c *KubeCluster) Clone(ctx context.Context, prod Database) (clone Clone, release func() error, err error) {
 	srv, err := shared.clonePG()
 	if err != nil {
-		t.Fatalf("testworld: clone server: %v", err)
+		return Clone{}, nil, fmt.Errorf("clone server: %w", err)
 	}
-	c := k.cluster.clones
-	ns := c.take(t)
+	cl := c.clones
+	ns, err := cl.take(ctx)
+	if err != nil {
+		return Clone{}, nil, err
+	}
 	// The chart's bundled PostgreSQL is initialised with the release's values: production's
 	// user and password.
-	c.mu.Lock()
+	cl.mu.Lock()
 	if srv.ownerPassword != prod.OwnerPassword {
-		if _, err := psql(context.Background(), srv.psqlDir, "127.0.0.1", srv.port, "postgres", pgSuperUser, srv.superPassword,
+		if _, err := psql(ctx, srv.psqlDir, "127.0.0.1", srv.port, "postgres", pgSuperUser, srv.superPassword,
 			fmt.Sprintf(`ALTER ROLE %q PASSWORD '%s'`, pgOwner, prod.OwnerPassword)); err != nil {
-			c.mu.Unlock()
-			c.give(ns)
-			t.Fatalf("testworld: give the clone server's owner production's password: %v", err)
+			cl.mu.Unlock()
+			cl.give(ns)
+			return Clone{}, nil, fmt.Errorf("give the clone server's owner production's password: %w", err)
 		}
 		srv.ownerPassword = prod.OwnerPassword
 	}
-	db, err := srv.CreateDatabase(context.Background(), prod.Database)
-	c.mu.Unlock()
+	db, err := srv.CreateDatabase(ctx, prod.Database)
+	cl.mu.Unlock()
 	if err != nil {
-		c.give(ns)
-		t.Fatalf("testworld: %v", err)
+		cl.give(ns)
+		return Clone{}, nil, err
 	}
-	c.keycloak[ns].serve(db)
-	t.Cleanup(func() {
-		c.keycloak[ns].serve(Database{})
-		if err := srv.DropDatabase(context.Background(), prod.Database); err != nil {
-			t.Errorf("testworld: %v", err)
-		}
-		c.give(ns)
-	})
-	return Clone{Namespace: ns, Database: db}
+	cl.keycloak[ns].serve(db)
+	return Clone{Namespace: ns, Database: db}, func() error {
+		cl.keycloak[ns].serve(Database{})
+		defer cl.give(ns)
+		return srv.DropDatabase(context.Background(), prod.Database)
+	}, nil
 }
 
-func (c *clones) take(t testing.TB) string {
+func (c *clones) take(ctx context.Context) (string, error) {
 	for {
 		c.mu.Lock()
 		for _, ns := range CloneNamespaces {
 			if !c.taken[ns] {
 				c.taken[ns] = true
 				c.mu.Unlock()
-				return ns
+				return ns, nil
 			}
 		}
 		c.mu.Unlock()
 		select {
-		case <-t.Context().Done():
-			t.Fatal("testworld: no clone namespace became free")
+		case <-ctx.Done():
+			return "", fmt.Errorf("no clone namespace became free: %w", ctx.Err())
 		case <-sleep():
 		}
 	}
