@@ -145,7 +145,7 @@ func TestRehearsalThenUpgrade(t *testing.T) {
 		t.Fatalf("exit %d, want 0\n%s", r.code, r.stderr)
 	}
 	mustContain(t, r, "rehearsal: passed on a clone in namespace "+clone.Namespace, "2 changesets applied (86 → 88)",
-		"OIDC discovery of", "Upgraded identity: revision 1 → 2")
+		"OIDC discovery of", "Upgraded identity: revision 1 → 2", "downtime: Keycloak down ", "; the clone's migration predicted ")
 	gone(t, w.kube, clone.Namespace)
 	w.expect(t, 2, "3.0.0", "1.4.0")
 	if prod, cloned := dbContent(t, w.db), dbContent(t, clone.Database); prod != cloned {

@@ -77,6 +77,9 @@ func summary(rep *rollout.Report, secrets []string) string {
 	if reh := rep.Rehearsal; reh != nil {
 		row("Rehearsal", cell(red(reh.Summary())))
 	}
+	if rep.Downtime > 0 {
+		row("Downtime", duration(rep.Downtime)+" (Keycloak down: backup, upgrade, readiness)")
+	}
 	row("Duration", duration(rep.Duration))
 
 	// What the upgrade would do, for a plan: the changes, and what a person may not expect.

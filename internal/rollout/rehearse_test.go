@@ -136,6 +136,9 @@ func TestRehearsal(t *testing.T) {
 			if !tt.passed && !errors.Is(rep.Failure, rollout.ErrRehearsalFailed) {
 				t.Errorf("failure %v does not say the rehearsal failed", rep.Failure)
 			}
+			if tt.result == rollout.Upgraded && (rep.Downtime <= 0 || !strings.Contains(reportText(t, rep), "the clone's migration predicted")) {
+				t.Errorf("downtime %s: the report does not set the prediction beside it", rep.Downtime)
+			}
 			if c.journal.Open() || c.journal.Scratch != "" {
 				t.Errorf("journal %+v, want closed with no scratch namespace", c.journal)
 			}
@@ -169,4 +172,13 @@ func TestRehearsalCloneNotRemoved(t *testing.T) {
 	if rep.ExitCode() != rollout.ExitNeedsHuman || !c.journal.Open() || c.journal.Scratch != "ns-rehearsal" {
 		t.Fatalf("exit %d, journal %+v: %v", rep.ExitCode(), c.journal, rep.Err())
 	}
+}
+
+func reportText(t *testing.T, rep *rollout.Report) string {
+	t.Helper()
+	var b strings.Builder
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

@@ -210,6 +210,13 @@ func (r *Report) WriteText(w io.Writer) error {
 	if reh := r.Rehearsal; reh != nil {
 		fmt.Fprintf(&b, "  rehearsal: %s\n", reh.Summary())
 	}
+	if r.Downtime > 0 {
+		fmt.Fprintf(&b, "  downtime: Keycloak down %s (backup, upgrade, readiness)", r.Downtime.Round(time.Second))
+		if reh := r.Rehearsal; reh != nil && reh.Passed {
+			fmt.Fprintf(&b, "; the clone's migration predicted %s of it", reh.Migration.Round(time.Second))
+		}
+		b.WriteString("\n")
+	}
 	if r.DatabaseDrift != "" {
 		fmt.Fprintf(&b, "  database: %s", r.DatabaseDrift)
 		if r.DatabaseRestored {

@@ -130,6 +130,10 @@ type Report struct {
 	Found *Found
 	// Rehearsal is what the rehearsal on a clone found, when there was one.
 	Rehearsal *Rehearsal
+	// Downtime is how long Keycloak was down for an upgrade that succeeded with the quiesce:
+	// from the scale-down to ready (what a rehearsal predicts, with the backup and the helm
+	// upgrade on top).
+	Downtime time.Duration
 	// Interrupted is the journal of an earlier run that did not finish, which this run
 	// recovered (or tried to) before anything else.
 	Interrupted *Journal
@@ -190,6 +194,8 @@ type run struct {
 	// upgradeStart is when the upgrade began: the upgrade and the readiness wait share one
 	// timeout.
 	upgradeStart time.Time
+	// downSince is when the quiesce had stopped Keycloak: the downtime began.
+	downSince time.Time
 }
 
 // Upgrade runs the procedure the README numbers, one method a step: lock and recover an
@@ -377,6 +383,7 @@ func (r *run) quiesce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.downSince = r.p.now()
 	return r.journal(ctx, StepBackingUp, nil)
 }
 
@@ -476,6 +483,9 @@ func (r *run) upgraded(ctx context.Context) *Report {
 		r.log.Warn("the run journal: the next run will close it after a readiness pass", "err", err)
 	}
 	r.rep.Result = Upgraded
+	if r.req.Quiesce && !r.downSince.IsZero() {
+		r.rep.Downtime = r.p.now().Sub(r.downSince)
+	}
 	return r.rep
 }
 
