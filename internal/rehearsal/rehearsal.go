@@ -199,7 +199,7 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		steps = append(steps, Step{Title: "rehearse the upgrade on a clone in namespace " + clone.Namespace + " before any downtime: a consistent\n" +
 			"    backup with Keycloak serving, the 1.4 chart installed there under the release's name, the backup restored into\n" +
 			"    the clone's own PostgreSQL; the simulated Keycloak 12 migrates the clone; production untouched",
-			Args: append([]string{"rehearse", "--rehearsal-namespace", clone.Namespace, "--stability-window", "5s", "--timeout", "2m"}, common...),
+			Args:     append([]string{"rehearse", "--rehearsal-namespace", clone.Namespace, "--stability-window", "5s", "--timeout", "2m"}, common...),
 			keycloak: &kc12, clone: true})
 	}
 	brokenStep := len(steps) + 3
