@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -38,13 +40,53 @@ func (c *cloner) CreateScratch(ctx context.Context, namespace, runID string) err
 }
 
 func (c *cloner) InstallClone(ctx context.Context, namespace string) (rollout.Release, error) {
-	rel, err := c.client.InstallClone(ctx, c.cfg.ReleaseName, namespace, c.spec, c.cfg.Timeout)
+	db, err := c.userDatabase()
+	if err != nil {
+		return rollout.Release{}, err
+	}
+	rel, err := c.client.InstallClone(ctx, c.cfg.ReleaseName, namespace, c.spec, db, c.cfg.Timeout)
 	c.clone = rel
 	return rel, err
 }
 
 func (c *cloner) RemoveScratch(ctx context.Context, namespace string) error {
 	return c.client.RemoveScratch(ctx, namespace, c.cfg.ReleaseName)
+}
+
+// userDatabase is the database of the user's the clone's Keycloak uses (rehearsal-database-url),
+// or nil for the clone's own bundled PostgreSQL. Its password is the URL's, else the release's
+// database password.
+func (c *cloner) userDatabase() (*helmrelease.CloneDatabase, error) {
+	if c.cfg.RehearsalDatabaseURL == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(c.cfg.RehearsalDatabaseURL)
+	if err != nil {
+		return nil, errors.New("rehearsal-database-url does not parse")
+	}
+	db := &helmrelease.CloneDatabase{Host: u.Hostname(), Port: u.Port(), Name: strings.TrimPrefix(u.Path, "/"), Password: c.cfg.DBPassword}
+	if db.Port == "" {
+		db.Port = "5432"
+	}
+	if u.User != nil {
+		db.User = u.User.Username()
+		if p, ok := u.User.Password(); ok {
+			db.Password = p
+		}
+	}
+	return db, nil
+}
+
+// rehearsalConnString is rehearsal-database-url with the password userDatabase gives it.
+func (c *cloner) rehearsalConnString() string {
+	u, err := url.Parse(c.cfg.RehearsalDatabaseURL)
+	if err != nil || u.User == nil {
+		return c.cfg.RehearsalDatabaseURL
+	}
+	if _, ok := u.User.Password(); !ok && c.cfg.DBPassword != "" {
+		u.User = url.UserPassword(u.User.Username(), c.cfg.DBPassword)
+	}
+	return u.String()
 }
 
 // CloneDatabase reaches the clone's database with production's name, user and password.
@@ -55,7 +97,7 @@ func (c *cloner) CloneDatabase(ctx context.Context, namespace string) (rollout.C
 			Clients: pgbackup.ClientChooser{Dir: clone.PgBinDir}, Log: c.log}
 	}
 	if clone.RehearsalDatabaseURL != "" {
-		conn := clone.RehearsalDatabaseURL
+		conn := c.rehearsalConnString()
 		return &cloneDatabase{Engine: engine(conn), conn: conn, log: c.log}, nil
 	}
 	if clone.DBPortForward == "" {

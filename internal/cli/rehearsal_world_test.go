@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -202,4 +203,81 @@ func waitGone(t *testing.T, kube testworld.Kube, namespace string) {
 	if err != nil {
 		gone(t, kube, namespace)
 	}
+}
+
+// pointsAt is the database a Keycloak pod's variables name (DB_DATABASE, a value or from a
+// Secret).
+func pointsAt(ctx context.Context, kube testworld.Kube, pod *corev1.Pod) string {
+	for _, c := range pod.Spec.Containers {
+		for _, e := range c.Env {
+			if e.Name != "DB_DATABASE" {
+				continue
+			}
+			if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				return e.Value
+			}
+			s, err := kube.Client.CoreV1().Secrets(pod.Namespace).Get(ctx, e.ValueFrom.SecretKeyRef.Name, metav1.GetOptions{})
+			if err != nil {
+				return "(unreadable: " + err.Error() + ")"
+			}
+			return string(s.Data[e.ValueFrom.SecretKeyRef.Key])
+		}
+	}
+	return ""
+}
+
+// TestRehearsalOnTheUsersDatabase: production's database is not the release's bundled one
+// (database-url), so the clone's Keycloak must not be left pointing at it: it gets the scratch
+// database the user gave (rehearsal-database-url), which the backup is restored into and
+// Keycloak 12 migrates, and which the clone's Keycloak serves its realms from.
+func TestRehearsalOnTheUsersDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a rehearsal on the simulated cluster")
+	}
+	t.Parallel()
+	w := install13(t)
+	scratch := testworld.Postgres(t)
+	ns := w.kube.CloneOf(t, w.db).Namespace
+	w.kube.KeycloakServes(ns, scratch)
+	sql, err := os.ReadFile("../../testdata/sql/keycloak-12-migration.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var migrated sync.Once
+	go func() {
+		for t.Context().Err() == nil {
+			pods, err := w.kube.Client.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{})
+			for i := 0; err == nil && i < len(pods.Items); i++ {
+				p := &pods.Items[i]
+				if !podReady(p) || !strings.HasSuffix(p.Spec.Containers[0].Image, ":1.4.0") {
+					continue
+				}
+				migrated.Do(func() {
+					// Keycloak migrates the database its variables name.
+					if at := pointsAt(t.Context(), w.kube, p); at != scratch.Database {
+						t.Errorf("the clone's Keycloak points at database %q, not the scratch database %q", at, scratch.Database)
+						return
+					}
+					if _, err := scratch.Run(t.Context(), "SET ROLE "+scratch.Owner+";\n"+string(sql)); err != nil {
+						t.Errorf("migrate the scratch database: %v", err)
+					}
+				})
+			}
+			select {
+			case <-t.Context().Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+
+	r := w.upgrade(t.Context(), t, "--rehearse-first", "--rehearsal-namespace", ns, "--rehearsal-database-url", scratch.URL())
+	if r.code != rollout.ExitOK {
+		t.Fatalf("exit %d, want 0\n%s", r.code, r.stderr)
+	}
+	mustContain(t, r, "rehearsal: passed on a clone in namespace "+ns, "2 changesets applied (86 → 88)")
+	waitGone(t, w.kube, ns)
+	if got := strings.TrimSpace(scratch.Exec(t, `SELECT count(*) FROM databasechangelog`)); got != "88" {
+		t.Errorf("the scratch database has %s changesets, want 88 (Keycloak 12 migrated it)", got)
+	}
+	w.expect(t, 2, "3.0.0", "1.4.0")
 }

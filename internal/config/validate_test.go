@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -259,5 +260,48 @@ func TestValidateTouchesNothingForManualConfig(t *testing.T) {
 		RollbackHooks: "auto", RecreateStatefulSets: "never", Workload: "auto", Realms: []string{"all"}, TxObjectStorePath: "/a/b", ClusterAuth: "kubeconfig"}
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
+	}
+}
+
+// TestValidateRehearsal: a rehearsal needs a namespace of its own and a database for the
+// clone's Keycloak that is not production's.
+func TestValidateRehearsal(t *testing.T) {
+	// actionEnv's step, the database not named yet and nothing a rehearsal does not take.
+	base := map[string]string{"command": "rehearse", "namespace": "identity", "db-host": "", "backup-encryption-recipients": ""}
+	tests := []struct {
+		name   string
+		inputs map[string]string
+		want   []string
+		text   string
+	}{
+		{name: "bundled database through the forward", inputs: map[string]string{"db-port-forward": "auto"}},
+		{name: "production's database outside the release", inputs: map[string]string{"db-host": "db.internal"},
+			want: []string{"rehearsal-database-url"}, text: "would otherwise migrate production's database"},
+		{name: "a scratch database given", inputs: map[string]string{"db-host": "db.internal", "rehearsal-database-url": "postgres://keycloak@scratch:5432/kc"}},
+		{name: "the release's own namespace", inputs: map[string]string{"db-port-forward": "auto", "rehearsal-namespace": "identity"},
+			want: []string{"rehearsal-namespace"}, text: "needs a namespace of its own"},
+		{name: "not a URL", inputs: map[string]string{"db-port-forward": "auto", "rehearsal-database-url": "scratch"},
+			want: []string{"rehearsal-database-url"}},
+		{name: "upgrade without rehearse-first needs none", inputs: map[string]string{"command": "upgrade", "db-host": "db.internal",
+			"backup-store": "path:/tmp/b"}},
+		{name: "upgrade with rehearse-first", inputs: map[string]string{"command": "upgrade", "db-host": "db.internal",
+			"backup-store": "path:/tmp/b", "rehearse-first": "true"}, want: []string{"rehearsal-database-url"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := maps.Clone(base)
+			maps.Copy(in, tt.inputs)
+			c := FromAction(envOf(actionEnv(in)))
+			err := c.Validate()
+			if got := problemInputs(t, err); !slices.Equal(got, tt.want) {
+				t.Fatalf("problems name %q, want %q; error:\n%v", got, tt.want, err)
+			}
+			if tt.text != "" && !strings.Contains(err.Error(), tt.text) {
+				t.Errorf("error does not contain %q:\n%v", tt.text, err)
+			}
+		})
+	}
+	if got := (&Config{Namespace: "identity"}).RehearsalNamespaceOrDefault(); got != "identity-rehearsal" {
+		t.Errorf("default rehearsal namespace %q", got)
 	}
 }

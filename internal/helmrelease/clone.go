@@ -127,7 +127,16 @@ func (c *Client) RemoveScratch(ctx context.Context, namespace, release string) e
 // and the chart does not create get fresh ones of the same size and class in namespace. A
 // target that creates cluster-scoped objects is refused: their names, derived from the
 // release's, would be production's.
-func (c *Client) InstallClone(ctx context.Context, name, namespace string, spec UpgradeSpec, timeout time.Duration) (rollout.Release, error) {
+// CloneDatabase is a database of the user's that a clone's Keycloak uses instead of the one its
+// values name (rehearsal-database-url).
+type CloneDatabase struct {
+	Host, Port, Name, User, Password string
+}
+
+// cloneDatabaseSecret holds the password of a clone's database of the user's.
+func cloneDatabaseSecret(release string) string { return release + "-rehearsal-database" }
+
+func (c *Client) InstallClone(ctx context.Context, name, namespace string, spec UpgradeSpec, db *CloneDatabase, timeout time.Duration) (rollout.Release, error) {
 	dry, err := c.render(ctx, name, spec)
 	if err != nil {
 		return rollout.Release{}, err
@@ -140,7 +149,17 @@ func (c *Client) InstallClone(ctx context.Context, name, namespace string, spec 
 	if err != nil {
 		return rollout.Release{}, err
 	}
-	pr := &cloneRenderer{mapper: c.cfg.RESTClientGetter}
+	pr := &cloneRenderer{mapper: c.cfg.RESTClientGetter, db: db, secret: cloneDatabaseSecret(name)}
+	if db != nil {
+		// Keycloak reads the password from a Secret of the clone's, never from its spec.
+		_, err := c.kube.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: pr.secret, Labels: map[string]string{rehearsalOfLabel: name}},
+			StringData: map[string]string{"password": db.Password},
+		}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return rollout.Release{}, fmt.Errorf("the clone's database password: %w", err)
+		}
+	}
 	// The values as the upgrade computed them; the clone renders them afresh in its namespace.
 	install := action.NewInstall(scratch.cfg)
 	install.ReleaseName, install.Namespace = name, namespace
@@ -169,6 +188,10 @@ type cloneRenderer struct {
 	mapper interface {
 		ToRESTMapper() (meta.RESTMapper, error)
 	}
+	// db, when set, is the database the clone's Keycloak uses, through the variables Keycloak's
+	// image reads (DB_ADDR, DB_PORT, DB_DATABASE, DB_USER, DB_PASSWORD from secret).
+	db            *CloneDatabase
+	secret        string
 	dropped, held []string
 }
 
@@ -204,6 +227,11 @@ func (p *cloneRenderer) Run(rendered *bytes.Buffer) (*bytes.Buffer, error) {
 				return nil, err
 			}
 			p.held = append(p.held, id)
+			if p.db != nil {
+				if err := p.pointAt(&u); err != nil {
+					return nil, err
+				}
+			}
 		}
 		data, err := yaml.Marshal(u.Object)
 		if err != nil {
@@ -218,6 +246,40 @@ func (p *cloneRenderer) Run(rendered *bytes.Buffer) (*bytes.Buffer, error) {
 			"it cannot be rehearsed in a namespace of the same cluster", strings.Join(clusterScoped, ", "))
 	}
 	return &out, nil
+}
+
+// pointAt sets the database variables of every container of a Keycloak workload to the clone's
+// own database, replacing what the chart gave them.
+func (p *cloneRenderer) pointAt(u *unstructured.Unstructured) error {
+	containers, _, err := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+	if err != nil {
+		return err
+	}
+	set := []map[string]any{
+		{"name": "DB_VENDOR", "value": "postgres"},
+		{"name": "DB_ADDR", "value": p.db.Host},
+		{"name": "DB_PORT", "value": p.db.Port},
+		{"name": "DB_DATABASE", "value": p.db.Name},
+		{"name": "DB_USER", "value": p.db.User},
+		{"name": "DB_PASSWORD", "valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": p.secret, "key": "password"}}},
+	}
+	for i, c := range containers {
+		m := c.(map[string]any)
+		env, _ := m["env"].([]any)
+		var kept []any
+		for _, e := range env {
+			name, _ := e.(map[string]any)["name"].(string)
+			if !slices.ContainsFunc(set, func(s map[string]any) bool { return s["name"] == name }) {
+				kept = append(kept, e)
+			}
+		}
+		for _, s := range set {
+			kept = append(kept, s)
+		}
+		m["env"] = kept
+		containers[i] = m
+	}
+	return unstructured.SetNestedSlice(u.Object, containers, "spec", "template", "spec", "containers")
 }
 
 // keycloakWorkload reports whether a workload runs Keycloak: an image or a name label of

@@ -247,3 +247,11 @@ func (k *keycloakStandIn) handle(w http.ResponseWriter, r *http.Request) {
 }
 
 func sleep() <-chan time.Time { return time.After(200 * time.Millisecond) }
+
+// KeycloakServes makes the Keycloak stand-in of a clone namespace answer for the realms of db:
+// a clone whose Keycloak uses a database of the user's instead of its own.
+func (k Kube) KeycloakServes(namespace string, db Database) {
+	if s, ok := k.cluster.clones.keycloak[namespace]; ok {
+		s.serve(db)
+	}
+}
