@@ -35,7 +35,9 @@ import (
 //   - the namespace identity: the test's own namespace;
 //   - the database keycloak (user keycloak) at db.internal or at the postgres service: the
 //     test's database on the test server;
-//   - secrets and variables: the test's kubeconfig, database password and age keys.
+//   - secrets and variables: the test's kubeconfig, database password and age keys;
+//   - the rehearsal's default scratch namespace (identity-rehearsal): a clone namespace of the
+//     test world (testworld.Kube.CloneOf), whose PostgreSQL is a database of its own.
 //
 // ${{ runner.temp }} is the runner's own directory, which the action's container does not see
 // under that path (the runner mounts it at another one, and passes RUNNER_TEMP as that one): a
@@ -226,6 +228,11 @@ func runExample(t *testing.T, bin, repo string, ex example) {
 		for k, v := range s.with {
 			step.With[k] = x.standIn(t, k, x.eval(t, ex, v))
 		}
+		if rehearses(step.With) && step.With["rehearsal-namespace"] == "" {
+			// The default scratch namespace, <namespace>-rehearsal, is one of the test world's
+			// clone namespaces: there the clone's PostgreSQL is a database of its own.
+			step.With["rehearsal-namespace"] = w.kube.CloneOf(t, w.db).Namespace
+		}
 		for k, v := range s.env {
 			step.Env[k] = x.eval(t, ex, v)
 		}
@@ -372,4 +379,9 @@ func (x *exampleWorld) leftByRunSteps(t *testing.T, files testworld.RunnerFiles)
 			t.Fatal(err)
 		}
 	}
+}
+
+// rehearses reports whether a step's inputs rehearse on a clone.
+func rehearses(with map[string]string) bool {
+	return with["command"] == "rehearse" || with["rehearse-first"] == "true"
 }
