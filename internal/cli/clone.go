@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/kubeforward"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
@@ -103,12 +104,12 @@ func (c *cloner) CloneDatabase(ctx context.Context, namespace string) (rollout.C
 	if clone.DBPortForward == "" {
 		return nil, errors.New("the database is not the release's bundled PostgreSQL and no rehearsal-database-url was given")
 	}
-	var spec kubeforward.Spec
+	var spec forwardspec.Spec
 	var err error
 	if clone.DBPortForward == config.PortForwardAuto {
 		spec, err = kubeforward.FromManifest(c.clone.Manifest)
 	} else {
-		spec, err = kubeforward.ParseSpec(clone.DBPortForward)
+		spec, err = forwardspec.Parse(clone.DBPortForward)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("the clone's database in %s: %w", namespace, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
 	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/kubeforward"
@@ -39,10 +40,10 @@ func clusterDatabase(ctx context.Context, cfg *config.Config, getenv func(string
 	}
 	kube, ns := client.Kubernetes(), client.Namespace()
 
-	var spec *kubeforward.Spec
+	var spec *forwardspec.Spec
 	switch cfg.DBPortForward {
 	case "":
-	case config.PortForwardAuto:
+	case forwardspec.Auto:
 		cur, err := client.Current(cfg.ReleaseName)
 		if err != nil {
 			return nil, fmt.Errorf("db-port-forward auto: release %s: %w", cfg.ReleaseName, err)
@@ -54,15 +55,15 @@ func clusterDatabase(ctx context.Context, cfg *config.Config, getenv func(string
 		log.InfoContext(ctx, "db-port-forward auto: the release's PostgreSQL", "target", s.String(), "revision", cur.Revision)
 		spec = &s
 	default:
-		s, err := kubeforward.ParseSpec(cfg.DBPortForward)
+		s, err := forwardspec.Parse(cfg.DBPortForward)
 		if err != nil {
 			return nil, fmt.Errorf("db-port-forward: %w", err)
 		}
 		spec = &s
 	}
-	var secret *kubeforward.SecretRef
+	var secret *forwardspec.SecretRef
 	if cfg.DBPasswordFrom != "" {
-		ref, err := kubeforward.ParseSecretRef(cfg.DBPasswordFrom)
+		ref, err := forwardspec.ParseSecretRef(cfg.DBPasswordFrom)
 		if err != nil {
 			return nil, fmt.Errorf("db-password-from: %w", err)
 		}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"sigs.k8s.io/yaml"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
 )
 
 // Limits on the size of one input.
@@ -446,7 +448,7 @@ func (v *validator) excludes() {
 func (v *validator) portForward() {
 	c := v.c
 	v.check("db-port-forward", c.DBPortForward, func(s string) {
-		if s != PortForwardAuto && !validPortForward(s) {
+		if _, err := forwardspec.Parse(s); s != PortForwardAuto && err != nil {
 			v.add("db-port-forward", "%s is not auto, service/NAME[:PORT] or pod/NAME[:PORT] (e.g. service/identity-postgresql-id:5432)", c.quote(s))
 			return
 		}
@@ -455,7 +457,7 @@ func (v *validator) portForward() {
 		}
 	})
 	v.check("db-password-from", c.DBPasswordFrom, func(s string) {
-		if !secretKeyRef.MatchString(s) || len(s) > len("secret/")+253+1+253 {
+		if _, err := forwardspec.ParseSecretRef(s); err != nil {
 			v.add("db-password-from", "%s is not secret/NAME:KEY (e.g. secret/identity-postgresql-id:postgresql-password)", c.quote(s))
 			return
 		}

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
 	"github.com/identity-upgrade/identity-upgrade/internal/kubeforward"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -67,7 +68,7 @@ func (p Prober) Probe(ctx context.Context, namespace, manifest string, realms []
 	}
 	port := httpPort(pod.Spec.Containers)
 	fwd, err := kubeforward.Start(ctx, kubeforward.Options{Config: p.Config, Client: p.Client, Namespace: namespace,
-		Spec: kubeforward.Spec{Kind: kubeforward.KindPod, Name: pod.Name, Port: strconv.Itoa(port)}, Log: p.Log})
+		Spec: forwardspec.Spec{Kind: forwardspec.KindPod, Name: pod.Name, Port: strconv.Itoa(port)}, Log: p.Log})
 	if err != nil {
 		return "", fmt.Errorf("reach Keycloak's pod %s: %w", pod.Name, err)
 	}

@@ -1,6 +1,8 @@
 package kubeforward
 
 import (
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
+
 	"context"
 	"fmt"
 	"slices"
@@ -31,11 +33,11 @@ func (r Rule) YAML() string {
 
 // Needs lists what a forward to spec and a password read from secret (nil: none) need in
 // the namespace. A nil spec means no forward.
-func Needs(spec *Spec, secret *SecretRef) []Rule {
+func Needs(spec *forwardspec.Spec, secret *forwardspec.SecretRef) []Rule {
 	var rules []Rule
 	if spec != nil {
 		rules = append(rules, Rule{Resource: "pods", Verb: "get"})
-		if spec.Kind == KindService {
+		if spec.Kind == forwardspec.KindService {
 			rules = append(rules, Rule{Resource: "services", Verb: "get"}, Rule{Resource: "pods", Verb: "list"})
 		}
 		rules = append(rules, Rule{Resource: "pods/portforward", Verb: "create"})
@@ -92,7 +94,7 @@ func CheckAccess(ctx context.Context, client kubernetes.Interface, namespace str
 
 // ReadSecret returns the value of one key of a Secret in namespace. The value is a secret: the
 // caller must mask it before anything can show it. Errors never contain a value.
-func ReadSecret(ctx context.Context, client kubernetes.Interface, namespace string, ref SecretRef) (string, error) {
+func ReadSecret(ctx context.Context, client kubernetes.Interface, namespace string, ref forwardspec.SecretRef) (string, error) {
 	s, err := client.CoreV1().Secrets(namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):

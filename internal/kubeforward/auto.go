@@ -1,6 +1,8 @@
 package kubeforward
 
 import (
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
+
 	"fmt"
 	"slices"
 	"strconv"
@@ -21,10 +23,10 @@ const PostgresPort = 5432
 // whose containers run a postgres image or whose labels say postgresql, the Service in front
 // of it (one that is not headless first) and that Service's PostgreSQL port. Without such a
 // Service it names the StatefulSet's first pod.
-func FromManifest(m string) (Spec, error) {
+func FromManifest(m string) (forwardspec.Spec, error) {
 	objs, err := manifest.Objects(m)
 	if err != nil {
-		return Spec{}, err
+		return forwardspec.Spec{}, err
 	}
 	var sets []*appsv1.StatefulSet
 	var services []*corev1.Service
@@ -33,7 +35,7 @@ func FromManifest(m string) (Spec, error) {
 		case o.GetKind() == "StatefulSet" && strings.HasPrefix(o.GetAPIVersion(), "apps/"):
 			var sts appsv1.StatefulSet
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &sts); err != nil {
-				return Spec{}, fmt.Errorf("StatefulSet %s: %w", o.GetName(), err)
+				return forwardspec.Spec{}, fmt.Errorf("StatefulSet %s: %w", o.GetName(), err)
 			}
 			if isPostgres(&sts) {
 				sets = append(sets, &sts)
@@ -41,21 +43,21 @@ func FromManifest(m string) (Spec, error) {
 		case o.GetKind() == "Service" && o.GetAPIVersion() == "v1":
 			var svc corev1.Service
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &svc); err != nil {
-				return Spec{}, fmt.Errorf("Service %s: %w", o.GetName(), err)
+				return forwardspec.Spec{}, fmt.Errorf("Service %s: %w", o.GetName(), err)
 			}
 			services = append(services, &svc)
 		}
 	}
 	switch len(sets) {
 	case 0:
-		return Spec{}, fmt.Errorf("the release has no PostgreSQL StatefulSet (none runs a postgres image or carries a postgresql label); name the database as service/NAME[:PORT] or pod/NAME[:PORT]")
+		return forwardspec.Spec{}, fmt.Errorf("the release has no PostgreSQL StatefulSet (none runs a postgres image or carries a postgresql label); name the database as service/NAME[:PORT] or pod/NAME[:PORT]")
 	case 1:
 	default:
 		var names []string
 		for _, s := range sets {
 			names = append(names, s.Name)
 		}
-		return Spec{}, fmt.Errorf("the release has %d PostgreSQL StatefulSets (%s); name one as service/NAME[:PORT] or pod/NAME[:PORT]", len(sets), strings.Join(names, ", "))
+		return forwardspec.Spec{}, fmt.Errorf("the release has %d PostgreSQL StatefulSets (%s); name one as service/NAME[:PORT] or pod/NAME[:PORT]", len(sets), strings.Join(names, ", "))
 	}
 	sts := sets[0]
 	pods := labels.Set(sts.Spec.Template.Labels)
@@ -69,14 +71,14 @@ func FromManifest(m string) (Spec, error) {
 	slices.SortStableFunc(fronts, func(a, b *corev1.Service) int { return headless(a) - headless(b) })
 	for _, svc := range fronts {
 		if port, ok := servicePostgresPort(svc, sts.Spec.Template.Spec.Containers); ok {
-			return Spec{Kind: KindService, Name: svc.Name, Port: strconv.Itoa(int(port))}, nil
+			return forwardspec.Spec{Kind: forwardspec.KindService, Name: svc.Name, Port: strconv.Itoa(int(port))}, nil
 		}
 	}
 	port := ""
 	if p, ok := containerPostgresPort(sts.Spec.Template.Spec.Containers); ok {
 		port = strconv.Itoa(int(p))
 	}
-	return Spec{Kind: KindPod, Name: sts.Name + "-0", Port: port}, nil
+	return forwardspec.Spec{Kind: forwardspec.KindPod, Name: sts.Name + "-0", Port: port}, nil
 }
 
 func headless(svc *corev1.Service) int {

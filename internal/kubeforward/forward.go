@@ -1,6 +1,8 @@
 package kubeforward
 
 import (
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
+
 	"context"
 	"fmt"
 	"io"
@@ -25,7 +27,7 @@ type Options struct {
 	Config    *rest.Config
 	Client    kubernetes.Interface
 	Namespace string
-	Spec      Spec
+	Spec      forwardspec.Spec
 	// PodWait bounds how long one new connection waits for a pod to run and be ready (the
 	// first look at the start included). Default 2 minutes.
 	PodWait time.Duration

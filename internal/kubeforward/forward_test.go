@@ -1,6 +1,8 @@
 package kubeforward
 
 import (
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
+
 	"context"
 	"errors"
 	"fmt"
@@ -73,7 +75,7 @@ func deletePod(t *testing.T, kube testworld.Kube, name string) {
 	}
 }
 
-func start(t *testing.T, kube testworld.Kube, spec Spec) *Forward {
+func start(t *testing.T, kube testworld.Kube, spec forwardspec.Spec) *Forward {
 	t.Helper()
 	f, err := Start(t.Context(), Options{Config: kube.Config, Client: kube.Client, Namespace: kube.Namespace, Spec: spec, PodWait: 30 * time.Second})
 	if err != nil {
@@ -114,7 +116,7 @@ func TestForwardToPodReachesPostgres(t *testing.T) {
 	waitReady(t, kube, "db-0")
 
 	before := kube.PostgresForwards()
-	f := start(t, kube, Spec{Kind: KindPod, Name: "db-0"})
+	f := start(t, kube, forwardspec.Spec{Kind: forwardspec.KindPod, Name: "db-0"})
 	mustQuery(t, f, db)
 	if kube.PostgresForwards() <= before {
 		t.Error("the query did not go through the cluster's port-forward")
@@ -172,7 +174,7 @@ func TestForwardFollowsReplacedPod(t *testing.T) {
 	first := dbPod(t, kube, "db-0", labels)
 	waitReady(t, kube, "db-0")
 
-	for _, spec := range []Spec{{Kind: KindService, Name: "db"}, {Kind: KindPod, Name: "db-0", Port: "postgresql"}} {
+	for _, spec := range []forwardspec.Spec{{Kind: forwardspec.KindService, Name: "db"}, {Kind: forwardspec.KindPod, Name: "db-0", Port: "postgresql"}} {
 		t.Run(spec.Kind, func(t *testing.T) {
 			f := start(t, kube, spec)
 			mustQuery(t, f, db)
@@ -202,7 +204,7 @@ func TestForwardRefusesWhatItCannotReach(t *testing.T) {
 	kube := testworld.Cluster(t)
 	opts := Options{Config: kube.Config, Client: kube.Client, Namespace: kube.Namespace, PodWait: 3 * time.Second}
 
-	opts.Spec = Spec{Kind: KindService, Name: "missing"}
+	opts.Spec = forwardspec.Spec{Kind: forwardspec.KindService, Name: "missing"}
 	begin := time.Now()
 	_, err := Start(t.Context(), opts)
 	var nf *NotFoundError
@@ -212,7 +214,7 @@ func TestForwardRefusesWhatItCannotReach(t *testing.T) {
 
 	// A pod that never runs: the wait is bounded and says why.
 	pod := dbPod(t, kube, "hung", map[string]string{"identity-upgrade.test/fault": "hang"})
-	opts.Spec = Spec{Kind: KindPod, Name: pod.Name}
+	opts.Spec = forwardspec.Spec{Kind: forwardspec.KindPod, Name: pod.Name}
 	_, err = Start(t.Context(), opts)
 	if err == nil || !strings.Contains(err.Error(), "no pod ready to forward to within 3s") || !strings.Contains(err.Error(), "Pending") {
 		t.Errorf("a pod that never runs: %v", err)
@@ -241,8 +243,8 @@ func TestAccessIsChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := Spec{Kind: KindService, Name: "db"}
-	ok := &SecretRef{Name: "db", Key: "password"}
+	spec := forwardspec.Spec{Kind: forwardspec.KindService, Name: "db"}
+	ok := &forwardspec.SecretRef{Name: "db", Key: "password"}
 	err = CheckAccess(t.Context(), client, kube.Namespace, Needs(&spec, ok))
 	var denied *AccessError
 	if !errors.As(err, &denied) || len(denied.Missing) != 1 || denied.Missing[0] != (Rule{Resource: "pods/portforward", Verb: "create"}) {
@@ -253,7 +255,7 @@ func TestAccessIsChecked(t *testing.T) {
 			t.Errorf("the refusal lacks %q:\n%v", want, err)
 		}
 	}
-	err = CheckAccess(t.Context(), client, kube.Namespace, Needs(nil, &SecretRef{Name: "other", Key: "password"}))
+	err = CheckAccess(t.Context(), client, kube.Namespace, Needs(nil, &forwardspec.SecretRef{Name: "other", Key: "password"}))
 	if !errors.As(err, &denied) || !strings.Contains(err.Error(), "resourceNames: [other]") {
 		t.Errorf("another Secret: %v", err)
 	}
@@ -266,7 +268,7 @@ func TestAccessIsChecked(t *testing.T) {
 	db := testworld.Postgres(t)
 	dbPod(t, kube, "db-0", nil)
 	waitReady(t, kube, "db-0")
-	f, err := Start(t.Context(), Options{Config: cfg, Client: client, Namespace: kube.Namespace, Spec: Spec{Kind: KindPod, Name: "db-0"}, PodWait: 10 * time.Second})
+	f, err := Start(t.Context(), Options{Config: cfg, Client: client, Namespace: kube.Namespace, Spec: forwardspec.Spec{Kind: forwardspec.KindPod, Name: "db-0"}, PodWait: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,11 +288,11 @@ func TestReadSecret(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	v, err := ReadSecret(t.Context(), kube.Client, kube.Namespace, SecretRef{Name: "identity-postgresql-id", Key: "postgresql-password"})
+	v, err := ReadSecret(t.Context(), kube.Client, kube.Namespace, forwardspec.SecretRef{Name: "identity-postgresql-id", Key: "postgresql-password"})
 	if err != nil || v != "s3cret value" {
 		t.Errorf("ReadSecret = %q, %v", v, err)
 	}
-	for ref, want := range map[SecretRef]string{
+	for ref, want := range map[forwardspec.SecretRef]string{
 		{Name: "identity-postgresql-id", Key: "password"}: "has no key password (its keys: postgresql-password, postgresql-postgres-password)",
 		{Name: "missing", Key: "password"}:                "no Secret missing in namespace " + kube.Namespace,
 	} {

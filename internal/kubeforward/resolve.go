@@ -1,6 +1,8 @@
 package kubeforward
 
 import (
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
+
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +26,7 @@ type target struct {
 }
 
 // NotFoundError is a target that does not exist: the Service, or the pod of a pod target.
-type NotFoundError struct{ Spec Spec }
+type NotFoundError struct{ Spec forwardspec.Spec }
 
 func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("%s does not exist", e.Spec.Kind+"/"+e.Spec.Name)
@@ -34,7 +36,7 @@ func (e *NotFoundError) Error() string {
 type resolver struct {
 	client    kubernetes.Interface
 	namespace string
-	spec      Spec
+	spec      forwardspec.Spec
 	// wait bounds how long one resolution waits for a pod to run and be ready.
 	wait time.Duration
 	// poll is the interval between looks.
@@ -109,7 +111,7 @@ func permanent(err error) bool {
 
 // look is one look at the target: the pod and port, or why there is none yet ("" when ready).
 func (r resolver) look(ctx context.Context) (target, string, error) {
-	if r.spec.Kind == KindPod {
+	if r.spec.Kind == forwardspec.KindPod {
 		pod, err := r.client.CoreV1().Pods(r.namespace).Get(ctx, r.spec.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return target{}, "", &NotFoundError{Spec: r.spec}

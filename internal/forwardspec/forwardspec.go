@@ -1,11 +1,8 @@
-// Package kubeforward reaches a release's own in-cluster PostgreSQL from outside the cluster:
-// a port-forward through the API server (SPDY tunnelled in a websocket, else plain SPDY, as
-// kubectl port-forward does) from a listener on 127.0.0.1, the password from a Secret, and the
-// access checks both need.
-//
-// Every new local connection resolves its target again (a Service's ready pod, or the named
-// pod once it runs and is ready), so the forward follows a pod that a rollback replaced.
-package kubeforward
+// Package forwardspec is the grammar of the db-port-forward and db-password-from inputs: what
+// the port-forward reaches (service/NAME[:PORT], pod/NAME[:PORT], or auto) and where the
+// password is (secret/NAME:KEY). The configuration validates with it and the port-forward
+// uses what it parses, so the two can never accept different things.
+package forwardspec
 
 import (
 	"errors"
@@ -15,7 +12,10 @@ import (
 	"strings"
 )
 
-// Kinds of target.
+// Auto is the db-port-forward value that finds the database in the release.
+const Auto = "auto"
+
+// Kinds of target a user names.
 const (
 	KindService = "service"
 	KindPod     = "pod"
@@ -37,28 +37,38 @@ func (s Spec) String() string {
 	return s.Kind + "/" + s.Name + ":" + s.Port
 }
 
+// Limits of the names in the grammar: a DNS subdomain (object and Secret names), an
+// IANA_SVC_NAME (port names), a Secret data key.
+const (
+	maxObjectName = 253
+	maxPortName   = 15
+	maxSecretKey  = 253
+)
+
 var (
 	objectName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 	portName   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	portNumber = regexp.MustCompile(`^[0-9]+$`)
 	secretKey  = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
 )
 
-// ParseSpec reads service/<name>[:port] or pod/<name>[:port].
-func ParseSpec(s string) (Spec, error) {
+// Parse reads service/<name>[:port] or pod/<name>[:port]. The errors say what is wrong
+// without the input's name, which the caller adds.
+func Parse(s string) (Spec, error) {
 	kind, rest, ok := strings.Cut(s, "/")
 	if !ok || (kind != KindService && kind != KindPod) {
 		return Spec{}, fmt.Errorf("%q is not service/NAME[:PORT] or pod/NAME[:PORT]", s)
 	}
-	name, port, _ := strings.Cut(rest, ":")
-	if len(name) > 253 || !objectName.MatchString(name) {
+	name, port, hasPort := strings.Cut(rest, ":")
+	if len(name) > maxObjectName || !objectName.MatchString(name) {
 		return Spec{}, fmt.Errorf("%q: %q is not a %s name", s, name, kind)
 	}
-	if port != "" || strings.HasSuffix(rest, ":") {
-		if n, err := strconv.Atoi(port); err == nil {
-			if n < 1 || n > 65535 {
-				return Spec{}, fmt.Errorf("%q: port %d is outside 1-65535", s, n)
+	if hasPort {
+		if portNumber.MatchString(port) {
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return Spec{}, fmt.Errorf("%q: port %s is outside 1-65535", s, port)
 			}
-		} else if len(port) > 15 || !portName.MatchString(port) {
+		} else if len(port) > maxPortName || !portName.MatchString(port) {
 			return Spec{}, fmt.Errorf("%q: %q is neither a port number nor a port name", s, port)
 		}
 	}
@@ -80,9 +90,9 @@ func ParseSecretRef(s string) (SecretRef, error) {
 	switch {
 	case !ok || !hasKey:
 		return SecretRef{}, errors.New("not secret/NAME:KEY")
-	case len(name) > 253 || !objectName.MatchString(name):
+	case len(name) > maxObjectName || !objectName.MatchString(name):
 		return SecretRef{}, fmt.Errorf("%q is not a Secret name", name)
-	case len(key) > 253 || !secretKey.MatchString(key):
+	case len(key) > maxSecretKey || !secretKey.MatchString(key):
 		return SecretRef{}, fmt.Errorf("%q is not a Secret key (letters, digits, '-', '_', '.')", key)
 	}
 	return SecretRef{Name: name, Key: key}, nil

@@ -1,39 +1,11 @@
 package kubeforward
 
 import (
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
+
 	"strings"
 	"testing"
 )
-
-func TestParseSpec(t *testing.T) {
-	for in, want := range map[string]Spec{
-		"service/identity-postgresql-id":      {Kind: KindService, Name: "identity-postgresql-id"},
-		"service/identity-postgresql-id:5432": {Kind: KindService, Name: "identity-postgresql-id", Port: "5432"},
-		"pod/identity-postgresql-id-0:tcp-pg": {Kind: KindPod, Name: "identity-postgresql-id-0", Port: "tcp-pg"},
-	} {
-		got, err := ParseSpec(in)
-		if err != nil || got != want || got.String() != in {
-			t.Errorf("ParseSpec(%q) = %+v, %v; want %+v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"auto", "deployment/db", "service/", "service/DB", "pod/db:0", "pod/db:70000", "pod/db:", "service/db:Bad_Name", "pod/a/b"} {
-		if got, err := ParseSpec(in); err == nil {
-			t.Errorf("ParseSpec(%q) = %+v, want an error", in, got)
-		}
-	}
-}
-
-func TestParseSecretRef(t *testing.T) {
-	got, err := ParseSecretRef("secret/identity-postgresql-id:postgresql-password")
-	if err != nil || got != (SecretRef{Name: "identity-postgresql-id", Key: "postgresql-password"}) {
-		t.Errorf("got %+v, %v", got, err)
-	}
-	for _, in := range []string{"identity-postgresql-id:postgresql-password", "secret/identity", "secret/:key", "secret/x:", "secret/X:key", "secret/x:a/b"} {
-		if got, err := ParseSecretRef(in); err == nil {
-			t.Errorf("ParseSecretRef(%q) = %+v, want an error", in, got)
-		}
-	}
-}
 
 // bitnami is how the real chart's bundled PostgreSQL (a bitnami postgresql subchart renamed
 // postgresql-id) renders: a headless Service the StatefulSet names, and the client Service.
@@ -84,7 +56,7 @@ spec:
 
 func TestFromManifest(t *testing.T) {
 	got, err := FromManifest(bitnami)
-	if err != nil || got != (Spec{Kind: KindService, Name: "identity-postgresql-id", Port: "5432"}) {
+	if err != nil || got != (forwardspec.Spec{Kind: forwardspec.KindService, Name: "identity-postgresql-id", Port: "5432"}) {
 		t.Errorf("bitnami-like: %+v, %v", got, err)
 	}
 
@@ -96,7 +68,7 @@ func TestFromManifest(t *testing.T) {
 		}
 	}
 	got, err = FromManifest(strings.Join(noService, "---"))
-	if err != nil || got != (Spec{Kind: KindPod, Name: "identity-postgresql-id-0", Port: "5432"}) {
+	if err != nil || got != (forwardspec.Spec{Kind: forwardspec.KindPod, Name: "identity-postgresql-id-0", Port: "5432"}) {
 		t.Errorf("without a Service: %+v, %v", got, err)
 	}
 
