@@ -2,59 +2,22 @@ package keycloak
 
 import (
 	"fmt"
-	"slices"
 	"strings"
-
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/manifest"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
-// Detection reads what a workload runs, never its name: a release named "keycloak" names its
-// bundled database "keycloak-postgresql-id", and scaling that down would stop the database the
-// backup reads and the restore writes.
-//
-// A StatefulSet or Deployment is Keycloak when
-//   - a label of the object or of its pod template, app.kubernetes.io/name, app or
-//     app.kubernetes.io/component, names Keycloak: its value is one of keycloakNames or ends
-//     in "-" and one of them (a chart's fullname, "<release>-id-keycloak"), in any case; or
-//   - one of its containers runs an image whose repository's last path element names Keycloak
-//     the same way (jboss/keycloak, quay.io/keycloak/keycloak, alfresco/alfresco-identity-service).
-//
-// It is PostgreSQL, and never Keycloak whatever else matches, when one of its containers runs
-// an image whose repository's last path element starts with "postgres" (postgres,
-// bitnami/postgresql, a postgres-exporter sidecar), or when one of those labels has a word
-// (split at "-", "_", ".") starting with "postgres" (postgresql, postgresql-id,
-// keycloak-postgresql).
-//
-// Init containers are left out of both: a Keycloak pod may wait for its database with
-// pg_isready from a postgres image, and an init container copying themes from a Keycloak image
-// does not make a workload Keycloak.
-
-// keycloakNames are the application names of Keycloak in the charts' labels and in image
-// repositories.
-var keycloakNames = []string{"keycloak", "keycloakx", "alfresco-identity-service"}
-
-// appLabels are the labels whose value names what a workload runs.
-var appLabels = []string{"app.kubernetes.io/name", "app", "app.kubernetes.io/component"}
-
-// workload is what detection reads of a StatefulSet or Deployment of a release manifest.
-type workload struct {
-	Kind, Name string
-	Labels     map[string]string // the object's
-	PodLabels  map[string]string // its pod template's
-	Images     []string          // its pod template's containers', init containers left out
-}
-
-func (w workload) String() string { return w.Kind + "/" + w.Name }
+// Detection reads what a workload runs, never its name (manifest.Classify): a release named
+// "keycloak" names its bundled database "keycloak-postgresql-id", and scaling that down would
+// stop the database the backup reads and the restore writes. A workload that Classify calls
+// PostgreSQL is never scaled, also not when the `workload` input names it; the port-forward's
+// auto target is found by the same rule, so the quiesce can never stop the database it uses.
 
 // detected is a workload with the reason it was told Keycloak or PostgreSQL, for logs and
 // errors ("image postgres:11.7", "pod label app.kubernetes.io/name=keycloak").
 type detected struct {
-	workload
+	manifest.Workload
 	Why string
 }
 
@@ -78,22 +41,22 @@ func (s selection) scaled() []rollout.Scaled {
 // labels or container images say Keycloak and nothing says PostgreSQL; otherwise the one named
 // by the `workload` input ("Kind/name" or a bare name), which must not be PostgreSQL. Replicas
 // are left unset.
-func Detect(manifest, name string) ([]rollout.Scaled, error) {
-	s, err := detect(manifest, name)
+func Detect(m, name string) ([]rollout.Scaled, error) {
+	s, err := detect(m, name)
 	if err != nil {
 		return nil, err
 	}
 	return s.scaled(), nil
 }
 
-func detect(manifest, name string) (selection, error) {
-	workloads, err := manifestWorkloads(manifest)
+func detect(m, name string) (selection, error) {
+	workloads, err := manifestWorkloads(m)
 	if err != nil {
 		return selection{}, err
 	}
 	var s selection
 	for _, w := range workloads {
-		if why := postgresEvidence(w); why != "" {
+		if app, why := manifest.Classify(w); app == manifest.PostgreSQL {
 			s.Postgres = append(s.Postgres, detected{w, why})
 		}
 	}
@@ -102,7 +65,7 @@ func detect(manifest, name string) (selection, error) {
 		if err != nil {
 			return selection{}, err
 		}
-		if why := postgresEvidence(w); why != "" {
+		if app, why := manifest.Classify(w); app == manifest.PostgreSQL {
 			return selection{}, fmt.Errorf("workload %s (the `workload` input) runs PostgreSQL (%s): the database must keep running; name the Keycloak workload",
 				name, why)
 		}
@@ -110,10 +73,7 @@ func detect(manifest, name string) (selection, error) {
 		return s, nil
 	}
 	for _, w := range workloads {
-		if postgresEvidence(w) != "" {
-			continue
-		}
-		if why := keycloakEvidence(w); why != "" {
+		if app, why := manifest.Classify(w); app == manifest.Keycloak {
 			s.Keycloak = append(s.Keycloak, detected{w, why})
 		}
 	}
@@ -127,18 +87,18 @@ func detect(manifest, name string) (selection, error) {
 			pg = "; PostgreSQL, never scaled: " + strings.Join(names, ", ")
 		}
 		return selection{}, fmt.Errorf("no Keycloak StatefulSet or Deployment in the release manifest (none runs a Keycloak image or has an %s label naming Keycloak; workloads: %s%s): name it with the `workload` input, e.g. statefulset/<name>",
-			strings.Join(appLabels, ", "), list(workloads), pg)
+			strings.Join(manifest.AppLabels, ", "), list(workloads), pg)
 	}
 	return s, nil
 }
 
 // named finds the workload the `workload` input names.
-func named(workloads []workload, name string) (workload, error) {
+func named(workloads []manifest.Workload, name string) (manifest.Workload, error) {
 	kind, bare, err := parseName(name)
 	if err != nil {
-		return workload{}, err
+		return manifest.Workload{}, err
 	}
-	var found []workload
+	var found []manifest.Workload
 	for _, w := range workloads {
 		if w.Name == bare && (kind == "" || w.Kind == kind) {
 			found = append(found, w)
@@ -146,11 +106,11 @@ func named(workloads []workload, name string) (workload, error) {
 	}
 	switch len(found) {
 	case 0:
-		return workload{}, fmt.Errorf("workload %q (the `workload` input) is not in the release manifest; its workloads: %s", name, list(workloads))
+		return manifest.Workload{}, fmt.Errorf("workload %q (the `workload` input) is not in the release manifest; its workloads: %s", name, list(workloads))
 	case 1:
 		return found[0], nil
 	default:
-		return workload{}, fmt.Errorf("workload %q (the `workload` input) names both a StatefulSet and a Deployment: write StatefulSet/%s or Deployment/%s", name, bare, bare)
+		return manifest.Workload{}, fmt.Errorf("workload %q (the `workload` input) names both a StatefulSet and a Deployment: write StatefulSet/%s or Deployment/%s", name, bare, bare)
 	}
 }
 
@@ -175,105 +135,19 @@ func parseName(s string) (kind, name string, err error) {
 }
 
 // manifestWorkloads returns the StatefulSets and Deployments of a manifest, in its order.
-func manifestWorkloads(m string) ([]workload, error) {
+func manifestWorkloads(m string) ([]manifest.Workload, error) {
 	objs, err := manifest.Objects(m)
 	if err != nil {
 		return nil, fmt.Errorf("read the release manifest: %w", err)
 	}
-	var out []workload
-	for _, u := range objs {
-		gvk := u.GroupVersionKind()
-		if gvk.Group != "apps" || (gvk.Kind != StatefulSet && gvk.Kind != Deployment) || u.GetName() == "" {
-			continue
-		}
-		w := workload{Kind: gvk.Kind, Name: u.GetName(), Labels: u.GetLabels()}
-		var tmpl corev1.PodTemplateSpec
-		if raw, found, _ := unstructured.NestedFieldNoCopy(u.Object, "spec", "template"); found {
-			m, ok := raw.(map[string]any)
-			if !ok {
-				return nil, fmt.Errorf("read %s of the release manifest: spec.template is not an object", w)
-			}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &tmpl); err != nil {
-				return nil, fmt.Errorf("read %s of the release manifest: spec.template: %w", w, err)
-			}
-		}
-		w.PodLabels = tmpl.Labels
-		for _, c := range tmpl.Spec.Containers {
-			w.Images = append(w.Images, c.Image)
-		}
-		out = append(out, w)
+	workloads, err := manifest.Workloads(objs)
+	if err != nil {
+		return nil, fmt.Errorf("read the release manifest: %w", err)
 	}
-	return out, nil
+	return workloads, nil
 }
 
-// keycloakEvidence says why w is Keycloak, or "".
-func keycloakEvidence(w workload) string {
-	if why := labelEvidence(w, namesKeycloak); why != "" {
-		return why
-	}
-	for _, image := range w.Images {
-		if namesKeycloak(imageName(image)) {
-			return "image " + image
-		}
-	}
-	return ""
-}
-
-// postgresEvidence says why w is PostgreSQL, or "".
-func postgresEvidence(w workload) string {
-	for _, image := range w.Images {
-		if strings.HasPrefix(imageName(image), "postgres") {
-			return "image " + image
-		}
-	}
-	return labelEvidence(w, namesPostgres)
-}
-
-// labelEvidence returns the first of appLabels, on the object then on its pod template, whose
-// value is, "" when none.
-func labelEvidence(w workload, is func(string) bool) string {
-	for _, set := range []struct {
-		what   string
-		labels map[string]string
-	}{{"label", w.Labels}, {"pod label", w.PodLabels}} {
-		for _, k := range appLabels {
-			if v, ok := set.labels[k]; ok && is(strings.ToLower(v)) {
-				return set.what + " " + k + "=" + v
-			}
-		}
-	}
-	return ""
-}
-
-// namesKeycloak reports whether a lower-case application name is Keycloak's: one of
-// keycloakNames, or a fullname ending in "-" and one of them.
-func namesKeycloak(v string) bool {
-	for _, n := range keycloakNames {
-		if v == n || strings.HasSuffix(v, "-"+n) {
-			return true
-		}
-	}
-	return false
-}
-
-// namesPostgres reports whether a lower-case application name has a word starting with
-// "postgres".
-func namesPostgres(v string) bool {
-	return slices.ContainsFunc(strings.FieldsFunc(v, func(r rune) bool { return r == '-' || r == '_' || r == '.' }),
-		func(word string) bool { return strings.HasPrefix(word, "postgres") })
-}
-
-// imageName returns the last path element of an image reference's repository, in lower case:
-// "keycloak" for "quay.io/keycloak/keycloak:26.1" or "localhost:5000/keycloak@sha256:…".
-func imageName(image string) string {
-	repo, _, _ := strings.Cut(strings.TrimSpace(image), "@")
-	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-		repo = repo[:i]
-	}
-	return strings.ToLower(repo[strings.LastIndex(repo, "/")+1:])
-}
-
-func list(workloads []workload) string {
+func list(workloads []manifest.Workload) string {
 	if len(workloads) == 0 {
 		return "none"
 	}

@@ -20,8 +20,8 @@ import (
 const PostgresPort = 5432
 
 // FromManifest finds the release's own PostgreSQL in its rendered manifest: the StatefulSet
-// whose containers run a postgres image or whose labels say postgresql, the Service in front
-// of it (one that is not headless first) and that Service's PostgreSQL port. Without such a
+// that manifest.Classify calls PostgreSQL (the rule by which the quiesce never scales it), the
+// Service in front of it (one that is not headless first) and that Service's PostgreSQL port. Without such a
 // Service it names the StatefulSet's first pod.
 func FromManifest(m string) (forwardspec.Spec, error) {
 	objs, err := manifest.Objects(m)
@@ -32,14 +32,19 @@ func FromManifest(m string) (forwardspec.Spec, error) {
 	var services []*corev1.Service
 	for _, o := range objs {
 		switch {
-		case o.GetKind() == "StatefulSet" && strings.HasPrefix(o.GetAPIVersion(), "apps/"):
+		case o.GetKind() == manifest.StatefulSet && strings.HasPrefix(o.GetAPIVersion(), "apps/"):
+			w, _, err := manifest.WorkloadOf(o)
+			if err != nil {
+				return forwardspec.Spec{}, err
+			}
+			if app, _ := manifest.Classify(w); app != manifest.PostgreSQL {
+				continue
+			}
 			var sts appsv1.StatefulSet
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &sts); err != nil {
 				return forwardspec.Spec{}, fmt.Errorf("StatefulSet %s: %w", o.GetName(), err)
 			}
-			if isPostgres(&sts) {
-				sets = append(sets, &sts)
-			}
+			sets = append(sets, &sts)
 		case o.GetKind() == "Service" && o.GetAPIVersion() == "v1":
 			var svc corev1.Service
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &svc); err != nil {
@@ -50,7 +55,7 @@ func FromManifest(m string) (forwardspec.Spec, error) {
 	}
 	switch len(sets) {
 	case 0:
-		return forwardspec.Spec{}, fmt.Errorf("the release has no PostgreSQL StatefulSet (none runs a postgres image or carries a postgresql label); name the database as service/NAME[:PORT] or pod/NAME[:PORT]")
+		return forwardspec.Spec{}, fmt.Errorf("the release has no PostgreSQL StatefulSet (none runs a postgres image or has an app label naming postgres); name the database as service/NAME[:PORT] or pod/NAME[:PORT]")
 	case 1:
 	default:
 		var names []string
@@ -86,35 +91,6 @@ func headless(svc *corev1.Service) int {
 		return 1
 	}
 	return 0
-}
-
-// isPostgres reports whether a StatefulSet runs PostgreSQL: a container image whose name (the
-// last path element, without tag or digest) holds "postgres", or a label of the StatefulSet or
-// its pods whose value holds "postgresql".
-func isPostgres(sts *appsv1.StatefulSet) bool {
-	for _, c := range sts.Spec.Template.Spec.Containers {
-		if isPostgresImage(c.Image) {
-			return true
-		}
-	}
-	for _, set := range []map[string]string{sts.Labels, sts.Spec.Template.Labels} {
-		for _, v := range set {
-			if strings.Contains(strings.ToLower(v), "postgresql") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func isPostgresImage(image string) bool {
-	name := image
-	if i := strings.LastIndex(name, "/"); i >= 0 {
-		name = name[i+1:]
-	}
-	name, _, _ = strings.Cut(name, "@")
-	name, _, _ = strings.Cut(name, ":")
-	return strings.Contains(strings.ToLower(name), "postgres")
 }
 
 // isPostgresPortName reports whether a port name says PostgreSQL (postgresql, tcp-postgresql,

@@ -75,6 +75,11 @@ func TestFromManifest(t *testing.T) {
 	if _, err := FromManifest(strings.Split(bitnami, "---")[2] + "---" + strings.Split(bitnami, "---")[3]); err == nil || !strings.Contains(err.Error(), "no PostgreSQL StatefulSet") {
 		t.Errorf("no PostgreSQL: %v", err)
 	}
+	// A Keycloak that names its database in a label is still Keycloak (manifest.Classify).
+	labelled := strings.Replace(bitnami, "metadata: {name: identity-id-keycloak}", "metadata: {name: identity-id-keycloak, labels: {database: postgresql}}", 1)
+	if got, err := FromManifest(labelled); err != nil || got.Name != "identity-postgresql-id" {
+		t.Errorf("a Keycloak with a database label: %+v, %v", got, err)
+	}
 	two := bitnami + "---" + strings.ReplaceAll(strings.Split(bitnami, "---")[4], "name: identity-postgresql-id,", "name: other-db,")
 	if _, err := FromManifest(two); err == nil || !strings.Contains(err.Error(), "2 PostgreSQL StatefulSets (identity-postgresql-id, other-db)") {
 		t.Errorf("two: %v", err)
