@@ -183,8 +183,8 @@ func TestUpgradeThroughPortForward(t *testing.T) {
 		t.Fatalf("exit %d, want %d\n%s\n%s", r.code, rollout.ExitRolledBack, r.stdout, r.stderr)
 	}
 	mustContain(t, r, "the database was restored from the backup", "re-created [identity-postgresql-id]")
-	if !strings.Contains(r.stderr, `msg="db-port-forward auto: the release's PostgreSQL" target=service/identity-postgresql-id:5432`) {
-		t.Error("auto did not find the release's PostgreSQL Service")
+	if !strings.Contains(r.stderr, `msg="db-port-forward auto: the release's PostgreSQL" target=statefulset/identity-postgresql-id:5432`) {
+		t.Error("auto did not find the release's PostgreSQL StatefulSet")
 	}
 	w.endState(t, false)
 

@@ -21,12 +21,17 @@ const (
 	KindPod     = "pod"
 )
 
-// Spec names what to forward to: a Service or a pod of the release's namespace, and a port.
+// KindStatefulSet is the target that auto finds: the release's PostgreSQL StatefulSet, whose
+// pods are found through it rather than through a Service. Parse does not take it.
+const KindStatefulSet = "statefulset"
+
+// Spec names what to forward to: a Service, a pod or a StatefulSet of the release's namespace,
+// and a port.
 type Spec struct {
-	Kind string // KindService or KindPod
+	Kind string // KindService, KindPod or KindStatefulSet
 	Name string
 	// Port is a port number or name: of the Service (its targetPort is followed), or of the
-	// pod's containers. Empty means the PostgreSQL port (named postgres or postgresql, or 5432).
+	// pod's containers (a pod's, or the StatefulSet's pods'). Empty means the PostgreSQL port (named postgres or postgresql, or 5432).
 	Port string
 }
 

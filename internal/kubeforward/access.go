@@ -1,8 +1,6 @@
 package kubeforward
 
 import (
-	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
-
 	"context"
 	"fmt"
 	"slices"
@@ -13,10 +11,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
 )
 
 // Rule is one permission in a namespace, as a Role rule grants it.
 type Rule struct {
+	Group    string // the API group: "" for the core group, apps
 	Resource string // e.g. pods/portforward
 	Verb     string
 	Name     string // one object only (resourceNames), or "" for all
@@ -24,7 +25,7 @@ type Rule struct {
 
 // YAML is the rule as a Role's rules list item.
 func (r Rule) YAML() string {
-	s := fmt.Sprintf("- apiGroups: [\"\"]\n  resources: [%s]\n  verbs: [%s]", r.Resource, r.Verb)
+	s := fmt.Sprintf("- apiGroups: [%q]\n  resources: [%s]\n  verbs: [%s]", r.Group, r.Resource, r.Verb)
 	if r.Name != "" {
 		s += fmt.Sprintf("\n  resourceNames: [%s]", r.Name)
 	}
@@ -36,9 +37,13 @@ func (r Rule) YAML() string {
 func Needs(spec *forwardspec.Spec, secret *forwardspec.SecretRef) []Rule {
 	var rules []Rule
 	if spec != nil {
-		rules = append(rules, Rule{Resource: "pods", Verb: "get"})
-		if spec.Kind == forwardspec.KindService {
-			rules = append(rules, Rule{Resource: "services", Verb: "get"}, Rule{Resource: "pods", Verb: "list"})
+		switch spec.Kind {
+		case forwardspec.KindService:
+			rules = append(rules, Rule{Resource: "pods", Verb: "get"}, Rule{Resource: "services", Verb: "get"}, Rule{Resource: "pods", Verb: "list"})
+		case forwardspec.KindStatefulSet:
+			rules = append(rules, Rule{Group: "apps", Resource: "statefulsets", Verb: "get"}, Rule{Resource: "pods", Verb: "list"})
+		default:
+			rules = append(rules, Rule{Resource: "pods", Verb: "get"})
 		}
 		rules = append(rules, Rule{Resource: "pods/portforward", Verb: "create"})
 	}
@@ -76,7 +81,7 @@ func CheckAccess(ctx context.Context, client kubernetes.Interface, namespace str
 		resource, sub, _ := strings.Cut(r.Resource, "/")
 		review, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: namespace, Verb: r.Verb, Resource: resource, Subresource: sub, Name: r.Name,
+				Namespace: namespace, Verb: r.Verb, Group: r.Group, Resource: resource, Subresource: sub, Name: r.Name,
 			}},
 		}, metav1.CreateOptions{})
 		if err != nil {

@@ -1,18 +1,15 @@
 package kubeforward
 
 import (
-	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
-
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
 	"github.com/identity-upgrade/identity-upgrade/internal/manifest"
 )
 
@@ -20,38 +17,32 @@ import (
 const PostgresPort = 5432
 
 // FromManifest finds the release's own PostgreSQL in its rendered manifest: the StatefulSet
-// that manifest.Classify calls PostgreSQL (the rule by which the quiesce never scales it), the
-// Service in front of it (one that is not headless first) and that Service's PostgreSQL port. Without such a
-// Service it names the StatefulSet's first pod.
+// that manifest.Classify calls PostgreSQL (the rule by which the quiesce never scales it), and
+// its containers' PostgreSQL port. The forward then finds the pod through the live StatefulSet
+// and its pods' names, never through a Service: after a failed helm upgrade or rollback the
+// Service may carry the other version's selector while the pod keeps its labels.
 func FromManifest(m string) (forwardspec.Spec, error) {
 	objs, err := manifest.Objects(m)
 	if err != nil {
 		return forwardspec.Spec{}, err
 	}
 	var sets []*appsv1.StatefulSet
-	var services []*corev1.Service
 	for _, o := range objs {
-		switch {
-		case o.GetKind() == manifest.StatefulSet && strings.HasPrefix(o.GetAPIVersion(), "apps/"):
-			w, _, err := manifest.WorkloadOf(o)
-			if err != nil {
-				return forwardspec.Spec{}, err
-			}
-			if app, _ := manifest.Classify(w); app != manifest.PostgreSQL {
-				continue
-			}
-			var sts appsv1.StatefulSet
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &sts); err != nil {
-				return forwardspec.Spec{}, fmt.Errorf("StatefulSet %s: %w", o.GetName(), err)
-			}
-			sets = append(sets, &sts)
-		case o.GetKind() == "Service" && o.GetAPIVersion() == "v1":
-			var svc corev1.Service
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &svc); err != nil {
-				return forwardspec.Spec{}, fmt.Errorf("Service %s: %w", o.GetName(), err)
-			}
-			services = append(services, &svc)
+		if o.GetKind() != manifest.StatefulSet || !strings.HasPrefix(o.GetAPIVersion(), "apps/") {
+			continue
 		}
+		w, _, err := manifest.WorkloadOf(o)
+		if err != nil {
+			return forwardspec.Spec{}, err
+		}
+		if app, _ := manifest.Classify(w); app != manifest.PostgreSQL {
+			continue
+		}
+		var sts appsv1.StatefulSet
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &sts); err != nil {
+			return forwardspec.Spec{}, fmt.Errorf("StatefulSet %s: %w", o.GetName(), err)
+		}
+		sets = append(sets, &sts)
 	}
 	switch len(sets) {
 	case 0:
@@ -65,32 +56,11 @@ func FromManifest(m string) (forwardspec.Spec, error) {
 		return forwardspec.Spec{}, fmt.Errorf("the release has %d PostgreSQL StatefulSets (%s); name one as service/NAME[:PORT] or pod/NAME[:PORT]", len(sets), strings.Join(names, ", "))
 	}
 	sts := sets[0]
-	pods := labels.Set(sts.Spec.Template.Labels)
-	var fronts []*corev1.Service
-	for _, svc := range services {
-		if len(svc.Spec.Selector) > 0 && labels.SelectorFromSet(svc.Spec.Selector).Matches(pods) {
-			fronts = append(fronts, svc)
-		}
-	}
-	// A Service with a cluster IP first (the chart's own), then the StatefulSet's headless one.
-	slices.SortStableFunc(fronts, func(a, b *corev1.Service) int { return headless(a) - headless(b) })
-	for _, svc := range fronts {
-		if port, ok := servicePostgresPort(svc, sts.Spec.Template.Spec.Containers); ok {
-			return forwardspec.Spec{Kind: forwardspec.KindService, Name: svc.Name, Port: strconv.Itoa(int(port))}, nil
-		}
-	}
 	port := ""
 	if p, ok := containerPostgresPort(sts.Spec.Template.Spec.Containers); ok {
 		port = strconv.Itoa(int(p))
 	}
-	return forwardspec.Spec{Kind: forwardspec.KindPod, Name: sts.Name + "-0", Port: port}, nil
-}
-
-func headless(svc *corev1.Service) int {
-	if svc.Spec.ClusterIP == corev1.ClusterIPNone {
-		return 1
-	}
-	return 0
+	return forwardspec.Spec{Kind: forwardspec.KindStatefulSet, Name: sts.Name, Port: port}, nil
 }
 
 // isPostgresPortName reports whether a port name says PostgreSQL (postgresql, tcp-postgresql,

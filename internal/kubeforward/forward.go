@@ -1,8 +1,6 @@
 package kubeforward
 
 import (
-	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
-
 	"context"
 	"fmt"
 	"io"
@@ -20,6 +18,8 @@ import (
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
 	"k8s.io/streaming/pkg/httpstream"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
 )
 
 // Options configure a Forward.
@@ -51,6 +51,7 @@ type Forward struct {
 	closed bool
 	pods   []PodRef
 	via    string // the transport of the last connection
+	how    string // how its pod was chosen
 }
 
 // PodRef is one pod the forward reached.
@@ -179,8 +180,10 @@ func (f *Forward) untrack(c io.Closer) {
 	delete(f.open, c)
 }
 
-// reached records the pod a connection went to, logging each change of pod.
-func (f *Forward) reached(pod *corev1.Pod, port int32, via string) {
+// reached records the pod a connection went to, logging each change of pod and how it was
+// chosen.
+func (f *Forward) reached(t target, via string) {
+	pod := t.pod
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ref := PodRef{Name: pod.Name, UID: pod.UID}
@@ -188,14 +191,14 @@ func (f *Forward) reached(pod *corev1.Pod, port int32, via string) {
 	if n := len(f.pods); n > 0 {
 		prev = f.pods[n-1]
 	}
-	if prev == ref && f.via == via {
+	if prev == ref && f.via == via && f.how == t.how {
 		return
 	}
 	if prev != ref {
 		f.pods = append(f.pods, ref)
 	}
-	f.via = via
-	args := []any{"pod", pod.Name, "uid", string(pod.UID), "port", port, "via", via}
+	f.via, f.how = via, t.how
+	args := []any{"pod", pod.Name, "uid", string(pod.UID), "port", t.port, "via", via, "chosen", t.how}
 	if prev.Name != "" && prev != ref {
 		args = append(args, "replaces", prev.String())
 	}
@@ -222,7 +225,7 @@ func (f *Forward) handle(c net.Conn) error {
 	}
 	defer f.untrack(conn)
 	defer conn.Close()
-	f.reached(t.pod, t.port, via)
+	f.reached(t, via)
 
 	headers := http.Header{}
 	headers.Set(corev1.StreamType, corev1.StreamTypeError)

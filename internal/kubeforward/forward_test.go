@@ -1,27 +1,32 @@
 package kubeforward
 
 import (
-	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
-
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -198,6 +203,111 @@ func TestForwardFollowsReplacedPod(t *testing.T) {
 			first = second
 		})
 	}
+}
+
+// statefulSet creates a StatefulSet of one pod like the chart's PostgreSQL, whose selector
+// and pod labels are labels.
+func statefulSet(t *testing.T, kube testworld.Kube, name string, labels map[string]string) {
+	t.Helper()
+	replicas := int32(1)
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: "postgresql", Image: "postgres:11.7",
+						Ports: []corev1.ContainerPort{{Name: "postgresql", ContainerPort: testworld.PodPostgresPort}}}},
+					Tolerations: []corev1.Toleration{{Key: "kwok.x-k8s.io/node", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+				},
+			},
+		},
+	}
+	if _, err := kube.Client.AppsV1().StatefulSets(kube.Namespace).Create(t.Context(), sts, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestForwardToStatefulSetPods: auto's target, a StatefulSet, through an orphan re-create of
+// it with a new selector (what an upgrade 2.1.0 → 3.0.0 does, and a failed one leaves): its
+// own pod, then the orphaned pod that keeps its name and the old labels, then the pod the new
+// StatefulSet makes. A Service whose selector matches none of them is never asked.
+func TestForwardToStatefulSetPods(t *testing.T) {
+	kube := testworld.Cluster(t)
+	db := testworld.Postgres(t)
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "pg"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "other"},
+			Ports: []corev1.ServicePort{{Name: "postgresql", Port: 5432, TargetPort: intstr.FromString("postgresql")}}},
+	}
+	if _, err := kube.Client.CoreV1().Services(kube.Namespace).Create(t.Context(), svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	statefulSet(t, kube, "pg", map[string]string{"app": "pg", "version": "1"})
+	first := waitReady(t, kube, "pg-0")
+
+	var log strings.Builder
+	f, err := Start(t.Context(), Options{Config: kube.Config, Client: kube.Client, Namespace: kube.Namespace,
+		Spec: forwardspec.Spec{Kind: forwardspec.KindStatefulSet, Name: "pg"}, PodWait: 30 * time.Second,
+		Log: slog.New(slog.NewTextHandler(&syncWriter{w: &log}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	mustQuery(t, f, db)
+
+	// Orphan-deleted and re-created with another selector: the old pod stays, not selected.
+	orphan := metav1.DeletePropagationOrphan
+	sets := kube.Client.AppsV1().StatefulSets(kube.Namespace)
+	if err := sets.Delete(t.Context(), "pg", metav1.DeleteOptions{PropagationPolicy: &orphan}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := sets.Get(ctx, "pg", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}); err != nil {
+		t.Fatalf("the orphan delete did not finish: %v", err)
+	}
+	mustQuery(t, f, db) // no StatefulSet at all: the pod by its name
+	statefulSet(t, kube, "pg", map[string]string{"app": "pg", "version": "2"})
+	mustQuery(t, f, db)
+	deletePod(t, kube, "pg-0")
+	// The controller is not told of an orphan's deletion and retries its failed create with
+	// a growing backoff: an update of the StatefulSet makes it look again now.
+	if _, err := sets.Patch(t.Context(), "pg", types.MergePatchType, []byte(`{"metadata":{"annotations":{"test/nudge":"1"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	second := waitReady(t, kube, "pg-0")
+	mustQuery(t, f, db)
+
+	pods := f.Pods()
+	if len(pods) != 2 || pods[0].UID != first.UID || pods[1].UID != second.UID {
+		t.Errorf("the forward reached %v; want the first pod (uid %s), then the new StatefulSet's (uid %s)", pods, first.UID, second.UID)
+	}
+	for _, want := range []string{
+		`chosen="selected by statefulset/pg"`,
+		`chosen="named like the pods of statefulset/pg, which does not exist now"`,
+		`chosen="named like the pods of statefulset/pg, whose selector does not select it (orphaned)"`,
+		`port-forward reaches pod" pod=pg-0 uid=` + string(second.UID),
+	} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("the log lacks %q:\n%s", want, log.String())
+		}
+	}
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 func TestForwardRefusesWhatItCannotReach(t *testing.T) {

@@ -1,8 +1,6 @@
 package kubeforward
 
 import (
-	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
-
 	"context"
 	"errors"
 	"fmt"
@@ -17,12 +15,16 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
 )
 
 // target is where one connection goes: a pod that runs and is ready, and its container port.
 type target struct {
 	pod  *corev1.Pod
 	port int32
+	// how says how the pod was chosen, for the log ("selected by statefulset/db").
+	how string
 }
 
 // NotFoundError is a target that does not exist: the Service, or the pod of a pod target.
@@ -111,6 +113,9 @@ func permanent(err error) bool {
 
 // look is one look at the target: the pod and port, or why there is none yet ("" when ready).
 func (r resolver) look(ctx context.Context) (target, string, error) {
+	if r.spec.Kind == forwardspec.KindStatefulSet {
+		return r.lookStatefulSet(ctx)
+	}
 	if r.spec.Kind == forwardspec.KindPod {
 		pod, err := r.client.CoreV1().Pods(r.namespace).Get(ctx, r.spec.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -126,7 +131,7 @@ func (r resolver) look(ctx context.Context) (target, string, error) {
 		if err != nil {
 			return target{}, "", err
 		}
-		return target{pod: pod, port: port}, "", nil
+		return target{pod: pod, port: port, how: "named"}, "", nil
 	}
 
 	svc, err := r.client.CoreV1().Services(r.namespace).Get(ctx, r.spec.Name, metav1.GetOptions{})
@@ -165,12 +170,98 @@ func (r resolver) look(ctx context.Context) (target, string, error) {
 		if !ok {
 			return target{}, "", targetErrorf("service %s port %d targets the port %q, which pod %s does not declare", svc.Name, sp.Port, sp.TargetPort.StrVal, pod.Name)
 		}
-		return target{pod: pod, port: port}, "", nil
+		return target{pod: pod, port: port, how: "selected by service/" + svc.Name}, "", nil
 	}
 	if len(states) == 0 {
 		return target{}, fmt.Sprintf("service %s selects no pod", svc.Name), nil
 	}
 	return target{}, fmt.Sprintf("service %s has no ready pod (%s)", svc.Name, strings.Join(states, "; ")), nil
+}
+
+// lookStatefulSet finds the pod of a StatefulSet target: one of the pods named
+// <statefulset>-<ordinal>, those the live StatefulSet's selector selects first, then those
+// that carry its pods' names but not its labels (orphaned by a re-create: after a failed
+// upgrade or rollback the live StatefulSet and its pod may be of different versions). Among
+// them the lowest ordinal, then the newest. A Service is never asked: its selector may be
+// the other version's.
+func (r resolver) lookStatefulSet(ctx context.Context) (target, string, error) {
+	var selector labels.Selector
+	sts, err := r.client.AppsV1().StatefulSets(r.namespace).Get(ctx, r.spec.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		sts = nil // orphan-deleted for a re-create: its pods keep their names
+	case err != nil:
+		return target{}, "", err
+	default:
+		if selector, err = metav1.LabelSelectorAsSelector(sts.Spec.Selector); err != nil {
+			return target{}, "", targetErrorf("statefulset %s: selector: %v", sts.Name, err)
+		}
+	}
+	list, err := r.client.CoreV1().Pods(r.namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return target{}, "", err
+	}
+	type candidate struct {
+		pod      *corev1.Pod
+		ordinal  int
+		selected bool
+	}
+	var cands []candidate
+	for i := range list.Items {
+		pod := &list.Items[i]
+		ordinal, ok := podOrdinal(r.spec.Name, pod.Name)
+		if !ok {
+			continue
+		}
+		cands = append(cands, candidate{pod, ordinal, selector != nil && selector.Matches(labels.Set(pod.Labels))})
+	}
+	if sts == nil && len(cands) == 0 {
+		return target{}, "", &NotFoundError{Spec: r.spec}
+	}
+	slices.SortFunc(cands, func(a, b candidate) int {
+		switch {
+		case a.selected != b.selected && a.selected:
+			return -1
+		case a.selected != b.selected:
+			return 1
+		case a.ordinal != b.ordinal:
+			return a.ordinal - b.ordinal
+		}
+		return b.pod.CreationTimestamp.Compare(a.pod.CreationTimestamp.Time)
+	})
+	var states []string
+	for _, c := range cands {
+		if why := notReady(c.pod); why != "" {
+			states = append(states, c.pod.Name+" "+why)
+			continue
+		}
+		port, err := podPort(c.pod, r.spec.Port)
+		if err != nil {
+			return target{}, "", err
+		}
+		how := "selected by statefulset/" + r.spec.Name
+		switch {
+		case sts == nil:
+			how = "named like the pods of statefulset/" + r.spec.Name + ", which does not exist now"
+		case !c.selected:
+			how = "named like the pods of statefulset/" + r.spec.Name + ", whose selector does not select it (orphaned)"
+		}
+		return target{pod: c.pod, port: port, how: how}, "", nil
+	}
+	if len(states) == 0 {
+		return target{}, fmt.Sprintf("statefulset %s has no pod", r.spec.Name), nil
+	}
+	return target{}, fmt.Sprintf("statefulset %s has no ready pod (%s)", r.spec.Name, strings.Join(states, "; ")), nil
+}
+
+// podOrdinal reads the ordinal of a StatefulSet's pod name, <statefulset>-<ordinal>.
+func podOrdinal(statefulSet, pod string) (int, bool) {
+	rest, ok := strings.CutPrefix(pod, statefulSet+"-")
+	if !ok || rest == "" || strings.TrimLeft(rest, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	return n, err == nil
 }
 
 // notReady says why a pod cannot take a forward yet, or "".

@@ -95,8 +95,8 @@ func TestRehearsal(t *testing.T) {
 		if slices.Contains(s.Args, "--db-host") || !slices.Contains(s.Args, "--db-port-forward") {
 			t.Errorf("step %d: identity-upgrade %s: want --db-port-forward and no --db-host", i, strings.Join(s.Args, " "))
 		}
-		if !strings.Contains(s.Output, `msg="db-port-forward auto: the release's PostgreSQL" target=service/identity-postgresql-id:5432`) {
-			t.Errorf("step %d: db-port-forward auto did not find the release's PostgreSQL Service:\n%s", i, s.Output)
+		if !strings.Contains(s.Output, `msg="db-port-forward auto: the release's PostgreSQL" target=statefulset/identity-postgresql-id:5432`) {
+			t.Errorf("step %d: db-port-forward auto did not find the release's PostgreSQL StatefulSet:\n%s", i, s.Output)
 		}
 		m := forward.FindStringSubmatch(s.Output)
 		if m == nil {
