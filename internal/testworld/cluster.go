@@ -169,19 +169,27 @@ const clusterPrefix = "testworld-kwok-"
 
 // StartCluster starts a simulated cluster whose port-forwards to PodPostgresPort reach the
 // binary's shared PostgreSQL server; Stop removes it.
-func StartCluster() (*KubeCluster, error) { return startCluster(sharedPostgresAddr) }
+func StartCluster() (*KubeCluster, error) { return startCluster(sharedPostgresAddr, clusterOptions{}) }
 
 // StartClusterForPostgres starts a simulated cluster as StartCluster does, except that
 // port-forwards to PodPostgresPort of its pods reach srv, a server of the caller's: a
 // release installed with its bundled PostgreSQL then has srv as its database.
 func StartClusterForPostgres(srv *PostgresServer) (*KubeCluster, error) {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.port))
-	return startCluster(func() (string, error) { return addr, nil })
+	return startCluster(func() (string, error) { return addr, nil }, clusterOptions{})
+}
+
+// clusterOptions change how a cluster's control plane runs.
+type clusterOptions struct {
+	// survivesAPIServerRestart runs the controller manager and the scheduler without leader
+	// election: with it, each exits when it cannot renew its lease while the API server is
+	// down, and nothing here starts it again (a kubelet would, for static pods).
+	survivesAPIServerRestart bool
 }
 
 // startCluster starts a cluster whose relay passes port-forwards to PodPostgresPort on to the
 // address postgres returns.
-func startCluster(postgres func() (string, error)) (*KubeCluster, error) {
+func startCluster(postgres func() (string, error), opts clusterOptions) (*KubeCluster, error) {
 	cache, err := Tools()
 	if err != nil {
 		return nil, err
@@ -238,7 +246,7 @@ func startCluster(postgres func() (string, error)) (*KubeCluster, error) {
 		return nil, err
 	}
 	conf, err := clusterConfig(templateData{Root: root, ExecDir: c.execDir, PostgresRelayPort: c.relay.port(), Clones: c.clones.forwards(),
-		TokenWebhookConfig: webhookConfig}, map[string]string{
+		TokenWebhookConfig: webhookConfig}, opts, map[string]string{
 		"kubeApiserverBinary":         bin("kubernetes", KubeVersion, "kube-apiserver"),
 		"kubeControllerManagerBinary": bin("kubernetes", KubeVersion, "kube-controller-manager"),
 		"kubeSchedulerBinary":         bin("kubernetes", KubeVersion, "kube-scheduler"),
@@ -301,7 +309,7 @@ type templateData struct {
 // binary's token webhook, uncached, about bearer tokens it does not know, the kwok stages
 // of testdata/kwok (defaults plus the fault injectors) and its other kwok documents (logs,
 // exec).
-func clusterConfig(data templateData, binaries map[string]string) ([]byte, error) {
+func clusterConfig(data templateData, opts clusterOptions, binaries map[string]string) ([]byte, error) {
 	root := data.Root
 	var b bytes.Buffer
 	b.WriteString("apiVersion: config.kwok.x-k8s.io/v1alpha1\nkind: KwokctlConfiguration\noptions:\n")
@@ -332,6 +340,17 @@ func clusterConfig(data templateData, binaries map[string]string) ([]byte, error
   - key: authentication-token-webhook-cache-ttl
     value: 0s
 `, data.TokenWebhookConfig)
+	}
+	if opts.survivesAPIServerRestart {
+		b.WriteString(`- name: kube-controller-manager
+  extraArgs:
+  - key: leader-elect
+    value: "false"
+- name: kube-scheduler
+  extraArgs:
+  - key: leader-elect
+    value: "false"
+`)
 	}
 	b.WriteString(`---
 apiVersion: config.kwok.x-k8s.io/v1alpha1
