@@ -15,11 +15,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/pgarchive"
@@ -53,6 +56,9 @@ type BackupOptions struct {
 	// nil logs nothing.
 	Log              *slog.Logger
 	ProgressInterval time.Duration
+	// Session tags the backup's sessions, bounds its lock waits and retries it when the way to
+	// the database breaks (Session.Log, when nil, is Log).
+	Session Session
 }
 
 // DumpFileName returns the name of the dump file of a bundle.
@@ -71,7 +77,30 @@ func DumpFileName(format string, encrypted bool) string {
 // is streamed: pg_dump → (plain: seed filter) → zstd → (age) → sha256 → file, and its row
 // counts are read in the very snapshot pg_dump dumps. The manifest is written last, only after
 // pg_dump succeeded and the dump was checked complete; on any failure dir is removed.
-func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err error) {
+//
+// A backup whose connection breaks is taken again, from a new snapshot (opts.Session.Retry).
+// Before each attempt the sessions the tool left behind holding locks are ended; a lock held
+// by another session for longer than the lock timeout fails it with a *LockTimeoutError
+// naming that session.
+func Backup(ctx context.Context, dir string, opts BackupOptions) (*Bundle, error) {
+	if opts.Session.Log == nil {
+		opts.Session.Log = opts.Log
+	}
+	cfg, err := pgconn.ParseConfig(opts.ConnString)
+	if err != nil {
+		return nil, errors.New("parse database connection string: invalid (check database-url or the db-* inputs)")
+	}
+	var b *Bundle
+	err = opts.Session.retry(ctx, "backup", func() string { return opts.Session.route(cfg) }, false, func(ctx context.Context, n int) error {
+		var err error
+		b, err = backupAttempt(ctx, dir, opts, n)
+		return err
+	})
+	return b, err
+}
+
+// backupAttempt is attempt n of a backup.
+func backupAttempt(ctx context.Context, dir string, opts BackupOptions, attempt int) (_ *Bundle, err error) {
 	format := orDefault(opts.Format, FormatCustom)
 	if format != FormatCustom && format != FormatPlain {
 		return nil, fmt.Errorf("backup: unknown dump format %q (custom or plain)", format)
@@ -80,7 +109,8 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 	if err != nil {
 		return nil, err
 	}
-	env, pgcfg, err := connEnv(opts.ConnString)
+	app := opts.Session.tag("backup", attempt)
+	env, _, err := opts.Session.env(opts.ConnString, "backup", attempt)
 	if err != nil {
 		return nil, err
 	}
@@ -89,11 +119,26 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 		now = opts.Now
 	}
 
-	conn, err := pgx.Connect(ctx, opts.ConnString)
+	conn, err := opts.Session.connect(ctx, opts.ConnString, "backup", attempt)
 	if err != nil {
-		return nil, fmt.Errorf("connect to database %q on %s:%d: %w", pgcfg.Database, pgcfg.Host, pgcfg.Port, err)
+		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if err := opts.Session.clearLeft(ctx, conn, "backup"); err != nil {
+		opts.Session.log().WarnContext(ctx, "could not end the sessions left behind; the backup may wait for their locks", "err", err)
+	}
+	// A watch notes who blocks the backup's sessions, for the error if a lock wait times out,
+	// and stops the attempt if the server loses them.
+	ctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	watch := opts.Session.watchAttempt(ctx, opts.ConnString, app, attempt, abort)
+	defer func() {
+		err = sessionsGone(ctx, err)
+		blockers := watch.stop()
+		if err != nil && lockTimedOut(err) {
+			err = &LockTimeoutError{What: "backup", Timeout: opts.Session.lockTimeout(), Blockers: blockers, Err: err}
+		}
+	}()
 
 	// The snapshot stays exported while this transaction is open: pg_dump dumps exactly it,
 	// and the row counts are read in it.
@@ -152,7 +197,7 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 	}
 	dumped, err := dumpTo(ctx, dumpRequest{
 		Path: b.DumpPath(), Format: format, Snapshot: snapshot, Recipients: recipients,
-		Env: env, Tools: opts.Tools, PgDumpMajor: major,
+		Env: env, Tools: opts.Tools, PgDumpMajor: major, LockTimeout: opts.Session.lockTimeout(),
 		Log: opts.Log, Progress: progress.Options{Interval: opts.ProgressInterval, Attrs: []any{"database", m.Database}},
 	})
 	if err != nil {
@@ -208,6 +253,9 @@ type dumpRequest struct {
 	Env         []string        // pg_dump's environment, which carries the connection
 	Tools       Tools
 	PgDumpMajor int // pg_dump's major version, which picks the custom archive's reader
+	// LockTimeout bounds pg_dump's wait for its table locks (--lock-wait-timeout; pg_dump
+	// turns lock_timeout off for its session).
+	LockTimeout time.Duration
 	// Log, when not nil, receives the progress of pg_dump's output ("backup progress").
 	Log      *slog.Logger
 	Progress progress.Options
@@ -255,6 +303,9 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 	defer zw.Close()
 
 	args := []string{"--no-password", "--snapshot=" + req.Snapshot}
+	if req.LockTimeout > 0 {
+		args = append(args, "--lock-wait-timeout="+strconv.FormatInt(req.LockTimeout.Milliseconds(), 10))
+	}
 	if req.Format == FormatCustom {
 		args = append(args, "--format=custom", "--compress=0")
 	} else {
@@ -292,7 +343,8 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 
 	meter := progress.Start(ctx, req.Log, "backup progress", req.Progress)
 	defer meter.Stop()
-	src := meter.Reader(stdout)
+	read := &countReader{r: stdout}
+	src := meter.Reader(read)
 	var complete bool
 	var rows map[string]int64
 	var copyErr error
@@ -324,7 +376,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 	case copyErr != nil:
 		return dumpResult{}, fmt.Errorf("%w: stream: %w", ErrIncomplete, errors.Join(copyErr, verifyErr))
 	case waitErr != nil:
-		return dumpResult{}, fmt.Errorf("%w: %w", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr))
+		return dumpResult{}, &attemptError{err: fmt.Errorf("%w: %w", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr)), moved: read.n.Load()}
 	case verifyErr != nil:
 		return dumpResult{}, fmt.Errorf("%w: the archive does not read to its end: %w", ErrIncomplete, verifyErr)
 	case !complete && req.Format == FormatPlain:
@@ -347,6 +399,18 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 		return dumpResult{}, err
 	}
 	return dumpResult{SHA256: hex.EncodeToString(hash.Sum(nil)), Bytes: counter.n, Rows: rows}, nil
+}
+
+// countReader counts what is read through it.
+type countReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 type countWriter struct{ n int64 }

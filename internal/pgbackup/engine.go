@@ -15,6 +15,7 @@ import (
 
 	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
@@ -52,6 +53,9 @@ type Engine struct {
 	// Log receives the progress of the dump, the encrypted copy and the restore at Info;
 	// nil logs nothing. The stores log their own (their Log fields).
 	Log *slog.Logger
+	// Session tags every session, bounds the lock waits and says how often a backup, a
+	// restore and a connection check are tried (Session.Log, when nil, is Log).
+	Session Session
 
 	client        Client // the client Inspect chose, if it did
 	storesChecked bool   // CheckStores found every store usable
@@ -63,7 +67,7 @@ var _ rollout.Databaser = (*Engine)(nil)
 // server, unless Tools are set. Then it checks every store (CheckStores): a store that could
 // not take the backup fails the preflight, before anything is changed.
 func (e *Engine) Inspect(ctx context.Context) (rollout.Database, error) {
-	db, client, err := Inspector{ConnString: e.ConnString, Clients: e.Clients}.inspect(ctx)
+	db, client, err := Inspector{ConnString: e.ConnString, Clients: e.Clients, Session: e.session()}.inspect(ctx)
 	if err != nil {
 		return db, err
 	}
@@ -84,6 +88,15 @@ func (e *Engine) CheckStores(ctx context.Context) error {
 	}
 	e.storesChecked = true
 	return nil
+}
+
+// session is e.Session, logging to e.Log unless it has a log of its own.
+func (e *Engine) session() Session {
+	s := e.Session
+	if s.Log == nil {
+		s.Log = e.Log
+	}
+	return s
 }
 
 // tools returns the client tools, choosing them first when the preflight did not.
@@ -116,7 +129,7 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 		return rollout.Backup{}, err
 	}
 	opts := BackupOptions{
-		ConnString: e.ConnString, Format: e.Format, Tools: tools, Now: e.Now, Log: e.Log,
+		ConnString: e.ConnString, Format: e.Format, Tools: tools, Now: e.Now, Log: e.Log, Session: e.session(),
 		Release: req.Release.Name, Revision: req.Release.Revision, ChartVersion: req.Release.ChartVersion,
 	}
 	if req.Release.Revision > 0 {
@@ -169,32 +182,43 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 // as well as changes in number: an updated row is a new row version, younger than the
 // backup's snapshot.
 func (e *Engine) Drift(ctx context.Context, bk rollout.Backup) (string, error) {
-	b, conn, err := e.openWithDatabase(ctx, bk)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if migrated, err := migration(ctx, conn, &b.Manifest); err != nil || migrated != "" {
-		return migrated, err
-	}
-	changes, err := contentChanges(ctx, conn, &b.Manifest)
-	if err != nil || changes == "" {
-		return "", err
-	}
-	return "data changed: " + changes, nil
+	var drift string
+	err := e.withDatabase(ctx, "drift", bk, func(ctx context.Context, b *Bundle, conn *pgx.Conn) error {
+		migrated, err := migration(ctx, conn, &b.Manifest)
+		if err != nil || migrated != "" {
+			drift = migrated
+			return err
+		}
+		changes, err := contentChanges(ctx, conn, &b.Manifest)
+		if err == nil && changes != "" {
+			drift = "data changed: " + changes
+		}
+		return err
+	})
+	return drift, err
 }
 
-// openWithDatabase opens the backup's bundle and connects to the database.
-func (e *Engine) openWithDatabase(ctx context.Context, bk rollout.Backup) (*Bundle, *pgx.Conn, error) {
+// withDatabase opens the backup's bundle, connects to the database and runs read, a reading
+// that changes nothing: when the connection breaks it is tried again (a connection check,
+// Session.Retry).
+func (e *Engine) withDatabase(ctx context.Context, purpose string, bk rollout.Backup, read func(context.Context, *Bundle, *pgx.Conn) error) error {
 	b, err := OpenBundle(bk.Dir)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	conn, err := pgx.Connect(ctx, e.ConnString)
+	s := e.session()
+	cfg, err := pgconn.ParseConfig(e.ConnString)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to the database: %w", err)
+		return errors.New("parse database connection string: invalid (check database-url or the db-* inputs)")
 	}
-	return b, conn, nil
+	return s.retry(ctx, "database "+purpose, func() string { return s.route(cfg) }, false, func(ctx context.Context, n int) error {
+		conn, err := s.connect(ctx, e.ConnString, purpose, n)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		return read(ctx, b, conn)
+	})
 }
 
 // migration says how Keycloak's schema state differs from the manifest's, or "".
@@ -212,7 +236,7 @@ func migration(ctx context.Context, conn *pgx.Conn, m *Manifest) (string, error)
 
 // Restore restores the working copy, and says with which client tools and what it left out.
 func (e *Engine) Restore(ctx context.Context, bk rollout.Backup) (string, error) {
-	opts := RestoreOptions{ConnString: e.ConnString, Jobs: e.Jobs, Tools: e.Tools, Clients: e.Clients, TempDir: e.WorkDir, Identity: e.Identity, Log: e.Log}
+	opts := RestoreOptions{ConnString: e.ConnString, Jobs: e.Jobs, Tools: e.Tools, Clients: e.Clients, TempDir: e.WorkDir, Identity: e.Identity, Log: e.Log, Session: e.session()}
 	if e.client.Dir != "" {
 		// Chosen again, for the target server and the dump's pg_dump: the same client, named
 		// in the report.
@@ -241,30 +265,32 @@ func (e *Engine) Verify(ctx context.Context, bk rollout.Backup) error {
 }
 
 func (e *Engine) verify(ctx context.Context, bk rollout.Backup) (string, error) {
-	b, conn, err := e.openWithDatabase(ctx, bk)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if migrated, err := migration(ctx, conn, &b.Manifest); err != nil || migrated != "" {
-		return migrated, err
-	}
-	counts, err := rowCounts(ctx, conn)
-	if err != nil {
-		return "", err
-	}
-	diffs := []string{}
-	if diff := countDiff(b.Manifest.RowCounts, counts); diff != "" {
-		diffs = append(diffs, "data changed: "+diff)
-	}
-	if b.Manifest.Content != nil {
-		defs, err := definitionChanges(ctx, conn, b.Manifest.Content)
-		if err != nil {
-			return "", err
+	var diff string
+	err := e.withDatabase(ctx, "verify", bk, func(ctx context.Context, b *Bundle, conn *pgx.Conn) error {
+		migrated, err := migration(ctx, conn, &b.Manifest)
+		if err != nil || migrated != "" {
+			diff = migrated
+			return err
 		}
-		diffs = append(diffs, defs...)
-	}
-	return strings.Join(diffs, "; "), nil
+		counts, err := rowCounts(ctx, conn)
+		if err != nil {
+			return err
+		}
+		diffs := []string{}
+		if d := countDiff(b.Manifest.RowCounts, counts); d != "" {
+			diffs = append(diffs, "data changed: "+d)
+		}
+		if b.Manifest.Content != nil {
+			defs, err := definitionChanges(ctx, conn, b.Manifest.Content)
+			if err != nil {
+				return err
+			}
+			diffs = append(diffs, defs...)
+		}
+		diff = strings.Join(diffs, "; ")
+		return nil
+	})
+	return diff, err
 }
 
 // encryptedCopy writes an age-encrypted copy of the plaintext bundle b into dst: the dump

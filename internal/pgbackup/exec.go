@@ -139,12 +139,26 @@ func command(ctx context.Context, tool string, env []string, args ...string) (*e
 	return cmd, tail
 }
 
+// toolError is a client program that failed, with the end of what it wrote to stderr: the
+// only account of why (a broken connection, a refused login, an SQL error).
+type toolError struct {
+	tool   string
+	err    error
+	stderr string
+}
+
+func (e *toolError) Error() string {
+	if e.stderr != "" {
+		return fmt.Sprintf("%s: %v: %s", e.tool, e.err, e.stderr)
+	}
+	return fmt.Sprintf("%s: %v", e.tool, e.err)
+}
+
+func (e *toolError) Unwrap() error { return e.err }
+
 // runErr describes a finished child's failure with its stderr tail.
 func runErr(tool string, err error, tail *stderrTail) error {
-	if s := tail.String(); s != "" {
-		return fmt.Errorf("%s: %w: %s", tool, err, s)
-	}
-	return fmt.Errorf("%s: %w", tool, err)
+	return &toolError{tool: tool, err: err, stderr: tail.String()}
 }
 
 // run runs a command to completion, returning its stdout.

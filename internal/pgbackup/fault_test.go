@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -32,16 +33,25 @@ func TestBackupConnectionFaults(t *testing.T) {
 	l.Close()
 	tests := []struct {
 		name, conn, want string
+		retried          bool // a refused login is the input's fault: trying again cannot help
 	}{
-		{"wrong password", wrong.String(), "password authentication failed"},
-		{"unreachable host", fmt.Sprintf("postgres://keycloak:pw@127.0.0.1:%d/db?sslmode=disable&connect_timeout=5", closedPort), "connection refused"},
+		{"wrong password", wrong.String(), "password authentication failed", false},
+		{"unreachable host", fmt.Sprintf("postgres://keycloak:pw@127.0.0.1:%d/db?sslmode=disable&connect_timeout=5", closedPort), "connection refused", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "b")
-			_, err := pgbackup.Backup(t.Context(), dir, pgbackup.BackupOptions{ConnString: tt.conn})
+			var log logBuffer
+			_, err := pgbackup.Backup(t.Context(), dir, pgbackup.BackupOptions{ConnString: tt.conn,
+				Session: pgbackup.Session{Retry: pgbackup.Retry{Attempts: 2, Backoff: 10 * time.Millisecond}, Log: slog.New(slog.NewTextHandler(&log, nil))}})
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "connect to database") {
 				t.Fatalf("error %v, want one naming %q", err, tt.want)
+			}
+			if retried := strings.Contains(log.String(), `msg="backup attempt 1/2 failed; retrying 2/2"`); retried != tt.retried {
+				t.Errorf("retried: %t, want %t\n%s", retried, tt.retried, log.String())
+			}
+			if got := pgbackup.Refused(err); got == tt.retried {
+				t.Errorf("Refused = %t: a refused login is the input's fault, an unreachable host is not", got)
 			}
 			if strings.Contains(err.Error(), "not-the-password") {
 				t.Errorf("error shows the password: %v", err)

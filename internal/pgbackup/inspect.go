@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -33,14 +34,31 @@ type SchemaState = rollout.SchemaState
 // Inspect connects with connString (a postgres:// URL or key=value DSN) and reads the facts
 // the preflight records.
 func Inspect(ctx context.Context, connString string) (ServerInfo, error) {
-	conn, err := pgx.Connect(ctx, connString)
-	if err != nil {
-		return ServerInfo{}, fmt.Errorf("connect to database: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	return Session{Retry: Retry{Attempts: 1}}.inspect(ctx, connString)
+}
 
+// inspect is Inspect on a session of s, the connection check retried as s says.
+func (s Session) inspect(ctx context.Context, connString string) (ServerInfo, error) {
+	cfg, err := pgconn.ParseConfig(connString)
+	if err != nil {
+		return ServerInfo{}, errors.New("parse database connection string: invalid (check database-url or the db-* inputs)")
+	}
 	var info ServerInfo
-	err = conn.QueryRow(ctx, `SELECT current_setting('server_version'),
+	err = s.retry(ctx, "connection check", func() string { return s.route(cfg) }, false, func(ctx context.Context, n int) error {
+		conn, err := s.connect(ctx, connString, "inspect", n)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		info, err = readServerInfo(ctx, conn)
+		return err
+	})
+	return info, err
+}
+
+func readServerInfo(ctx context.Context, conn *pgx.Conn) (ServerInfo, error) {
+	var info ServerInfo
+	err := conn.QueryRow(ctx, `SELECT current_setting('server_version'),
 		current_setting('server_version_num')::int,
 		current_database(),
 		pg_database_size(current_database()),

@@ -42,6 +42,9 @@ type Inspector struct {
 	ConnString string
 	// Clients finds the client tools (the pg-bin-dir input, or the best installed).
 	Clients ClientChooser
+	// Session tags its session, bounds its lock waits and retries its connection check when
+	// the way to the database breaks.
+	Session Session
 }
 
 // Inspect implements rollout.DatabaseInspector. With no suitable client tools it still returns
@@ -52,7 +55,7 @@ func (i Inspector) Inspect(ctx context.Context) (rollout.Database, error) {
 }
 
 func (i Inspector) inspect(ctx context.Context) (rollout.Database, Client, error) {
-	info, err := Inspect(ctx, i.ConnString)
+	info, err := i.Session.inspect(ctx, i.ConnString)
 	if err != nil {
 		return rollout.Database{}, Client{}, err
 	}

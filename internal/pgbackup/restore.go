@@ -24,6 +24,7 @@ import (
 
 	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/progress"
@@ -69,6 +70,9 @@ type RestoreOptions struct {
 	// when the file was read; nil logs nothing.
 	Log              *slog.Logger
 	ProgressInterval time.Duration
+	// Session tags the restore's sessions, bounds its lock waits and retries it when the way
+	// to the database breaks (Session.Log, when nil, is Log).
+	Session Session
 }
 
 // DefaultJobs is the number of pg_restore jobs when RestoreOptions.Jobs is 0. One: a restore
@@ -125,8 +129,31 @@ func (r Restored) String() string {
 	return strings.Join(parts, "; ")
 }
 
-// RestoreBundle is Restore, saying what it did.
+// RestoreBundle is Restore, saying what it did. A restore whose connection breaks is tried
+// again (opts.Session.Retry): it is one transaction (nothing was committed), or, when the
+// break came after its COMMIT was sent, restoring it again whole gives the same database.
+// Before each attempt the sessions the tool left behind holding locks are ended; a lock held
+// by another session for longer than the lock timeout fails it with a *LockTimeoutError
+// naming that session.
 func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restored, error) {
+	if opts.Session.Log == nil {
+		opts.Session.Log = opts.Log
+	}
+	cfg, err := pgconn.ParseConfig(opts.ConnString)
+	if err != nil {
+		return Restored{}, fmt.Errorf("%w: parse database connection string: invalid (check database-url or the db-* inputs)", ErrNotStarted)
+	}
+	var res Restored
+	err = opts.Session.retry(ctx, "restore", func() string { return opts.Session.route(cfg) }, true, func(ctx context.Context, n int) error {
+		var err error
+		res, err = restoreAttempt(ctx, dir, opts, n)
+		return err
+	})
+	return res, err
+}
+
+// restoreAttempt is attempt n of a restore.
+func restoreAttempt(ctx context.Context, dir string, opts RestoreOptions, attempt int) (_ Restored, err error) {
 	b, err := OpenBundle(dir)
 	if err != nil {
 		return Restored{}, err
@@ -146,11 +173,11 @@ func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restor
 			return refuse("the age identity does not parse (give the content of an age identity file)")
 		}
 	}
-	env, pgcfg, err := connEnv(opts.ConnString)
+	app := opts.Session.tag("restore", attempt)
+	env, pgcfg, err := opts.Session.env(opts.ConnString, "restore", attempt, restoreSettings)
 	if err != nil {
 		return fail(fmt.Errorf("%w: %v", ErrNotStarted, err))
 	}
-	env = append(env, "PGOPTIONS="+restoreSettings)
 
 	// For parallel jobs the custom archive is decoded whole before anything changes, checking
 	// the file's size and sha256 in the same read (a wrong key or damaged data is found here),
@@ -185,11 +212,14 @@ func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restor
 		}
 	}
 
-	conn, err := pgx.Connect(ctx, opts.ConnString)
+	conn, err := opts.Session.connect(ctx, opts.ConnString, "restore", attempt)
 	if err != nil {
-		return fail(fmt.Errorf("%w: connect to database %q on %s:%d: %w", ErrNotStarted, pgcfg.Database, pgcfg.Host, pgcfg.Port, err))
+		return fail(fmt.Errorf("%w: %w", ErrNotStarted, err))
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if err := opts.Session.clearLeft(ctx, conn, "restore"); err != nil {
+		opts.Session.log().WarnContext(ctx, "could not end the sessions left behind; the restore may wait for their locks", "err", err)
+	}
 	target, err := readTarget(ctx, conn)
 	if err != nil {
 		return fail(fmt.Errorf("%w: %w", ErrNotStarted, err))
@@ -208,10 +238,23 @@ func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restor
 	}
 
 	// From here on the database changes (a streamed dump's only when its transaction
-	// commits, its rows checked before).
+	// commits, its rows checked before). A watch notes who blocks the restore's sessions, for
+	// the error if a lock wait times out, and stops the attempt if the server loses them.
+	ctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	defer func() { err = sessionsGone(ctx, err) }()
+	watch := opts.Session.watchAttempt(ctx, opts.ConnString, app, attempt, abort)
+	lockErr := func(err error) error {
+		blockers := watch.stop()
+		if err != nil && lockTimedOut(err) {
+			return fmt.Errorf("%w: %w", ErrNotStarted, &LockTimeoutError{What: "restore", Timeout: opts.Session.lockTimeout(), Blockers: blockers, Err: err})
+		}
+		return err
+	}
 	if streamed {
 		older := target.major < majorOf(m.ServerVersion)
 		res.DroppedSettings, err = restoreStream(ctx, b, identities, env, tools, filterOptions{freeze: true, settings: target.settings, settingsAnywhere: older}, opts.Log, meterOpts)
+		err = lockErr(err)
 		var damaged *damagedError
 		if errors.As(err, &damaged) {
 			return refuse("%v", damaged.err)
@@ -221,7 +264,7 @@ func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restor
 		}
 		return res, nil
 	}
-	if err := restoreParallel(ctx, conn, archive, pgcfg.Database, env, jobs, tools); err != nil {
+	if err := lockErr(restoreParallel(ctx, conn, archive, pgcfg.Database, env, jobs, tools)); err != nil {
 		return fail(fmt.Errorf("restore %s into database %q: %w", dir, pgcfg.Database, err))
 	}
 	got, err := rowCounts(ctx, conn)
@@ -422,11 +465,11 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 	var damage error
 	var committed bool
 	finished := make(chan struct{})
+	// filterPlain writes a line at a time; unbuffered, every line would be one handover
+	// through the pipe and one write to psql.
+	out := &errWriter{w: meter.Writer(pw)}
 	go func() {
 		defer close(finished)
-		// filterPlain writes a line at a time; unbuffered, every line would be one handover
-		// through the pipe and one write to psql.
-		out := &errWriter{w: meter.Writer(pw)}
 		w := bufio.NewWriterSize(out, 1<<20)
 		io.WriteString(w, "BEGIN;\n"+cleanSQL)
 		d, err := filterPlain(w, sql, filter)
@@ -477,15 +520,16 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 		return nil, &damagedError{fmt.Errorf("the restored rows differ from the manifest: %s", rowsDiff)}
 	case psqlErr != nil:
 		// The transaction did not commit: nothing changed.
-		return nil, fmt.Errorf("%w: %w", ErrNotStarted, runErr("psql", psqlErr, tail))
+		return nil, &attemptError{err: fmt.Errorf("%w: %w", ErrNotStarted, runErr("psql", psqlErr, tail)), moved: out.n.Load()}
 	default:
 		return nil, fmt.Errorf("%w: psql ended before the end of the dump, and nothing was committed", ErrNotStarted)
 	}
 }
 
-// errWriter passes writes on and keeps the first error.
+// errWriter passes writes on, counts what went through and keeps the first error.
 type errWriter struct {
 	w   io.Writer
+	n   atomic.Int64
 	err error
 }
 
@@ -494,6 +538,7 @@ func (e *errWriter) Write(p []byte) (int, error) {
 		return 0, e.err
 	}
 	n, err := e.w.Write(p)
+	e.n.Add(int64(n))
 	e.err = err
 	return n, err
 }
