@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
+	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
 // Options configure a Forward.
@@ -28,15 +30,32 @@ type Options struct {
 	Client    kubernetes.Interface
 	Namespace string
 	Spec      forwardspec.Spec
-	// PodWait bounds how long one new connection waits for a pod to run and be ready (the
-	// first look at the start included). Default 2 minutes.
+	// PodWait bounds how long one new connection waits for a pod to run (the first look at
+	// the start included). Default 2 minutes.
 	PodWait time.Duration
-	Log     *slog.Logger
+	// Attempts is how many times a connection tries to open its stream through the API
+	// server (the API server or the node agent restarting refuses it for a while); 0 means
+	// DefaultAttempts. Backoff is the wait before the second try, doubled before each further
+	// one; 0 means DefaultBackoff.
+	Attempts int
+	Backoff  time.Duration
+	Log      *slog.Logger
 }
+
+// Defaults of Options.
+const (
+	DefaultAttempts = 5
+	DefaultBackoff  = time.Second
+)
+
+// drainTimeout bounds how long Close lets the open connections finish by themselves.
+const drainTimeout = 2 * time.Second
 
 // Forward is a port-forward from 127.0.0.1:<free port> to a pod found from a Spec. It lives
 // until Close. Each local connection gets a connection of its own through the API server, to
-// the pod that is ready at that moment.
+// the pod that is ready at that moment (a running one when none is ready). A stream that
+// breaks is logged with its pod, the bytes it carried and why; the client sees its
+// connection closed, as it would if the database's host went away, and opens a new one.
 type Forward struct {
 	opts     Options
 	resolver resolver
@@ -62,12 +81,18 @@ type PodRef struct {
 
 func (p PodRef) String() string { return p.Name + " (uid " + string(p.UID) + ")" }
 
-// Start checks that the target exists and has a ready pod (waiting up to PodWait), then
+// Start checks that the target exists and has a running pod (waiting up to PodWait), then
 // listens on a free port of 127.0.0.1. A target that does not exist fails at once with a
 // *NotFoundError.
 func Start(ctx context.Context, opts Options) (*Forward, error) {
 	if opts.PodWait <= 0 {
 		opts.PodWait = 2 * time.Minute
+	}
+	if opts.Attempts <= 0 {
+		opts.Attempts = DefaultAttempts
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = DefaultBackoff
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
@@ -118,8 +143,20 @@ func (f *Forward) Transport() string {
 	return f.via
 }
 
-// Close stops listening, ends every forwarded connection and waits for them. It is safe on a
-// nil Forward and more than once.
+// Route describes the way the last connection went, for logs: "port-forward to pod
+// identity-postgresql-id-0".
+func (f *Forward) Route() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.pods); n > 0 {
+		return "port-forward to pod " + f.pods[n-1].Name
+	}
+	return "port-forward to " + f.opts.Spec.String()
+}
+
+// Close stops listening, lets the open connections finish by themselves for a moment (their
+// clients are closing them), then ends the rest and waits for them. It is safe on a nil
+// Forward and more than once.
 func (f *Forward) Close() error {
 	if f == nil {
 		return nil
@@ -130,13 +167,21 @@ func (f *Forward) Close() error {
 		return nil
 	}
 	f.closed = true
-	for c := range f.open {
-		c.Close()
-	}
 	f.mu.Unlock()
-	f.cancel()
 	err := f.listener.Close()
-	f.wg.Wait()
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drainTimeout):
+		f.mu.Lock()
+		for c := range f.open {
+			c.Close()
+		}
+		f.mu.Unlock()
+		<-done
+	}
+	f.cancel()
 	return err
 }
 
@@ -181,7 +226,7 @@ func (f *Forward) untrack(c io.Closer) {
 }
 
 // reached records the pod a connection went to, logging each change of pod and how it was
-// chosen.
+// chosen (at Warn when the pod is not ready: no ready one was there).
 func (f *Forward) reached(t target, via string) {
 	pod := t.pod
 	f.mu.Lock()
@@ -202,22 +247,56 @@ func (f *Forward) reached(t target, via string) {
 	if prev.Name != "" && prev != ref {
 		args = append(args, "replaces", prev.String())
 	}
+	if t.unready {
+		f.log.WarnContext(f.ctx, "port-forward reaches pod", args...)
+		return
+	}
 	f.log.InfoContext(f.ctx, "port-forward reaches pod", args...)
 }
 
-// streamTimeout bounds the wait for the API server's error stream once the data is done.
+// streamTimeout bounds the wait for the pod's side to end once the client's has (the drain),
+// and for the API server's error stream once the data is done.
 const streamTimeout = 5 * time.Second
 
-// handle forwards one local connection: it resolves the pod now, opens a port-forward
-// connection to it through the API server, and copies both ways until either side ends.
+// openStream resolves the pod now and opens a port-forward connection to it through the API server,
+// trying again (a new look at the pod included) while the API server or the node agent
+// refuses it, at most opts.Attempts times.
+func (f *Forward) openStream() (httpstream.Connection, target, string, error) {
+	wait := f.opts.Backoff
+	for attempt := 1; ; attempt++ {
+		t, err := f.resolver.resolve(f.ctx, false)
+		if err != nil {
+			return nil, target{}, "", err
+		}
+		conn, via, err := f.dial(t.pod.Name)
+		if err == nil {
+			return conn, t, via, nil
+		}
+		err = fmt.Errorf("port-forward to pod %s: %w", t.pod.Name, err)
+		if attempt >= f.opts.Attempts || permanent(err) || f.ctx.Err() != nil {
+			return nil, target{}, "", err
+		}
+		f.log.WarnContext(f.ctx, "port-forward could not open a stream through the API server; retrying",
+			"pod", t.pod.Name, "attempt", fmt.Sprintf("%d/%d", attempt, f.opts.Attempts), "err", err, "retry_in", wait)
+		select {
+		case <-f.ctx.Done():
+			return nil, target{}, "", err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
+}
+
+// handle forwards one local connection: it opens a port-forward connection to the pod of the
+// moment and copies both ways until either side ends. When the client ends first, the pod's
+// side is told (its data stream half-closed) and drained until it ends too, then the stream is
+// closed, so that the server sees the session end. When the pod's side ends first, or the
+// connection through the API server breaks, the client's connection is closed and the break is
+// logged with the pod, the bytes each way and the cause.
 func (f *Forward) handle(c net.Conn) error {
-	t, err := f.resolver.resolve(f.ctx, false)
+	conn, t, via, err := f.openStream()
 	if err != nil {
 		return err
-	}
-	conn, via, err := f.dial(t.pod.Name)
-	if err != nil {
-		return fmt.Errorf("port-forward to pod %s: %w", t.pod.Name, err)
 	}
 	if !f.track(conn) {
 		conn.Close()
@@ -247,26 +326,88 @@ func (f *Forward) handle(c net.Conn) error {
 	if err != nil {
 		return fmt.Errorf("port-forward to pod %s: data stream: %w", t.pod.Name, err)
 	}
+	var sent, received atomic.Int64
+	var remoteCopyErr error
 	remoteDone := make(chan struct{})
 	go func() {
-		io.Copy(c, data)
+		_, remoteCopyErr = io.Copy(&countingWriter{w: c, n: &received}, data)
 		close(remoteDone)
 	}()
 	localDone := make(chan struct{})
+	toPod := &countingWriter{w: data, n: &sent}
 	go func() {
-		io.Copy(data, c)
+		io.Copy(toPod, c)
 		data.Close() // the pod's side sees the end of the client's data
 		close(localDone)
 	}()
+
+	var cause string
 	select {
-	case <-remoteDone:
 	case <-localDone:
+		if toPod.err != nil {
+			// Not the client's end: the stream to the pod would not take its data.
+			cause = toPod.err.Error()
+			break
+		}
+		// The client ended: drain the pod's side until it ends too.
 		select {
 		case <-remoteDone:
+			data.Close()
+		case <-time.After(streamTimeout):
+			data.Reset()
+		}
+		conn.RemoveStreams(data, errorStream)
+		return f.remoteError(t, remoteErr)
+	case <-remoteDone:
+		cause = "the pod's side ended it"
+		if remoteCopyErr != nil {
+			cause = remoteCopyErr.Error()
+		}
+	case <-conn.CloseChan():
+		cause = "the connection through the API server closed"
+	}
+	// The pod's side or the way to it ended first: the client must see its connection end.
+	// The connection through the API server goes too: a copy blocked on it then returns.
+	c.Close()
+	data.Reset()
+	select {
+	case msg := <-remoteErr:
+		if msg != "" {
+			cause = msg
+		}
+	case <-time.After(100 * time.Millisecond):
+	}
+	f.log.WarnContext(f.ctx, "port-forward stream broken", "pod", t.pod.Name, "port", t.port,
+		"sent", progress.Bytes(sent.Load()), "received", progress.Bytes(received.Load()), "cause", cause)
+	conn.Close()
+	for _, done := range []chan struct{}{remoteDone, localDone} {
+		select {
+		case <-done:
 		case <-time.After(streamTimeout):
 		}
 	}
-	data.Reset()
+	return nil
+}
+
+// countingWriter passes writes on, counts the bytes written and keeps the first error.
+type countingWriter struct {
+	w   io.Writer
+	n   *atomic.Int64
+	err error
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// remoteError waits (up to streamTimeout) for the API server's error stream of a connection
+// and returns what it says, as an error; nil when it says nothing.
+func (f *Forward) remoteError(t target, remoteErr <-chan string) error {
 	select {
 	case msg := <-remoteErr:
 		if msg != "" {

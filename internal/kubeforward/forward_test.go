@@ -298,6 +298,47 @@ func TestForwardToStatefulSetPods(t *testing.T) {
 	}
 }
 
+// TestForwardToARunningPodThatIsNotReady: a PostgreSQL pod that runs but fails its readiness
+// probe may well serve the database: when no pod is ready, the forward takes it, and the log
+// says so (at Warn).
+func TestForwardToARunningPodThatIsNotReady(t *testing.T) {
+	kube := testworld.Cluster(t)
+	db := testworld.Postgres(t)
+	statefulSet(t, kube, "pg", map[string]string{"app": "pg"})
+	pod := waitReady(t, kube, "pg-0")
+	// The readiness probe fails from now on: the pod's Ready condition is false, its phase
+	// still Running.
+	for i, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady || c.Type == corev1.ContainersReady {
+			pod.Status.Conditions[i].Status = corev1.ConditionFalse
+		}
+	}
+	for i := range pod.Status.ContainerStatuses {
+		pod.Status.ContainerStatuses[i].Ready = false
+	}
+	if _, err := kube.Client.CoreV1().Pods(kube.Namespace).UpdateStatus(t.Context(), pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if why := notReady(pod); why != runningNotReady {
+		t.Fatalf("the pod is %q", why)
+	}
+	for _, spec := range []forwardspec.Spec{{Kind: forwardspec.KindStatefulSet, Name: "pg"}, {Kind: forwardspec.KindPod, Name: "pg-0"}} {
+		t.Run(spec.Kind, func(t *testing.T) {
+			var log strings.Builder
+			f, err := Start(t.Context(), Options{Config: kube.Config, Client: kube.Client, Namespace: kube.Namespace,
+				Spec: spec, PodWait: 10 * time.Second, Log: slog.New(slog.NewTextHandler(&syncWriter{w: &log}, nil))})
+			if err != nil {
+				t.Fatalf("start: %v", err)
+			}
+			defer f.Close()
+			mustQuery(t, f, db)
+			if !strings.Contains(log.String(), `level=WARN msg="port-forward reaches pod" pod=pg-0`) || !strings.Contains(log.String(), "running but not ready") {
+				t.Errorf("the log does not say the pod is not ready:\n%s", log.String())
+			}
+		})
+	}
+}
+
 // syncWriter serializes writes to w.
 type syncWriter struct {
 	mu sync.Mutex

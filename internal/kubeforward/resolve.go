@@ -25,6 +25,8 @@ type target struct {
 	port int32
 	// how says how the pod was chosen, for the log ("selected by statefulset/db").
 	how string
+	// unready is set when the pod runs but is not ready: no ready one was there.
+	unready bool
 }
 
 // NotFoundError is a target that does not exist: the Service, or the pod of a pod target.
@@ -46,7 +48,8 @@ type resolver struct {
 }
 
 // resolve waits (up to r.wait) for the target's pod to be Running and Ready and not being
-// deleted, then returns it with the container port to dial. With failFast (the first look, at
+// deleted (or only Running, when no pod of the target is Ready), then returns it with the
+// container port to dial. With failFast (the first look, at
 // the start) a Service or pod that does not exist fails at once: it is misnamed. Later a
 // missing one is waited for, as a rollback may be re-creating it.
 func (r resolver) resolve(ctx context.Context, failFast bool) (target, error) {
@@ -124,12 +127,16 @@ func (r resolver) look(ctx context.Context) (target, string, error) {
 		if err != nil {
 			return target{}, "", err
 		}
-		if why := notReady(pod); why != "" {
+		why := notReady(pod)
+		if why != "" && why != runningNotReady {
 			return target{}, fmt.Sprintf("pod %s is %s", pod.Name, why), nil
 		}
 		port, err := podPort(pod, r.spec.Port)
 		if err != nil {
 			return target{}, "", err
+		}
+		if why == runningNotReady {
+			return target{pod: pod, port: port, how: "named; " + runningNotReady, unready: true}, "", nil
 		}
 		return target{pod: pod, port: port, how: "named"}, "", nil
 	}
@@ -160,10 +167,14 @@ func (r resolver) look(ctx context.Context) (target, string, error) {
 		return b.CreationTimestamp.Compare(a.CreationTimestamp.Time)
 	})
 	var states []string
+	var running *corev1.Pod
 	for i := range pods {
 		pod := &pods[i]
 		if why := notReady(pod); why != "" {
 			states = append(states, pod.Name+" "+why)
+			if why == runningNotReady && running == nil {
+				running = pod
+			}
 			continue
 		}
 		port, ok := targetPort(sp, pod.Spec.Containers)
@@ -171,6 +182,13 @@ func (r resolver) look(ctx context.Context) (target, string, error) {
 			return target{}, "", targetErrorf("service %s port %d targets the port %q, which pod %s does not declare", svc.Name, sp.Port, sp.TargetPort.StrVal, pod.Name)
 		}
 		return target{pod: pod, port: port, how: "selected by service/" + svc.Name}, "", nil
+	}
+	if running != nil {
+		port, ok := targetPort(sp, running.Spec.Containers)
+		if !ok {
+			return target{}, "", targetErrorf("service %s port %d targets the port %q, which pod %s does not declare", svc.Name, sp.Port, sp.TargetPort.StrVal, running.Name)
+		}
+		return target{pod: running, port: port, how: "selected by service/" + svc.Name + "; " + runningNotReady + ": no ready pod", unready: true}, "", nil
 	}
 	if len(states) == 0 {
 		return target{}, fmt.Sprintf("service %s selects no pod", svc.Name), nil
@@ -229,24 +247,37 @@ func (r resolver) lookStatefulSet(ctx context.Context) (target, string, error) {
 		}
 		return b.pod.CreationTimestamp.Compare(a.pod.CreationTimestamp.Time)
 	})
+	how := func(c candidate) string {
+		switch {
+		case sts == nil:
+			return "named like the pods of statefulset/" + r.spec.Name + ", which does not exist now"
+		case !c.selected:
+			return "named like the pods of statefulset/" + r.spec.Name + ", whose selector does not select it (orphaned)"
+		}
+		return "selected by statefulset/" + r.spec.Name
+	}
 	var states []string
-	for _, c := range cands {
+	var running *candidate
+	for i, c := range cands {
 		if why := notReady(c.pod); why != "" {
 			states = append(states, c.pod.Name+" "+why)
+			if why == runningNotReady && running == nil {
+				running = &cands[i]
+			}
 			continue
 		}
 		port, err := podPort(c.pod, r.spec.Port)
 		if err != nil {
 			return target{}, "", err
 		}
-		how := "selected by statefulset/" + r.spec.Name
-		switch {
-		case sts == nil:
-			how = "named like the pods of statefulset/" + r.spec.Name + ", which does not exist now"
-		case !c.selected:
-			how = "named like the pods of statefulset/" + r.spec.Name + ", whose selector does not select it (orphaned)"
+		return target{pod: c.pod, port: port, how: how(c)}, "", nil
+	}
+	if running != nil {
+		port, err := podPort(running.pod, r.spec.Port)
+		if err != nil {
+			return target{}, "", err
 		}
-		return target{pod: c.pod, port: port, how: how}, "", nil
+		return target{pod: running.pod, port: port, how: how(*running) + "; " + runningNotReady + ": no ready pod", unready: true}, "", nil
 	}
 	if len(states) == 0 {
 		return target{}, fmt.Sprintf("statefulset %s has no pod", r.spec.Name), nil
@@ -264,6 +295,11 @@ func podOrdinal(statefulSet, pod string) (int, bool) {
 	return n, err == nil
 }
 
+// runningNotReady is the state of a pod that runs but is not ready: a PostgreSQL pod whose
+// readiness probe fails (a slow check, a probe that no longer fits) may well serve the
+// database, and a forward takes it when no pod is ready.
+const runningNotReady = "running but not ready"
+
 // notReady says why a pod cannot take a forward yet, or "".
 func notReady(pod *corev1.Pod) string {
 	switch {
@@ -279,7 +315,7 @@ func notReady(pod *corev1.Pod) string {
 			return ""
 		}
 	}
-	return "running but not ready"
+	return runningNotReady
 }
 
 // servicePort picks the Service port named by want (number or name), or PostgreSQL's.
