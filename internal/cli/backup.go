@@ -44,6 +44,8 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 		return refused(err)
 	}
 	defer fwd.Close()
+	session := dbSession(cfg, sessionRun(getenv), fwd, log)
+	defer endRunSessions(ctx, session, cfg.DatabaseConnString(), log)
 
 	name := cfg.BackupName
 	if name == "" {
@@ -57,16 +59,21 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	engine := &pgbackup.Engine{
 		ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
 		Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
-		Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}, Log: log,
+		Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}, Log: log, Session: session,
 	}
 	if err := engine.CheckStores(ctx); err != nil {
 		return refused(err)
 	}
 	b, err := engine.Backup(ctx, rollout.BackupRequest{Name: name, Release: rollout.Release{Name: cfg.ReleaseName}})
 	if err != nil && b.SHA256 == "" {
-		// No dump was completed (the database unreachable, pg_dump failed): no store was
-		// written to.
-		return refused(err)
+		// No dump was completed: no store was written to. Refused when the inputs or the
+		// preflight decided it (a login the server refuses, no client tools); failed when
+		// the way to the database broke for every attempt or another session held a lock.
+		if pgbackup.Refused(err) {
+			return refused(err)
+		}
+		fmt.Fprintf(stderr, "identity-upgrade backup: %v; no bundle was stored\n", err)
+		return failed(act, rollout.Failure(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
 	}
 	for i, l := range b.Locations {
 		if abs, err := filepath.Abs(l); err == nil && !strings.Contains(l, "://") && !strings.HasPrefix(l, "artifact:") {
@@ -134,9 +141,18 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		return refused(err)
 	}
 	defer fwd.Close()
-	if fwd != nil {
-		if err := waitForDatabase(ctx, cfg.DatabaseConnString(), log); err != nil {
+	session := dbSession(cfg, sessionRun(getenv), fwd, log)
+	defer endRunSessions(ctx, session, cfg.DatabaseConnString(), log)
+	unchanged := func(err error) int {
+		if pgbackup.Refused(err) {
 			return refused(err)
+		}
+		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
+		return failed(act, rollout.Failure(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
+	}
+	if fwd != nil {
+		if err := session.WaitForDatabase(ctx, cfg.DatabaseConnString(), databaseWait); err != nil {
+			return unchanged(err)
 		}
 	}
 	log.InfoContext(ctx, "restoring the database", "bundle", cfg.From)
@@ -146,12 +162,13 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Clients:          pgbackup.ClientChooser{Dir: cfg.PgBinDir},
 		AllowOlderServer: cfg.AllowOlderServer,
 		Log:              log,
+		Session:          session,
 	})
 	rep := &rollout.Report{Result: rollout.Restored, Release: cfg.ReleaseName, DatabaseRestored: true,
 		Backup: &rollout.Backup{Locations: []string{cfg.From}}, Started: started}
 	switch {
 	case pgbackup.Untouched(err):
-		return refused(err)
+		return unchanged(err)
 	case err != nil:
 		fmt.Fprintf(stderr, "identity-upgrade restore: %v\n", err)
 		if !errors.Is(err, context.DeadlineExceeded) {

@@ -89,16 +89,20 @@ func TestBackupCommandFailures(t *testing.T) {
 	if r.code != rollout.ExitRefused || !strings.Contains(r.stderr, "outside a GitHub Actions job") || !strings.Contains(r.stderr, "nothing was changed") {
 		t.Errorf("artifact store outside Actions: code %d, stderr:\n%s", r.code, r.stderr)
 	}
-	// A wrong password, or a database that does not answer: no dump, nothing written
-	// anywhere, so exit 2 with a clear error and no bundle.
-	for name, url := range map[string]string{
-		"wrong password": strings.Replace(db.URL(), db.OwnerPassword, "wrong-pw", 1),
-		"unreachable":    "postgres://keycloak:pw@127.0.0.1:1/keycloak?connect_timeout=5",
+	// A wrong password: the server refuses the inputs, exit 2. A database that does not
+	// answer, every attempt: not the inputs' fault, exit 1 (failed). Neither writes a bundle.
+	for name, tt := range map[string]struct {
+		url  string
+		code int
+		says string
+	}{
+		"wrong password": {strings.Replace(db.URL(), db.OwnerPassword, "wrong-pw", 1), rollout.ExitRefused, "nothing was changed"},
+		"unreachable":    {"postgres://keycloak:pw@127.0.0.1:1/keycloak?connect_timeout=5", rollout.ExitRolledBack, "no bundle was stored"},
 	} {
 		stores := t.TempDir()
-		r = runCLI(t, map[string]string{"DATABASE_URL": url}, "backup", "--backup-store=path:"+stores)
-		if r.code != rollout.ExitRefused || !strings.Contains(r.stderr, "nothing was changed") {
-			t.Errorf("%s: code %d, stderr:\n%s", name, r.code, r.stderr)
+		r = runCLI(t, map[string]string{"DATABASE_URL": tt.url}, "backup", "--backup-store=path:"+stores, "--db-retry-backoff=10ms")
+		if r.code != tt.code || !strings.Contains(r.stderr, tt.says) {
+			t.Errorf("%s: code %d, want %d, stderr:\n%s", name, r.code, tt.code, r.stderr)
 		}
 		if name == "wrong password" && !strings.Contains(r.stderr, "password authentication failed") {
 			t.Errorf("wrong password: stderr does not say so:\n%s", r.stderr)

@@ -125,6 +125,16 @@ func refuse(act *ghaction.Action, rep *rollout.Report, stderr io.Writer) int {
 	return rep.ExitCode()
 }
 
+// failed ends a backup or restore that failed for a cause outside its inputs, having changed
+// nothing, which the caller has already told on stderr: as an action it writes the
+// annotation, the outputs and the job summary. Exit 1.
+func failed(act *ghaction.Action, rep *rollout.Report, stderr io.Writer) int {
+	if act != nil {
+		report(act, rep, stderr)
+	}
+	return rep.ExitCode()
+}
+
 // finish ends a run with its report: the report's text on stdout and, as an action, the
 // annotation, the outputs and the job summary. The exit code is the report's whatever the
 // writing does: a failure to write is a warning on stderr.

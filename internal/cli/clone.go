@@ -30,6 +30,8 @@ type cloner struct {
 	restConfig *rest.Config
 	work       string
 	log        *slog.Logger
+	// session names the run in the clone database's sessions, as in production's.
+	session pgbackup.Session
 	// clone is the clone's manifest once installed: the port-forward's auto target.
 	clone rollout.Release
 }
@@ -93,13 +95,15 @@ func (c *cloner) rehearsalConnString() string {
 // CloneDatabase reaches the clone's database with production's name, user and password.
 func (c *cloner) CloneDatabase(ctx context.Context, namespace string) (rollout.CloneDatabase, error) {
 	clone := *c.cfg
+	session := c.session
 	engine := func(conn string) *pgbackup.Engine {
 		return &pgbackup.Engine{ConnString: conn, Format: clone.BackupFormat, WorkDir: c.work,
-			Clients: pgbackup.ClientChooser{Dir: clone.PgBinDir}, Log: c.log}
+			Clients: pgbackup.ClientChooser{Dir: clone.PgBinDir}, Log: c.log, Session: session}
 	}
 	if clone.RehearsalDatabaseURL != "" {
 		conn := c.rehearsalConnString()
-		return &cloneDatabase{Engine: engine(conn), conn: conn, log: c.log}, nil
+		session.Route = nil
+		return &cloneDatabase{Engine: engine(conn), conn: conn, session: session}, nil
 	}
 	if clone.DBPortForward == "" {
 		return nil, errors.New("the database is not the release's bundled PostgreSQL and no rehearsal-database-url was given")
@@ -114,33 +118,35 @@ func (c *cloner) CloneDatabase(ctx context.Context, namespace string) (rollout.C
 	if err != nil {
 		return nil, fmt.Errorf("the clone's database in %s: %w", namespace, err)
 	}
-	fwd, err := kubeforward.Start(ctx, kubeforward.Options{Config: c.restConfig, Client: c.client.Kubernetes(), Namespace: namespace, Spec: spec, Log: c.log})
+	fwd, err := kubeforward.Start(ctx, kubeforward.Options{Config: c.restConfig, Client: c.client.Kubernetes(), Namespace: namespace, Spec: spec,
+		Attempts: clone.DBAttempts, Backoff: clone.DBRetryBackoff, Log: c.log})
 	if err != nil {
 		return nil, fmt.Errorf("the clone's database: port-forward %s in %s: %w", spec, namespace, err)
 	}
 	clone.UseForward(fwd.Host(), fwd.Port())
 	conn := clone.DatabaseConnString()
-	return &cloneDatabase{Engine: engine(conn), conn: conn, fwd: fwd, log: c.log}, nil
+	session.Route = fwd.Route
+	return &cloneDatabase{Engine: engine(conn), conn: conn, fwd: fwd, session: session}, nil
 }
 
 // cloneDatabase is the clone's database: restores wait until it accepts connections (its pod
 // starts with the clone).
 type cloneDatabase struct {
 	*pgbackup.Engine
-	conn string
-	fwd  *kubeforward.Forward
-	log  *slog.Logger
+	conn    string
+	fwd     *kubeforward.Forward
+	session pgbackup.Session
 }
 
 func (d *cloneDatabase) Restore(ctx context.Context, b rollout.Backup) (string, error) {
-	if err := waitForDatabase(ctx, d.conn, d.log); err != nil {
+	if err := d.session.WaitForDatabase(ctx, d.conn, databaseWait); err != nil {
 		return "", err
 	}
 	return d.Engine.Restore(ctx, b)
 }
 
 func (d *cloneDatabase) Inspect(ctx context.Context) (rollout.Database, error) {
-	if err := waitForDatabase(ctx, d.conn, d.log); err != nil {
+	if err := d.session.WaitForDatabase(ctx, d.conn, databaseWait); err != nil {
 		return rollout.Database{}, err
 	}
 	return d.Engine.Inspect(ctx)

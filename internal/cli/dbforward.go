@@ -1,19 +1,21 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/forwardspec"
 	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/kubeforward"
+	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -93,7 +95,8 @@ func clusterDatabase(ctx context.Context, cfg *config.Config, getenv func(string
 	if spec == nil {
 		return nil, nil
 	}
-	fwd, err := kubeforward.Start(ctx, kubeforward.Options{Config: restConfig, Client: kube, Namespace: ns, Spec: *spec, Log: log})
+	fwd, err := kubeforward.Start(ctx, kubeforward.Options{Config: restConfig, Client: kube, Namespace: ns, Spec: *spec,
+		Attempts: cfg.DBAttempts, Backoff: cfg.DBRetryBackoff, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("db-port-forward %s: %w", spec, err)
 	}
@@ -105,39 +108,39 @@ func clusterDatabase(ctx context.Context, cfg *config.Config, getenv func(string
 // again before a restore.
 const databaseWait = 3 * time.Minute
 
-// waitForDatabase waits (up to databaseWait, and the context) until the database of
-// connString accepts a connection and answers: behind a port-forward it may be a pod that a
-// rollback has just replaced, still starting.
-func waitForDatabase(ctx context.Context, connString string, log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(ctx, databaseWait)
-	defer cancel()
-	begin := time.Now()
-	var last error
-	for attempt := 1; ; attempt++ {
-		last = ping(ctx, connString)
-		if last == nil {
-			if attempt > 1 {
-				log.InfoContext(ctx, "the database accepts connections again", "after", time.Since(begin).Round(time.Millisecond))
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the database behind the port-forward did not accept connections within %s: %w", time.Since(begin).Round(time.Second), last)
-		case <-time.After(time.Second):
-		}
+// dbSession is how this run's database sessions present themselves (application_name naming
+// the tool and the run), how long they wait for a lock and how often what is safe to repeat
+// is tried, from the db-* inputs. Behind a forward, the log says which pod a broken stream
+// went to.
+func dbSession(cfg *config.Config, run string, fwd *kubeforward.Forward, log *slog.Logger) pgbackup.Session {
+	s := pgbackup.Session{
+		Run: run, LockTimeout: cfg.DBLockTimeout, Log: log,
+		Retry: pgbackup.Retry{Attempts: cfg.DBAttempts, Backoff: cfg.DBRetryBackoff},
 	}
+	if fwd != nil {
+		s.Route = fwd.Route
+	}
+	return s
 }
 
-func ping(ctx context.Context, connString string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, connString)
-	if err != nil {
-		return err
+// sessionRun names this run in its database sessions' application_name, short enough for the
+// server's 63 bytes: the workflow run and attempt, else the process and its start.
+func sessionRun(getenv func(string) string) string {
+	if id := getenv("GITHUB_RUN_ID"); id != "" {
+		return "gh-" + id + "-" + cmp.Or(getenv("GITHUB_RUN_ATTEMPT"), "1")
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	return conn.Ping(ctx)
+	return fmt.Sprintf("pid-%d-%s", os.Getpid(), strconv.FormatInt(time.Now().UnixMilli(), 36))
+}
+
+// endRunSessions ends what this run left on the database server (sessions whose stream
+// broke where the server could not see it), so that the run leaves no session behind. A
+// failure to do so is a warning: the next run ends them before it restores or backs up.
+func endRunSessions(ctx context.Context, s pgbackup.Session, connString string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := s.EndRunSessions(ctx, connString); err != nil {
+		log.WarnContext(ctx, "could not check the database for sessions this run left", "err", err)
+	}
 }
 
 // forwardedDatabase is the database behind a port-forward: before a restore, a comparison
@@ -146,33 +149,33 @@ func ping(ctx context.Context, connString string) error {
 type forwardedDatabase struct {
 	rollout.Databaser
 	connString string
-	log        *slog.Logger
+	session    pgbackup.Session
 }
 
 // behindForward wraps db when there is a forward; without one it returns db itself.
-func behindForward(fwd *kubeforward.Forward, cfg *config.Config, db rollout.Databaser, log *slog.Logger) rollout.Databaser {
+func behindForward(fwd *kubeforward.Forward, cfg *config.Config, db rollout.Databaser, s pgbackup.Session) rollout.Databaser {
 	if fwd == nil {
 		return db
 	}
-	return forwardedDatabase{Databaser: db, connString: cfg.DatabaseConnString(), log: log}
+	return forwardedDatabase{Databaser: db, connString: cfg.DatabaseConnString(), session: s}
 }
 
 func (d forwardedDatabase) Restore(ctx context.Context, b rollout.Backup) (string, error) {
-	if err := waitForDatabase(ctx, d.connString, d.log); err != nil {
+	if err := d.session.WaitForDatabase(ctx, d.connString, databaseWait); err != nil {
 		return "", err
 	}
 	return d.Databaser.Restore(ctx, b)
 }
 
 func (d forwardedDatabase) Drift(ctx context.Context, b rollout.Backup) (string, error) {
-	if err := waitForDatabase(ctx, d.connString, d.log); err != nil {
+	if err := d.session.WaitForDatabase(ctx, d.connString, databaseWait); err != nil {
 		return "", err
 	}
 	return d.Databaser.Drift(ctx, b)
 }
 
 func (d forwardedDatabase) Verify(ctx context.Context, b rollout.Backup) error {
-	if err := waitForDatabase(ctx, d.connString, d.log); err != nil {
+	if err := d.session.WaitForDatabase(ctx, d.connString, databaseWait); err != nil {
 		return err
 	}
 	return d.Databaser.Verify(ctx, b)

@@ -36,7 +36,8 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		return fail(err)
 	}
 	defer fwd.Close()
-	db := pgbackup.Inspector{ConnString: cfg.DatabaseConnString(), Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}}
+	session := dbSession(cfg, sessionRun(getenv), fwd, log)
+	db := pgbackup.Inspector{ConnString: cfg.DatabaseConnString(), Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}, Session: session}
 	restConfig, err := client.RESTConfig()
 	if err != nil {
 		return fail(err)

@@ -63,6 +63,8 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 			return fail("%v", err)
 		}
 	}
+	session := dbSession(cfg, sessionRun(getenv), fwd, log)
+	defer endRunSessions(ctx, session, cfg.DatabaseConnString(), log)
 
 	holder := lockHolder(getenv)
 	workload := cfg.Workload
@@ -74,8 +76,8 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Database: behindForward(fwd, cfg, &pgbackup.Engine{
 			ConnString: cfg.DatabaseConnString(), Format: cfg.BackupFormat,
 			Recipients: cfg.BackupEncryptionRecipients, WorkDir: work, Stores: targets,
-			Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}, Identity: cfg.BackupIdentity, Log: log,
-		}, log),
+			Clients: pgbackup.ClientChooser{Dir: cfg.PgBinDir}, Identity: cfg.BackupIdentity, Log: log, Session: session,
+		}, session),
 		Waiter:    waiter,
 		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: holder, Log: log},
 		Journal:   &kubelock.Journal{Client: kube, Namespace: client.Namespace()},
@@ -84,7 +86,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 			Realms: cfg.Realms, Log: log},
 		TxStore: keycloak.TxStore{Client: kube, Config: restConfig, Workload: workload, Path: cfg.TxObjectStorePath, Log: log},
 		// The rehearsal's clone, and what removes one a dead run left.
-		Cloner: &cloner{cfg: cfg, client: client, spec: upgradeSpec(cfg), restConfig: restConfig, work: work, log: log},
+		Cloner: &cloner{cfg: cfg, client: client, spec: upgradeSpec(cfg), restConfig: restConfig, work: work, log: log, session: session},
 		Prober: keycloak.Prober{Config: restConfig, Client: kube, Workload: workload, Log: log},
 		Log:    log,
 	}

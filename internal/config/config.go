@@ -50,6 +50,12 @@ type Config struct {
 	DBPassword  string
 	DBSSLMode   string
 	PgBinDir    string
+	// DBLockTimeout bounds every wait for a lock; DBAttempts and DBRetryBackoff say how often
+	// and how soon a restore, a backup and a connection check are tried again when the way to
+	// the database breaks.
+	DBLockTimeout  time.Duration
+	DBAttempts     int
+	DBRetryBackoff time.Duration
 	// DBPortForward is "", auto, service/NAME[:PORT] or pod/NAME[:PORT]; DBPasswordFrom is
 	// "" or secret/NAME:KEY. The CLI resolves both (UseForward, UseClusterPassword).
 	DBPortForward  string

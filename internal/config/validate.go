@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -423,6 +424,16 @@ func (v *validator) database() {
 	})
 	if !v.has("db-port") && (c.DBPort < 1 || c.DBPort > 65535) {
 		v.add("db-port", "%d is not a port number; use 1-65535 (PostgreSQL's default is 5432)", c.DBPort)
+	}
+	// Zero, in a Config built without the table's defaults, means the database adapter's own.
+	if lt := c.DBLockTimeout; !v.has("db-lock-timeout") && (lt < 0 || lt > 24*time.Hour || (lt < 100*time.Millisecond && (lt != 0 || c.Given("db-lock-timeout")))) {
+		v.add("db-lock-timeout", "%s is not a lock timeout; give 100ms to 24h (examples: 30s, 2m)", c.DBLockTimeout)
+	}
+	if n := c.DBAttempts; !v.has("db-attempts") && (n < 0 || n > 10 || (n == 0 && c.Given("db-attempts"))) {
+		v.add("db-attempts", "%d is not 1-10 (1: no retry)", c.DBAttempts)
+	}
+	if !v.has("db-retry-backoff") && (c.DBRetryBackoff < 0 || c.DBRetryBackoff > 10*time.Minute) {
+		v.add("db-retry-backoff", "%s is not 0 to 10m (examples: 5s, 30s)", c.DBRetryBackoff)
 	}
 	v.portForward()
 }

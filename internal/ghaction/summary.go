@@ -178,6 +178,8 @@ func heading(rep *rollout.Report) string {
 		return "✅ database restored"
 	case rollout.Incomplete:
 		return "⚠️ incomplete"
+	case rollout.Failed:
+		return "❌ failed: nothing changed"
 	case rollout.Refused:
 		return "⏸ refused: nothing changed"
 	default:

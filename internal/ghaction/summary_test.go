@@ -297,6 +297,7 @@ func TestSummaryHeadings(t *testing.T) {
 		{rollout.Report{Result: rollout.Restored}, "## ✅ database restored\n"},
 		{rollout.Report{Result: rollout.Incomplete}, "## ⚠️ incomplete\n"},
 		{rollout.Report{Result: rollout.Refused}, "## ⏸ refused: nothing changed\n"},
+		{rollout.Report{Result: rollout.Failed}, "## ❌ failed: nothing changed\n"},
 		{rollout.Report{Result: rollout.NeedsAttention}, "## ❌ identity needs a person\n"},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,10 @@ const (
 	BackedUp   Result = "backed-up"  // exit 0: backup stored the bundle in every store
 	Restored   Result = "restored"   // exit 0: restore restored the bundle
 	Incomplete Result = "incomplete" // exit 1: a backup not in every store, or a restore cut short
+	// Failed is a backup or restore that failed for a reason outside its inputs (the way to
+	// the database broke for every attempt, a lock another session held), having changed
+	// nothing: exit 1. Refused is kept for what the inputs or the preflight decide.
+	Failed Result = "failed"
 )
 
 // Headline is the report's first line: what happened, in one sentence.
@@ -62,6 +66,8 @@ func (r *Report) Headline() string {
 			return fmt.Sprintf("Backup incomplete: the dump was taken, but only %d of the backup stores hold it.", len(r.Backup.Locations))
 		}
 		return "Restore incomplete: the database may be partly restored; run the restore again."
+	case Failed:
+		return "Failed, for a cause outside the inputs: nothing was changed (a backup stored no bundle, a restore committed nothing)."
 	case Refused:
 		if r.Release == "" {
 			return "Refused: nothing was changed."
@@ -77,6 +83,15 @@ func (r *Report) backupLocation() string {
 		return ""
 	}
 	return r.Backup.Location()
+}
+
+// Failure is the report of a backup or restore that failed for a cause outside its inputs
+// and changed nothing: exit 1.
+func Failure(release, namespace string, started time.Time, cause error) *Report {
+	return &Report{
+		Result: Failed, Release: release, Namespace: namespace,
+		Failure: cause, Started: started, Duration: time.Since(started),
+	}
 }
 
 // Refusal is the report of a run refused before the upgrade started: invalid input, or a

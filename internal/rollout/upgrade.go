@@ -80,7 +80,7 @@ func (r Result) ExitCode() int {
 	switch r {
 	case Upgraded, Noop, Planned, BackedUp, Restored, Rehearsed:
 		return ExitOK
-	case RolledBack, Incomplete, RehearsalFailed:
+	case RolledBack, Incomplete, RehearsalFailed, Failed:
 		return ExitRolledBack
 	case Refused:
 		return ExitRefused
