@@ -3,7 +3,7 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/identity-upgrade/identity-upgrade/internal/version.version=$(VERSION)
 
-.PHONY: build test tools rehearsal vet lint clean bench-backup bench-rollback
+.PHONY: build test tools rehearsal vet lint clean bench-backup bench-rollback bench-dbpath
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/identity-upgrade .
@@ -31,6 +31,12 @@ bench-backup:
 # --atomic waits out its timeout); prints times, ratios and PASS/MISS per target.
 bench-rollback: tools
 	BENCH_ROLLBACK=1 $(GO) test -count=1 -v -timeout 30m -run TestBenchRollback ./internal/helmrelease/
+
+# The database path under the platform's faults, on a simulated cluster and a server of its own:
+# a restore of BENCH_DB_MB MiB (default 1024) through the port-forward with one stream break
+# against the same without it, and the time to the error when another session holds a lock.
+bench-dbpath: tools
+	BENCH_DBPATH=1 BENCH_DB_MB=$(BENCH_DB_MB) $(GO) test -count=1 -v -timeout 90m -run TestBenchDatabasePath ./internal/cli/
 
 vet:
 	$(GO) vet ./...
