@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
@@ -41,17 +40,9 @@ func installDedicated(t *testing.T, d *testworld.DedicatedWorld) *installed {
 	db.ExecFileAsOwner(t, "../../testdata/sql/keycloak-11.sql")
 	db.Exec(t, fmt.Sprintf(`SET ROLE %s; CREATE TABLE bulk (id int PRIMARY KEY, payload text);
 		INSERT INTO bulk SELECT g, repeat(md5(g::text), 16) FROM generate_series(1, %d) g`, db.Owner, bulkRows))
-	helm, err := helmrelease.New(helmrelease.Options{KubeconfigData: kube.KubeconfigData, Namespace: kube.Namespace})
-	if err != nil {
-		t.Fatal(err)
-	}
-	values := map[string]any{"postgresql": map[string]any{
-		"host": "", "port": testworld.PodPostgresPort, "database": db.Database, "username": db.Owner, "password": db.OwnerPassword,
-	}}
-	if _, err := helm.Install(t.Context(), "identity", chart13, values, 2*time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	return &installed{kube: kube, db: db, helm: helm, before: dbContent(t, db), stores: t.TempDir()}
+	w := installBundled(t, kube, db)
+	w.before = dbContent(t, db)
+	return w
 }
 
 // copying is the query of a COPY of the bulk table: into the database (a restore) or out of
@@ -120,31 +111,6 @@ func noSessionsLeft(t *testing.T, srv *testworld.PostgresServer) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
-}
-
-// holdLock opens a session as the database owner that says it is Keycloak's JDBC driver and
-// holds a lock of mode on table until the test ends, as a Keycloak left running would. It
-// returns the session's pid.
-func holdLock(t *testing.T, db testworld.Database, table, mode string) int {
-	t.Helper()
-	cfg, err := pgx.ParseConfig(db.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RuntimeParams["application_name"] = "PostgreSQL JDBC Driver"
-	conn, err := pgx.ConnectConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	var pid int
-	if err := conn.QueryRow(t.Context(), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(t.Context(), "BEGIN; LOCK TABLE "+table+" IN "+mode+" MODE"); err != nil {
-		t.Fatal(err)
-	}
-	return pid
 }
 
 // TestDatabasePathFaults: each fault, mid-stream, on a restore as a step, a backup as a step
@@ -255,7 +221,7 @@ func TestDatabasePathFaults(t *testing.T) {
 			bundle := lastLine(r.stdout)
 			w.db.Exec(t, "SET ROLE "+w.db.Owner+"; UPDATE realm SET not_before = not_before + 1")
 			changed := dbContent(t, w.db)
-			pid := holdLock(t, w.db, "realm", "ACCESS SHARE")
+			pid := w.db.HoldLock(t, false, "PostgreSQL JDBC Driver", "realm", "ACCESS SHARE")
 			begin := time.Now()
 			r = w.inCluster(t, nil, nil, "restore", restore(bundle, "--timeout", "2m")...)
 			took := time.Since(begin)
@@ -271,7 +237,7 @@ func TestDatabasePathFaults(t *testing.T) {
 		})
 		t.Run("backup", func(t *testing.T) {
 			w := installDedicated(t, d)
-			pid := holdLock(t, w.db, "realm", "ACCESS EXCLUSIVE")
+			pid := w.db.HoldLock(t, false, "PostgreSQL JDBC Driver", "realm", "ACCESS EXCLUSIVE")
 			begin := time.Now()
 			r := w.inCluster(t, nil, nil, "backup", append([]string{"--timeout", "2m"}, auto...)...)
 			took := time.Since(begin)
@@ -287,7 +253,7 @@ func TestDatabasePathFaults(t *testing.T) {
 		})
 		t.Run("rollback's restore", func(t *testing.T) {
 			w := installDedicated(t, d)
-			pid := holdLock(t, w.db, "realm", "ACCESS SHARE")
+			pid := w.db.HoldLock(t, false, "PostgreSQL JDBC Driver", "realm", "ACCESS SHARE")
 			r := w.inCluster(t, nil, nil, "upgrade", append([]string{"--set", "fault=crashloop", "--restore-database", "always",
 				"--timeout", "90s", "--stability-window", "2s"}, auto...)...)
 			wantBlocker(t, r, pid, rollout.ExitNeedsHuman)

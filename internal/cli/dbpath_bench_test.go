@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
@@ -47,17 +46,7 @@ func TestBenchDatabasePath(t *testing.T) {
 	size := strings.TrimSpace(db.Exec(t, "SELECT pg_size_pretty(pg_database_size(current_database()))"))
 	t.Logf("generated %s (%d bulk rows) in %s", size, rows, time.Since(begin).Round(time.Second))
 
-	helm, err := helmrelease.New(helmrelease.Options{KubeconfigData: kube.KubeconfigData, Namespace: kube.Namespace})
-	if err != nil {
-		t.Fatal(err)
-	}
-	values := map[string]any{"postgresql": map[string]any{
-		"host": "", "port": testworld.PodPostgresPort, "database": db.Database, "username": db.Owner, "password": db.OwnerPassword,
-	}}
-	if _, err := helm.Install(t.Context(), "identity", chart13, values, 2*time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	w := &installed{kube: kube, db: db, helm: helm, stores: t.TempDir()}
+	w := installBundled(t, kube, db)
 	forwarded := []string{"--db-port-forward", "auto", "--db-password-from", dbSecret, "--timeout", "1h"}
 	direct := []string{"--db-host", db.Host, "--db-port", strconv.Itoa(db.Port), "--timeout", "1h"}
 	directEnv := map[string]string{"KUBECONFIG": kube.Kubeconfig, "PGPASSWORD": db.OwnerPassword}
@@ -104,7 +93,7 @@ func TestBenchDatabasePath(t *testing.T) {
 	base := (clean + again) / 2
 	gib := float64(mb) / 1024
 
-	pid := holdLock(t, db, "realm", "ACCESS SHARE")
+	pid := db.HoldLock(t, false, "PostgreSQL JDBC Driver", "realm", "ACCESS SHARE")
 	begin = time.Now()
 	r = w.inCluster(t, nil, nil, "restore", restore...)
 	toError := time.Since(begin)

@@ -38,9 +38,18 @@ const dbSecret = "secret/identity-id-keycloak-db:DB_PASSWORD"
 // world serves with the test's own seeded database.
 func installInCluster(t *testing.T) *installed {
 	t.Helper()
-	kube := testworld.Cluster(t)
 	db := testworld.Postgres(t)
 	db.ExecFileAsOwner(t, "../../testdata/sql/keycloak-11.sql")
+	w := installBundled(t, testworld.Cluster(t), db)
+	w.before = dbContent(t, db)
+	return w
+}
+
+// installBundled installs the 1.3-like release with its bundled PostgreSQL in kube's
+// namespace; the test world answers the port-forwards of its pod with db, which the caller
+// has seeded. The installed's before is left for the caller.
+func installBundled(t *testing.T, kube testworld.Kube, db testworld.Database) *installed {
+	t.Helper()
 	helm, err := helmrelease.New(helmrelease.Options{KubeconfigData: kube.KubeconfigData, Namespace: kube.Namespace})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +60,7 @@ func installInCluster(t *testing.T) *installed {
 	if _, err := helm.Install(t.Context(), "identity", chart13, values, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	return &installed{kube: kube, db: db, helm: helm, before: dbContent(t, db), stores: t.TempDir()}
+	return &installed{kube: kube, db: db, helm: helm, stores: t.TempDir()}
 }
 
 // lineWriter collects what is written and calls on with each complete line.

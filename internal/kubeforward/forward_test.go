@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -248,10 +246,10 @@ func TestForwardToStatefulSetPods(t *testing.T) {
 	statefulSet(t, kube, "pg", map[string]string{"app": "pg", "version": "1"})
 	first := waitReady(t, kube, "pg-0")
 
-	var log strings.Builder
+	var log testworld.LogBuffer
 	f, err := Start(t.Context(), Options{Config: kube.Config, Client: kube.Client, Namespace: kube.Namespace,
 		Spec: forwardspec.Spec{Kind: forwardspec.KindStatefulSet, Name: "pg"}, PodWait: 30 * time.Second,
-		Log: slog.New(slog.NewTextHandler(&syncWriter{w: &log}, nil))})
+		Log: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +271,17 @@ func TestForwardToStatefulSetPods(t *testing.T) {
 	mustQuery(t, f, db) // no StatefulSet at all: the pod by its name
 	statefulSet(t, kube, "pg", map[string]string{"app": "pg", "version": "2"})
 	mustQuery(t, f, db)
-	deletePod(t, kube, "pg-0")
+	// The orphan goes; the new StatefulSet may make its pg-0 at once.
+	pods := kube.Client.CoreV1().Pods(kube.Namespace)
+	if err := pods.Delete(t.Context(), "pg-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pod, err := pods.Get(ctx, "pg-0", metav1.GetOptions{})
+		return apierrors.IsNotFound(err) || (err == nil && pod.UID != first.UID), nil
+	}); err != nil {
+		t.Fatalf("the orphaned pod is not gone: %v", err)
+	}
 	// The controller is not told of an orphan's deletion and retries its failed create with
 	// a growing backoff: an update of the StatefulSet makes it look again now.
 	if _, err := sets.Patch(t.Context(), "pg", types.MergePatchType, []byte(`{"metadata":{"annotations":{"test/nudge":"1"}}}`), metav1.PatchOptions{}); err != nil {
@@ -282,9 +290,9 @@ func TestForwardToStatefulSetPods(t *testing.T) {
 	second := waitReady(t, kube, "pg-0")
 	mustQuery(t, f, db)
 
-	pods := f.Pods()
-	if len(pods) != 2 || pods[0].UID != first.UID || pods[1].UID != second.UID {
-		t.Errorf("the forward reached %v; want the first pod (uid %s), then the new StatefulSet's (uid %s)", pods, first.UID, second.UID)
+	reached := f.Pods()
+	if len(reached) != 2 || reached[0].UID != first.UID || reached[1].UID != second.UID {
+		t.Errorf("the forward reached %v; want the first pod (uid %s), then the new StatefulSet's (uid %s)", reached, first.UID, second.UID)
 	}
 	for _, want := range []string{
 		`chosen="selected by statefulset/pg"`,
@@ -324,9 +332,9 @@ func TestForwardToARunningPodThatIsNotReady(t *testing.T) {
 	}
 	for _, spec := range []forwardspec.Spec{{Kind: forwardspec.KindStatefulSet, Name: "pg"}, {Kind: forwardspec.KindPod, Name: "pg-0"}} {
 		t.Run(spec.Kind, func(t *testing.T) {
-			var log strings.Builder
+			var log testworld.LogBuffer
 			f, err := Start(t.Context(), Options{Config: kube.Config, Client: kube.Client, Namespace: kube.Namespace,
-				Spec: spec, PodWait: 10 * time.Second, Log: slog.New(slog.NewTextHandler(&syncWriter{w: &log}, nil))})
+				Spec: spec, PodWait: 10 * time.Second, Log: slog.New(slog.NewTextHandler(&log, nil))})
 			if err != nil {
 				t.Fatalf("start: %v", err)
 			}
@@ -337,18 +345,6 @@ func TestForwardToARunningPodThatIsNotReady(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncWriter serializes writes to w.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 func TestForwardRefusesWhatItCannotReach(t *testing.T) {

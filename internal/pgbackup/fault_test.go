@@ -41,7 +41,7 @@ func TestBackupConnectionFaults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "b")
-			var log logBuffer
+			var log testworld.LogBuffer
 			_, err := pgbackup.Backup(t.Context(), dir, pgbackup.BackupOptions{ConnString: tt.conn,
 				Session: pgbackup.Session{Retry: pgbackup.Retry{Attempts: 2, Backoff: 10 * time.Millisecond}, Log: slog.New(slog.NewTextHandler(&log, nil))}})
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "connect to database") {

@@ -1,7 +1,6 @@
 package pgbackup_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,24 +22,6 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
-
-// logBuffer collects a logger's text lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // breakingProxy passes connections on to a server, except that it cuts the first one that
 // has carried more than after bytes from the client: the client's side is closed, the
@@ -163,7 +144,7 @@ func TestRestoreRetriesABrokenStream(t *testing.T) {
 	db.Exec(t, "SET ROLE "+db.Owner+"; DELETE FROM bulk WHERE id % 2 = 0; UPDATE realm SET not_before = not_before + 1")
 
 	proxy := startBreakingProxy(t, net.JoinHostPort(db.Host, strconv.Itoa(db.Port)), 1<<20)
-	var log logBuffer
+	var log testworld.LogBuffer
 	session := pgbackup.Session{Run: "test-run", Retry: pgbackup.Retry{Attempts: 3, Backoff: 100 * time.Millisecond},
 		Log: slog.New(slog.NewTextHandler(&log, nil))}
 	conn := through(t, db, proxy.listener.Addr().String())
@@ -200,7 +181,7 @@ func TestBackupRetriesABrokenStream(t *testing.T) {
 	// pg_dump's queries and the COPY requests it sends are small: cut it when it has sent
 	// its table list and started the data.
 	proxy := startBreakingProxy(t, net.JoinHostPort(db.Host, strconv.Itoa(db.Port)), 8<<10)
-	var log logBuffer
+	var log testworld.LogBuffer
 	session := pgbackup.Session{Run: "test-run", Retry: pgbackup.Retry{Attempts: 3, Backoff: 100 * time.Millisecond},
 		Log: slog.New(slog.NewTextHandler(&log, nil))}
 	b, err := pgbackup.Backup(t.Context(), filepath.Join(t.TempDir(), "b"), pgbackup.BackupOptions{
@@ -223,34 +204,6 @@ func TestBackupRetriesABrokenStream(t *testing.T) {
 	}
 }
 
-// holdLock opens a session on db (as the owner, or the superuser) named app, and holds a
-// lock of mode on table until the test ends; it returns the session's pid.
-func holdLock(t *testing.T, db testworld.Database, super bool, app, table, mode string) int {
-	t.Helper()
-	u := db.URL()
-	if super {
-		u = db.SuperURL()
-	}
-	cfg, err := pgx.ParseConfig(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RuntimeParams["application_name"] = app
-	conn, err := pgx.ConnectConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	var pid int
-	if err := conn.QueryRow(t.Context(), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(t.Context(), "BEGIN; LOCK TABLE "+table+" IN "+mode+" MODE"); err != nil {
-		t.Fatal(err)
-	}
-	return pid
-}
-
 // TestLockTimeoutNamesTheBlocker: a session that is not the tool's holds a lock the restore
 // (ACCESS EXCLUSIVE, to drop the table) or the backup (ACCESS SHARE) needs. Each gives up
 // after the lock timeout, not the run's whole timeout, naming the session and the fix, and
@@ -267,7 +220,7 @@ func TestLockTimeoutNamesTheBlocker(t *testing.T) {
 	session := pgbackup.Session{Run: "test-run", LockTimeout: lockTimeout, Retry: pgbackup.Retry{Attempts: 3, Backoff: 100 * time.Millisecond}}
 
 	t.Run("restore, Keycloak's session", func(t *testing.T) {
-		pid := holdLock(t, db, false, "PostgreSQL JDBC Driver", "realm", "ACCESS SHARE")
+		pid := db.HoldLock(t, false, "PostgreSQL JDBC Driver", "realm", "ACCESS SHARE")
 		begin := time.Now()
 		_, err := pgbackup.RestoreBundle(t.Context(), b.Dir, pgbackup.RestoreOptions{ConnString: db.URL(), Session: session})
 		took := time.Since(begin)
@@ -290,7 +243,7 @@ func TestLockTimeoutNamesTheBlocker(t *testing.T) {
 		}
 	})
 	t.Run("backup, a superuser's session", func(t *testing.T) {
-		pid := holdLock(t, db, true, "psql", "realm", "ACCESS EXCLUSIVE")
+		pid := db.HoldLock(t, true, "psql", "realm", "ACCESS EXCLUSIVE")
 		begin := time.Now()
 		_, err := pgbackup.Backup(t.Context(), filepath.Join(t.TempDir(), "b2"), pgbackup.BackupOptions{ConnString: db.URL(), Session: session})
 		took := time.Since(begin)
@@ -319,13 +272,13 @@ func TestSessionsOfADeadRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := holdLock(t, db, false, "identity-upgrade gh-1-1 backup#1", "realm", "ACCESS SHARE")
+	dead := db.HoldLock(t, false, "identity-upgrade gh-1-1 backup#1", "realm", "ACCESS SHARE")
 	idle, err := pgx.Connect(t.Context(), db.URL()+"&application_name="+url.QueryEscape("identity-upgrade gh-1-1 ping#1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer idle.Close(context.Background())
-	var log logBuffer
+	var log testworld.LogBuffer
 	session := pgbackup.Session{Run: "gh-2-1", LockTimeout: 5 * time.Second, Log: slog.New(slog.NewTextHandler(&log, nil))}
 	if _, err := pgbackup.RestoreBundle(t.Context(), b.Dir, pgbackup.RestoreOptions{ConnString: db.URL(), Session: session}); err != nil {
 		t.Fatalf("restore: %v\n%s", err, log.String())

@@ -1,6 +1,7 @@
 package testworld
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -295,3 +296,44 @@ func (c *KubeCluster) CPU(components ...string) (time.Duration, error) {
 
 // clockTicks is USER_HZ, the unit of /proc's CPU times on Linux.
 const clockTicks = 100
+
+// HoldLock opens a session on the test's database, as its owner or (super) the superuser,
+// named app (its application_name), and holds a lock of mode on table until the test ends, as
+// a client left running would (Keycloak's JDBC driver names itself "PostgreSQL JDBC Driver").
+// It returns the session's pid.
+func (p Database) HoldLock(t testing.TB, super bool, app, table, mode string) int {
+	t.Helper()
+	name, password := p.Owner, p.OwnerPassword
+	if super {
+		name, password = p.SuperUser, p.SuperPassword
+	}
+	cmd := exec.Command(filepath.Join(p.PsqlDir, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+		"-h", p.Host, "-p", strconv.Itoa(p.Port), "-U", name, "-d", p.Database)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+password, "PGAPPNAME="+app)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close() // psql ends at the end of its input, and its transaction with it
+		cmd.Wait()
+	})
+	// The pid comes back once the lock is held: psql runs each statement as it reads it.
+	fmt.Fprintf(stdin, "BEGIN;\nLOCK TABLE %s IN %s MODE;\nSELECT pg_backend_pid();\n", table, mode)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("hold a lock on %s: %v", table, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("hold a lock on %s: %q is not a pid", table, line)
+	}
+	return pid
+}
