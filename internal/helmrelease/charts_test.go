@@ -17,12 +17,16 @@ import (
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	extensionsv1beta1 "k8s.io/api/extensions/v1beta1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/kubeapis"
 )
 
 // The test charts of testdata/charts/identity: doubles of alfresco-identity-service 2.1.0
@@ -470,14 +474,157 @@ func TestIngress(t *testing.T) {
 		t.Errorf("2.1.0 Ingress backend = %+v, want %s:80", b, keycloak)
 	}
 
+	// 3.0.0 still renders the removed API, with a pathType.
 	r = mustRender(t, "3.0.0", on)
-	ing := decode[networkingv1.Ingress](t, r.objects["Ingress/"+keycloak])
-	if ing.APIVersion != "networking.k8s.io/v1" {
-		t.Errorf("3.0.0 Ingress apiVersion = %q, want networking.k8s.io/v1", ing.APIVersion)
+	doc = r.objects["Ingress/"+keycloak]
+	if ing := decode[extensionsv1beta1.Ingress](t, doc); ing.APIVersion != "extensions/v1beta1" {
+		t.Errorf("3.0.0 Ingress apiVersion = %q, want extensions/v1beta1 (like the real chart)", ing.APIVersion)
 	}
-	p := ing.Spec.Rules[0].HTTP.Paths[0]
-	if p.Path != "/auth" || p.PathType == nil || *p.PathType != networkingv1.PathTypePrefix || p.Backend.Service == nil || p.Backend.Service.Name != keycloak || p.Backend.Service.Port.Number != 80 {
-		t.Errorf("3.0.0 Ingress path = %+v, want Prefix /auth -> %s:80", p, keycloak)
+
+	// Converted for a cluster that serves only networking.k8s.io/v1, each is a valid v1 Ingress
+	// to the same backend.
+	for v, pathType := range map[string]networkingv1.PathType{"2.1.0": networkingv1.PathTypeImplementationSpecific, "3.0.0": networkingv1.PathTypePrefix} {
+		converted, convs, err := kubeapis.Removed().ConvertManifest(mustRender(t, v, on).rel.Manifest, servedV137)
+		if err != nil || len(convs) != 1 || convs[0].Object() != "Ingress/"+keycloak || convs[0].To != "networking.k8s.io/v1" {
+			t.Fatalf("%s: convert: %v %+v", v, err, convs)
+		}
+		ing := decode[networkingv1.Ingress](t, objectsOf(t, converted)["Ingress/"+keycloak])
+		p := ing.Spec.Rules[0].HTTP.Paths[0]
+		if p.Path != "/auth" || p.PathType == nil || *p.PathType != pathType || p.Backend.Service == nil || p.Backend.Service.Name != keycloak || p.Backend.Service.Port.Number != 80 {
+			t.Errorf("%s: converted Ingress path = %+v, want %s /auth -> %s:80", v, p, pathType, keycloak)
+		}
+	}
+}
+
+// servedV137 is what a Kubernetes 1.37 cluster serves of the kinds the charts render.
+func servedV137(apiVersion, kind string) bool {
+	return !strings.Contains(apiVersion, "beta")
+}
+
+// objectsOf is a manifest's documents by "Kind/name".
+func objectsOf(t *testing.T, manifest string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, doc := range releaseutil.SplitManifests(manifest) {
+		var head struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
+			t.Fatal(err)
+		}
+		out[head.Kind+"/"+head.Metadata.Name] = doc
+	}
+	return out
+}
+
+// TestKeycloakSettings: 2.1.0 reads Keycloak's own settings under keycloak.keycloak and 3.0.0
+// under keycloak, as the real charts do, so that values given to one are dropped by the other.
+func TestKeycloakSettings(t *testing.T) {
+	settings := map[string]any{
+		"replicas":  2,
+		"resources": map[string]any{"limits": map[string]any{"memory": "2Gi"}},
+		"extraArgs": "-Dkeycloak.profile.feature.upload_scripts=enabled",
+		"extraEnv":  "- name: KEYCLOAK_LOGLEVEL\n  value: {{ .Release.Name | upper }}\n",
+		"extraInitContainers": []any{map[string]any{"name": "theme", "image": "acme/theme:1",
+			"volumeMounts": []any{map[string]any{"name": "theme", "mountPath": "/theme"}}}},
+		"extraVolumes":      []any{map[string]any{"name": "theme", "emptyDir": map[string]any{}}},
+		"extraVolumeMounts": []any{map[string]any{"name": "theme", "mountPath": "/opt/jboss/keycloak/themes/acme"}},
+	}
+	nested := map[string]map[string]any{
+		"2.1.0": {"keycloak": map[string]any{"keycloak": settings}},
+		"3.0.0": {"keycloak": settings},
+	}
+	for _, v := range versions {
+		for given, vals := range nested {
+			t.Run(v+" given as for "+given, func(t *testing.T) {
+				kc := mustRender(t, v, vals).statefulSet(t, keycloak)
+				pod := kc.Spec.Template.Spec
+				c := pod.Containers[0]
+				read := v == given
+				if got := *kc.Spec.Replicas == 2; got != read {
+					t.Errorf("replicas %d", *kc.Spec.Replicas)
+				}
+				if got := c.Resources.Limits.Memory().String() == "2Gi"; got != read {
+					t.Errorf("resources %+v", c.Resources)
+				}
+				if got := slices.Equal(c.Args, []string{"-Dkeycloak.profile.feature.upload_scripts=enabled"}); got != read {
+					t.Errorf("args %v", c.Args)
+				}
+				env := map[string]string{}
+				for _, e := range c.Env {
+					env[e.Name] = e.Value
+				}
+				if got := env["KEYCLOAK_LOGLEVEL"] == "IDSVC"; got != read {
+					t.Errorf("extraEnv (templated text): env %v", env)
+				}
+				if got := len(pod.InitContainers) == 1 && pod.InitContainers[0].Image == "acme/theme:1"; got != read {
+					t.Errorf("extraInitContainers: %+v", pod.InitContainers)
+				}
+				if got := len(pod.Volumes) == 1 && pod.Volumes[0].EmptyDir != nil && len(c.VolumeMounts) == 1 &&
+					c.VolumeMounts[0].MountPath == "/opt/jboss/keycloak/themes/acme"; got != read {
+					t.Errorf("extraVolumes, extraVolumeMounts: %+v, %+v", pod.Volumes, c.VolumeMounts)
+				}
+			})
+		}
+	}
+
+	// The realm import: 2.1.0 as a JVM argument, 3.0.0 as the env variable KEYCLOAK_IMPORT
+	// (given as a list).
+	kc := mustRender(t, "3.0.0", map[string]any{"keycloak": map[string]any{
+		"extraEnv": []any{map[string]any{"name": "KEYCLOAK_IMPORT", "value": "/realm/alfresco-realm.json"}},
+	}}).statefulSet(t, keycloak)
+	if e := kc.Spec.Template.Spec.Containers[0].Env; e[len(e)-1].Name != "KEYCLOAK_IMPORT" || e[len(e)-1].Value != "/realm/alfresco-realm.json" {
+		t.Errorf("3.0.0 extraEnv list: env %+v", e)
+	}
+
+	// The bundled PostgreSQL: deployPostgres in 2.1.0, postgresql.enabled in 3.0.0.
+	off := map[string]map[string]any{
+		"2.1.0": {"keycloak": map[string]any{"keycloak": map[string]any{"persistence": map[string]any{"deployPostgres": false}}}},
+		"3.0.0": {"keycloak": map[string]any{"postgresql": map[string]any{"enabled": false}}},
+	}
+	for _, v := range versions {
+		for given, vals := range off {
+			r := mustRender(t, v, vals)
+			_, sts := r.objects["StatefulSet/"+postgres]
+			_, svc := r.objects["Service/"+postgres]
+			if want := v != given; sts != want || svc != want {
+				t.Errorf("chart %s given %s's switch off: postgres StatefulSet %v, Service %v; want %v", v, given, sts, svc, want)
+			}
+		}
+	}
+
+	// Only 3.0.0 pulls with quay-registry-secret.
+	for v, want := range map[string][]corev1.LocalObjectReference{"2.1.0": nil, "3.0.0": {{Name: "quay-registry-secret"}}} {
+		if got := mustRender(t, v, nil).statefulSet(t, keycloak).Spec.Template.Spec.ImagePullSecrets; !slices.Equal(got, want) {
+			t.Errorf("chart %s: imagePullSecrets %v, want %v", v, got, want)
+		}
+	}
+}
+
+// TestOptionalPartsUseRemovedAPIs: 3.0.0's PodDisruptionBudget and HorizontalPodAutoscaler render
+// policy/v1beta1 and autoscaling/v2beta2, as the real chart's do, and convert to valid v1 / v2.
+func TestOptionalPartsUseRemovedAPIs(t *testing.T) {
+	r := mustRender(t, "3.0.0", map[string]any{"podDisruptionBudget": map[string]any{"enabled": true}, "autoscaling": map[string]any{"enabled": true}})
+	for key, apiVersion := range map[string]string{"PodDisruptionBudget/" + keycloak: "policy/v1beta1", "HorizontalPodAutoscaler/" + keycloak: "autoscaling/v2beta2"} {
+		if !strings.Contains(r.objects[key], "apiVersion: "+apiVersion+"\n") {
+			t.Errorf("%s is not rendered with %s:\n%s", key, apiVersion, r.objects[key])
+		}
+	}
+	converted, convs, err := kubeapis.Removed().ConvertManifest(r.rel.Manifest, servedV137)
+	if err != nil || len(convs) != 2 {
+		t.Fatalf("convert: %v %+v", err, convs)
+	}
+	objs := objectsOf(t, converted)
+	pdb := decode[policyv1.PodDisruptionBudget](t, objs["PodDisruptionBudget/"+keycloak])
+	if pdb.Spec.MinAvailable.IntValue() != 1 || pdb.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "keycloak" {
+		t.Errorf("pdb %+v", pdb.Spec)
+	}
+	hpa := decode[autoscalingv2.HorizontalPodAutoscaler](t, objs["HorizontalPodAutoscaler/"+keycloak])
+	if hpa.Spec.ScaleTargetRef.Name != keycloak || *hpa.Spec.Metrics[0].Resource.Target.AverageUtilization != 80 {
+		t.Errorf("hpa %+v", hpa.Spec)
 	}
 }
 
@@ -538,16 +685,18 @@ func TestLint(t *testing.T) {
 			})
 		}
 	}
-	lint := action.NewLint()
-	lint.KubeVersion = kube
-	res := lint.Run([]string{chartDir("2.1.0")}, map[string]any{"ingress": map[string]any{"enabled": true}})
-	flagged := false
-	for _, m := range res.Messages {
-		if m.Severity >= support.WarningSev && strings.Contains(m.Err.Error(), "extensions/v1beta1") {
-			flagged = true
+	for _, v := range versions {
+		lint := action.NewLint()
+		lint.KubeVersion = kube
+		res := lint.Run([]string{chartDir(v)}, map[string]any{"ingress": map[string]any{"enabled": true}})
+		flagged := false
+		for _, m := range res.Messages {
+			if m.Severity >= support.WarningSev && strings.Contains(m.Err.Error(), "extensions/v1beta1") {
+				flagged = true
+			}
 		}
-	}
-	if !flagged {
-		t.Errorf("lint of 2.1.0 with ingress.enabled=true does not flag extensions/v1beta1: %v", res.Messages)
+		if !flagged {
+			t.Errorf("lint of %s with ingress.enabled=true does not flag extensions/v1beta1: %v", v, res.Messages)
+		}
 	}
 }

@@ -141,3 +141,35 @@ identity.faultFor.
       key: value
 {{- end }}
 {{- end -}}
+
+{{/*
+identity.keycloak.replicas: the replicas of Keycloak's own settings .kc when given, else
+replicaCount. Call with (dict "root" $ "kc" <Keycloak's settings>).
+*/}}
+{{- define "identity.keycloak.replicas" -}}
+{{- if kindIs "invalid" .kc.replicas -}}
+{{- .root.Values.replicaCount -}}
+{{- else -}}
+{{- .kc.replicas -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+identity.extra renders a list that is given either as a list or, as the real charts' Keycloak
+subcharts take it, as YAML text (templated). Call with (dict "root" $ "value" <list or text>).
+*/}}
+{{- define "identity.extra" -}}
+{{- if kindIs "string" .value -}}
+{{- tpl .value .root -}}
+{{- else -}}
+{{- toYaml .value -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+identity.postgresql.deploy: "true" when the chart deploys its own PostgreSQL
+(keycloak.keycloak.persistence.deployPostgres; 3.0.0 reads keycloak.postgresql.enabled).
+*/}}
+{{- define "identity.postgresql.deploy" -}}
+{{- if dig "persistence" "deployPostgres" true (.Values.keycloak.keycloak | default dict) -}}true{{- end -}}
+{{- end -}}
