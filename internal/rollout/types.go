@@ -5,7 +5,9 @@
 package rollout
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -25,6 +27,90 @@ type Release struct {
 	// key for, so its templates most likely do not read them: on a rendered target, values
 	// reused from the current revision under keys the new chart moved or dropped.
 	UnreadValues []string
+
+	// What a rendered target found that a plain helm upgrade would fail on, or drop:
+	//
+	// RemovedAPIs are the objects of the stored manifest of the revision the upgrade starts
+	// from whose apiVersion the cluster no longer serves (helm cannot build that manifest);
+	// map-removed-apis maps them. ConvertedAPIs are the objects of the render that were
+	// converted from removed APIs (helm could not apply them as rendered);
+	// convert-removed-apis applies the conversion. ValueMoves are the values that move to the
+	// key the target chart reads them under (moved when migrate-values is on, else reused
+	// under their old key and dropped). MissingReferences are the objects the new manifest's
+	// pods need that neither exist in the cluster nor are created by the manifest.
+	RemovedAPIs       []APIConversion
+	ConvertedAPIs     []APIConversion
+	ValueMoves        []ValueMove
+	MissingReferences []Reference
+}
+
+// APIConversion is one object whose apiVersion the cluster no longer serves, and the served
+// API it converts to.
+type APIConversion struct {
+	Kind string
+	Name string
+	// From is the removed apiVersion, RemovedIn the Kubernetes version that removed it, To the
+	// served apiVersion it converts to ("": dropped, the API has no replacement).
+	From      string
+	To        string
+	RemovedIn string
+	// Fields says what changes besides the apiVersion.
+	Fields []string
+}
+
+// Object names the converted object as "Kind/name".
+func (c APIConversion) Object() string { return c.Kind + "/" + c.Name }
+
+func (c APIConversion) String() string {
+	to := c.To
+	if to == "" {
+		to = "(dropped: no replacement)"
+	}
+	s := fmt.Sprintf("%s %s → %s (removed in Kubernetes %s)", c.Object(), c.From, to, c.RemovedIn)
+	if len(c.Fields) > 0 {
+		s += ": " + strings.Join(c.Fields, "; ")
+	}
+	return s
+}
+
+// ValueMove is one value that the target chart reads under another key than the release's.
+type ValueMove struct {
+	// From and To are the paths (a.b.c); Value is the value as it may be shown (secrets
+	// redacted, structures summarised); Note says what else happened.
+	From, To, Value, Note string
+	// Given: the value comes from the run's own values; else it is reused from the release.
+	Given bool
+}
+
+func (m ValueMove) String() string {
+	s := m.From + " → " + m.To
+	if m.Value != "" {
+		s += " = " + m.Value
+	}
+	if m.Note != "" {
+		s += " (" + m.Note + ")"
+	}
+	return s
+}
+
+// Reference is an object that a pod of the new manifest needs and that is not there.
+type Reference struct {
+	// Kind and Name name the object (a Secret, ConfigMap, PersistentVolumeClaim,
+	// ServiceAccount, PriorityClass or StorageClass); Referrer the object that needs it
+	// ("StatefulSet/identity-id-keycloak"), Field where ("imagePullSecrets").
+	Kind, Name, Referrer, Field string
+	// Optional: marked optional: true; the pod starts without it.
+	Optional bool
+	// Unchecked says why the object could not be looked up (forbidden); "" when it is known
+	// to be missing.
+	Unchecked string
+}
+
+// Object names the referenced object as "Kind/name".
+func (r Reference) Object() string { return r.Kind + "/" + r.Name }
+
+func (r Reference) String() string {
+	return fmt.Sprintf("%s (%s of %s)", r.Object(), r.Field, r.Referrer)
 }
 
 // Pending reports whether a helm operation on the release is in progress, or was left in
