@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
@@ -42,8 +43,12 @@ type Client struct {
 	namespace string
 	log       *slog.Logger
 
+	// meta reads objects' metadata only: whether a referenced Secret exists, not its data.
+	meta metadata.Interface
+
 	mu       sync.Mutex
 	archives map[string][]byte // fetched chart archives by UpgradeSpec.source
+	served   map[string]bool   // the cluster's APIs as "group/version/Kind", read once
 }
 
 // New builds a client for opts.Namespace.
@@ -76,7 +81,11 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &Client{opts: opts, cfg: cfg, kube: kube, namespace: ns, log: log}, nil
+	meta, err := metadata.NewForConfig(restConfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes metadata client: %w", err)
+	}
+	return &Client{opts: opts, cfg: cfg, kube: kube, meta: meta, namespace: ns, log: log}, nil
 }
 
 // Namespace is the namespace the client works in.

@@ -137,7 +137,7 @@ type CloneDatabase struct {
 func cloneDatabaseSecret(release string) string { return release + "-rehearsal-database" }
 
 func (c *Client) InstallClone(ctx context.Context, name, namespace string, spec UpgradeSpec, db *CloneDatabase, timeout time.Duration) (rollout.Release, error) {
-	dry, err := c.render(ctx, name, spec)
+	dry, _, err := c.render(ctx, name, spec)
 	if err != nil {
 		return rollout.Release{}, err
 	}

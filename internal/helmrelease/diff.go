@@ -10,6 +10,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/kubeapis"
 	"github.com/identity-upgrade/identity-upgrade/internal/manifest"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -28,6 +29,20 @@ var immutableFields = map[string][]string{
 type object struct {
 	kind, namespace, name string
 	body                  map[string]any
+}
+
+// Diff lists the resources that differ between two revisions' manifests, as DiffManifests
+// does. Objects of current in APIs the cluster no longer serves are compared as what the API
+// server has made of them (the served API, as map-removed-apis stores them), once a render has
+// read the cluster's APIs: otherwise an Ingress moving to networking.k8s.io would show as
+// removed and added.
+func (c *Client) Diff(current, target string) ([]rollout.Change, error) {
+	if served := c.servedIfKnown(); served != nil {
+		if mapped, _, err := kubeapis.Removed().ConvertManifest(current, served); err == nil {
+			current = mapped
+		}
+	}
+	return DiffManifests(current, target, c.namespace)
 }
 
 // DiffManifests lists the resources that are added, removed or changed between two rendered

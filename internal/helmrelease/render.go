@@ -9,19 +9,33 @@ import (
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/release"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/kubeapis"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
 // Render returns the revision an upgrade of release name to spec would create, without
 // changing anything: helm's client-side dry run, which renders the chart and its hooks
 // against the release's stored values.
+//
+// It also finds what a plain upgrade would fail on or drop, whatever the spec asks to do about
+// it, so that the plan can name each: the stored manifest's objects in APIs the cluster no
+// longer serves (the render reads a copy of the stored revisions mapped to served APIs: helm
+// fails on them before it renders), the render's own (converted, and listed, even without
+// spec.ConvertRemovedAPIs), the values that move between the two charts' versions, and what
+// the new pods reference that does not exist.
 func (c *Client) Render(ctx context.Context, name string, spec UpgradeSpec) (rollout.Release, error) {
-	rel, err := c.render(ctx, name, spec)
+	rel, found, err := c.render(ctx, name, spec)
 	if err != nil {
 		return rollout.Release{}, err
 	}
 	out := fromHelm(rel)
 	out.UnreadValues = unreadValues(rel.Config, rel.Chart)
+	out.RemovedAPIs = fromConversions(found.stored)
+	out.ConvertedAPIs = fromConversions(found.converted)
+	out.ValueMoves = found.moves
+	if out.MissingReferences, err = c.missingReferences(ctx, rel); err != nil {
+		return rollout.Release{}, err
+	}
 	return out, nil
 }
 
@@ -83,17 +97,37 @@ func dependencies(ch *chart.Chart) map[string]*chart.Chart {
 	return out
 }
 
-// render is Render's helm release: with the values the upgrade would give the chart (Config).
-func (c *Client) render(ctx context.Context, name string, spec UpgradeSpec) (*release.Release, error) {
-	up, ch, vals, err := c.upgradeAction(spec)
+// found is what a render found that a plain upgrade would fail on or drop (see Render).
+type found struct {
+	stored, converted []kubeapis.Conversion
+	moves             []rollout.ValueMove
+}
+
+// render is Render's helm release, with the values the upgrade would give the chart (Config),
+// and what it found.
+func (c *Client) render(ctx context.Context, name string, spec UpgradeSpec) (*release.Release, found, error) {
+	served, err := c.servedAPIs(ctx)
 	if err != nil {
-		return nil, err
+		return nil, found{}, err
 	}
+	cfg, stored, err := c.mappedConfig(name, served)
+	if err != nil {
+		return nil, found{}, fmt.Errorf("render upgrade of %q: the stored release: %w", name, err)
+	}
+	if cfg == nil {
+		cfg = c.cfg
+	}
+	up, ch, vals, moves, err := c.upgradeAction(cfg, name, spec)
+	if err != nil {
+		return nil, found{}, err
+	}
+	conv := &converter{served: served}
+	up.PostRenderer = conv
 	up.DryRun = true
 	up.DryRunOption = "client"
 	rel, err := up.RunWithContext(ctx, name, ch, vals)
 	if err != nil {
-		return nil, fmt.Errorf("render upgrade of %q to %s: %w", name, spec.Chart, err)
+		return nil, found{}, fmt.Errorf("render upgrade of %q to %s: %w", name, spec.Chart, err)
 	}
-	return rel, nil
+	return rel, found{stored: stored, converted: conv.convs, moves: moves}, nil
 }

@@ -26,9 +26,15 @@ func (r Renderer) Render(ctx context.Context, name string) (rollout.Release, err
 	return r.Client.Render(ctx, name, r.Spec)
 }
 
-// Diff compares the two revisions' manifests.
+// Diff compares the two revisions' manifests (see Client.Diff).
 func (r Renderer) Diff(current, target rollout.Release) ([]rollout.Change, error) {
-	return DiffManifests(current.Manifest, target.Manifest, r.Client.namespace)
+	return r.Client.Diff(current.Manifest, target.Manifest)
+}
+
+// MapRemovedAPIs maps the stored manifest of a revision to served APIs (see
+// Client.MapRemovedAPIs).
+func (r Renderer) MapRemovedAPIs(ctx context.Context, rel rollout.Release) (rollout.Release, []rollout.APIConversion, error) {
+	return r.Client.MapRemovedAPIs(ctx, rel)
 }
 
 // Upgrade upgrades the release to the bound spec (see Client.Upgrade).

@@ -45,6 +45,13 @@ type UpgradeSpec struct {
 	// ReuseValues keeps the values given to the current revision, over the new chart's
 	// defaults (helm's --reset-then-reuse-values).
 	ReuseValues bool
+	// MigrateValues moves the reused values and the given ones to the keys the target chart
+	// reads them under, by the table of value moves for the release's chart and the target's
+	// versions (migrate-values).
+	MigrateValues bool
+	// ConvertRemovedAPIs converts the objects of the render whose apiVersion the cluster no
+	// longer serves to the API that replaced it (convert-removed-apis), as a post-renderer.
+	ConvertRemovedAPIs bool
 }
 
 func (s UpgradeSpec) values() (map[string]any, error) {
