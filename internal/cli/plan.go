@@ -74,6 +74,7 @@ func upgradeSpec(cfg *config.Config) helmrelease.UpgradeSpec {
 	return helmrelease.UpgradeSpec{
 		Chart: cfg.Chart, Version: cfg.ChartVersion, RepoURL: cfg.RepoURL,
 		Values: cfg.Values, ValuesFiles: cfg.ValuesFiles, Set: cfg.Set, ReuseValues: cfg.ReuseValues,
+		MigrateValues: cfg.MigrateValues, ConvertRemovedAPIs: cfg.ConvertRemovedAPIs,
 		Username: cfg.RegistryUsername, Password: cfg.RegistryPassword,
 	}
 }
@@ -107,6 +108,9 @@ func planRequest(cfg *config.Config, namespace string) rollout.PlanRequest {
 		RecreateStatefulSets: cfg.RecreateStatefulSets,
 		RollbackHooks:        cfg.RollbackHooks,
 		UnlockPending:        cfg.UnlockPending,
+		MapRemovedAPIs:       cfg.MapRemovedAPIs,
+		ConvertRemovedAPIs:   cfg.ConvertRemovedAPIs,
+		MigrateValues:        cfg.MigrateValues,
 		Advise:               cfg.Advise,
 	}
 }

@@ -60,6 +60,9 @@ func installBundled(t *testing.T, kube testworld.Kube, db testworld.Database) *i
 	if _, err := helm.Install(t.Context(), "identity", chart13, values, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	if err := kube.CreatePullSecret(t.Context(), "quay-registry-secret"); err != nil {
+		t.Fatal(err)
+	}
 	return &installed{kube: kube, db: db, helm: helm, stores: t.TempDir()}
 }
 

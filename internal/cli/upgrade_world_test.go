@@ -56,6 +56,10 @@ func install13(t *testing.T) *installed {
 	if _, err := helm.Install(t.Context(), "identity", chart13, map[string]any{"postgresql": db.ChartValues()}, 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	// The 1.4-like chart pulls with it, as the real one does: a user creates it first.
+	if err := kube.CreatePullSecret(t.Context(), "quay-registry-secret"); err != nil {
+		t.Fatal(err)
+	}
 	return &installed{kube: kube, db: db, helm: helm, before: dbContent(t, db), stores: t.TempDir()}
 }
 

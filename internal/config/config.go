@@ -34,6 +34,11 @@ type Config struct {
 	ValuesFiles  []string
 	Set          []string // key=value
 	ReuseValues  bool
+	// The vendor's charts on today's clusters: map the stored release's removed APIs, convert
+	// the render's, move values to the keys the target chart reads.
+	MapRemovedAPIs     bool
+	ConvertRemovedAPIs bool
+	MigrateValues      bool
 
 	// Cluster.
 	Kubeconfig     string // content, not a path

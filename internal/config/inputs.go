@@ -151,6 +151,12 @@ func allInputs() []Input {
 			Description: "Values as key=value, one per line (like helm --set), applied last."},
 		{Name: "reuse-values", Bind: boolean(func(c *Config) *bool { return &c.ReuseValues }), Group: GroupRelease, Default: "true", Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "Start from the release's current values (true or false)."},
+		{Name: "map-removed-apis", Bind: boolean(func(c *Config) *bool { return &c.MapRemovedAPIs }), Group: GroupRelease, Fixes: rollout.OptionMapRemovedAPIs, Default: "false", Commands: upPlan,
+			Description: "When the release was installed on a Kubernetes that served APIs the cluster no longer serves (extensions/v1beta1 Ingress...), rewrite the stored manifest of its deployed revision to the APIs that replaced them, as the helm-mapkubeapis plugin does: a new revision that the run upgrades from and rolls back to; the objects in the cluster do not change (true or false)."},
+		{Name: "convert-removed-apis", Bind: boolean(func(c *Config) *bool { return &c.ConvertRemovedAPIs }), Group: GroupRelease, Fixes: rollout.OptionConvertRemovedAPIs, Default: "false", Commands: upPlan,
+			Description: "Convert the objects the target chart renders in APIs the cluster no longer serves to the APIs that replaced them (Ingress backends, workload selectors and the like included), so that they are upgraded in place instead of failing (true or false)."},
+		{Name: "migrate-values", Bind: boolean(func(c *Config) *bool { return &c.MigrateValues }), Group: GroupRelease, Fixes: rollout.OptionMigrateValues, Default: "false", Commands: upPlan,
+			Description: "Move the reused values and the given ones to the keys the target chart reads them under, by the project's table of value moves for the two chart versions (identity-service 2.x to 3.x: keycloak.keycloak.* to keycloak.*, and more); without it a run whose reused values would be dropped is refused (true or false)."},
 
 		// Cluster.
 		{Name: "kubeconfig", Bind: text(func(c *Config) *string { return &c.Kubeconfig }), Group: GroupCluster, Secret: true, Commands: all,

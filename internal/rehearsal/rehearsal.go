@@ -158,6 +158,12 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, err
 	}
 	say("installed release %q: revision %d, chart %s-%s (Identity Service %s), %s", rel.Name, rel.Revision, rel.ChartName, rel.ChartVersion, rel.AppVersion, rel.Status)
+	// The 1.4-like chart pulls its image with quay-registry-secret, as the real one does: the
+	// vendor has users create it before the upgrade.
+	if err := kube.CreatePullSecret(ctx, "quay-registry-secret"); err != nil {
+		return res, err
+	}
+	say("created the image pull Secret quay-registry-secret that the 1.4 chart's pods reference")
 
 	chart14 := filepath.Join(opts.Root, "testdata", "charts", "identity", "3.0.0")
 	common := []string{"--release-name", Release, "--namespace", Namespace, "--chart", chart14}

@@ -21,6 +21,10 @@ type Journal struct {
 	// RecordedRevision is the revision to return to; TargetChart the chart upgraded to.
 	RecordedRevision int    `json:"recordedRevision,omitempty"`
 	TargetChart      string `json:"targetChart,omitempty"`
+	// MappedFrom is the revision whose stored manifest the run mapped to served APIs
+	// (map-removed-apis); RecordedRevision is then the mapped revision, which a rollback of
+	// this run returns to.
+	MappedFrom int `json:"mappedFrom,omitempty"`
 	// Backup is where the run's backup went, with its checksum and the schema state it holds.
 	Backup *JournalBackup `json:"backup,omitempty"`
 	// Scaled are the workloads the quiesce scaled to zero, with their replicas.

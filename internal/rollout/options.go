@@ -56,6 +56,9 @@ const (
 	OptionCommand
 	// OptionRestoreFrom is the bundle a restore restores.
 	OptionRestoreFrom
+	OptionMapRemovedAPIs
+	OptionConvertRemovedAPIs
+	OptionMigrateValues
 )
 
 // Fix is the choice that gets past a refusal: Option set to Value.

@@ -45,6 +45,12 @@ type PlanRequest struct {
 	RollbackHooks        RollbackHooks
 	// UnlockPending allows continuing from a release left pending-*.
 	UnlockPending bool
+	// MapRemovedAPIs, ConvertRemovedAPIs and MigrateValues allow what fixes the vendor's older
+	// charts on a current cluster: the stored manifest mapped to served APIs, the render
+	// converted, the values moved (see findings).
+	MapRemovedAPIs     bool
+	ConvertRemovedAPIs bool
+	MigrateValues      bool
 	// Advise says how a person applies the fix a refusal names, in their terms.
 	Advise Advisor
 }
@@ -142,6 +148,7 @@ func MakePlan(ctx context.Context, rel ReleaseReader, db DatabaseInspector, read
 				}
 			}
 		}
+		p.findings(req)
 		if older(p.Target.AppVersion, p.Current.AppVersion) {
 			p.Warnings = append(p.Warnings, fmt.Sprintf("downgrade: the target runs app %s, older than the current %s; "+
 				"Keycloak does not migrate a schema back, so an older version may not start on this database", p.Target.AppVersion, p.Current.AppVersion))
@@ -222,6 +229,7 @@ func (p Plan) WriteText(w io.Writer) error {
 			}
 		}
 	}
+	p.writeFindings(&b)
 	if len(p.SkippedRollbackHooks) > 0 {
 		fmt.Fprintf(&b, "Rollback hooks of revision %d that a rollback would skip (the database is restored from this run's backup instead):\n", p.Current.Revision)
 		for _, h := range p.SkippedRollbackHooks {

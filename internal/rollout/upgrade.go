@@ -259,7 +259,7 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 	if err := r.journalQuiescing(ctx, plan); err != nil {
 		return r.refuse(err)
 	}
-	for _, step := range []func(context.Context) error{r.quiesce, r.backup, r.upgrade, r.readiness} {
+	for _, step := range []func(context.Context) error{r.mapRemovedAPIs, r.quiesce, r.backup, r.upgrade, r.readiness} {
 		if err := step(ctx); err != nil {
 			return r.goBack(ctx, err)
 		}
