@@ -58,3 +58,23 @@ func (c *Client) AtomicUpgrade(ctx context.Context, name, chartPath string, valu
 	_, err = up.RunWithContext(ctx, name, ch, values)
 	return err
 }
+
+// PlainRender is helm's own client-side dry run of an upgrade of name to chartPath with the
+// release's values reused, and nothing else: the baseline the render's findings are measured
+// against.
+func (c *Client) PlainRender(ctx context.Context, name, chartPath string) (string, error) {
+	ch, err := LoadChart(chartPath)
+	if err != nil {
+		return "", err
+	}
+	up := action.NewUpgrade(c.cfg)
+	up.Namespace = c.namespace
+	up.ResetThenReuseValues = true
+	up.DryRun = true
+	up.DryRunOption = "client"
+	rel, err := up.RunWithContext(ctx, name, ch, nil)
+	if err != nil {
+		return "", err
+	}
+	return rel.Manifest, nil
+}
