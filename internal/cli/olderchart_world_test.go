@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
+	"github.com/identity-upgrade/identity-upgrade/internal/kubelock"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
@@ -147,6 +149,38 @@ func TestReleaseInstalledBeforeKubernetes122(t *testing.T) {
 		}
 		if back.Revision != 4 || back.Status != "deployed" || back.ChartVersion != "2.1.0" || strings.Contains(back.Manifest, "apiVersion: extensions/v1beta1") {
 			t.Errorf("after the rollback: revision %d %s chart %s; its manifest must be the mapped one", back.Revision, back.Status, back.ChartVersion)
+		}
+		if got := w.ingressUID(t); got != ingress {
+			t.Errorf("the Ingress was re-created: UID %s, was %s", got, ingress)
+		}
+		w.endState(t, false)
+	})
+	t.Run("a run killed after the upgrade is recovered to the mapped revision", func(t *testing.T) {
+		t.Parallel()
+		w := installedBefore122(t)
+		ingress := w.ingressUID(t)
+		tmp := t.TempDir()
+		env := []string{"RUNNER_TEMP=" + tmp}
+		killed := w.start(t, env, atStep("readiness", func(p *os.Process) { p.Kill() }), append([]string{"--set", "fault=crashloop"}, removed...)...)
+		if r := killed.wait(t); r.code != -1 {
+			t.Fatalf("the run ended before the kill: exit %d", r.code)
+		}
+		if j := w.journal(t); j.RecordedRevision != 2 || j.MappedFrom != 1 {
+			t.Errorf("the killed run's journal: recorded revision %d, mapped from %d; want 2 and 1", j.RecordedRevision, j.MappedFrom)
+		}
+		if err := w.kube.Client.CoordinationV1().Leases(w.kube.Namespace).Delete(t.Context(), kubelock.LeaseName("identity"), metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r := w.recover(t, tmp)
+		if r.code != rollout.ExitRolledBack {
+			t.Fatalf("recover: exit %d, want %d\n%s\n%s", r.code, rollout.ExitRolledBack, r.stdout, r.stderr)
+		}
+		back, err := w.helm.Current("identity")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.Status != "deployed" || back.ChartVersion != "2.1.0" || strings.Contains(back.Manifest, "apiVersion: extensions/v1beta1") {
+			t.Errorf("after the recovery: revision %d %s chart %s; want the mapped revision's chart and manifest", back.Revision, back.Status, back.ChartVersion)
 		}
 		if got := w.ingressUID(t); got != ingress {
 			t.Errorf("the Ingress was re-created: UID %s, was %s", got, ingress)
