@@ -17,7 +17,6 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/kubelock"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
-	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
 // The states the vendor's 2020 release is in on a 2026 cluster: installed before Kubernetes
@@ -31,25 +30,14 @@ import (
 // stored manifest (written with helm's storage) still says extensions/v1beta1.
 func installedBefore122(t *testing.T) *installed {
 	t.Helper()
-	kube := testworld.Cluster(t)
-	db := testworld.Postgres(t)
-	db.ExecFileAsOwner(t, "../../testdata/sql/keycloak-11.sql")
-	helm, err := helmrelease.New(helmrelease.Options{KubeconfigData: kube.KubeconfigData, Namespace: kube.Namespace})
-	if err != nil {
-		t.Fatal(err)
-	}
-	values := map[string]any{"postgresql": db.ChartValues(), "ingress": map[string]any{"enabled": true, "hostName": "id.example.test"}}
-	rel, err := helm.InstallWithRemovedAPIs(t.Context(), "identity", chart13, values, 2*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(rel.Manifest, "apiVersion: extensions/v1beta1\nkind: Ingress\n") {
-		t.Fatalf("the stored manifest lost its extensions/v1beta1 Ingress:\n%s", rel.Manifest)
-	}
-	if err := kube.CreatePullSecret(t.Context(), "quay-registry-secret"); err != nil {
-		t.Fatal(err)
-	}
-	return &installed{kube: kube, db: db, helm: helm, before: dbContent(t, db), stores: t.TempDir()}
+	return installWith(t, func(w *installed) error {
+		values := map[string]any{"postgresql": w.db.ChartValues(), "ingress": map[string]any{"enabled": true, "hostName": "id.example.test"}}
+		rel, err := w.helm.InstallWithRemovedAPIs(t.Context(), "identity", chart13, values, 2*time.Minute)
+		if err == nil && !strings.Contains(rel.Manifest, "apiVersion: extensions/v1beta1\nkind: Ingress\n") {
+			t.Fatalf("the stored manifest lost its extensions/v1beta1 Ingress:\n%s", rel.Manifest)
+		}
+		return err
+	})
 }
 
 func (w *installed) ingressUID(t *testing.T) types.UID {
@@ -257,31 +245,31 @@ func TestReferencesNobodyCreates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end upgrades on the simulated cluster")
 	}
-	t.Run("the image pull Secret", func(t *testing.T) {
-		t.Parallel()
-		w := install13(t)
-		if err := w.kube.Client.CoreV1().Secrets(w.kube.Namespace).Delete(t.Context(), "quay-registry-secret", metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		keycloak := w.keycloakPod(t)
-		r := w.upgrade(t.Context(), t)
-		if r.code != rollout.ExitRefused {
-			t.Errorf("exit %d, want %d", r.code, rollout.ExitRefused)
-		}
-		mustContain(t, r, "Secret/quay-registry-secret (imagePullSecrets of StatefulSet/identity-id-keycloak) does not exist in namespace")
-		w.keycloakUntouched(t, keycloak)
-	})
-	t.Run("the claim", func(t *testing.T) {
-		t.Parallel()
-		w := install13(t)
-		keycloak := w.keycloakPod(t)
-		r := w.upgrade(t.Context(), t, "--set", "persistence.existingClaim=alfresco-volume-claim")
-		if r.code != rollout.ExitRefused {
-			t.Errorf("exit %d, want %d", r.code, rollout.ExitRefused)
-		}
-		mustContain(t, r, "PersistentVolumeClaim/alfresco-volume-claim (volume data of StatefulSet/identity-id-keycloak) does not exist")
-		w.keycloakUntouched(t, keycloak)
-	})
+	for _, tc := range []struct {
+		name, missing string
+		flags         []string
+	}{
+		{"the image pull Secret", "Secret/quay-registry-secret (imagePullSecrets of StatefulSet/identity-id-keycloak) does not exist in namespace", nil},
+		{"the claim", "PersistentVolumeClaim/alfresco-volume-claim (volume data of StatefulSet/identity-id-keycloak) does not exist",
+			[]string{"--set", "persistence.existingClaim=alfresco-volume-claim"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := install13(t)
+			if strings.HasPrefix(tc.missing, "Secret/quay-registry-secret") {
+				if err := w.kube.Client.CoreV1().Secrets(w.kube.Namespace).Delete(t.Context(), "quay-registry-secret", metav1.DeleteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			keycloak := w.keycloakPod(t)
+			r := w.upgrade(t.Context(), t, tc.flags...)
+			if r.code != rollout.ExitRefused {
+				t.Errorf("exit %d, want %d", r.code, rollout.ExitRefused)
+			}
+			mustContain(t, r, tc.missing)
+			w.keycloakUntouched(t, keycloak)
+		})
+	}
 	t.Run("an optional ConfigMap", func(t *testing.T) {
 		t.Parallel()
 		w := install13(t)

@@ -46,6 +46,17 @@ type installed struct {
 
 func install13(t *testing.T) *installed {
 	t.Helper()
+	return installWith(t, func(w *installed) error {
+		_, err := w.helm.Install(t.Context(), "identity", chart13, map[string]any{"postgresql": w.db.ChartValues()}, 2*time.Minute)
+		return err
+	})
+}
+
+// installWith gives the test a namespace, a database seeded with Keycloak 11 and a helm client,
+// installs the 1.3-like release with install, and creates the image pull Secret the 1.4-like
+// chart pulls with, as a user of the real one does first.
+func installWith(t *testing.T, install func(w *installed) error) *installed {
+	t.Helper()
 	kube := testworld.Cluster(t)
 	db := testworld.Postgres(t)
 	db.ExecFileAsOwner(t, "../../testdata/sql/keycloak-11.sql")
@@ -53,14 +64,15 @@ func install13(t *testing.T) *installed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := helm.Install(t.Context(), "identity", chart13, map[string]any{"postgresql": db.ChartValues()}, 2*time.Minute); err != nil {
+	w := &installed{kube: kube, db: db, helm: helm, stores: t.TempDir()}
+	if err := install(w); err != nil {
 		t.Fatal(err)
 	}
-	// The 1.4-like chart pulls with it, as the real one does: a user creates it first.
 	if err := kube.CreatePullSecret(t.Context(), "quay-registry-secret"); err != nil {
 		t.Fatal(err)
 	}
-	return &installed{kube: kube, db: db, helm: helm, before: dbContent(t, db), stores: t.TempDir()}
+	w.before = dbContent(t, db)
+	return w
 }
 
 // upgrade runs `identity-upgrade upgrade` to the 1.4-like chart with the given extra flags;

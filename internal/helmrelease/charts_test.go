@@ -76,24 +76,7 @@ func render(t *testing.T, version string, vals map[string]any) (rendered, error)
 	if err != nil {
 		return rendered{}, err
 	}
-	r := rendered{rel: rel, objects: map[string]string{}}
-	for _, doc := range releaseutil.SplitManifests(rel.Manifest) {
-		var head struct {
-			Kind     string `json:"kind"`
-			Metadata struct {
-				Name string `json:"name"`
-			} `json:"metadata"`
-		}
-		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
-			t.Fatalf("chart %s: manifest is not YAML: %v\n%s", version, err, doc)
-		}
-		key := head.Kind + "/" + head.Metadata.Name
-		if _, dup := r.objects[key]; dup {
-			t.Fatalf("chart %s renders %s twice", version, key)
-		}
-		r.objects[key] = doc
-	}
-	return r, nil
+	return rendered{rel: rel, objects: objectsOf(t, rel.Manifest)}, nil
 }
 
 func mustRender(t *testing.T, version string, vals map[string]any) rendered {
@@ -501,7 +484,7 @@ func servedV137(apiVersion, kind string) bool {
 	return !strings.Contains(apiVersion, "beta")
 }
 
-// objectsOf is a manifest's documents by "Kind/name".
+// objectsOf is a manifest's documents by "Kind/name"; an object rendered twice fails the test.
 func objectsOf(t *testing.T, manifest string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -513,9 +496,13 @@ func objectsOf(t *testing.T, manifest string) map[string]string {
 			} `json:"metadata"`
 		}
 		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
-			t.Fatal(err)
+			t.Fatalf("manifest is not YAML: %v\n%s", err, doc)
 		}
-		out[head.Kind+"/"+head.Metadata.Name] = doc
+		key := head.Kind + "/" + head.Metadata.Name
+		if _, dup := out[key]; dup {
+			t.Fatalf("the manifest has %s twice", key)
+		}
+		out[key] = doc
 	}
 	return out
 }

@@ -112,18 +112,6 @@ type Conversion struct {
 // Object names the converted object as "Kind/name".
 func (c Conversion) Object() string { return c.Kind + "/" + c.Name }
 
-func (c Conversion) String() string {
-	to := c.To
-	if to == "" {
-		to = "(dropped: no replacement)"
-	}
-	s := fmt.Sprintf("%s %s → %s (removed in Kubernetes %s)", c.Object(), c.From, to, c.RemovedIn)
-	if len(c.Fields) > 0 {
-		s += ": " + strings.Join(c.Fields, "; ")
-	}
-	return s
-}
-
 // Convert converts obj in place when the cluster does not serve its apiVersion and the map
 // knows it as removed, step by step along the replacements until one the cluster serves. It
 // returns nil for an object that needs nothing (served, or not a removed API: a custom

@@ -76,40 +76,43 @@ func conversions(cs []APIConversion) string {
 // or converted, values moved.
 func (p Plan) writeFindings(b *strings.Builder) {
 	req, t := p.Request, p.Target
-	if len(t.RemovedAPIs) > 0 {
-		how := "would be mapped before the upgrade (map-removed-apis): a new revision, which a failure rolls back to"
-		if !req.MapRemovedAPIs {
-			how = "refused without map-removed-apis"
+	section := func(title string, allowed bool, done, refused string, lines []string) {
+		if len(lines) == 0 {
+			return
 		}
-		fmt.Fprintf(b, "Removed APIs in the stored manifest of revision %d, %s:\n", p.Current.Revision, how)
-		for _, c := range t.RemovedAPIs {
-			fmt.Fprintf(b, "  %s\n", c)
+		how := done
+		if !allowed {
+			how = refused
 		}
-	}
-	if len(t.ConvertedAPIs) > 0 {
-		how := "converted (convert-removed-apis)"
-		if !req.ConvertRemovedAPIs {
-			how = "refused without convert-removed-apis"
-		}
-		fmt.Fprintf(b, "Removed APIs in the render of chart %s, %s:\n", t.Chart(), how)
-		for _, c := range t.ConvertedAPIs {
-			fmt.Fprintf(b, "  %s\n", c)
+		fmt.Fprintf(b, "%s, %s:\n", title, how)
+		for _, l := range lines {
+			fmt.Fprintf(b, "  %s\n", l)
 		}
 	}
-	if len(t.ValueMoves) > 0 {
-		how := "moved (migrate-values)"
-		if !req.MigrateValues {
-			how = "not moved without migrate-values"
+	section(fmt.Sprintf("Removed APIs in the stored manifest of revision %d", p.Current.Revision), req.MapRemovedAPIs,
+		"would be mapped before the upgrade (map-removed-apis): a new revision, which a failure rolls back to",
+		"refused without map-removed-apis", strs(t.RemovedAPIs))
+	section("Removed APIs in the render of chart "+t.Chart(), req.ConvertRemovedAPIs,
+		"converted (convert-removed-apis)", "refused without convert-removed-apis", strs(t.ConvertedAPIs))
+	var moves []string
+	for _, m := range t.ValueMoves {
+		from := "reused"
+		if m.Given {
+			from = "given"
 		}
-		fmt.Fprintf(b, "Values chart %s reads under other keys, %s:\n", t.Chart(), how)
-		for _, m := range t.ValueMoves {
-			from := "reused"
-			if m.Given {
-				from = "given"
-			}
-			fmt.Fprintf(b, "  %s (%s)\n", m, from)
-		}
+		moves = append(moves, fmt.Sprintf("%s (%s)", m, from))
 	}
+	section(fmt.Sprintf("Values chart %s reads under other keys", t.Chart()), req.MigrateValues,
+		"moved (migrate-values)", "not moved without migrate-values", moves)
+}
+
+// strs is each element's String.
+func strs[T fmt.Stringer](xs []T) []string {
+	out := make([]string, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, x.String())
+	}
+	return out
 }
 
 // RemovedAPIMapper rewrites the stored manifest of a revision to the APIs the cluster serves
