@@ -80,7 +80,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: holder, Log: log},
 		Journal:   &kubelock.Journal{Client: kube, Namespace: client.Namespace()},
 		Workloads: keycloak.Workloads{Client: kube, Name: workload, Log: log},
-		Sessions: keycloak.Sessions{BaseURL: cfg.KeycloakURL, User: cfg.KeycloakAdminUser, Password: cfg.KeycloakAdminPassword,
+		Sessions: keycloak.Sessions{Admin: &keycloak.Admin{BaseURL: cfg.KeycloakURL, User: cfg.KeycloakAdminUser, Password: cfg.KeycloakAdminPassword, Log: log},
 			Realms: cfg.Realms, Log: log},
 		TxStore: keycloak.TxStore{Client: kube, Config: restConfig, Workload: workload, Path: cfg.TxObjectStorePath, Log: log},
 		// The rehearsal's clone, and what removes one a dead run left.

@@ -23,12 +23,13 @@ type adminAPI struct {
 	user, password string
 	realms         []string
 
-	mu       sync.Mutex
-	tokens   map[string]bool
-	logouts  map[string]int
-	paths    []string // escaped paths of the logout-all calls
-	problems []string
-	logins   int
+	mu          sync.Mutex
+	unavailable int // answer this many next requests 503, as a restarting Keycloak behind its Service
+	tokens      map[string]bool
+	logouts     map[string]int
+	paths       []string // escaped paths of the logout-all calls
+	problems    []string
+	logins      int
 }
 
 func newAdminAPI(t *testing.T, prefix string, realms ...string) (*adminAPI, *httptest.Server) {
@@ -40,7 +41,19 @@ func newAdminAPI(t *testing.T, prefix string, realms ...string) (*adminAPI, *htt
 	mux.HandleFunc("POST "+prefix+"/realms/master/protocol/openid-connect/token", a.token)
 	mux.HandleFunc("GET "+prefix+"/admin/realms", a.listRealms)
 	mux.HandleFunc("POST "+prefix+"/admin/realms/{realm}/logout-all", a.logoutAll)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		down := a.unavailable > 0
+		if down {
+			a.unavailable--
+		}
+		a.mu.Unlock()
+		if down {
+			http.Error(w, "no endpoints available", http.StatusServiceUnavailable)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
 		t.Fatalf("stand-in server not on loopback: %s", srv.URL)
@@ -129,6 +142,13 @@ func (a *adminAPI) logoutAll(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// expire forgets every token issued, as Keycloak does when they run out.
+func (a *adminAPI) expire() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	clear(a.tokens)
+}
+
 func (a *adminAPI) state() (logouts map[string]int, paths, problems, tokens []string, logins int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -198,8 +218,8 @@ func TestLogoutAll(t *testing.T) {
 				password = tt.password
 			}
 			s := Sessions{
-				BaseURL: srv.URL + tt.url, User: api.user, Password: password, Realms: tt.realms,
-				HTTP: srv.Client(), Log: testLogger(t),
+				Admin:  &Admin{BaseURL: srv.URL + tt.url, User: api.user, Password: password, HTTP: srv.Client(), Log: testLogger(t)},
+				Realms: tt.realms, Log: testLogger(t),
 			}
 			got, err := s.LogoutAll(t.Context())
 			if got != tt.want {
@@ -249,11 +269,11 @@ func TestLogoutAllInputs(t *testing.T) {
 		s       Sessions
 		wantErr string
 	}{
-		{"no url", Sessions{User: "admin", Password: "p"}, "keycloak-url is empty"},
-		{"not http", Sessions{BaseURL: "ftp://127.0.0.1/", User: "admin", Password: "p"}, "keycloak-url"},
-		{"credentials in url", Sessions{BaseURL: "http://admin:hunter2@127.0.0.1/", User: "admin", Password: "p"}, "keycloak-url must not carry credentials"},
-		{"no user", Sessions{BaseURL: "http://127.0.0.1:1", Password: "p"}, "keycloak-admin-user and keycloak-admin-password"},
-		{"no password", Sessions{BaseURL: "http://127.0.0.1:1", User: "admin"}, "keycloak-admin-user and keycloak-admin-password"},
+		{"no url", Sessions{Admin: &Admin{User: "admin", Password: "p"}}, "keycloak-url is empty"},
+		{"not http", Sessions{Admin: &Admin{BaseURL: "ftp://127.0.0.1/", User: "admin", Password: "p"}}, "keycloak-url"},
+		{"credentials in url", Sessions{Admin: &Admin{BaseURL: "http://admin:hunter2@127.0.0.1/", User: "admin", Password: "p"}}, "keycloak-url must not carry credentials"},
+		{"no user", Sessions{Admin: &Admin{BaseURL: "http://127.0.0.1:1", Password: "p"}}, "keycloak-admin-user and keycloak-admin-password"},
+		{"no password", Sessions{Admin: &Admin{BaseURL: "http://127.0.0.1:1", User: "admin"}}, "keycloak-admin-user and keycloak-admin-password"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := tt.s.LogoutAll(t.Context())
