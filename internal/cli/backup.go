@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
@@ -51,7 +52,7 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 		if prefix == "" {
 			prefix = databaseName(cfg)
 		}
-		name = pgbackup.BundleName(prefix, time.Now())
+		name = bundle.DefaultName(prefix, time.Now())
 	}
 	log.InfoContext(ctx, "backing up the database", "bundle", name, "format", cfg.BackupFormat, "stores", len(targets))
 	engine := &pgbackup.Engine{

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgarchive"
 	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
@@ -55,28 +56,16 @@ type BackupOptions struct {
 	ProgressInterval time.Duration
 }
 
-// DumpFileName returns the name of the dump file of a bundle.
-func DumpFileName(format string, encrypted bool) string {
-	name := "dump.pgcustom.zst"
-	if format == FormatPlain {
-		name = "dump.sql.zst"
-	}
-	if encrypted {
-		name += ".age"
-	}
-	return name
-}
-
 // Backup dumps the database into a new bundle directory dir, which must not exist. The dump
 // is streamed: pg_dump → (plain: seed filter) → zstd → (age) → sha256 → file, and its row
 // counts are read in the very snapshot pg_dump dumps. The manifest is written last, only after
 // pg_dump succeeded and the dump was checked complete; on any failure dir is removed.
-func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err error) {
-	format := orDefault(opts.Format, FormatCustom)
-	if format != FormatCustom && format != FormatPlain {
+func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *bundle.Bundle, err error) {
+	format := orDefault(opts.Format, bundle.FormatCustom)
+	if format != bundle.FormatCustom && format != bundle.FormatPlain {
 		return nil, fmt.Errorf("backup: unknown dump format %q (custom or plain)", format)
 	}
-	recipients, err := parseRecipients(opts.Recipients)
+	recipients, err := bundle.ParseRecipients(opts.Recipients)
 	if err != nil {
 		return nil, err
 	}
@@ -102,9 +91,9 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 		return nil, fmt.Errorf("begin snapshot: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	m := Manifest{
-		FormatVersion: ManifestVersion, DumpFormat: format, Compression: "zstd", Encryption: "none",
-		DumpFile: DumpFileName(format, len(recipients) > 0),
+	m := bundle.Manifest{
+		FormatVersion: bundle.ManifestVersion, DumpFormat: format, Compression: "zstd", Encryption: "none",
+		DumpFile: bundle.DumpFileName(format, len(recipients) > 0),
 		Release:  opts.Release, Revision: opts.Revision, ChartVersion: opts.ChartVersion,
 	}
 	if len(recipients) > 0 {
@@ -121,7 +110,7 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 	if err != nil {
 		return nil, err
 	}
-	m.Schema = ManifestSchema{ChangelogRows: schema.ChangelogRows, LatestChangeID: schema.LatestChangeID, MigrationVersion: schema.MigrationVersion}
+	m.Schema = bundle.ManifestSchema{ChangelogRows: schema.ChangelogRows, LatestChangeID: schema.LatestChangeID, MigrationVersion: schema.MigrationVersion}
 	content, err := readContentState(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -145,7 +134,7 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 			os.RemoveAll(dir)
 		}
 	}()
-	b := &Bundle{Dir: dir, Manifest: m}
+	b := &bundle.Bundle{Dir: dir, Manifest: m}
 	tables, err := listTables(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -165,7 +154,7 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 		return nil, err
 	}
 	for _, name := range slices.Sorted(maps.Keys(opts.Extra)) {
-		if name != filepath.Base(name) || name == ManifestFile || name == b.Manifest.DumpFile {
+		if name != filepath.Base(name) || name == bundle.ManifestFile || name == b.Manifest.DumpFile {
 			return nil, fmt.Errorf("backup: extra file name %q is not a plain file name", name)
 		}
 		if err := os.WriteFile(filepath.Join(dir, name), opts.Extra[name], 0o600); err != nil {
@@ -175,22 +164,10 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *Bundle, err
 	}
 	b.Manifest.SHA256, b.Manifest.SizeBytes = dumped.SHA256, dumped.Bytes
 	b.Manifest.CreatedAt = now().UTC().Truncate(time.Second)
-	if err := writeManifest(dir, b.Manifest); err != nil {
+	if err := bundle.WriteManifest(dir, b.Manifest); err != nil {
 		return nil, fmt.Errorf("write manifest: %w", err)
 	}
 	return b, nil
-}
-
-func parseRecipients(list []string) ([]age.Recipient, error) {
-	var out []age.Recipient
-	for _, s := range list {
-		r, err := age.ParseX25519Recipient(strings.TrimSpace(s))
-		if err != nil {
-			return nil, fmt.Errorf("backup encryption recipient %q: %w", s, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }
 
 // pipeSize is the capacity asked for the pipe pg_dump writes into (where the system allows
@@ -202,7 +179,7 @@ const pipeSize = 1 << 20
 // dumpRequest says what dumpTo dumps, how, and where to.
 type dumpRequest struct {
 	Path        string          // the dump file, which must not exist
-	Format      string          // FormatCustom or FormatPlain
+	Format      string          // bundle.FormatCustom or bundle.FormatPlain
 	Snapshot    string          // the exported snapshot pg_dump dumps
 	Recipients  []age.Recipient // the dump is encrypted to them; none: plaintext
 	Env         []string        // pg_dump's environment, which carries the connection
@@ -255,7 +232,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 	defer zw.Close()
 
 	args := []string{"--no-password", "--snapshot=" + req.Snapshot}
-	if req.Format == FormatCustom {
+	if req.Format == bundle.FormatCustom {
 		args = append(args, "--format=custom", "--compress=0")
 	} else {
 		args = append(args, "--format=plain", "--clean", "--if-exists", "--no-owner", "--no-acl")
@@ -280,7 +257,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 	// fails on a truncated one.
 	var verify verifier
 	out := io.Writer(zw)
-	if req.Format == FormatCustom {
+	if req.Format == bundle.FormatCustom {
 		verify, err = startVerifier(ctx, req.Tools.pgRestore(), req.PgDumpMajor)
 		if err != nil {
 			dump.Process.Kill()
@@ -296,7 +273,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 	var complete bool
 	var rows map[string]int64
 	var copyErr error
-	if req.Format == FormatPlain {
+	if req.Format == bundle.FormatPlain {
 		// filterPlain writes a line at a time: hand the compressor large pieces.
 		w := bufio.NewWriterSize(out, 1<<20)
 		var d plainDump
@@ -327,7 +304,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 		return dumpResult{}, fmt.Errorf("%w: %w", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr))
 	case verifyErr != nil:
 		return dumpResult{}, fmt.Errorf("%w: the archive does not read to its end: %w", ErrIncomplete, verifyErr)
-	case !complete && req.Format == FormatPlain:
+	case !complete && req.Format == bundle.FormatPlain:
 		return dumpResult{}, fmt.Errorf("%w: pg_dump's output ended without its closing trailer %q", ErrIncomplete, strings.TrimSpace(string(dumpTrailer)))
 	case !complete:
 		return dumpResult{}, fmt.Errorf("%w: pg_dump's output is not a custom archive", ErrIncomplete)
@@ -491,9 +468,4 @@ func countTables(ctx context.Context, conn *pgx.Conn, tables []table, known map[
 		counts[t.key] = n
 	}
 	return counts, nil
-}
-
-// BundleName returns the default bundle name: <release-or-database>-<UTC yyyymmddThhmmssZ>.
-func BundleName(prefix string, t time.Time) string {
-	return prefix + "-" + t.UTC().Format("20060102T150405Z")
 }

@@ -2,30 +2,17 @@ package pgbackup
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/progress"
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
-)
-
-// Files of the release that an upgrade's bundle carries beside the dump: the values given to
-// the recorded revision and its rendered manifest (the vendor's "back up your
-// customisations"), so that a release whose history was lost can be re-created by hand.
-const (
-	ReleaseValuesFile   = "release-values.yaml"
-	ReleaseManifestFile = "release-manifest.yaml"
 )
 
 // Engine is the database port of the upgrade pipeline (rollout.Databaser): it backs up into a
@@ -39,7 +26,7 @@ type Engine struct {
 	// WorkDir holds the working copy (the caller removes it when the run ends).
 	WorkDir string
 	// Stores keep the backup: directories, artifacts, registries.
-	Stores []Store
+	Stores []bundle.Store
 	Jobs   int
 	// Tools are the client tools; when empty, Inspect (or the first backup or restore)
 	// chooses them with Clients for the server's major.
@@ -54,7 +41,7 @@ type Engine struct {
 	Log *slog.Logger
 
 	client        Client // the client Inspect chose, if it did
-	storesChecked bool   // CheckStores found every store usable
+	storesChecked bool   // bundle.CheckStores found every store usable
 }
 
 var _ rollout.Databaser = (*Engine)(nil)
@@ -79,7 +66,7 @@ func (e *Engine) CheckStores(ctx context.Context) error {
 	if e.storesChecked {
 		return nil
 	}
-	if err := CheckStores(ctx, e.Stores); err != nil {
+	if err := bundle.CheckStores(ctx, e.Stores); err != nil {
 		return err
 	}
 	e.storesChecked = true
@@ -109,7 +96,7 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 	}
 	name := req.Name
 	if name == "" {
-		name = BundleName(fmt.Sprintf("%s-r%d", req.Release.Name, req.Release.Revision), now())
+		name = bundle.DefaultName(fmt.Sprintf("%s-r%d", req.Release.Name, req.Release.Revision), now())
 	}
 	tools, err := e.tools(ctx)
 	if err != nil {
@@ -120,7 +107,7 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 		Release: req.Release.Name, Revision: req.Release.Revision, ChartVersion: req.Release.ChartVersion,
 	}
 	if req.Release.Revision > 0 {
-		opts.Extra = map[string][]byte{ReleaseValuesFile: req.Values, ReleaseManifestFile: []byte(req.Release.Manifest)}
+		opts.Extra = map[string][]byte{bundle.ReleaseValuesFile: req.Values, bundle.ReleaseManifestFile: []byte(req.Release.Manifest)}
 	}
 	b, err := Backup(ctx, filepath.Join(e.WorkDir, name), opts)
 	if err != nil {
@@ -141,17 +128,14 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 	stored := b
 	if len(e.Recipients) > 0 && len(e.Stores) > 0 {
 		dir := filepath.Join(e.WorkDir, "encrypted", name)
-		if _, _, err := encryptedCopy(ctx, b, dir, e.Recipients, e.Log); err != nil {
-			return out, fmt.Errorf("store the backup: %w", err)
-		}
-		if stored, err = OpenBundle(dir); err != nil {
+		if stored, err = bundle.EncryptedCopy(ctx, b, dir, e.Recipients, e.Log); err != nil {
 			return out, fmt.Errorf("store the backup: %w", err)
 		}
 		// The reported sha256 and size are those of the stored form.
 		out.SHA256, out.Bytes = stored.Manifest.SHA256, stored.Manifest.SizeBytes
 	}
 	for _, s := range e.Stores {
-		p, err := Place(ctx, s, stored)
+		p, err := bundle.Place(ctx, s, stored)
 		if err != nil {
 			return out, fmt.Errorf("store the backup: %w", err)
 		}
@@ -185,8 +169,8 @@ func (e *Engine) Drift(ctx context.Context, bk rollout.Backup) (string, error) {
 }
 
 // openWithDatabase opens the backup's bundle and connects to the database.
-func (e *Engine) openWithDatabase(ctx context.Context, bk rollout.Backup) (*Bundle, *pgx.Conn, error) {
-	b, err := OpenBundle(bk.Dir)
+func (e *Engine) openWithDatabase(ctx context.Context, bk rollout.Backup) (*bundle.Bundle, *pgx.Conn, error) {
+	b, err := bundle.Open(bk.Dir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -198,7 +182,7 @@ func (e *Engine) openWithDatabase(ctx context.Context, bk rollout.Backup) (*Bund
 }
 
 // migration says how Keycloak's schema state differs from the manifest's, or "".
-func migration(ctx context.Context, conn *pgx.Conn, m *Manifest) (string, error) {
+func migration(ctx context.Context, conn *pgx.Conn, m *bundle.Manifest) (string, error) {
 	schema, err := schemaState(ctx, conn)
 	if err != nil {
 		return "", err
@@ -265,66 +249,4 @@ func (e *Engine) verify(ctx context.Context, bk rollout.Backup) (string, error) 
 		diffs = append(diffs, defs...)
 	}
 	return strings.Join(diffs, "; "), nil
-}
-
-// encryptedCopy writes an age-encrypted copy of the plaintext bundle b into dst: the dump
-// re-encoded as it streams through, the release files copied, the manifest (with the stored
-// form's sha256 and size) last. log, when not nil, receives the progress ("encrypt progress").
-func encryptedCopy(ctx context.Context, b *Bundle, dst string, recipientList []string, log *slog.Logger) (string, Manifest, error) {
-	recipients, err := parseRecipients(recipientList)
-	if err != nil {
-		return "", Manifest{}, err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", Manifest{}, err
-	}
-	if err := os.Mkdir(dst, 0o700); err != nil {
-		return "", Manifest{}, err
-	}
-	m := b.Manifest
-	m.Encryption = "age"
-	m.DumpFile = DumpFileName(m.DumpFormat, true)
-	err = func() error {
-		in, err := os.Open(b.DumpPath())
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(filepath.Join(dst, m.DumpFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return err
-		}
-		defer out.Close()
-		h := sha256.New()
-		cw := &countWriter{}
-		enc, err := age.Encrypt(io.MultiWriter(out, h, cw), recipients...)
-		if err != nil {
-			return err
-		}
-		meter := progress.Start(ctx, log, "encrypt progress", progress.Options{Total: m.SizeBytes, Attrs: []any{"bundle", b.Name()}})
-		defer meter.Stop()
-		if _, err := io.Copy(enc, ctxReader{ctx, meter.Reader(in)}); err != nil {
-			return err
-		}
-		if err := enc.Close(); err != nil {
-			return err
-		}
-		m.SHA256, m.SizeBytes = hex.EncodeToString(h.Sum(nil)), cw.n
-		return out.Sync()
-	}()
-	if err == nil {
-		for _, f := range m.ReleaseFiles {
-			if err = copyFile(ctx, filepath.Join(dst, f), filepath.Join(b.Dir, f)); err != nil {
-				break
-			}
-		}
-	}
-	if err == nil {
-		err = writeManifest(dst, m)
-	}
-	if err != nil {
-		os.RemoveAll(dst)
-		return "", Manifest{}, fmt.Errorf("encrypted copy in %s: %w", dst, err)
-	}
-	return dst, m, nil
 }

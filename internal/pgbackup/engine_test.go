@@ -8,6 +8,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
@@ -25,7 +26,7 @@ func TestEngineBackupDriftRestore(t *testing.T) {
 	loadSQLFixture(t, db, "keycloak-11.sql")
 	want := contentDigest(t, db)
 	plainStore, ageStore := t.TempDir(), t.TempDir()
-	e := &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(), Stores: []pgbackup.Store{pgbackup.DirStore{Dir: plainStore}}}
+	e := &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(), Stores: []bundle.Store{bundle.DirStore{Dir: plainStore}}}
 	rel := rollout.Release{Name: "identity", Revision: 4, ChartVersion: "2.1.0", Manifest: "kind: StatefulSet\n"}
 	b, err := e.Backup(t.Context(), rollout.BackupRequest{Release: rel, Values: []byte("replicaCount: 2\n")})
 	if err != nil {
@@ -38,14 +39,14 @@ func TestEngineBackupDriftRestore(t *testing.T) {
 		t.Errorf("backup facts %+v, want the Keycloak 11 schema, %d tables, 7188 rows", b, len(keycloak11Rows))
 	}
 	for _, dir := range []string{b.Dir, b.Location()} {
-		bundle, err := pgbackup.OpenBundle(dir)
+		opened, err := bundle.Open(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if bundle.Manifest.Revision != 4 || bundle.Manifest.ChartVersion != "2.1.0" || len(bundle.Manifest.ReleaseFiles) != 2 {
-			t.Errorf("%s: manifest %+v", dir, bundle.Manifest)
+		if opened.Manifest.Revision != 4 || opened.Manifest.ChartVersion != "2.1.0" || len(opened.Manifest.ReleaseFiles) != 2 {
+			t.Errorf("%s: manifest %+v", dir, opened.Manifest)
 		}
-		if v, err := os.ReadFile(filepath.Join(dir, pgbackup.ReleaseValuesFile)); err != nil || string(v) != "replicaCount: 2\n" {
+		if v, err := os.ReadFile(filepath.Join(dir, bundle.ReleaseValuesFile)); err != nil || string(v) != "replicaCount: 2\n" {
 			t.Errorf("%s: values file %q, %v", dir, v, err)
 		}
 	}
@@ -88,16 +89,16 @@ func TestEngineBackupDriftRestore(t *testing.T) {
 	}
 
 	// With recipients, the stores get the encrypted form and the working copy stays plain.
-	e.Stores, e.Recipients = []pgbackup.Store{pgbackup.DirStore{Dir: ageStore}}, []string{identity.Recipient().String()}
+	e.Stores, e.Recipients = []bundle.Store{bundle.DirStore{Dir: ageStore}}, []string{identity.Recipient().String()}
 	enc, err := e.Backup(t.Context(), rollout.BackupRequest{Name: "identity-r4-age", Release: rel})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, err := pgbackup.OpenBundle(enc.Location())
+	stored, err := bundle.Open(enc.Location())
 	if err != nil {
 		t.Fatal(err)
 	}
-	work, err := pgbackup.OpenBundle(enc.Dir)
+	work, err := bundle.Open(enc.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
@@ -39,7 +40,7 @@ var ErrOlderServer = errors.New("the target server is older than the dump's sour
 
 // Untouched reports whether a Restore error left the target database as it was.
 func Untouched(err error) bool {
-	return errors.Is(err, ErrBundleRefused) || errors.Is(err, ErrNotStarted)
+	return errors.Is(err, bundle.ErrRefused) || errors.Is(err, ErrNotStarted)
 }
 
 // RestoreOptions says where and how to restore.
@@ -90,20 +91,20 @@ const restoreSettings = "-c synchronous_commit=off"
 
 // Restore restores the bundle in dir into the database. Before it changes the database it
 // checks the manifest, the dump file's size and sha256, and that the dump decrypts and
-// decompresses whole; a bundle that fails any of these is refused (ErrBundleRefused). It
+// decompresses whole; a bundle that fails any of these is refused (bundle.ErrRefused). It
 // drops every object of the public schema the connecting role owns, restores, and checks the
 // row count of every table against the manifest. A plain dump, and a custom archive restored
 // with one job, are checked as they stream into a transaction that commits only when the
 // checks passed; for parallel jobs the archive is decoded and checked whole first, since
 // pg_restore -j needs it as a file, and the rows are counted after.
-func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, error) {
+func Restore(ctx context.Context, dir string, opts RestoreOptions) (*bundle.Manifest, error) {
 	r, err := RestoreBundle(ctx, dir, opts)
 	return r.Manifest, err
 }
 
 // Restored is what a restore did.
 type Restored struct {
-	Manifest *Manifest
+	Manifest *bundle.Manifest
 	// ServerVersion is the target server's version.
 	ServerVersion string
 	// Client restored, when RestoreOptions.Clients chose it.
@@ -127,14 +128,14 @@ func (r Restored) String() string {
 
 // RestoreBundle is Restore, saying what it did.
 func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restored, error) {
-	b, err := OpenBundle(dir)
+	b, err := bundle.Open(dir)
 	if err != nil {
 		return Restored{}, err
 	}
 	m := &b.Manifest
 	res := Restored{Manifest: m}
 	refuse := func(format string, args ...any) (Restored, error) {
-		return Restored{}, fmt.Errorf("%w: %s: %s", ErrBundleRefused, dir, fmt.Sprintf(format, args...))
+		return Restored{}, fmt.Errorf("%w: %s: %s", bundle.ErrRefused, dir, fmt.Sprintf(format, args...))
 	}
 	fail := func(err error) (Restored, error) { return Restored{}, err }
 	var identities []age.Identity
@@ -157,7 +158,7 @@ func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restor
 	// and kept decoded for pg_restore -j, which needs a file. A streamed restore checks the
 	// dump as it streams into its transaction instead, which commits only if the check passed.
 	jobs := cmp.Or(opts.Jobs, DefaultJobs)
-	streamed := m.DumpFormat == FormatPlain || jobs <= 1
+	streamed := m.DumpFormat == bundle.FormatPlain || jobs <= 1
 	meterOpts := progress.Options{Interval: opts.ProgressInterval, Attrs: []any{"database", pgcfg.Database}}
 	var archive string
 	if !streamed {
@@ -252,8 +253,8 @@ func (s *fileSum) Read(p []byte) (int, error) {
 
 // check reads what the decoder left of the file and compares its size and sha256 with the
 // manifest.
-func (s *fileSum) check(ctx context.Context, m *Manifest) error {
-	if _, err := io.Copy(io.Discard, ctxReader{ctx, s}); err != nil {
+func (s *fileSum) check(ctx context.Context, m *bundle.Manifest) error {
+	if _, err := io.Copy(io.Discard, bundle.ContextReader(ctx, s)); err != nil {
 		return fmt.Errorf("read dump file: %w", err)
 	}
 	if n := s.n.Load(); n != m.SizeBytes {
@@ -266,7 +267,7 @@ func (s *fileSum) check(ctx context.Context, m *Manifest) error {
 }
 
 // checkDumpFile compares the dump file's size and sha256 with the manifest.
-func checkDumpFile(ctx context.Context, b *Bundle) error {
+func checkDumpFile(ctx context.Context, b *bundle.Bundle) error {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
 		return fmt.Errorf("dump file: %w", err)
@@ -299,7 +300,7 @@ func decoder(raw io.Reader, identities []age.Identity) (io.Reader, func(), error
 // decodeDump reads the whole custom archive into sink, checking the file's size and sha256
 // against the manifest in the same read and that the archive starts with its magic. When the
 // decode fails, a damaged file is named as the cause. meter counts the file as it is read.
-func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink io.Writer, meter *progress.Meter) error {
+func decodeDump(ctx context.Context, b *bundle.Bundle, identities []age.Identity, sink io.Writer, meter *progress.Meter) error {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
 		return fmt.Errorf("dump file: %w", err)
@@ -318,7 +319,7 @@ func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink 
 
 // blameFile returns why the dump file does not match the manifest, or err when it does: a
 // wrong key and a damaged file both fail a decode, and the checksum tells which.
-func blameFile(ctx context.Context, b *Bundle, err error) error {
+func blameFile(ctx context.Context, b *bundle.Bundle, err error) error {
 	if sumErr := checkDumpFile(ctx, b); sumErr != nil {
 		return sumErr
 	}
@@ -332,7 +333,7 @@ func decodeArchive(ctx context.Context, raw io.Reader, identities []age.Identity
 	}
 	defer done()
 	var head headWriter
-	if _, err := io.CopyBuffer(io.MultiWriter(sink, &head), ctxReader{ctx, r}, make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(io.MultiWriter(sink, &head), bundle.ContextReader(ctx, r), make([]byte, 1<<20)); err != nil {
 		return fmt.Errorf("decode dump: %w", err)
 	}
 	if !bytes.HasPrefix(head.b, []byte("PGDMP")) {
@@ -389,7 +390,7 @@ func (e *damagedError) Error() string { return e.err.Error() }
 // the SQL of a plain dump; the plain dump's filter then drops the same statements from both.
 // log, when not nil, receives the progress ("restore progress"): the SQL written into psql,
 // and how much of the dump file was read (dump_read).
-func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, env []string, tools Tools, filter filterOptions, log *slog.Logger, meterOpts progress.Options) (dropped []string, _ error) {
+func restoreStream(ctx context.Context, b *bundle.Bundle, identities []age.Identity, env []string, tools Tools, filter filterOptions, log *slog.Logger, meterOpts progress.Options) (dropped []string, _ error) {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
 		return nil, &damagedError{fmt.Errorf("dump file: %w", err)}
@@ -408,9 +409,9 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 	defer done()
 
 	// A custom archive becomes SQL in pg_restore, which starts before anything else.
-	var sql io.Reader = ctxReader{ctx, r}
+	var sql io.Reader = bundle.ContextReader(ctx, r)
 	var stopRestore func(abort bool) error
-	if b.Manifest.DumpFormat == FormatCustom {
+	if b.Manifest.DumpFormat == bundle.FormatCustom {
 		if sql, stopRestore, err = archiveSQL(ctx, sql, env, tools); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrNotStarted, err)
 		}

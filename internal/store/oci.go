@@ -25,7 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
@@ -76,7 +76,7 @@ type OCI struct {
 // Put pushes the bundle as an artifact and returns its location,
 // oci://registry/repo:tag@sha256:<manifest digest>. The dump is streamed from its file; its
 // digest and size are those of the bundle's manifest, and the registry checks them on upload.
-func (o OCI) Put(ctx context.Context, b *pgbackup.Bundle) (string, error) {
+func (o OCI) Put(ctx context.Context, b *bundle.Bundle) (string, error) {
 	tag, err := o.tag(b.Name())
 	if err != nil {
 		return "", err
@@ -120,7 +120,7 @@ func (o OCI) Check(ctx context.Context) error {
 // Open pulls the artifact at location (oci://registry/repo:tag, …@sha256:…, or both, when
 // the digest wins) into a new directory under TempDir and opens it as a bundle: its manifest
 // is checked and every file's digest was verified while it was copied.
-func (o OCI) Open(ctx context.Context, location string) (*pgbackup.Bundle, error) {
+func (o OCI) Open(ctx context.Context, location string) (*bundle.Bundle, error) {
 	ref, err := o.parseLocation(location)
 	if err != nil {
 		return nil, err
@@ -129,7 +129,7 @@ func (o OCI) Open(ctx context.Context, location string) (*pgbackup.Bundle, error
 	if err != nil {
 		err = ociExplain(err)
 		if ociStatus(err) == http.StatusNotFound {
-			err = fmt.Errorf("%w: no backup at %s: %w", pgbackup.ErrBundleRefused, ref, err)
+			err = fmt.Errorf("%w: no backup at %s: %w", bundle.ErrRefused, ref, err)
 		}
 		return nil, fmt.Errorf("pull backup %s: %w", ref, err)
 	}
@@ -140,9 +140,9 @@ func (o OCI) Open(ctx context.Context, location string) (*pgbackup.Bundle, error
 	return b, nil
 }
 
-func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*pgbackup.Bundle, error) {
+func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*bundle.Bundle, error) {
 	refuse := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", pgbackup.ErrBundleRefused, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s", bundle.ErrRefused, fmt.Sprintf(format, args...))
 	}
 	m, err := img.Manifest()
 	if err != nil {
@@ -167,8 +167,8 @@ func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*pgbac
 		}
 		files[title] = l
 	}
-	if _, ok := files[pgbackup.ManifestFile]; !ok {
-		return nil, refuse("no layer titled %s", pgbackup.ManifestFile)
+	if _, ok := files[bundle.ManifestFile]; !ok {
+		return nil, refuse("no layer titled %s", bundle.ManifestFile)
 	}
 
 	dir, err := ociMkdir(o.TempDir, ociBundleName(ref, m.Annotations))
@@ -184,16 +184,16 @@ func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*pgbac
 	// The manifest comes last, as in every bundle directory: without it the bundle is
 	// incomplete.
 	for title, l := range files {
-		if title != pgbackup.ManifestFile {
+		if title != bundle.ManifestFile {
 			if err := ociDownload(ctx, img, l, filepath.Join(dir, title), o.Log); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if err := ociDownload(ctx, img, files[pgbackup.ManifestFile], filepath.Join(dir, pgbackup.ManifestFile), nil); err != nil {
+	if err := ociDownload(ctx, img, files[bundle.ManifestFile], filepath.Join(dir, bundle.ManifestFile), nil); err != nil {
 		return nil, err
 	}
-	b, err := pgbackup.OpenBundle(dir)
+	b, err := bundle.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -238,9 +238,9 @@ func ociDownload(ctx context.Context, img v1.Image, d v1.Descriptor, path string
 		Total: d.Size, Attrs: []any{"store", "oci", "file", filepath.Base(path)},
 	})
 	defer meter.Stop()
-	n, err := io.Copy(f, pgbackup.ContextReader(ctx, meter.Reader(rc)))
+	n, err := io.Copy(f, bundle.ContextReader(ctx, meter.Reader(rc)))
 	if err == nil && n != d.Size {
-		err = fmt.Errorf("%w: got %d bytes, the artifact says %d", pgbackup.ErrBundleRefused, n, d.Size)
+		err = fmt.Errorf("%w: got %d bytes, the artifact says %d", bundle.ErrRefused, n, d.Size)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -447,7 +447,7 @@ type ociArtifact struct {
 	layers   map[v1.Hash]*ociFileLayer
 }
 
-func newOCIArtifact(b *pgbackup.Bundle, dumpMeter func() *progress.Meter) (*ociArtifact, error) {
+func newOCIArtifact(b *bundle.Bundle, dumpMeter func() *progress.Meter) (*ociArtifact, error) {
 	m := b.Manifest
 	art := &ociArtifact{layers: map[v1.Hash]*ociFileLayer{}}
 	var descs []v1.Descriptor
@@ -471,7 +471,7 @@ func newOCIArtifact(b *pgbackup.Bundle, dumpMeter func() *progress.Meter) (*ociA
 		return nil, err
 	}
 	if fi.Size() != m.SizeBytes {
-		return nil, fmt.Errorf("%w: %s is %d bytes, the manifest says %d", pgbackup.ErrBundleRefused, b.DumpPath(), fi.Size(), m.SizeBytes)
+		return nil, fmt.Errorf("%w: %s is %d bytes, the manifest says %d", bundle.ErrRefused, b.DumpPath(), fi.Size(), m.SizeBytes)
 	}
 	add(&ociFileLayer{path: b.DumpPath(), digest: dumpHash, size: m.SizeBytes, mediaType: ociDumpMediaType(m), meter: dumpMeter})
 
@@ -486,7 +486,7 @@ func newOCIArtifact(b *pgbackup.Bundle, dumpMeter func() *progress.Meter) (*ociA
 		}
 		add(l)
 	}
-	l, err := ociHashedFile(filepath.Join(b.Dir, pgbackup.ManifestFile), OCIManifestMediaType)
+	l, err := ociHashedFile(filepath.Join(b.Dir, bundle.ManifestFile), OCIManifestMediaType)
 	if err != nil {
 		return nil, err
 	}
@@ -548,7 +548,7 @@ func newOCIArtifact(b *pgbackup.Bundle, dumpMeter func() *progress.Meter) (*ociA
 }
 
 // ociDumpMediaType is the dump's media type with suffixes for its compression and encryption.
-func ociDumpMediaType(m pgbackup.Manifest) types.MediaType {
+func ociDumpMediaType(m bundle.Manifest) types.MediaType {
 	mt := OCIDumpMediaType
 	if m.Compression != "" && m.Compression != "none" {
 		mt += "+" + m.Compression

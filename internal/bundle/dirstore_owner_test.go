@@ -1,6 +1,6 @@
 //go:build linux
 
-package pgbackup
+package bundle
 
 import (
 	"bytes"
@@ -145,7 +145,7 @@ func ownerTestBundle(t *testing.T) *Bundle {
 	if err := os.WriteFile(filepath.Join(src, ReleaseValuesFile), []byte("a: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeManifest(src, m); err != nil {
+	if err := WriteManifest(src, m); err != nil {
 		t.Fatal(err)
 	}
 	return &Bundle{Dir: src, Manifest: m}
