@@ -223,8 +223,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 		compressed = ageW
 	}
 	// One encoder: on a machine whose cores pg_dump and the server already keep busy, a
-	// second one buys no speed and costs CPU (measured: 1.64 against 1.91 CPU-seconds for a
-	// 700 MB dump).
+	// second one buys no speed and costs CPU (bench/README.md).
 	zw, err := zstd.NewWriter(compressed, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return dumpResult{}, err
@@ -348,9 +347,8 @@ type verifier interface {
 }
 
 // startVerifier starts the archive's second reader: the built-in walker of the archive's
-// structure for the archive versions it knows (it costs a few percent of one core), else
-// pg_restore writing the whole archive as SQL to nowhere (a second process that costs a
-// CPU-second per 700 MB).
+// structure for the archive versions it knows, which is cheap, else pg_restore writing the
+// whole archive as SQL to nowhere, a second process that costs far more (bench/README.md).
 func startVerifier(ctx context.Context, pgRestore string, pgDumpMajor int) (verifier, error) {
 	if pgarchive.VersionKnown(pgDumpMajor) {
 		return startWalker(), nil

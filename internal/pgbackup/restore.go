@@ -74,19 +74,16 @@ type RestoreOptions struct {
 
 // DefaultJobs is the number of pg_restore jobs when RestoreOptions.Jobs is 0. One: a restore
 // that fails part-way leaves the database as it was, which a rollback needs more than speed,
-// and on the two-core server measured parallel jobs were slower (pg_restore -j2 took
-// 12.1-13.9 s and 21-26 CPU-seconds for a 1 GB database, one transaction 9.9-11.8 s and
-// 14-17 CPU-seconds: two loading sessions contend for the same cores and WAL).
+// and on two cores parallel jobs were slower, two loading sessions contending for the same
+// cores and WAL (bench/README.md).
 const DefaultJobs = 1
 
 // restoreSettings are session settings for the restoring sessions, given to psql and
 // pg_restore through PGOPTIONS: no wait for the WAL flush at a commit (a crash during a
 // restore means restoring again anyway). A non-superuser may set it. Sort memory for the index
-// builds (maintenance_work_mem) is left to the server: with 256 MB instead of the default
-// 64 MB, 1 GB custom restores were no faster (7 interleaved pairs: 11.3-16.7 s with it,
-// 10.8-13.1 s without) and cost more CPU (19-23 CPU-s without, 20-29 with: it allows a second
-// parallel worker per index build), and it could push a database pod with a small memory
-// limit over it in the middle of a rollback.
+// builds (maintenance_work_mem) is left to the server: more of it made restores no faster and
+// cost more CPU (it allows a second parallel worker per index build; bench/README.md), and it
+// could push a database pod with a small memory limit over it in the middle of a rollback.
 const restoreSettings = "-c synchronous_commit=off"
 
 // Restore restores the bundle in dir into the database. Before it changes the database it
