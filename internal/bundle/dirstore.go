@@ -146,9 +146,9 @@ func (s DirStore) putFiles(ctx context.Context, b *Bundle, dst string) error {
 	if err := linkOrCopy(ctx, files[0], b.DumpPath(), s.Log); err != nil {
 		return err
 	}
-	for _, f := range b.Manifest.ReleaseFiles {
-		files = append(files, filepath.Join(dst, f))
-		if err := copyFile(ctx, files[len(files)-1], filepath.Join(b.Dir, f)); err != nil {
+	for _, p := range b.Manifest.Parts {
+		files = append(files, filepath.Join(dst, p.File))
+		if err := copyFile(ctx, files[len(files)-1], b.PartPath(p)); err != nil {
 			return err
 		}
 	}

@@ -16,13 +16,17 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
-// EncryptedCopy writes an age-encrypted copy of the plaintext bundle b into dst: the dump
-// re-encoded as it streams through, the release files copied, the manifest (with the stored
-// form's sha256 and size) last. log, when not nil, receives the progress ("encrypt progress").
+// EncryptedCopy writes an age-encrypted copy of the plaintext bundle b into dst: every file
+// of it, the dump re-encoded as it streams through and each part, then the manifest (with the
+// stored files' sha256 and sizes) last. log, when not nil, receives the dump's progress
+// ("encrypt progress").
 func EncryptedCopy(ctx context.Context, b *Bundle, dst string, recipientList []string, log *slog.Logger) (*Bundle, error) {
 	recipients, err := ParseRecipients(recipientList)
 	if err != nil {
 		return nil, err
+	}
+	if b.Manifest.Encrypted() {
+		return nil, fmt.Errorf("encrypted copy of %s: the bundle is encrypted already", b.Dir)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return nil, err
@@ -31,8 +35,10 @@ func EncryptedCopy(ctx context.Context, b *Bundle, dst string, recipientList []s
 		return nil, err
 	}
 	m := b.Manifest
+	m.FormatVersion = ManifestVersion
 	m.Encryption = "age"
 	m.DumpFile = DumpFileName(m.DumpFormat, true)
+	m.Parts = nil
 	err = func() error {
 		in, err := os.Open(b.DumpPath())
 		if err != nil {
@@ -61,12 +67,16 @@ func EncryptedCopy(ctx context.Context, b *Bundle, dst string, recipientList []s
 		m.SHA256, m.SizeBytes = hex.EncodeToString(h.Sum(nil)), cw.n
 		return out.Sync()
 	}()
-	if err == nil {
-		for _, f := range m.ReleaseFiles {
-			if err = copyFile(ctx, filepath.Join(dst, f), filepath.Join(b.Dir, f)); err != nil {
-				break
-			}
+	for _, p := range b.Manifest.Parts {
+		if err != nil {
+			break
 		}
+		if err = b.CheckPart(p); err != nil {
+			break
+		}
+		var enc Part
+		enc, err = WritePart(ctx, dst, FromFile(p.Role, p.File, b.PartPath(p)), recipients)
+		m.Parts = append(m.Parts, enc)
 	}
 	if err == nil {
 		err = WriteManifest(dst, m)

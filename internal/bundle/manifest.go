@@ -48,8 +48,9 @@ func DefaultName(prefix string, t time.Time) string {
 // is incomplete.
 const ManifestFile = "manifest.json"
 
-// ManifestVersion is the manifest format this package writes and reads.
-const ManifestVersion = 1
+// ManifestVersion is the manifest format this package writes. It reads format 1 too, whose
+// release files were listed by name (release_files), unencrypted and without checksums.
+const ManifestVersion = 2
 
 // Manifest describes a bundle: what was dumped, how, and how to check it.
 type Manifest struct {
@@ -61,7 +62,9 @@ type Manifest struct {
 	DumpFormat    string    `json:"dump_format"`
 	DumpFile      string    `json:"dump_file"`
 	Compression   string    `json:"compression"`
-	Encryption    string    `json:"encryption"`
+	// Encryption is "age" when every file of the bundle but the manifest (the dump and every
+	// part) is encrypted to the backup's recipients, "none" when none is.
+	Encryption string `json:"encryption"`
 	// SHA256 (hex) and SizeBytes are of the dump file as stored (compressed, encrypted).
 	SHA256    string `json:"sha256"`
 	SizeBytes int64  `json:"size_bytes"`
@@ -78,10 +81,52 @@ type Manifest struct {
 	Release      string `json:"release,omitempty"`
 	Revision     int    `json:"revision,omitempty"`
 	ChartVersion string `json:"chart_version,omitempty"`
-	// ReleaseFiles are files of the release kept beside the dump (its values and manifest at
-	// Revision), by name.
+	// Parts are the bundle's other files, beside the dump: the release's values and manifest
+	// at Revision, the customizations. Each is checked by its sha256 and size as stored.
+	Parts []Part `json:"parts,omitempty"`
+	// ReleaseFiles names the release files of a format 1 bundle; Open reads them as Parts.
 	ReleaseFiles []string `json:"release_files,omitempty"`
 }
+
+// Part roles: what a part of a bundle holds.
+const (
+	PartReleaseValues   = "release-values"   // the values given to the recorded revision (YAML)
+	PartReleaseManifest = "release-manifest" // its rendered manifest, Secrets included (YAML)
+	PartCustomizations  = "customizations"   // what Keycloak is configured with (tar, zstd)
+)
+
+// Part is one file of a bundle beside its dump and manifest.
+type Part struct {
+	Role string `json:"role"`
+	File string `json:"file"`
+	// SHA256 (hex) and SizeBytes are of the file as stored (encrypted when the bundle is);
+	// a format 1 bundle's release files have none.
+	SHA256    string `json:"sha256,omitempty"`
+	SizeBytes int64  `json:"size_bytes"`
+}
+
+// Part returns the part of the given role.
+func (m *Manifest) Part(role string) (Part, bool) {
+	for _, p := range m.Parts {
+		if p.Role == role {
+			return p, true
+		}
+	}
+	return Part{}, false
+}
+
+// Files are the names of the bundle's files other than the manifest: the dump, then the
+// parts.
+func (m *Manifest) Files() []string {
+	files := []string{m.DumpFile}
+	for _, p := range m.Parts {
+		files = append(files, p.File)
+	}
+	return files
+}
+
+// Encrypted reports whether the bundle's files are encrypted (with age).
+func (m *Manifest) Encrypted() bool { return m.Encryption == "age" }
 
 // ManifestSchema is SchemaState as stored in the manifest.
 type ManifestSchema struct {
@@ -116,6 +161,9 @@ type Bundle struct {
 	Manifest Manifest
 }
 
+// PartPath is the path of a part's file.
+func (b *Bundle) PartPath(p Part) string { return filepath.Join(b.Dir, p.File) }
+
 // DumpPath is the path of the bundle's dump file.
 func (b *Bundle) DumpPath() string { return filepath.Join(b.Dir, b.Manifest.DumpFile) }
 
@@ -143,8 +191,8 @@ func Open(dir string) (*Bundle, error) {
 		return refuse("%s is not valid JSON: %v", ManifestFile, err)
 	}
 	switch {
-	case m.FormatVersion != ManifestVersion:
-		return refuse("manifest format_version %d is not supported (this version reads %d)", m.FormatVersion, ManifestVersion)
+	case m.FormatVersion != 1 && m.FormatVersion != ManifestVersion:
+		return refuse("manifest format_version %d is not supported (this version reads 1 and %d): use a newer identity-upgrade", m.FormatVersion, ManifestVersion)
 	case m.DumpFormat != FormatCustom && m.DumpFormat != FormatPlain:
 		return refuse("dump_format %q is not custom or plain", m.DumpFormat)
 	case m.Compression != "zstd":
@@ -156,18 +204,62 @@ func Open(dir string) (*Bundle, error) {
 	case len(m.SHA256) != 64:
 		return refuse("sha256 %q is not a SHA-256 digest", m.SHA256)
 	}
-	for _, f := range m.ReleaseFiles {
-		if f == "" || f != filepath.Base(f) || strings.HasPrefix(f, ".") || f == m.DumpFile || f == ManifestFile {
-			return refuse("release file %q is not a plain file name", f)
+	if m.FormatVersion == 1 {
+		if len(m.Parts) > 0 {
+			return refuse("a format 1 manifest has no parts")
 		}
+		for _, f := range m.ReleaseFiles {
+			role := f
+			switch f {
+			case ReleaseValuesFile:
+				role = PartReleaseValues
+			case ReleaseManifestFile:
+				role = PartReleaseManifest
+			}
+			m.Parts = append(m.Parts, Part{Role: role, File: f})
+		}
+		m.ReleaseFiles = nil
+	} else if len(m.ReleaseFiles) > 0 {
+		return refuse("release_files belongs to format 1; format %d lists parts", m.FormatVersion)
+	}
+	files := map[string]bool{m.DumpFile: true, ManifestFile: true}
+	roles := map[string]bool{}
+	for _, p := range m.Parts {
+		switch {
+		case p.File == "" || p.File != filepath.Base(p.File) || strings.HasPrefix(p.File, "."):
+			return refuse("part file %q is not a plain file name", p.File)
+		case files[p.File]:
+			return refuse("part file %q is named twice", p.File)
+		case p.Role == "" || roles[p.Role]:
+			return refuse("part %s has an empty or repeated role %q", p.File, p.Role)
+		case m.FormatVersion > 1 && (len(p.SHA256) != 64 || p.SizeBytes < 0):
+			return refuse("part %s has sha256 %q and size %d: not a SHA-256 digest and a size", p.File, p.SHA256, p.SizeBytes)
+		}
+		files[p.File], roles[p.Role] = true, true
 	}
 	return &Bundle{Dir: dir, Manifest: m}, nil
+}
+
+// Encode is the manifest's file content: indented JSON and a newline. A format 1 manifest
+// names its release files, as readers of that format expect, rather than listing parts.
+func (m Manifest) Encode() ([]byte, error) {
+	if m.FormatVersion == 1 {
+		for _, p := range m.Parts {
+			m.ReleaseFiles = append(m.ReleaseFiles, p.File)
+		}
+		m.Parts = nil
+	}
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
 }
 
 // WriteManifest writes the manifest into dir through a temporary file and a rename, so that a
 // bundle either has a whole manifest or none.
 func WriteManifest(dir string, m Manifest) error {
-	data, err := json.MarshalIndent(m, "", "  ")
+	data, err := m.Encode()
 	if err != nil {
 		return err
 	}
@@ -176,7 +268,7 @@ func WriteManifest(dir string, m Manifest) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -99,7 +99,7 @@ func checkManifest(t *testing.T, b *bundle.Bundle, format string, encrypted bool
 	if encrypted {
 		wantEnc = "age"
 	}
-	if m.FormatVersion != 1 || m.DumpFormat != format || m.Compression != "zstd" || m.Encryption != wantEnc ||
+	if m.FormatVersion != bundle.ManifestVersion || m.DumpFormat != format || m.Compression != "zstd" || m.Encryption != wantEnc ||
 		m.DumpFile != wantFile || m.Release != "identity" || m.Revision != 3 || m.ChartVersion != "2.1.0" ||
 		!strings.HasPrefix(m.ServerVersion, "15") || !strings.HasPrefix(m.PgDumpVersion, "15") || m.CreatedAt.IsZero() {
 		t.Errorf("manifest = %+v", m)

@@ -11,10 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -44,9 +41,9 @@ type BackupOptions struct {
 	Release      string
 	Revision     int
 	ChartVersion string
-	// Extra are files written into the bundle beside the dump, by name (the release's values
-	// and manifest); they are listed in the manifest's release_files.
-	Extra map[string][]byte
+	// Parts are written into the bundle beside the dump (the release's values and manifest,
+	// the customizations), encrypted like it.
+	Parts []bundle.Source
 	// Now gives the creation time (default time.Now).
 	Now func() time.Time
 	// Log receives the dump's progress at Info ("backup progress": pg_dump's output so far
@@ -153,14 +150,15 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *bundle.Bund
 	if b.Manifest.RowCounts, err = countTables(ctx, conn, tables, dumped.Rows); err != nil {
 		return nil, err
 	}
-	for _, name := range slices.Sorted(maps.Keys(opts.Extra)) {
-		if name != filepath.Base(name) || name == bundle.ManifestFile || name == b.Manifest.DumpFile {
-			return nil, fmt.Errorf("backup: extra file name %q is not a plain file name", name)
+	for _, src := range opts.Parts {
+		if src.File == b.Manifest.DumpFile {
+			return nil, fmt.Errorf("backup: part %s is named like the dump", src.Role)
 		}
-		if err := os.WriteFile(filepath.Join(dir, name), opts.Extra[name], 0o600); err != nil {
-			return nil, fmt.Errorf("write %s: %w", name, err)
+		p, err := bundle.WritePart(ctx, dir, src, recipients)
+		if err != nil {
+			return nil, err
 		}
-		b.Manifest.ReleaseFiles = append(b.Manifest.ReleaseFiles, name)
+		b.Manifest.Parts = append(b.Manifest.Parts, p)
 	}
 	b.Manifest.SHA256, b.Manifest.SizeBytes = dumped.SHA256, dumped.Bytes
 	b.Manifest.CreatedAt = now().UTC().Truncate(time.Second)

@@ -107,7 +107,10 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 		Release: req.Release.Name, Revision: req.Release.Revision, ChartVersion: req.Release.ChartVersion,
 	}
 	if req.Release.Revision > 0 {
-		opts.Extra = map[string][]byte{bundle.ReleaseValuesFile: req.Values, bundle.ReleaseManifestFile: []byte(req.Release.Manifest)}
+		opts.Parts = []bundle.Source{
+			bundle.Bytes(bundle.PartReleaseValues, bundle.ReleaseValuesFile, req.Values),
+			bundle.Bytes(bundle.PartReleaseManifest, bundle.ReleaseManifestFile, []byte(req.Release.Manifest)),
+		}
 	}
 	b, err := Backup(ctx, filepath.Join(e.WorkDir, name), opts)
 	if err != nil {
@@ -134,6 +137,11 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 		// The reported sha256 and size are those of the stored form.
 		out.SHA256, out.Bytes = stored.Manifest.SHA256, stored.Manifest.SizeBytes
 	}
+	out.Encrypted, out.Secrets = stored.Manifest.Encrypted(), secretParts(stored.Manifest)
+	if !out.Encrypted && len(out.Secrets) > 0 && len(e.Stores) > 0 && e.Log != nil {
+		e.Log.Warn("the backup is stored unencrypted: it holds secrets in plain text (give backup-encryption-recipients)",
+			"bundle", name, "holds", strings.Join(out.Secrets, "; "))
+	}
 	for _, s := range e.Stores {
 		p, err := bundle.Place(ctx, s, stored)
 		if err != nil {
@@ -145,6 +153,20 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 		}
 	}
 	return out, nil
+}
+
+// secretParts says what in a bundle carries secrets, for a report of a plaintext bundle.
+func secretParts(m bundle.Manifest) []string {
+	var out []string
+	for _, p := range m.Parts {
+		switch p.Role {
+		case bundle.PartReleaseValues:
+			out = append(out, "the release's values")
+		case bundle.PartReleaseManifest:
+			out = append(out, "the release's rendered manifest, with its Secrets")
+		}
+	}
+	return out
 }
 
 // Drift says what was written to the database since the backup, or "" when nothing was: a

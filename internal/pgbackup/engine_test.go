@@ -35,6 +35,9 @@ func TestEngineBackupDriftRestore(t *testing.T) {
 	if !strings.HasPrefix(b.Name, "identity-r4-") || b.Location() != filepath.Join(plainStore, b.Name) {
 		t.Errorf("backup %q stored at %v", b.Name, b.Locations)
 	}
+	if b.Encrypted || len(b.Secrets) != 2 {
+		t.Errorf("a plaintext bundle with the release's files: encrypted %v, secrets %q", b.Encrypted, b.Secrets)
+	}
 	if b.Schema != keycloak11Schema || b.Tables != len(keycloak11Rows) || b.Rows != 7188 {
 		t.Errorf("backup facts %+v, want the Keycloak 11 schema, %d tables, 7188 rows", b, len(keycloak11Rows))
 	}
@@ -43,7 +46,7 @@ func TestEngineBackupDriftRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if opened.Manifest.Revision != 4 || opened.Manifest.ChartVersion != "2.1.0" || len(opened.Manifest.ReleaseFiles) != 2 {
+		if opened.Manifest.Revision != 4 || opened.Manifest.ChartVersion != "2.1.0" || len(opened.Manifest.Parts) != 2 {
 			t.Errorf("%s: manifest %+v", dir, opened.Manifest)
 		}
 		if v, err := os.ReadFile(filepath.Join(dir, bundle.ReleaseValuesFile)); err != nil || string(v) != "replicaCount: 2\n" {

@@ -3,7 +3,6 @@ package store
 import (
 	"archive/zip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -299,7 +298,7 @@ type artifactEntry struct {
 // zip then has no data descriptors, so tools that unzip while they download (as
 // actions/download-artifact does) can read its stored entries.
 func artifactEntries(ctx context.Context, b *bundle.Bundle) ([]artifactEntry, error) {
-	names := append([]string{b.Manifest.DumpFile}, b.Manifest.ReleaseFiles...)
+	names := b.Manifest.Files()
 	var entries []artifactEntry
 	for _, n := range names {
 		e := artifactEntry{name: n, path: filepath.Join(b.Dir, n)}
@@ -322,11 +321,10 @@ func artifactEntries(ctx context.Context, b *bundle.Bundle) ([]artifactEntry, er
 		}
 		entries = append(entries, e)
 	}
-	m, err := json.MarshalIndent(b.Manifest, "", "  ")
+	m, err := b.Manifest.Encode()
 	if err != nil {
 		return nil, err
 	}
-	m = append(m, '\n')
 	return append(entries, artifactEntry{name: bundle.ManifestFile, data: m, size: int64(len(m)), crc: crc32.ChecksumIEEE(m), mod: time.Now()}), nil
 }
 
@@ -423,9 +421,9 @@ func artifactCheckFiles(b *bundle.Bundle) error {
 	if fi.Size() != b.Manifest.SizeBytes {
 		return fmt.Errorf("%w: dump file %s has %d bytes, the manifest says %d", bundle.ErrRefused, b.Manifest.DumpFile, fi.Size(), b.Manifest.SizeBytes)
 	}
-	for _, f := range b.Manifest.ReleaseFiles {
-		if _, err := os.Stat(filepath.Join(b.Dir, f)); err != nil {
-			return fmt.Errorf("%w: the artifact has no release file %s", bundle.ErrRefused, f)
+	for _, p := range b.Manifest.Parts {
+		if err := b.CheckPart(p); err != nil {
+			return fmt.Errorf("%w: the artifact's %w", bundle.ErrRefused, err)
 		}
 	}
 	return nil

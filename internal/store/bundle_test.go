@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -34,14 +35,16 @@ func testBundle(t testing.TB, dir, name string, dumpSize int64, seed uint64) *bu
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := map[string]string{
-		bundle.ReleaseValuesFile:   "keycloak:\n  replicas: 2\n",
-		bundle.ReleaseManifestFile: "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: keycloak\n",
-	}
-	for f, content := range release {
-		if err := os.WriteFile(filepath.Join(bdir, f), []byte(content), 0o600); err != nil {
+	var parts []bundle.Part
+	for _, src := range []bundle.Source{
+		bundle.Bytes(bundle.PartReleaseValues, bundle.ReleaseValuesFile, []byte("keycloak:\n  replicas: 2\n")),
+		bundle.Bytes(bundle.PartReleaseManifest, bundle.ReleaseManifestFile, []byte("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: keycloak\n")),
+	} {
+		p, err := bundle.WritePart(context.Background(), bdir, src, nil)
+		if err != nil {
 			t.Fatal(err)
 		}
+		parts = append(parts, p)
 	}
 	m := bundle.Manifest{
 		FormatVersion: bundle.ManifestVersion,
@@ -60,7 +63,7 @@ func testBundle(t testing.TB, dir, name string, dumpSize int64, seed uint64) *bu
 		Release:       "keycloak",
 		Revision:      7,
 		ChartVersion:  "1.3.2",
-		ReleaseFiles:  []string{bundle.ReleaseValuesFile, bundle.ReleaseManifestFile},
+		Parts:         parts,
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {

@@ -41,6 +41,8 @@ const (
 	OCIDumpMediaType     = "application/vnd.identity-upgrade.backup.dump.v1"
 	OCIManifestMediaType = "application/vnd.identity-upgrade.backup.manifest.v1+json"
 	OCIReleaseMediaType  = "application/vnd.identity-upgrade.backup.release.v1"
+	// OCICustomizationsMediaType is the customizations part's, a tar compressed with zstd.
+	OCICustomizationsMediaType = "application/vnd.identity-upgrade.backup.customizations.v1.tar+zstd"
 
 	ociEmptyMediaType = "application/vnd.oci.empty.v1+json"
 	// ociAnnotationTitle names a layer's file (as oras and the OCI image spec use it).
@@ -205,9 +207,13 @@ func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*bundl
 		return nil, refuse("the dump layer is %s (%d bytes), the manifest says sha256:%s (%d bytes)",
 			dump.Digest, dump.Size, b.Manifest.SHA256, b.Manifest.SizeBytes)
 	}
-	for _, f := range b.Manifest.ReleaseFiles {
-		if _, found := files[f]; !found {
-			return nil, refuse("the artifact has no layer titled %s, a release file of its manifest", f)
+	for _, p := range b.Manifest.Parts {
+		l, found := files[p.File]
+		switch {
+		case !found:
+			return nil, refuse("the artifact has no layer titled %s, the %s part of its manifest", p.File, p.Role)
+		case p.SHA256 != "" && (l.Digest.Hex != p.SHA256 || l.Size != p.SizeBytes):
+			return nil, refuse("the %s layer is %s (%d bytes), the manifest says sha256:%s (%d bytes)", p.Role, l.Digest, l.Size, p.SHA256, p.SizeBytes)
 		}
 	}
 	ok = true
@@ -475,14 +481,13 @@ func newOCIArtifact(b *bundle.Bundle, dumpMeter func() *progress.Meter) (*ociArt
 	}
 	add(&ociFileLayer{path: b.DumpPath(), digest: dumpHash, size: m.SizeBytes, mediaType: ociDumpMediaType(m), meter: dumpMeter})
 
-	for _, f := range m.ReleaseFiles {
-		mt := OCIReleaseMediaType
-		if ext := filepath.Ext(f); ext == ".yaml" || ext == ".yml" {
-			mt += "+yaml"
-		}
-		l, err := ociHashedFile(filepath.Join(b.Dir, f), types.MediaType(mt))
+	for _, p := range m.Parts {
+		l, err := ociHashedFile(b.PartPath(p), ociPartMediaType(m, p))
 		if err != nil {
 			return nil, err
+		}
+		if p.SHA256 != "" && (l.digest.Hex != p.SHA256 || l.size != p.SizeBytes) {
+			return nil, fmt.Errorf("%w: %s is %s (%d bytes), the manifest says sha256:%s (%d bytes)", bundle.ErrRefused, l.path, l.digest, l.size, p.SHA256, p.SizeBytes)
 		}
 		add(l)
 	}
@@ -545,6 +550,26 @@ func newOCIArtifact(b *bundle.Bundle, dumpMeter func() *progress.Meter) (*ociArt
 		return nil, err
 	}
 	return art, nil
+}
+
+// ociPartMediaType is a part's media type: the release's files are YAML, the customizations
+// a zstd-compressed tar; +age when the bundle is encrypted.
+func ociPartMediaType(m bundle.Manifest, p bundle.Part) types.MediaType {
+	var mt string
+	switch p.Role {
+	case bundle.PartCustomizations:
+		mt = OCICustomizationsMediaType
+	default:
+		mt = OCIReleaseMediaType
+		plain := strings.TrimSuffix(p.File, ".age")
+		if ext := filepath.Ext(plain); ext == ".yaml" || ext == ".yml" {
+			mt += "+yaml"
+		}
+	}
+	if m.Encrypted() {
+		mt += "+age"
+	}
+	return types.MediaType(mt)
 }
 
 // ociDumpMediaType is the dump's media type with suffixes for its compression and encryption.
