@@ -10,6 +10,14 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
+// joinAnd lists items as "a, b and c" (or "or").
+func joinAnd(items []string, and string) string {
+	if len(items) < 2 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " " + and + " " + items[len(items)-1]
+}
+
 // maxNote bounds the note of a timeline row; the full errors are in the sections above it.
 const maxNote = 300
 
@@ -69,6 +77,14 @@ func summary(rep *rollout.Report, secrets []string) string {
 				artifact = fmt.Sprintf("[id %d](%s)", bk.ArtifactID, red(bk.ArtifactURL))
 			}
 			row("Backup artifact", artifact)
+		}
+		switch {
+		case len(bk.Locations) == 0:
+		case bk.Encrypted:
+			row("Backup encryption", "age, every file of the bundle")
+		case len(bk.Secrets) > 0:
+			row("Backup encryption", fmt.Sprintf("⚠️ none: the stored bundle holds %s, in plain text: whoever can read %s can read them (give backup-encryption-recipients)",
+				cell(red(joinAnd(bk.Secrets, "and"))), joinAnd(cells, "or")))
 		}
 	}
 	if db := database(rep); db != "" {

@@ -322,3 +322,27 @@ func TestSummaryOfAPlan(t *testing.T) {
 		}
 	}
 }
+
+// A bundle stored unencrypted (allow-plaintext-backup) that holds the release's Secrets says
+// so; an encrypted one says what it is encrypted with; one without secrets says nothing.
+func TestSummaryPlaintextBackup(t *testing.T) {
+	rep := reports()["success"]
+	bk := *rep.Backup
+	rep.Backup = &bk
+	bk.Secrets = []string{"the release's values", "the release's rendered manifest, with its Secrets"}
+	got := ghaction.Summary(rep)
+	want := "| Backup encryption | ⚠️ none: the stored bundle holds the release's values and the release's rendered manifest, with its Secrets, " +
+		"in plain text: whoever can read `artifact:identity-r4-20250314T092653Z` or `path:/backups/identity-r4-20250314T092653Z` can read them " +
+		"(give backup-encryption-recipients) |"
+	if !strings.Contains(got, want) {
+		t.Errorf("summary lacks\n%s\n%s", want, got)
+	}
+	bk.Encrypted = true
+	if got := ghaction.Summary(rep); !strings.Contains(got, "| Backup encryption | age, every file of the bundle |") || strings.Contains(got, "plain text") {
+		t.Errorf("encrypted bundle:\n%s", got)
+	}
+	bk.Encrypted, bk.Secrets = false, nil
+	if got := ghaction.Summary(rep); strings.Contains(got, "Backup encryption") {
+		t.Errorf("a bundle without secrets has an encryption row:\n%s", got)
+	}
+}
