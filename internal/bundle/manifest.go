@@ -84,6 +84,8 @@ type Manifest struct {
 	// Parts are the bundle's other files, beside the dump: the release's values and manifest
 	// at Revision, the customizations. Each is checked by its sha256 and size as stored.
 	Parts []Part `json:"parts,omitempty"`
+	// Customizations is the index of the customizations part, when there is one.
+	Customizations *Customizations `json:"customizations,omitempty"`
 	// ReleaseFiles names the release files of a format 1 bundle; Open reads them as Parts.
 	ReleaseFiles []string `json:"release_files,omitempty"`
 }
