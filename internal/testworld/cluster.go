@@ -59,6 +59,12 @@ type Kube struct {
 // container. Tests that exec must only touch paths they own (a t.TempDir()).
 func (k Kube) ExecDir() string { return k.cluster.execDir }
 
+// KeycloakHome is the Keycloak home of every kwok pod: the JBOSS_HOME of commands exec'd into
+// them (testdata/kwok/91-exec.yaml.tmpl), in ExecDir. Its themes directory plays the pods'
+// themes directory; it is shared by every pod of the cluster, so a test names its themes
+// uniquely.
+func (k Kube) KeycloakHome() string { return filepath.Join(k.cluster.execDir, "keycloak") }
+
 // ComponentPIDs returns the process ids of the cluster's components (etcd, apiserver,
 // controller-manager, scheduler, kwok).
 func (k Kube) ComponentPIDs() ([]int, error) { return k.cluster.PIDs() }

@@ -1,0 +1,87 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrMissingTheme marks a theme that a realm names and the upgraded Keycloak does not have.
+var ErrMissingTheme = errors.New("a theme a realm names is missing after the upgrade")
+
+// Customizer saves what Keycloak is configured with before the downtime (the vendor's "back
+// up any customizations such as themes or configurations"), and checks after the upgrade
+// that the new Keycloak has every theme a realm names. Implemented by keycloak.
+type Customizer interface {
+	// Save collects the customizations of the release whose manifest is given into dir, which
+	// the backup then carries. What cannot be read is a warning in the result, not an error.
+	Save(ctx context.Context, namespace, manifest, dir string) (Customizations, error)
+	// CheckThemes finds the themes of saved.Themes that the running Keycloak lacks.
+	CheckThemes(ctx context.Context, saved Customizations) (ThemeCheck, error)
+}
+
+// Customizations is what was saved of Keycloak's customizations.
+type Customizations struct {
+	// Dir holds them as collected (a working copy); the backup packs it into its bundle.
+	Dir string
+	// Saved lists what was saved, by kind, for the report: names, never content.
+	Saved []Saved
+	// Themes are the themes the realms name, and where each came from.
+	Themes []ThemeUse
+	// Warnings say what could not be saved and why.
+	Warnings []string
+	// ThemeCheckSkipped says why the theme check cannot run, "" when it can.
+	ThemeCheckSkipped string
+}
+
+// Saved is one kind of customization saved ("ConfigMaps", "Secrets", "realm exports",
+// "themes", "Keycloak home") and the names saved.
+type Saved struct {
+	Kind  string
+	Names []string
+}
+
+func (s Saved) String() string {
+	return fmt.Sprintf("%d %s (%s)", len(s.Names), s.Kind, strings.Join(s.Names, ", "))
+}
+
+// ThemeUse is a theme a realm names, and where it came from before the upgrade (an init
+// container, the image, a copy by hand, Keycloak itself).
+type ThemeUse struct {
+	Realm, Kind, Theme, Origin string
+}
+
+func (u ThemeUse) String() string {
+	s := fmt.Sprintf("realm %s: %s theme %q", u.Realm, u.Kind, u.Theme)
+	if u.Origin != "" {
+		s += " (" + u.Origin + ")"
+	}
+	return s
+}
+
+// ThemeCheck is what the theme check after the upgrade found.
+type ThemeCheck struct {
+	// Skipped says why the check did not run, "" when it did.
+	Skipped string
+	// Checked is how many theme uses were checked; Missing those the new Keycloak lacks.
+	Checked int
+	Missing []ThemeUse
+	// Version is the upgraded Keycloak's.
+	Version string
+}
+
+// String says what the check found, for the report.
+func (c ThemeCheck) String() string {
+	switch {
+	case c.Skipped != "":
+		return "skipped: " + c.Skipped
+	case len(c.Missing) == 0:
+		return fmt.Sprintf("every theme the realms name is there (%d checked, Keycloak %s)", c.Checked, c.Version)
+	}
+	var missing []string
+	for _, m := range c.Missing {
+		missing = append(missing, m.String())
+	}
+	return fmt.Sprintf("Keycloak %s lacks %d of the %d themes the realms name: %s", c.Version, len(c.Missing), c.Checked, strings.Join(missing, "; "))
+}
