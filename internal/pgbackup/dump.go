@@ -44,6 +44,8 @@ type BackupOptions struct {
 	// Parts are written into the bundle beside the dump (the release's values and manifest,
 	// the customizations), encrypted like it.
 	Parts []bundle.Source
+	// Customizations is the index of a customizations part among Parts, for the manifest.
+	Customizations *bundle.Customizations
 	// Now gives the creation time (default time.Now).
 	Now func() time.Time
 	// Log receives the dump's progress at Info ("backup progress": pg_dump's output so far
@@ -160,6 +162,7 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (_ *bundle.Bund
 		}
 		b.Manifest.Parts = append(b.Manifest.Parts, p)
 	}
+	b.Manifest.Customizations = opts.Customizations
 	b.Manifest.SHA256, b.Manifest.SizeBytes = dumped.SHA256, dumped.Bytes
 	b.Manifest.CreatedAt = now().UTC().Truncate(time.Second)
 	if err := bundle.WriteManifest(dir, b.Manifest); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -112,6 +113,17 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 			bundle.Bytes(bundle.PartReleaseManifest, bundle.ReleaseManifestFile, []byte(req.Release.Manifest)),
 		}
 	}
+	if c := req.Customizations; c != nil && c.Dir != "" {
+		// Packed once beside the working copy, then written into the bundle as a part.
+		packed := filepath.Join(e.WorkDir, name+"."+bundle.CustomizationsFile)
+		idx, err := bundle.PackCustomizations(ctx, c.Dir, packed)
+		if err != nil {
+			return rollout.Backup{}, err
+		}
+		defer os.Remove(packed)
+		opts.Parts = append(opts.Parts, bundle.FromFile(bundle.PartCustomizations, bundle.CustomizationsFile, packed))
+		opts.Customizations = &idx
+	}
 	b, err := Backup(ctx, filepath.Join(e.WorkDir, name), opts)
 	if err != nil {
 		return rollout.Backup{}, err
@@ -164,6 +176,12 @@ func secretParts(m bundle.Manifest) []string {
 			out = append(out, "the release's values")
 		case bundle.PartReleaseManifest:
 			out = append(out, "the release's rendered manifest, with its Secrets")
+		case bundle.PartCustomizations:
+			if c := m.Customizations; c != nil {
+				if n, names := c.Count(bundle.ItemSecret); n > 0 {
+					out = append(out, fmt.Sprintf("the Secrets Keycloak's pods reference (%s)", strings.Join(names, ", ")))
+				}
+			}
 		}
 	}
 	return out

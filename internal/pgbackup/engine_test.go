@@ -119,3 +119,68 @@ func TestEngineBackupDriftRestore(t *testing.T) {
 		t.Error("the encrypted copy restored other content")
 	}
 }
+
+// The customizations saved before the backup go into the bundle as its customizations part,
+// listed in the manifest, encrypted in the stores with the rest; the plaintext report names
+// the Secrets among them.
+func TestEngineBackupCustomizations(t *testing.T) {
+	identity, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := testworld.Postgres(t)
+	loadSQLFixture(t, db, "keycloak-11.sql")
+	const secret = "realm-Secret-value-57"
+	custom := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(custom, "kubernetes", "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(custom, "kubernetes", "secrets", "kc-realm.yaml"), []byte("kind: Secret\nstringData:\n  x: "+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	idx := bundle.Customizations{Source: bundle.SourceCluster, Items: []bundle.CustomizationItem{{Kind: bundle.ItemSecret, Name: "kc-realm", Path: "kubernetes/secrets/kc-realm.yaml"}}}
+	if err := bundle.WriteCustomizationsIndex(custom, idx); err != nil {
+		t.Fatal(err)
+	}
+	store := t.TempDir()
+	e := &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(), Stores: []bundle.Store{bundle.DirStore{Dir: store}}}
+	req := rollout.BackupRequest{Name: "plain", Release: rollout.Release{Name: "identity", Revision: 1, Manifest: "kind: Secret\n"},
+		Customizations: &rollout.Customizations{Dir: custom}}
+	b, err := e.Backup(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Secrets) != 3 || b.Secrets[2] != "the Secrets Keycloak's pods reference (kc-realm)" {
+		t.Errorf("secrets of the plaintext bundle: %q", b.Secrets)
+	}
+	e.Recipients = []string{identity.Recipient().String()}
+	req.Name = "encrypted"
+	b, err = e.Backup(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := bundle.Open(b.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := stored.Manifest.Part(bundle.PartCustomizations)
+	if !ok || p.File != bundle.CustomizationsFile+".age" || stored.Manifest.Customizations == nil || stored.Manifest.Customizations.Files != 1 {
+		t.Fatalf("stored manifest %+v", stored.Manifest)
+	}
+	data, err := os.ReadFile(stored.PartPath(p))
+	if err != nil || strings.Contains(string(data), secret) {
+		t.Errorf("the stored part shows the Secret's value (%v)", err)
+	}
+	rc, err := stored.OpenPart(bundle.PartCustomizations, []age.Identity{identity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	out := filepath.Join(t.TempDir(), "out")
+	if n, err := bundle.UnpackCustomizations(t.Context(), rc, out); err != nil || n != 1 {
+		t.Fatalf("unpack: %d files, %v", n, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "kubernetes", "secrets", "kc-realm.yaml")); !strings.Contains(string(got), secret) {
+		t.Errorf("the Secret as restored: %q", got)
+	}
+}

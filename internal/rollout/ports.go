@@ -200,6 +200,8 @@ type BackupRequest struct {
 	Values  []byte
 	// WorkingCopyOnly keeps the backup on this machine: a rehearsal's, which no store needs.
 	WorkingCopyOnly bool
+	// Customizations, when saved, go into the bundle as its customizations part.
+	Customizations *Customizations
 }
 
 // Backup is a backup the procedure took.
