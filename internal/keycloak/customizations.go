@@ -47,6 +47,8 @@ type Customizations struct {
 	Config *rest.Config
 	// Workload is the `workload` input, as Workloads.Name: "" detects the Keycloak workloads.
 	Workload string
+	// Dir is the directory Save collects into (in the run's working directory).
+	Dir string
 	// Admin is Keycloak's admin API; without its inputs there are no realm exports and no
 	// theme check.
 	Admin *Admin
@@ -112,8 +114,9 @@ func (col *collection) write(rel string, data []byte, item bundle.CustomizationI
 }
 
 // Save collects the customizations of the release (its Keycloak workloads found in manifest
-// as Detect finds them) into dir. Only a failure to write dir is an error.
-func (c Customizations) Save(ctx context.Context, namespace, manifest, dir string) (rollout.Customizations, error) {
+// as Detect finds them) into Dir. Only a failure to write Dir is an error.
+func (c Customizations) Save(ctx context.Context, namespace, manifest string) (rollout.Customizations, error) {
+	dir := c.Dir
 	out := rollout.Customizations{Dir: dir}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return out, fmt.Errorf("save the customizations: %w", err)

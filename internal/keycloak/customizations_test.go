@@ -122,8 +122,12 @@ func TestSaveCustomizations(t *testing.T) {
 		initTheme: writeTheme(t, kube, initTheme, time.Time{}),
 		baked:     writeTheme(t, kube, baked, time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)),
 	}
-	writeTheme(t, kube, "alfresco", time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC))
-	writeTheme(t, kube, "base", time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC))
+	// The test world's Keycloak home has Keycloak's themes and the image's (alfresco) already.
+	for _, own := range []string{"base", "keycloak", "alfresco"} {
+		if _, err := os.Stat(filepath.Join(kube.KeycloakHome(), "themes", own)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	manifest := keycloakWithCustomizations(t, kube, initTheme)
 	time.Sleep(1100 * time.Millisecond) // the hand copy is newer than the container's start
 	want[hand] = writeTheme(t, kube, hand, time.Time{})
@@ -133,10 +137,10 @@ func TestSaveCustomizations(t *testing.T) {
 		testworld.KeycloakRealm{Name: "alfresco", LoginTheme: initTheme, AccountTheme: "keycloak", EmailTheme: hand, AdminTheme: "gone", ClientSecret: "client-Secret-43"})
 	dir := filepath.Join(t.TempDir(), "customizations")
 	c := Customizations{
-		Client: kube.Client, Config: kube.Config,
+		Client: kube.Client, Config: kube.Config, Dir: dir,
 		Admin: &Admin{BaseURL: api.URL, User: api.User, Password: api.Password, Log: testLogger(t)}, Log: testLogger(t),
 	}
-	saved, err := c.Save(ctx, kube.Namespace, manifest, dir)
+	saved, err := c.Save(ctx, kube.Namespace, manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,8 +225,8 @@ func TestSaveCustomizations(t *testing.T) {
 
 	t.Run("themes over the cap", func(t *testing.T) {
 		c := c
-		c.MaxThemeBytes = 1000
-		saved, err := c.Save(ctx, kube.Namespace, manifest, filepath.Join(t.TempDir(), "c"))
+		c.MaxThemeBytes, c.Dir = 1000, filepath.Join(t.TempDir(), "c")
+		saved, err := c.Save(ctx, kube.Namespace, manifest)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,8 +249,8 @@ func TestSaveCustomizations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := Customizations{Client: client, Config: cfg, Log: testLogger(t)}
-		saved, err := c.Save(ctx, kube.Namespace, manifest, filepath.Join(t.TempDir(), "c"))
+		c := Customizations{Client: client, Config: cfg, Dir: filepath.Join(t.TempDir(), "c"), Log: testLogger(t)}
+		saved, err := c.Save(ctx, kube.Namespace, manifest)
 		if err != nil {
 			t.Fatalf("Save without pods/exec: %v, want warnings", err)
 		}

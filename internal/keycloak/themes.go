@@ -23,14 +23,14 @@ import (
 // listThemesScript prints the absolute path of Keycloak's themes directory in the container,
 // then the name of each directory in it, one a line. Keycloak's home is JBOSS_HOME, which the
 // images of Keycloak up to 16 set (/opt/jboss/keycloak), else /opt/keycloak (Keycloak 17 on).
-// It exits 3 when there is no themes directory.
+// It prints nothing when there is no themes directory.
 const listThemesScript = `home=${JBOSS_HOME:-}
 if [ -z "$home" ]; then
   for d in /opt/jboss/keycloak /opt/keycloak; do
     if [ -d "$d/themes" ]; then home=$d; break; fi
   done
 fi
-cd "${home:-/opt/jboss/keycloak}/themes" || exit 3
+cd "${home:-/opt/jboss/keycloak}/themes" 2>/dev/null || exit 0
 pwd
 for f in *; do
   if [ -d "$f" ] && [ ! -L "$f" ]; then printf '%s\n' "$f"; fi
@@ -104,14 +104,14 @@ func (c Customizations) listThemes(ctx context.Context, x podExec, namespace str
 	where := fmt.Sprintf("pod %s/%s container %s", namespace, p.Name, container)
 	var stdout, stderr bytes.Buffer
 	if err := x.run(ctx, namespace, p.Name, container, cmd, &stdout, &stderr); err != nil {
-		if ee, ok := errors.AsType[*execError](err); ok && ee.status == 3 {
-			return pt, fmt.Errorf("themes of %s not read: Keycloak's themes directory is not there (JBOSS_HOME, /opt/jboss/keycloak, /opt/keycloak)", where)
-		}
 		return pt, fmt.Errorf("themes of %s not read: `sh -c <list the themes directory>`: %w%s (pod exec needs the pods/exec permission, and the image a shell)",
 			where, err, stderrNote(stderr.String()))
 	}
 	lines := strings.Split(strings.TrimRight(stdout.String(), "\n"), "\n")
-	if len(lines) == 0 || !path.IsAbs(lines[0]) {
+	if stdout.Len() == 0 {
+		return pt, fmt.Errorf("themes of %s not read: Keycloak's themes directory is not there (JBOSS_HOME/themes, /opt/jboss/keycloak/themes, /opt/keycloak/themes)", where)
+	}
+	if !path.IsAbs(lines[0]) {
 		return pt, fmt.Errorf("themes of %s not read: listing the themes directory printed %q, not its path", where, truncate(stdout.String(), 200))
 	}
 	pt.dir = lines[0]

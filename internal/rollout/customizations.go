@@ -7,6 +7,21 @@ import (
 	"strings"
 )
 
+// Summary says what was saved, for the timeline: counts and names, and how many warnings.
+func (c Customizations) Summary() string {
+	var parts []string
+	for _, s := range c.Saved {
+		parts = append(parts, s.String())
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "nothing found to save")
+	}
+	if n := len(c.Warnings); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d not saved (see the warnings)", n))
+	}
+	return strings.Join(parts, "; ")
+}
+
 // ErrMissingTheme marks a theme that a realm names and the upgraded Keycloak does not have.
 var ErrMissingTheme = errors.New("a theme a realm names is missing after the upgrade")
 
@@ -14,9 +29,10 @@ var ErrMissingTheme = errors.New("a theme a realm names is missing after the upg
 // up any customizations such as themes or configurations"), and checks after the upgrade
 // that the new Keycloak has every theme a realm names. Implemented by keycloak.
 type Customizer interface {
-	// Save collects the customizations of the release whose manifest is given into dir, which
-	// the backup then carries. What cannot be read is a warning in the result, not an error.
-	Save(ctx context.Context, namespace, manifest, dir string) (Customizations, error)
+	// Save collects the customizations of the release whose manifest is given into a local
+	// directory (Customizations.Dir), which the backup then carries. What cannot be read is a
+	// warning in the result, not an error.
+	Save(ctx context.Context, namespace, manifest string) (Customizations, error)
 	// CheckThemes finds the themes of saved.Themes that the running Keycloak lacks.
 	CheckThemes(ctx context.Context, saved Customizations) (ThemeCheck, error)
 }
@@ -84,4 +100,63 @@ func (c ThemeCheck) String() string {
 		missing = append(missing, m.String())
 	}
 	return fmt.Sprintf("Keycloak %s lacks %d of the %d themes the realms name: %s", c.Version, len(c.Missing), c.Checked, strings.Join(missing, "; "))
+}
+
+// customizations saves the customizations while Keycloak still runs (its themes are in its
+// pods), before the quiesce; the backup carries them.
+func (r *run) customizations(ctx context.Context) error {
+	if r.p.Customizer == nil {
+		return nil
+	}
+	return r.step(ctx, "customizations", func(ctx context.Context) (string, error) {
+		c, err := r.p.Customizer.Save(ctx, r.req.Namespace, r.rep.Plan.Current.Manifest)
+		if err != nil {
+			return "", err
+		}
+		r.rep.Customizations = &c
+		return c.Summary(), nil
+	})
+}
+
+// themeCheck checks, after readiness, that the new Keycloak has every theme a realm names. A
+// missing theme fails the upgrade, which then goes back, unless missing-theme is warn; so does
+// a check that cannot read the admin API.
+func (r *run) themeCheck(ctx context.Context) error {
+	if r.p.Customizer == nil {
+		return nil
+	}
+	return r.cancelled(ctx, r.step(ctx, "theme check", r.checkThemes))
+}
+
+func (r *run) checkThemes(ctx context.Context) (string, error) {
+	if r.rep.Customizations == nil {
+		r.rep.ThemeCheck = &ThemeCheck{Skipped: "the customizations were not saved"}
+		return "skipped: " + r.rep.ThemeCheck.Skipped, nil
+	}
+	if why := r.rep.Customizations.ThemeCheckSkipped; why != "" {
+		r.rep.ThemeCheck = &ThemeCheck{Skipped: why}
+		return "skipped: " + why, nil
+	}
+	warn := r.req.MissingTheme == MissingThemeWarn
+	check, err := r.p.Customizer.CheckThemes(ctx, *r.rep.Customizations)
+	if err != nil {
+		if warn {
+			r.rep.ThemeCheck = &ThemeCheck{Skipped: err.Error()}
+			r.log.Warn("the theme check could not run (missing-theme: warn)", "err", err)
+			return "skipped: " + err.Error(), nil
+		}
+		return "", err
+	}
+	r.rep.ThemeCheck = &check
+	switch {
+	case len(check.Missing) == 0:
+		return check.String(), nil
+	case warn:
+		for _, m := range check.Missing {
+			r.log.Warn("a theme a realm names is missing after the upgrade (missing-theme: warn)", "realm", m.Realm, "kind", m.Kind, "theme", m.Theme, "origin", m.Origin)
+		}
+		return check.String() + " (missing-theme: warn)", nil
+	}
+	return "", fmt.Errorf("%w: %s; bring the themes to the new version (the target's values or image), or %s to keep an upgrade that lacks them",
+		ErrMissingTheme, check, r.req.Advise.advise(Fix{OptionMissingTheme, string(MissingThemeWarn)}))
 }
