@@ -87,6 +87,29 @@ func summary(rep *rollout.Report, secrets []string) string {
 				cell(red(joinAnd(bk.Secrets, "and"))), joinAnd(cells, "or")))
 		}
 	}
+	if c := rep.Customizations; c != nil {
+		var lines []string
+		for _, saved := range c.Saved {
+			lines = append(lines, cell(red(saved.String())))
+		}
+		if len(lines) == 0 {
+			lines = append(lines, "nothing found to save")
+		}
+		for _, w := range c.Warnings {
+			lines = append(lines, "⚠️ not saved: "+cell(red(w)))
+		}
+		row("Customizations", strings.Join(lines, "<br>"))
+	}
+	if c := rep.ThemeCheck; c != nil {
+		check := "✅ " + cell(red(c.String()))
+		switch {
+		case c.Skipped != "":
+			check = "⏭ " + cell(red(c.String()))
+		case len(c.Missing) > 0:
+			check = "⚠️ " + cell(red(c.String()))
+		}
+		row("Theme check", check)
+	}
 	if db := database(rep); db != "" {
 		row("Database", cell(red(db)))
 	}

@@ -346,3 +346,28 @@ func TestSummaryPlaintextBackup(t *testing.T) {
 		t.Errorf("a bundle without secrets has an encryption row:\n%s", got)
 	}
 }
+
+// The summary lists the customizations saved, by kind with counts and names, what was not
+// saved and why, and the theme check's result; never content.
+func TestSummaryCustomizations(t *testing.T) {
+	rep := reports()["success"]
+	rep.Customizations = &rollout.Customizations{
+		Saved:    []rollout.Saved{{Kind: "Secrets", Names: []string{"kc-realm", "kc-db"}}, {Kind: "themes", Names: []string{"acme"}}},
+		Warnings: []string{"themes of pod identity-id-keycloak-1 not read: forbidden"},
+	}
+	acme := rollout.ThemeUse{Realm: "alfresco", Kind: "login", Theme: "acme", Origin: "init container theme-acme (image acme/theme:1)"}
+	rep.ThemeCheck = &rollout.ThemeCheck{Checked: 2, Version: "12.0.4", Missing: []rollout.ThemeUse{acme}}
+	got := ghaction.Summary(rep)
+	for _, want := range []string{
+		"| Customizations | 2 Secrets (kc-realm, kc-db)<br>1 themes (acme)<br>⚠️ not saved: themes of pod identity-id-keycloak-1 not read: forbidden |",
+		"| Theme check | ⚠️ Keycloak 12.0.4 lacks 1 of the 2 themes the realms name: realm alfresco: login theme \"acme\" (init container theme-acme (image acme/theme:1)) |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks\n%s\n%s", want, got)
+		}
+	}
+	rep.ThemeCheck = &rollout.ThemeCheck{Skipped: "keycloak-url, keycloak-admin-user and keycloak-admin-password are not all given"}
+	if got := ghaction.Summary(rep); !strings.Contains(got, "| Theme check | ⏭ skipped: keycloak-url, keycloak-admin-user and keycloak-admin-password are not all given |") {
+		t.Errorf("skipped theme check:\n%s", got)
+	}
+}
