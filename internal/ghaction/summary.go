@@ -84,7 +84,7 @@ func summary(rep *rollout.Report, secrets []string) string {
 			row("Backup encryption", "age, every file of the bundle")
 		case len(bk.Secrets) > 0:
 			row("Backup encryption", fmt.Sprintf("⚠️ none: the stored bundle holds %s, in plain text: whoever can read %s can read them (give backup-encryption-recipients)",
-				cell(red(joinAnd(bk.Secrets, "and"))), joinAnd(cells, "or")))
+				cell(red(strings.Join(bk.Secrets, "; "))), joinAnd(cells, "or")))
 		}
 	}
 	if c := rep.Customizations; c != nil {

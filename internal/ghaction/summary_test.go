@@ -331,7 +331,7 @@ func TestSummaryPlaintextBackup(t *testing.T) {
 	rep.Backup = &bk
 	bk.Secrets = []string{"the release's values", "the release's rendered manifest, with its Secrets"}
 	got := ghaction.Summary(rep)
-	want := "| Backup encryption | ⚠️ none: the stored bundle holds the release's values and the release's rendered manifest, with its Secrets, " +
+	want := "| Backup encryption | ⚠️ none: the stored bundle holds the release's values; the release's rendered manifest, with its Secrets, " +
 		"in plain text: whoever can read `artifact:identity-r4-20250314T092653Z` or `path:/backups/identity-r4-20250314T092653Z` can read them " +
 		"(give backup-encryption-recipients) |"
 	if !strings.Contains(got, want) {
