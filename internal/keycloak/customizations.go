@@ -17,11 +17,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
+	"github.com/identity-upgrade/identity-upgrade/internal/manifest"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -505,4 +508,105 @@ func (c Customizations) CheckThemes(ctx context.Context, saved rollout.Customiza
 		}
 	}
 	return check, nil
+}
+
+// revisionThemes are what a revision's manifest says of its Keycloak's themes: those volumes
+// are mounted on (an init container's), with their origin, and the image's own.
+type revisionThemes struct {
+	mounted map[string]string
+	image   string
+}
+
+// manifestThemes reads the themes of the Keycloak workloads of a manifest from their pod
+// templates.
+func (c Customizations) manifestThemes(m string) (revisionThemes, error) {
+	out := revisionThemes{mounted: map[string]string{}}
+	targets, err := Detect(m, c.Workload)
+	if err != nil {
+		return out, err
+	}
+	objs, err := manifest.Objects(m)
+	if err != nil {
+		return out, err
+	}
+	for _, o := range objs {
+		if !slices.ContainsFunc(targets, func(t rollout.Scaled) bool { return t.Kind == o.GetKind() && t.Name == o.GetName() }) {
+			continue
+		}
+		raw, found, _ := unstructured.NestedMap(o.Object, "spec", "template")
+		if !found {
+			continue
+		}
+		var tmpl corev1.PodTemplateSpec
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &tmpl); err != nil {
+			return out, fmt.Errorf("read %s/%s of the manifest: %w", o.GetKind(), o.GetName(), err)
+		}
+		container := keycloakContainer(tmpl.Spec.Containers)
+		for name, origin := range themeMounts(tmpl.Spec, container) {
+			out.mounted[name] = origin
+		}
+		for _, ctr := range tmpl.Spec.Containers {
+			if ctr.Name == container && out.image == "" {
+				out.image = ctr.Image
+			}
+		}
+	}
+	return out, nil
+}
+
+// PlanThemes says which themes the realms name (through the admin API) and which of them the
+// target would not have: a theme that an init container of the current revision brings and
+// that no volume of the target's Keycloak is mounted on (the init container dropped by the
+// target's values).
+func (c Customizations) PlanThemes(ctx context.Context, namespace string, current, target rollout.Release) (rollout.ThemePlan, error) {
+	var tp rollout.ThemePlan
+	cur, err := c.manifestThemes(current.Manifest)
+	if err != nil {
+		return tp, fmt.Errorf("the themes of revision %d: %w", current.Revision, err)
+	}
+	tgt, err := c.manifestThemes(target.Manifest)
+	if err != nil {
+		return tp, fmt.Errorf("the themes of the target: %w", err)
+	}
+	for name := range cur.mounted {
+		if _, ok := tgt.mounted[name]; !ok {
+			tp.Dropped = append(tp.Dropped, name)
+		}
+	}
+	slices.Sort(tp.Dropped)
+	if !c.Admin.Configured() {
+		tp.Skipped = "keycloak-url, keycloak-admin-user and keycloak-admin-password are not all given"
+		return tp, nil
+	}
+	realms, err := c.Admin.Realms(ctx)
+	if err != nil {
+		return tp, err
+	}
+	for _, r := range realms {
+		themes := r.Themes()
+		for _, kind := range ThemeKinds {
+			theme, ok := themes[kind]
+			if !ok {
+				continue
+			}
+			origin, mounted := cur.mounted[theme]
+			switch {
+			case mounted:
+				origin += fmt.Sprintf(" of revision %d", current.Revision)
+			case slices.Contains(builtinThemes, theme):
+				origin = "Keycloak's own"
+			case slices.Contains(ownThemes(cur.image), theme):
+				origin = "the image " + cur.image
+			default:
+				origin = "not in the manifest (a custom image's, a copy by hand or a provider's): the theme check after the upgrade tells"
+			}
+			u := rollout.ThemeUse{Realm: r.Name, Kind: kind, Theme: theme, Origin: origin}
+			tp.Uses = append(tp.Uses, u)
+			if mounted && slices.Contains(tp.Dropped, theme) {
+				u.Origin += "; the target's values bring none"
+				tp.Lost = append(tp.Lost, u)
+			}
+		}
+	}
+	return tp, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -264,4 +265,47 @@ func TestSaveCustomizations(t *testing.T) {
 			t.Errorf("saved %v, want the ConfigMaps and Secrets", saved.Saved)
 		}
 	})
+}
+
+// The plan's themes: a theme that an init container of the current revision brings and that
+// the target's Keycloak has no volume for is lost, for the realm that names it; without the
+// admin API inputs the dropped theme is still named.
+func TestPlanThemes(t *testing.T) {
+	labels := map[string]string{"app.kubernetes.io/name": "keycloak"}
+	withTheme := statefulSet("identity-id-keycloak", 1, labels)
+	spec := &withTheme.Spec.Template.Spec
+	spec.InitContainers = []corev1.Container{{Name: "theme-acme", Image: "acme/theme:1", VolumeMounts: []corev1.VolumeMount{{Name: "theme", MountPath: "/themes/acme"}}}}
+	spec.Containers = []corev1.Container{{Name: "keycloak", Image: "alfresco/alfresco-identity-service:1.3",
+		VolumeMounts: []corev1.VolumeMount{{Name: "theme", MountPath: "/opt/jboss/keycloak/themes/acme"}}}}
+	spec.Volumes = []corev1.Volume{{Name: "theme", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	without := statefulSet("identity-id-keycloak", 1, labels)
+	without.Spec.Template.Spec.Containers = []corev1.Container{{Name: "keycloak", Image: "alfresco/alfresco-identity-service:1.4.0"}}
+	current := rollout.Release{Revision: 4, Manifest: manifestOf(t, withTheme)}
+	target := rollout.Release{Manifest: manifestOf(t, without)}
+
+	api := testworld.StartKeycloak(t, "", testworld.KeycloakRealm{Name: "alfresco", LoginTheme: "acme", EmailTheme: "alfresco", AccountTheme: "mine"})
+	c := Customizations{Admin: &Admin{BaseURL: api.URL, User: api.User, Password: api.Password}, Log: testLogger(t)}
+	tp, err := c.PlanThemes(t.Context(), "ns", current, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme := rollout.ThemeUse{Realm: "alfresco", Kind: "login", Theme: "acme", Origin: "init container theme-acme (image acme/theme:1) of revision 4"}
+	want := []rollout.ThemeUse{acme,
+		{Realm: "alfresco", Kind: "account", Theme: "mine", Origin: "not in the manifest (a custom image's, a copy by hand or a provider's): the theme check after the upgrade tells"},
+		{Realm: "alfresco", Kind: "email", Theme: "alfresco", Origin: "the image alfresco/alfresco-identity-service:1.3"}}
+	if !slices.Equal(tp.Uses, want) {
+		t.Errorf("uses %+v, want %+v", tp.Uses, want)
+	}
+	acme.Origin += "; the target's values bring none"
+	if !slices.Equal(tp.Lost, []rollout.ThemeUse{acme}) || !slices.Equal(tp.Dropped, []string{"acme"}) || tp.Skipped != "" {
+		t.Errorf("lost %+v, dropped %v, skipped %q", tp.Lost, tp.Dropped, tp.Skipped)
+	}
+	// The target that keeps the init container loses nothing.
+	if tp, err := c.PlanThemes(t.Context(), "ns", current, current); err != nil || len(tp.Lost) != 0 || len(tp.Dropped) != 0 {
+		t.Errorf("same revision: %+v, %v", tp, err)
+	}
+	c.Admin = &Admin{}
+	if tp, err := c.PlanThemes(t.Context(), "ns", current, target); err != nil || tp.Skipped == "" || !slices.Equal(tp.Dropped, []string{"acme"}) {
+		t.Errorf("without the admin API: %+v, %v", tp, err)
+	}
 }

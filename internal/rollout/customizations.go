@@ -35,6 +35,45 @@ type Customizer interface {
 	Save(ctx context.Context, namespace, manifest string) (Customizations, error)
 	// CheckThemes finds the themes of saved.Themes that the running Keycloak lacks.
 	CheckThemes(ctx context.Context, saved Customizations) (ThemeCheck, error)
+	// PlanThemes says, before anything changes, which themes the realms name and which of
+	// them the target would not have, as far as the two revisions' manifests tell.
+	PlanThemes(ctx context.Context, namespace string, current, target Release) (ThemePlan, error)
+}
+
+// ThemePlan is what the plan says of the themes: those the realms name, with where each comes
+// from, and those the target would not have (a theme an init container of the current
+// revision brings that the target's values drop).
+type ThemePlan struct {
+	// Skipped says why the themes the realms name are not known ("" when they are).
+	Skipped string
+	Uses    []ThemeUse
+	// Lost are the theme uses the target would not have; Dropped the themes the current
+	// revision's init containers bring that the target's do not, named whether or not a
+	// realm is known to use them.
+	Lost    []ThemeUse
+	Dropped []string
+}
+
+// PlanThemes adds what the customizations port says of the themes to the plan: the themes in
+// use, and a warning for each the target would not have. A port that cannot tell says why in
+// the plan; it never refuses the upgrade.
+func PlanThemes(ctx context.Context, c Customizer, p *Plan) {
+	if c == nil || p.Target.Manifest == "" {
+		return
+	}
+	tp, err := c.PlanThemes(ctx, p.Request.Namespace, p.Current, p.Target)
+	if err != nil {
+		tp.Skipped = err.Error()
+	}
+	p.Themes = &tp
+	for _, u := range tp.Lost {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("the target would not have theme %q, which realm %s names as its %s theme (%s): "+
+			"the theme check after the upgrade would fail; bring the theme with the target's values", u.Theme, u.Realm, u.Kind, u.Origin))
+	}
+	if len(tp.Lost) == 0 && len(tp.Dropped) > 0 {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("the target's values bring none of the themes %s that the current revision's init containers bring",
+			strings.Join(tp.Dropped, ", ")))
+	}
 }
 
 // Customizations is what was saved of Keycloak's customizations.

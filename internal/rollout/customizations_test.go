@@ -16,6 +16,8 @@ type customizer struct {
 	saved    rollout.Customizations
 	check    rollout.ThemeCheck
 	checkErr error
+	plan     rollout.ThemePlan
+	planErr  error
 	// backedUp is the customizations the backup got.
 	backedUp *rollout.Customizations
 }
@@ -23,6 +25,11 @@ type customizer struct {
 func (c *customizer) Save(ctx context.Context, namespace, manifest string) (rollout.Customizations, error) {
 	c.w.call(ctx, "save customizations")
 	return c.saved, nil
+}
+
+func (c *customizer) PlanThemes(ctx context.Context, namespace string, current, target rollout.Release) (rollout.ThemePlan, error) {
+	c.w.call(ctx, "plan themes")
+	return c.plan, c.planErr
 }
 
 func (c *customizer) CheckThemes(ctx context.Context, saved rollout.Customizations) (rollout.ThemeCheck, error) {
@@ -47,7 +54,7 @@ func (d database) Backup(ctx context.Context, req rollout.BackupRequest) (rollou
 func TestUpgradeCustomizations(t *testing.T) {
 	acme := rollout.ThemeUse{Realm: "alfresco", Kind: "login", Theme: "acme", Origin: "init container theme-acme (image acme/theme:1)"}
 	saved := rollout.Customizations{Dir: "/work/c", Saved: []rollout.Saved{{Kind: "themes", Names: []string{"acme"}}}, Themes: []rollout.ThemeUse{acme}}
-	before := []string{"lock", "current", "current", "render", "inspect", "save customizations", "scale down", "values 4", "backup r4", "upgrade", "wait"}
+	before := []string{"lock", "current", "current", "render", "inspect", "plan themes", "save customizations", "scale down", "values 4", "backup r4", "upgrade", "wait"}
 	recovery := []string{"scale down", "drift", "mark failed 5", "rollback 4", "wait rolled-back", "unlock lease"}
 	tests := []struct {
 		name     string
@@ -123,6 +130,50 @@ func TestUpgradeCustomizations(t *testing.T) {
 				}
 				if !strings.Contains(got, tt.note) {
 					t.Errorf("theme check note %q, want %q", got, tt.note)
+				}
+			}
+		})
+	}
+}
+
+// The plan says which themes the realms name and warns of each the target would not have; a
+// port that cannot tell says why, and refuses nothing.
+func TestPlanThemes(t *testing.T) {
+	acme := rollout.ThemeUse{Realm: "alfresco", Kind: "login", Theme: "acme", Origin: "init container theme-acme (image acme/theme:1) of revision 4; the target's values bring none"}
+	kc := rollout.ThemeUse{Realm: "alfresco", Kind: "account", Theme: "keycloak", Origin: "Keycloak's own"}
+	for _, tt := range []struct {
+		name     string
+		plan     rollout.ThemePlan
+		planErr  error
+		text     []string
+		warnings int
+	}{
+		{name: "a theme lost", plan: rollout.ThemePlan{Uses: []rollout.ThemeUse{acme, kc}, Lost: []rollout.ThemeUse{acme}, Dropped: []string{"acme"}},
+			text: []string{"Themes the realms name:\n  realm alfresco: login theme \"acme\" (init container", "  realm alfresco: account theme \"keycloak\" (Keycloak's own)\n",
+				`the target would not have theme "acme", which realm alfresco names as its login theme`}, warnings: 1},
+		{name: "no admin API", plan: rollout.ThemePlan{Skipped: "keycloak-url is not given", Dropped: []string{"acme"}},
+			text: []string{"Themes: not known (keycloak-url is not given); the theme check after the upgrade is skipped", "the target's values bring none of the themes acme"}, warnings: 1},
+		{name: "the admin API fails", planErr: errors.New("list the realms: 503"),
+			text: []string{"Themes: not known (list the realms: 503)"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld()
+			c := &customizer{w: w, plan: tt.plan, planErr: tt.planErr}
+			plan, err := rollout.MakePlan(t.Context(), w, w, nil, request().PlanRequest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rollout.PlanThemes(t.Context(), c, &plan)
+			if plan.Refused() || len(plan.Warnings) != tt.warnings {
+				t.Errorf("refusals %v, warnings %q", plan.Refusals, plan.Warnings)
+			}
+			var b strings.Builder
+			if err := plan.WriteText(&b); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tt.text {
+				if !strings.Contains(b.String(), want) {
+					t.Errorf("plan lacks %q:\n%s", want, b.String())
 				}
 			}
 		})

@@ -338,6 +338,7 @@ func (r *run) preflight(ctx context.Context) (Plan, error) {
 		if err != nil {
 			return "", err
 		}
+		PlanThemes(ctx, r.p.Customizer, &plan)
 		if plan.Latest.Revision != 0 {
 			r.log.Warn("the latest revision is not deployed: the run returns to the newest deployed one on failure",
 				"latest", plan.Latest.Revision, "status", plan.Latest.Status, "return-to", plan.Current.Revision)
