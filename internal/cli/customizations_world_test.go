@@ -241,6 +241,24 @@ func TestUpgradeThemeCheck(t *testing.T) {
 			}
 		}
 	})
+	t.Run("plan", func(t *testing.T) {
+		t.Parallel()
+		w, kc, theme := setup(t)
+		args := []string{"plan", "--release-name", "identity", "--namespace", w.kube.Namespace, "--chart", chart14,
+			"--database-url", w.db.URL(), "--recreate-statefulsets", "orphan"}
+		env := map[string]string{"KUBECONFIG": w.kube.Kubeconfig, "KEYCLOAK_ADMIN_PASSWORD": kc.Password}
+		r := runCLI(t, env, append(args, "--keycloak-url", kc.URL, "--keycloak-admin-user", kc.User)...)
+		if r.code != rollout.ExitOK {
+			t.Fatalf("plan: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		mustContain(t, r, "Themes the realms name:\n  realm alfresco: login theme \""+theme+"\" (not in the manifest",
+			"  realm alfresco: email theme \"alfresco\" (the image alfresco/alfresco-identity-service:1.3)")
+		r = runCLI(t, env, args...)
+		if r.code != rollout.ExitOK {
+			t.Fatalf("plan without the admin API: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		mustContain(t, r, "Themes: not known (keycloak-url, keycloak-admin-user and keycloak-admin-password are not all given); the theme check after the upgrade is skipped")
+	})
 	t.Run("missing-theme warn, password from the environment", func(t *testing.T) {
 		t.Parallel()
 		w, kc, theme := setup(t)

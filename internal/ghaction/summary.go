@@ -100,6 +100,19 @@ func summary(rep *rollout.Report, secrets []string) string {
 		}
 		row("Customizations", strings.Join(lines, "<br>"))
 	}
+	if t := rep.Plan.Themes; t != nil && rep.ThemeCheck == nil {
+		var lines []string
+		for _, u := range t.Uses {
+			lines = append(lines, cell(red(u.String())))
+		}
+		switch {
+		case t.Skipped != "":
+			lines = append(lines, "⏭ not known ("+cell(red(t.Skipped))+"): the theme check after the upgrade is skipped")
+		case len(lines) == 0:
+			lines = append(lines, "the realms name none")
+		}
+		row("Themes", strings.Join(lines, "<br>"))
+	}
 	if c := rep.ThemeCheck; c != nil {
 		check := "✅ " + cell(red(c.String()))
 		switch {

@@ -371,3 +371,16 @@ func TestSummaryCustomizations(t *testing.T) {
 		t.Errorf("skipped theme check:\n%s", got)
 	}
 }
+
+// A plan's summary says which themes the realms name, or why the theme check will be skipped.
+func TestSummaryPlanThemes(t *testing.T) {
+	rep := reports()["success"]
+	rep.Plan.Themes = &rollout.ThemePlan{Uses: []rollout.ThemeUse{{Realm: "alfresco", Kind: "login", Theme: "acme", Origin: "init container theme-acme (image acme/theme:1) of revision 4"}}}
+	if got := ghaction.Summary(rep); !strings.Contains(got, "| Themes | realm alfresco: login theme \"acme\" (init container theme-acme (image acme/theme:1) of revision 4) |") {
+		t.Errorf("summary:\n%s", got)
+	}
+	rep.Plan.Themes = &rollout.ThemePlan{Skipped: "keycloak-url, keycloak-admin-user and keycloak-admin-password are not all given"}
+	if got := ghaction.Summary(rep); !strings.Contains(got, "| Themes | ⏭ not known (keycloak-url, keycloak-admin-user and keycloak-admin-password are not all given): the theme check after the upgrade is skipped |") {
+		t.Errorf("summary:\n%s", got)
+	}
+}
