@@ -1,7 +1,6 @@
 package keycloak
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"slices"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -198,7 +196,6 @@ func (c Customizations) podTemplate(ctx context.Context, namespace string, t rol
 	var sel *metav1.LabelSelector
 	switch t.Kind {
 	case StatefulSet:
-		var o *appsv1.StatefulSet
 		o, err := c.Client.AppsV1().StatefulSets(namespace).Get(ctx, t.Name, metav1.GetOptions{})
 		if err != nil {
 			return corev1.PodSpec{}, "", fmt.Errorf("customizations of %s/%s not read: %w", t.Kind, t.Name, err)
@@ -467,7 +464,10 @@ func (pt podThemes) themeOrigin(name string, newest metav1.Time, mounts map[stri
 			return fmt.Sprintf("copied into pod %s by hand after its container started (lost at its next restart)", pt.pod.Name)
 		}
 	}
-	return cmp.Or("the image "+image, "the image")
+	if image == "" {
+		return "the image"
+	}
+	return "the image " + image
 }
 
 // CheckThemes reads, through the admin API, the themes the running (upgraded) Keycloak has
