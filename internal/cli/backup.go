@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
+	"github.com/identity-upgrade/identity-upgrade/internal/keycloak"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -37,6 +39,20 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	if err != nil {
 		return refused(err)
 	}
+	var custom *rollout.Customizations
+	if cfg.KeycloakHome != "" {
+		// A ZIP installation's customizations, read before the dump: a wrong directory is
+		// refused before anything else.
+		c, err := keycloak.SaveHome(ctx, cfg.KeycloakHome, filepath.Join(work, "customizations"))
+		if errors.Is(err, keycloak.ErrNotKeycloakHome) {
+			return refused(fmt.Errorf("keycloak-home %q is not a Keycloak home (no standalone/configuration in it): give the directory of the installation that holds standalone/ and themes/", cfg.KeycloakHome))
+		}
+		if err != nil {
+			return refused(fmt.Errorf("keycloak-home %q: %w", cfg.KeycloakHome, err))
+		}
+		log.InfoContext(ctx, "customizations of the Keycloak home saved", "home", cfg.KeycloakHome, "saved", c.Summary())
+		custom = &c
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	fwd, err := clusterDatabase(ctx, cfg, getenv, nil, act, log)
@@ -53,7 +69,7 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 		if prefix == "" {
 			prefix = databaseName(cfg)
 		}
-		name = pgbackup.BundleName(prefix, time.Now())
+		name = bundle.DefaultName(prefix, time.Now())
 	}
 	log.InfoContext(ctx, "backing up the database", "bundle", name, "format", cfg.BackupFormat, "stores", len(targets))
 	engine := &pgbackup.Engine{
@@ -64,7 +80,7 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 	if err := engine.CheckStores(ctx); err != nil {
 		return refused(err)
 	}
-	b, err := engine.Backup(ctx, rollout.BackupRequest{Name: name, Release: rollout.Release{Name: cfg.ReleaseName}})
+	b, err := engine.Backup(ctx, rollout.BackupRequest{Name: name, Release: rollout.Release{Name: cfg.ReleaseName}, Customizations: custom})
 	if err != nil && b.SHA256 == "" {
 		// No dump was completed: no store was written to. Refused when the inputs or the
 		// preflight decided it (a login the server refuses, no client tools); failed when
@@ -80,7 +96,7 @@ func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) stri
 			b.Locations[i] = abs
 		}
 	}
-	rep := &rollout.Report{Result: rollout.BackedUp, Release: cfg.ReleaseName, Backup: &b, Started: started}
+	rep := &rollout.Report{Result: rollout.BackedUp, Release: cfg.ReleaseName, Backup: &b, Customizations: custom, Started: started}
 	if err != nil {
 		fmt.Fprintf(stderr, "identity-upgrade backup: %v\n", err)
 		for _, l := range b.Locations {
@@ -132,9 +148,29 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		return refused(fmt.Errorf("working directory: %w", err))
 	}
 	defer os.RemoveAll(work)
+	if cfg.CustomizationsTo != "" {
+		if err := checkEmptyDir(cfg.CustomizationsTo); err != nil {
+			return refused(err)
+		}
+	}
 	dir, err := openBundle(ctx, cfg, getenv, work, log)
 	if err != nil {
 		return refused(err)
+	}
+	if cfg.CustomizationsTo != "" {
+		// Written first: a wrong identity or a damaged part is found before the database
+		// changes.
+		if err := writeCustomizations(ctx, dir, cfg, stdout, log); err != nil {
+			return refused(err)
+		}
+		if !cfg.UsesDatabase() {
+			rep := &rollout.Report{Result: rollout.Restored, Release: cfg.ReleaseName,
+				Backup: &rollout.Backup{Locations: []string{cfg.From}}, Started: started, Duration: time.Since(started)}
+			if act != nil {
+				report(act, rep, stderr)
+			}
+			return rep.ExitCode()
+		}
 	}
 	fwd, err := clusterDatabase(ctx, cfg, getenv, nil, act, log)
 	if err != nil {

@@ -97,6 +97,8 @@ func run(ctx context.Context, cfg *config.Config, getenv func(string) string, st
 		return runBackup(ctx, cfg, getenv, stdout, stderr, logger, act)
 	case config.CmdRestore:
 		return runRestore(ctx, cfg, getenv, stdout, stderr, logger, act)
+	case config.CmdInspect:
+		return runInspect(ctx, cfg, getenv, stdout, stderr, logger, act)
 	case config.CmdUpgrade, config.CmdRecover, config.CmdRehearse:
 		return runUpgrade(ctx, cfg, getenv, stdout, stderr, logger, act)
 	}

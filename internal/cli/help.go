@@ -42,7 +42,7 @@ func commands() []command {
 				"to the age recipients if given, and stores it in every backup store. The last line on stdout is the " +
 				"bundle's location. Keycloak keeps running; the dump is consistent.",
 			requires: database + ". --release-name is optional: it names the bundle and records the release's values " +
-				"and manifest in it.",
+				"and manifest in it. --keycloak-home DIR also saves a ZIP installation's customizations into the bundle.",
 		},
 		{
 			name:    config.CmdRestore,
@@ -50,7 +50,16 @@ func commands() []command {
 			about: "Checks a bundle against its manifest (refusing one that does not match) and restores it into the " +
 				"database, replacing its content. Stop Keycloak first (scale its workload to 0).",
 			requires: "--from and " + database + ". An encrypted bundle also needs --backup-identity; an oci:// bundle " +
-				"may need --registry-username and --registry-password.",
+				"may need --registry-username and --registry-password. --customizations-to DIR writes the bundle's " +
+				"customizations out (first; without a database input, only that).",
+		},
+		{
+			name:    config.CmdInspect,
+			summary: "say what a bundle holds, from its manifest",
+			about: "Reads a bundle's manifest and says what it holds: the database dumped and how, its files with their " +
+				"checksums, whether they are encrypted, and its customizations by kind and name (never their content). " +
+				"It needs no key and changes nothing.",
+			requires: "--from; an oci:// bundle may need --registry-username and --registry-password.",
 		},
 		{
 			name:    config.CmdRehearse,

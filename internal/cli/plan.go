@@ -11,6 +11,7 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
 	"github.com/identity-upgrade/identity-upgrade/internal/ghaction"
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
+	"github.com/identity-upgrade/identity-upgrade/internal/keycloak"
 	"github.com/identity-upgrade/identity-upgrade/internal/kubeauth"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/readiness"
@@ -53,6 +54,12 @@ func runPlan(ctx context.Context, cfg *config.Config, getenv func(string) string
 		}
 		return fail(err)
 	}
+	workload := cfg.Workload
+	if workload == "auto" {
+		workload = ""
+	}
+	rollout.PlanThemes(ctx, keycloak.Customizations{Client: client.Kubernetes(), Config: restConfig, Workload: workload,
+		Admin: &keycloak.Admin{BaseURL: cfg.KeycloakURL, User: cfg.KeycloakAdminUser, Password: cfg.KeycloakAdminPassword, Log: log}, Log: log}, &plan)
 	warn(stderr, "write the plan", plan.WriteText(stdout))
 	rep := &rollout.Report{
 		Result: plan.Result(), DryRun: true, Release: cfg.ReleaseName, Namespace: client.Namespace(),

@@ -7,8 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
-	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/store"
 )
 
@@ -17,13 +17,13 @@ import (
 // nothing has been touched when it is returned. Run as root with a workspace of another user
 // (a container action), path stores give their bundles to the workspace's owner; artifacts
 // are kept for retention-days. Every store logs the progress of its transfers to log.
-func stores(cfg *config.Config, getenv func(string) string, tempDir string, log *slog.Logger) ([]pgbackup.Store, error) {
-	var out []pgbackup.Store
+func stores(cfg *config.Config, getenv func(string) string, tempDir string, log *slog.Logger) ([]bundle.Store, error) {
+	var out []bundle.Store
 	for _, s := range cfg.BackupStores {
 		s = strings.TrimSpace(s)
 		switch {
 		case strings.HasPrefix(s, "path:"):
-			out = append(out, pgbackup.DirStore{Dir: strings.TrimSpace(strings.TrimPrefix(s, "path:")), Owner: pgbackup.WorkspaceOwner(getenv), Log: log})
+			out = append(out, bundle.DirStore{Dir: strings.TrimSpace(strings.TrimPrefix(s, "path:")), Owner: bundle.WorkspaceOwner(getenv), Log: log})
 		case strings.HasPrefix(s, "oci://"):
 			out = append(out, store.OCI{Ref: s, Username: cfg.RegistryUsername, Password: cfg.RegistryPassword, TempDir: tempDir, Log: log})
 		case s == "artifact":

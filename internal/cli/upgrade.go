@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/config"
@@ -67,6 +68,8 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 	defer endRunSessions(ctx, session, cfg.DatabaseConnString(), log)
 
 	holder := lockHolder(getenv)
+	// One admin API client, one login, for the sessions, the realm exports and the theme check.
+	admin := &keycloak.Admin{BaseURL: cfg.KeycloakURL, User: cfg.KeycloakAdminUser, Password: cfg.KeycloakAdminPassword, Log: log}
 	workload := cfg.Workload
 	if workload == "auto" {
 		workload = ""
@@ -82,9 +85,10 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		Locker:    &kubelock.Locker{Client: kube, Namespace: client.Namespace(), Holder: holder, Log: log},
 		Journal:   &kubelock.Journal{Client: kube, Namespace: client.Namespace()},
 		Workloads: keycloak.Workloads{Client: kube, Name: workload, Log: log},
-		Sessions: keycloak.Sessions{BaseURL: cfg.KeycloakURL, User: cfg.KeycloakAdminUser, Password: cfg.KeycloakAdminPassword,
-			Realms: cfg.Realms, Log: log},
-		TxStore: keycloak.TxStore{Client: kube, Config: restConfig, Workload: workload, Path: cfg.TxObjectStorePath, Log: log},
+		Sessions:  keycloak.Sessions{Admin: admin, Realms: cfg.Realms, Log: log},
+		TxStore:   keycloak.TxStore{Client: kube, Config: restConfig, Workload: workload, Path: cfg.TxObjectStorePath, Log: log},
+		Customizer: keycloak.Customizations{Client: kube, Config: restConfig, Workload: workload,
+			Dir: filepath.Join(work, "customizations"), Admin: admin, Log: log},
 		// The rehearsal's clone, and what removes one a dead run left.
 		Cloner: &cloner{cfg: cfg, client: client, spec: upgradeSpec(cfg), restConfig: restConfig, work: work, log: log, session: session},
 		Prober: keycloak.Prober{Config: restConfig, Client: kube, Workload: workload, Log: log},
@@ -113,6 +117,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 		CancelBudget:          cfg.CancelBudget,
 		Rehearse:              rehearsal(cfg),
 		RehearseOnly:          cfg.Command == config.CmdRehearse,
+		MissingTheme:          cfg.MissingTheme,
 	})
 	if rep.Plan.Current.Name != "" && (cfg.DryRun || rep.ExitCode() == rollout.ExitRefused) {
 		warn(stderr, "write the plan", rep.Plan.WriteText(stdout))

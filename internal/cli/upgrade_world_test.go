@@ -42,6 +42,8 @@ type installed struct {
 	helm   *helmrelease.Client
 	before string // the database content after the seed
 	stores string
+	// env is added to the environment upgrade runs with (an artifact server's, for one).
+	env map[string]string
 }
 
 func install13(t *testing.T) *installed {
@@ -87,6 +89,7 @@ func (w *installed) upgrade(ctx context.Context, t *testing.T, extra ...string) 
 		}
 	}
 	env := map[string]string{"KUBECONFIG": w.kube.Kubeconfig, "PGPASSWORD": w.db.OwnerPassword}
+	maps.Copy(env, w.env)
 	var stdout, stderr bytes.Buffer
 	code := Run(ctx, append(args, extra...), func(k string) string { return env[k] }, &stdout, &stderr)
 	r := result{code, stdout.String(), stderr.String()}

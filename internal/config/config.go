@@ -80,6 +80,10 @@ type Config struct {
 	RetentionDays              int    // 0: the repository's default
 	RunID                      int64  // restore only: 0 means the current workflow run
 	GitHubToken                string // restore only, with RunID
+	// KeycloakHome is a ZIP installation's Keycloak home whose customizations backup saves;
+	// CustomizationsTo the directory restore writes a bundle's customizations to.
+	KeycloakHome     string
+	CustomizationsTo string
 
 	// Readiness and recovery.
 	Timeout               time.Duration
@@ -103,6 +107,7 @@ type Config struct {
 	Realms                []string
 	ClearTxObjectStore    bool
 	TxObjectStorePath     string
+	MissingTheme          rollout.MissingTheme
 
 	// Rehearsal.
 	RehearseFirst        bool

@@ -427,3 +427,24 @@ func with(m map[string]string, kv ...string) map[string]string {
 	}
 	return out
 }
+
+// The Keycloak admin password comes from KEYCLOAK_ADMIN_PASSWORD when not given, so that it
+// need never sit in process arguments; it is a secret either way.
+func TestKeycloakAdminPasswordFromEnv(t *testing.T) {
+	const pw = "kc-Admin-Passw0rd"
+	env := map[string]string{"KEYCLOAK_ADMIN_PASSWORD": pw}
+	c, err := FromFlags(CmdUpgrade, []string{"--keycloak-url=https://id.example.com/auth", "--keycloak-admin-user=admin"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.KeycloakAdminPassword != pw {
+		t.Errorf("keycloak-admin-password = %q, want the environment's", c.KeycloakAdminPassword)
+	}
+	if !slices.Contains(c.Secrets(), pw) || strings.Contains(c.String(), pw) {
+		t.Errorf("the password is not a secret: secrets %d, String %s", len(c.Secrets()), c)
+	}
+	c, _ = FromFlags(CmdUpgrade, []string{"--keycloak-admin-password=given"}, func(k string) string { return env[k] })
+	if c.KeycloakAdminPassword != "given" {
+		t.Errorf("keycloak-admin-password = %q, want the flag's", c.KeycloakAdminPassword)
+	}
+}

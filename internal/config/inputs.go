@@ -19,6 +19,7 @@ const (
 	CmdRestore  = "restore"
 	CmdRecover  = "recover"
 	CmdRehearse = "rehearse"
+	CmdInspect  = "inspect"
 )
 
 // Kind is how an input's text is read.
@@ -124,6 +125,8 @@ func allInputs() []Input {
 		restore  = []string{CmdRestore}
 		all      = []string{CmdUpgrade, CmdPlan, CmdBackup, CmdRestore, CmdRecover, CmdRehearse}
 		rehearse = []string{CmdUpgrade, CmdRehearse}
+		reads    = []string{CmdRestore, CmdInspect} // commands that read a stored bundle
+		allRead  = append(slices.Clone(all), CmdInspect)
 		recov    = []string{CmdUpgrade, CmdRecover}
 		planRec  = []string{CmdUpgrade, CmdPlan, CmdRecover}
 	)
@@ -205,8 +208,8 @@ func allInputs() []Input {
 			Description: "Directory of the PostgreSQL client tools to use (it must hold pg_dump, pg_restore and psql, of the server's major version or newer). Empty means the installed client of the server's major, else the oldest newer one."},
 
 		// Backup.
-		{Name: "from", Bind: str(func(c *Config) *string { return &c.From }), Group: GroupBackup, Fixes: rollout.OptionRestoreFrom, CLIOnly: true, Commands: restore,
-			Description: "Bundle to restore: a bundle directory (DIR/<backup-name>), an oci://registry/repo:tag reference, or, in GitHub Actions, an artifact name. Required."},
+		{Name: "from", Bind: str(func(c *Config) *string { return &c.From }), Group: GroupBackup, Fixes: rollout.OptionRestoreFrom, CLIOnly: true, Commands: reads,
+			Description: "Bundle to restore or inspect: a bundle directory (DIR/<backup-name>), an oci://registry/repo:tag reference, or, in GitHub Actions, an artifact name. Required."},
 		{Name: "restore-from", Bind: str(func(c *Config) *string { return &c.From }), Group: GroupBackup, Fixes: rollout.OptionRestoreFrom, ActionOnly: true, Commands: restore,
 			Description: "Bundle that command restore restores (required there): a bundle directory, an oci://registry/repo:tag reference, or artifact:<name> (an artifact of this workflow run), as the backup-location output of a backup or upgrade step gives it."},
 		{Name: "backup-format", Bind: str(func(c *Config) *string { return &c.BackupFormat }), Group: GroupBackup, Default: "custom", Enum: []string{"custom", "plain"}, Commands: append(slices.Clone(upBackup), CmdRehearse),
@@ -223,19 +226,23 @@ func allInputs() []Input {
 			Description: "age identity (AGE-SECRET-KEY-1...) that decrypts an encrypted bundle (secret). Needed by restore of an encrypted bundle. On the command line prefer the IDENTITY_UPGRADE_BACKUP_IDENTITY environment variable, so the key never sits in process arguments."},
 		{Name: "allow-older-server", Bind: boolean(func(c *Config) *bool { return &c.AllowOlderServer }), Group: GroupBackup, Default: "false", Commands: restore,
 			Description: "Allow restoring a bundle into a server of an older PostgreSQL major than the one it was dumped from (true or false); such a dump may use what the older server lacks."},
-		{Name: "registry-username", Bind: str(func(c *Config) *string { return &c.RegistryUsername }), Group: GroupBackup, Commands: all,
+		{Name: "registry-username", Bind: str(func(c *Config) *string { return &c.RegistryUsername }), Group: GroupBackup, Commands: allRead,
 			Description: "Username for oci:// registries (chart and backup store)."},
-		{Name: "registry-password", Bind: str(func(c *Config) *string { return &c.RegistryPassword }), Group: GroupBackup, Secret: true, Commands: all,
+		{Name: "registry-password", Bind: str(func(c *Config) *string { return &c.RegistryPassword }), Group: GroupBackup, Secret: true, Commands: allRead,
 			Description: "Password or token for oci:// registries (secret)."},
 		{Name: "retention-days", Bind: optional(func(c *Config) *int { return &c.RetentionDays }), Group: GroupBackup, Commands: upBackup,
 			Description: "Days GitHub keeps the backup artifact (1-90, at most the repository's limit), so that a later run can restore it (restore with run-id). Empty means the repository's default (90 days unless changed)."},
-		{Name: "run-id", Bind: optional(func(c *Config) *int64 { return &c.RunID }), Group: GroupBackup, Commands: restore,
+		{Name: "run-id", Bind: optional(func(c *Config) *int64 { return &c.RunID }), Group: GroupBackup, Commands: reads,
 			Description: "Workflow run whose artifact restore reads (the id in .../actions/runs/<id>), for a backup taken by an earlier run; needs github-token. Empty means the current run."},
-		{Name: "github-token", Bind: str(func(c *Config) *string { return &c.GitHubToken }), Group: GroupBackup, Secret: true, Env: "GITHUB_TOKEN", Commands: restore,
+		{Name: "github-token", Bind: str(func(c *Config) *string { return &c.GitHubToken }), Group: GroupBackup, Secret: true, Env: "GITHUB_TOKEN", Commands: reads,
 			Description: "GitHub token that may read the repository's actions (actions: read), for restore with run-id (secret). Falls back to GITHUB_TOKEN."},
+		{Name: "keycloak-home", Bind: str(func(c *Config) *string { return &c.KeycloakHome }), Group: GroupBackup, Commands: []string{CmdBackup},
+			Description: "Keycloak home of a ZIP installation (the directory holding standalone/ and themes/): backup also saves its customizations into the bundle (standalone/configuration, standalone/deployments, custom modules, themes other than the built-in ones, realm/)."},
+		{Name: "customizations-to", Bind: str(func(c *Config) *string { return &c.CustomizationsTo }), Group: GroupBackup, Commands: restore,
+			Description: "Empty directory (or a new one) that restore writes the bundle's customizations to: the ConfigMaps, Secrets, realm exports and themes saved from the cluster, or a ZIP installation's files laid out like its Keycloak home. Without a database input, restore only writes them."},
 
 		// Readiness and recovery.
-		{Name: "timeout", Bind: duration(func(c *Config) *time.Duration { return &c.Timeout }), Group: GroupRecovery, Default: "10m", Commands: all,
+		{Name: "timeout", Bind: duration(func(c *Config) *time.Duration { return &c.Timeout }), Group: GroupRecovery, Default: "10m", Commands: allRead,
 			Description: "Longest wait for the upgraded release to become ready (a duration such as 90s or 10m); also bounds backup and restore."},
 		{Name: "stability-window", Bind: duration(func(c *Config) *time.Duration { return &c.StabilityWindow }), Group: GroupRecovery, Default: "30s", Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "How long every pod must stay ready after all are ready (a duration; 0 turns it off)."},
@@ -267,14 +274,16 @@ func allInputs() []Input {
 			Description: "Keycloak base URL (http or https) for the admin API, e.g. https://id.example.com/auth."},
 		{Name: "keycloak-admin-user", Bind: str(func(c *Config) *string { return &c.KeycloakAdminUser }), Group: GroupIdentity, Commands: upPlan,
 			Description: "Keycloak admin user (master realm)."},
-		{Name: "keycloak-admin-password", Bind: str(func(c *Config) *string { return &c.KeycloakAdminPassword }), Group: GroupIdentity, Secret: true, Commands: upPlan,
-			Description: "Keycloak admin password (secret)."},
+		{Name: "keycloak-admin-password", Bind: str(func(c *Config) *string { return &c.KeycloakAdminPassword }), Group: GroupIdentity, Secret: true, Env: "KEYCLOAK_ADMIN_PASSWORD", Commands: upPlan,
+			Description: "Keycloak admin password (secret). Falls back to KEYCLOAK_ADMIN_PASSWORD, which keeps it out of process arguments."},
 		{Name: "realms", Bind: list(func(c *Config) *[]string { return &c.Realms }), Group: GroupIdentity, Default: "all", Commands: upPlan,
 			Description: "Realms whose sessions are ended, one per line; all means every realm."},
 		{Name: "clear-tx-object-store", Bind: boolean(func(c *Config) *bool { return &c.ClearTxObjectStore }), Group: GroupIdentity, Default: "false", Commands: upPlan,
 			Description: "Delete the transaction object store in the Keycloak pod before the upgrade (vendor step 2)."},
 		{Name: "tx-object-store-path", Bind: str(func(c *Config) *string { return &c.TxObjectStorePath }), Group: GroupIdentity, Default: "/opt/jboss/keycloak/standalone/data/tx-object-store", Commands: upPlan,
 			Description: "Absolute path of the transaction object store in the Keycloak container."},
+		{Name: "missing-theme", Bind: choice(func(c *Config) *rollout.MissingTheme { return &c.MissingTheme }), Group: GroupIdentity, Fixes: rollout.OptionMissingTheme, Default: "fail", Enum: enum(rollout.MissingThemeFail, rollout.MissingThemeWarn), Commands: upPlan,
+			Description: "After the upgrade, a theme a realm names that the new Keycloak lacks (checked through the admin API): fail rolls the upgrade back, warn keeps it with a warning."},
 
 		// Run.
 		// Rehearsal.

@@ -164,6 +164,19 @@ func (v *validator) enums() {
 	}
 }
 
+// UsesDatabase reports whether the run touches a database: every command but inspect and a
+// restore that only writes a bundle's customizations out (customizations-to without any
+// database input).
+func (c *Config) UsesDatabase() bool {
+	if c.Command == CmdInspect {
+		return false
+	}
+	if c.Command != CmdRestore || c.CustomizationsTo == "" {
+		return true
+	}
+	return c.DatabaseURL != "" || c.DBHost != "" || c.DBName != "" || c.DBUser != "" || c.DBPortForward != ""
+}
+
 func (c *Config) upgrades() bool { return c.Command == CmdUpgrade || c.Command == CmdPlan }
 
 func (c *Config) backsUp() bool { return c.upgrades() || c.Command == CmdBackup }
@@ -403,7 +416,7 @@ func (v *validator) database() {
 		if c.Given("db-password") && urlPassword(c.DatabaseURL) != "" {
 			v.add("db-password", "database-url already holds a password; give it in one place (db-password, PGPASSWORD or the URL)")
 		}
-	} else if c.Command != "" {
+	} else if c.Command != "" && c.UsesDatabase() {
 		for _, r := range []struct{ name, what string }{
 			{"db-host", "host"},
 			{"db-name", "name"},
@@ -582,7 +595,7 @@ func (v *validator) backup() {
 		}
 	}
 	v.retention()
-	if c.Command == CmdRestore && c.From == "" && !v.has("from") {
+	if (c.Command == CmdRestore || c.Command == CmdInspect) && c.From == "" && !v.has("from") {
 		v.add("from", "required: the bundle to restore: a bundle directory written by backup (DIR/<backup-name>), an oci://registry/repo:tag reference, or an artifact name")
 	}
 	v.check("from", c.From, v.from)
@@ -674,14 +687,22 @@ func (v *validator) identity() {
 		}
 	})
 	v.check("keycloak-url", c.KeycloakURL, func(s string) { v.httpURL("keycloak-url", s, "https://id.example.com/auth") })
+	admin := []struct{ name, value string }{
+		{"keycloak-url", c.KeycloakURL},
+		{"keycloak-admin-user", c.KeycloakAdminUser},
+		{"keycloak-admin-password", c.KeycloakAdminPassword},
+	}
 	if c.LogoutSessions && c.upgrades() {
-		for _, r := range []struct{ name, value string }{
-			{"keycloak-url", c.KeycloakURL},
-			{"keycloak-admin-user", c.KeycloakAdminUser},
-			{"keycloak-admin-password", c.KeycloakAdminPassword},
-		} {
+		for _, r := range admin {
 			if r.value == "" && !v.has(r.name) {
 				v.add(r.name, "required when logout-sessions is true (the admin API ends the sessions)")
+			}
+		}
+	} else if c.upgrades() && (c.KeycloakURL != "" || c.KeycloakAdminUser != "") {
+		// Given one, the run is to use the admin API (realm exports, the theme check): all three.
+		for _, r := range admin {
+			if r.value == "" && !v.has(r.name) {
+				v.add(r.name, "required with the other admin API inputs (the realm exports and the theme check log in as an admin of the master realm)")
 			}
 		}
 	}

@@ -160,7 +160,11 @@ func TestValidate(t *testing.T) {
 		// Readiness, recovery, identity service.
 		{name: "probe-url", inputs: with(nil, "probe-url", "https://id.example.com/auth/realms/master/.well-known/openid-configuration")},
 		{name: "probe-url bad", inputs: with(nil, "probe-url", "id.example.com"), want: []string{"probe-url"}},
-		{name: "keycloak-url bad", inputs: with(nil, "keycloak-url", "ftp://id"), want: []string{"keycloak-url"}},
+		{name: "keycloak-url bad", inputs: with(nil, "keycloak-url", "ftp://id", "keycloak-admin-user", "admin", "keycloak-admin-password", "pw"), want: []string{"keycloak-url"}},
+		{name: "keycloak-url without the credentials", inputs: with(nil, "keycloak-url", "https://id.example.com/auth"),
+			want: []string{"keycloak-admin-user", "keycloak-admin-password"}},
+		{name: "missing-theme warn", inputs: with(nil, "missing-theme", "warn")},
+		{name: "missing-theme bad", inputs: with(nil, "missing-theme", "ignore"), want: []string{"missing-theme"}},
 		{name: "logout-sessions needs the admin API", inputs: with(nil, "logout-sessions", "true"),
 			want: []string{"keycloak-url", "keycloak-admin-user", "keycloak-admin-password"}},
 		{name: "logout-sessions", inputs: with(nil, "logout-sessions", "true", "keycloak-url", "https://id.example.com/auth",
@@ -238,6 +242,9 @@ func TestValidateSubcommandRequirements(t *testing.T) {
 		{CmdRestore, []string{"--database-url=postgres://k@db/k", "--from=artifact:"}, []string{"from"}},
 		{CmdRestore, []string{"--database-url=postgres://k@db/k", "--from=./no/such/dir"}, []string{"from"}},
 		{CmdRestore, []string{"--database-url=postgres://k@db/k", "--from=bad:name"}, []string{"from"}},
+		{CmdRestore, []string{"--from=oci://ghcr.io/org/b:1", "--customizations-to=/tmp/out"}, nil},
+		{CmdRestore, []string{"--from=oci://ghcr.io/org/b:1"}, []string{"db-host", "db-name", "db-user"}},
+		{CmdRestore, []string{"--db-name=k", "--from=oci://ghcr.io/org/b:1", "--customizations-to=/tmp/out"}, []string{"db-host", "db-user"}},
 		{CmdRestore, []string{"--database-url=postgres://k@db/k", "--from=identity-r3-20250101T000000Z"}, nil},
 	}
 	for _, tt := range tests {
@@ -257,7 +264,8 @@ func TestValidateTouchesNothingForManualConfig(t *testing.T) {
 	// A Config built by hand (as other packages' tests may do) validates on its fields alone.
 	c := &Config{Command: CmdBackup, Namespace: "default", DatabaseURL: "postgres://k@db/k", DBPort: 5432, DBSSLMode: "prefer",
 		BackupFormat: "custom", BackupStores: []string{"path:/tmp/b"}, Timeout: 1, Rollback: "auto", RestoreDatabase: "auto",
-		RollbackHooks: "auto", RecreateStatefulSets: "never", Workload: "auto", Realms: []string{"all"}, TxObjectStorePath: "/a/b", ClusterAuth: "kubeconfig"}
+		RollbackHooks: "auto", RecreateStatefulSets: "never", Workload: "auto", Realms: []string{"all"}, TxObjectStorePath: "/a/b", ClusterAuth: "kubeconfig",
+		MissingTheme: "fail"}
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
 	}

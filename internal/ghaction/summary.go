@@ -10,6 +10,14 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
+// joinAnd lists items as "a, b and c" (or "or").
+func joinAnd(items []string, and string) string {
+	if len(items) < 2 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " " + and + " " + items[len(items)-1]
+}
+
 // maxNote bounds the note of a timeline row; the full errors are in the sections above it.
 const maxNote = 300
 
@@ -70,6 +78,50 @@ func summary(rep *rollout.Report, secrets []string) string {
 			}
 			row("Backup artifact", artifact)
 		}
+		switch {
+		case len(bk.Locations) == 0:
+		case bk.Encrypted:
+			row("Backup encryption", "age, every file of the bundle")
+		case len(bk.Secrets) > 0:
+			row("Backup encryption", fmt.Sprintf("⚠️ none: the stored bundle holds %s, in plain text: whoever can read %s can read them (give backup-encryption-recipients)",
+				cell(red(strings.Join(bk.Secrets, "; "))), joinAnd(cells, "or")))
+		}
+	}
+	if c := rep.Customizations; c != nil {
+		var lines []string
+		for _, saved := range c.Saved {
+			lines = append(lines, cell(red(saved.String())))
+		}
+		if len(lines) == 0 {
+			lines = append(lines, "nothing found to save")
+		}
+		for _, w := range c.Warnings {
+			lines = append(lines, "⚠️ not saved: "+cell(red(w)))
+		}
+		row("Customizations", strings.Join(lines, "<br>"))
+	}
+	if t := rep.Plan.Themes; t != nil && rep.ThemeCheck == nil {
+		var lines []string
+		for _, u := range t.Uses {
+			lines = append(lines, cell(red(u.String())))
+		}
+		switch {
+		case t.Skipped != "":
+			lines = append(lines, "⏭ not known ("+cell(red(t.Skipped))+"): the theme check after the upgrade is skipped")
+		case len(lines) == 0:
+			lines = append(lines, "the realms name none")
+		}
+		row("Themes", strings.Join(lines, "<br>"))
+	}
+	if c := rep.ThemeCheck; c != nil {
+		check := "✅ " + cell(red(c.String()))
+		switch {
+		case c.Skipped != "":
+			check = "⏭ " + cell(red(c.String()))
+		case len(c.Missing) > 0:
+			check = "⚠️ " + cell(red(c.String()))
+		}
+		row("Theme check", check)
 	}
 	if db := database(rep); db != "" {
 		row("Database", cell(red(db)))

@@ -323,3 +323,65 @@ func TestSummaryOfAPlan(t *testing.T) {
 		}
 	}
 }
+
+// A bundle stored unencrypted (allow-plaintext-backup) that holds the release's Secrets says
+// so; an encrypted one says what it is encrypted with; one without secrets says nothing.
+func TestSummaryPlaintextBackup(t *testing.T) {
+	rep := reports()["success"]
+	bk := *rep.Backup
+	rep.Backup = &bk
+	bk.Secrets = []string{"the release's values", "the release's rendered manifest, with its Secrets"}
+	got := ghaction.Summary(rep)
+	want := "| Backup encryption | ⚠️ none: the stored bundle holds the release's values; the release's rendered manifest, with its Secrets, " +
+		"in plain text: whoever can read `artifact:identity-r4-20250314T092653Z` or `path:/backups/identity-r4-20250314T092653Z` can read them " +
+		"(give backup-encryption-recipients) |"
+	if !strings.Contains(got, want) {
+		t.Errorf("summary lacks\n%s\n%s", want, got)
+	}
+	bk.Encrypted = true
+	if got := ghaction.Summary(rep); !strings.Contains(got, "| Backup encryption | age, every file of the bundle |") || strings.Contains(got, "plain text") {
+		t.Errorf("encrypted bundle:\n%s", got)
+	}
+	bk.Encrypted, bk.Secrets = false, nil
+	if got := ghaction.Summary(rep); strings.Contains(got, "Backup encryption") {
+		t.Errorf("a bundle without secrets has an encryption row:\n%s", got)
+	}
+}
+
+// The summary lists the customizations saved, by kind with counts and names, what was not
+// saved and why, and the theme check's result; never content.
+func TestSummaryCustomizations(t *testing.T) {
+	rep := reports()["success"]
+	rep.Customizations = &rollout.Customizations{
+		Saved:    []rollout.Saved{{Kind: "Secrets", Names: []string{"kc-realm", "kc-db"}}, {Kind: "themes", Names: []string{"acme"}}},
+		Warnings: []string{"themes of pod identity-id-keycloak-1 not read: forbidden"},
+	}
+	acme := rollout.ThemeUse{Realm: "alfresco", Kind: "login", Theme: "acme", Origin: "init container theme-acme (image acme/theme:1)"}
+	rep.ThemeCheck = &rollout.ThemeCheck{Checked: 2, Version: "12.0.4", Missing: []rollout.ThemeUse{acme}}
+	got := ghaction.Summary(rep)
+	for _, want := range []string{
+		"| Customizations | 2 Secrets (kc-realm, kc-db)<br>1 themes (acme)<br>⚠️ not saved: themes of pod identity-id-keycloak-1 not read: forbidden |",
+		"| Theme check | ⚠️ Keycloak 12.0.4 lacks 1 of the 2 themes the realms name: realm alfresco: login theme \"acme\" (init container theme-acme (image acme/theme:1)) |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks\n%s\n%s", want, got)
+		}
+	}
+	rep.ThemeCheck = &rollout.ThemeCheck{Skipped: "keycloak-url, keycloak-admin-user and keycloak-admin-password are not all given"}
+	if got := ghaction.Summary(rep); !strings.Contains(got, "| Theme check | ⏭ skipped: keycloak-url, keycloak-admin-user and keycloak-admin-password are not all given |") {
+		t.Errorf("skipped theme check:\n%s", got)
+	}
+}
+
+// A plan's summary says which themes the realms name, or why the theme check will be skipped.
+func TestSummaryPlanThemes(t *testing.T) {
+	rep := reports()["success"]
+	rep.Plan.Themes = &rollout.ThemePlan{Uses: []rollout.ThemeUse{{Realm: "alfresco", Kind: "login", Theme: "acme", Origin: "init container theme-acme (image acme/theme:1) of revision 4"}}}
+	if got := ghaction.Summary(rep); !strings.Contains(got, "| Themes | realm alfresco: login theme \"acme\" (init container theme-acme (image acme/theme:1) of revision 4) |") {
+		t.Errorf("summary:\n%s", got)
+	}
+	rep.Plan.Themes = &rollout.ThemePlan{Skipped: "keycloak-url, keycloak-admin-user and keycloak-admin-password are not all given"}
+	if got := ghaction.Summary(rep); !strings.Contains(got, "| Themes | ⏭ not known (keycloak-url, keycloak-admin-user and keycloak-admin-password are not all given): the theme check after the upgrade is skipped |") {
+		t.Errorf("summary:\n%s", got)
+	}
+}

@@ -1,139 +1,13 @@
 package keycloak
 
 import (
-	"crypto/rand"
-	"encoding/json"
 	"maps"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
-
-// adminAPI is a stand-in for Keycloak, not Keycloak itself: an httptest server on 127.0.0.1
-// that answers the few admin REST API calls Sessions makes the way Keycloak's documentation
-// describes them (token endpoint of the master realm with the admin-cli client and the
-// password grant, GET /admin/realms, POST /admin/realms/{realm}/logout-all answering 204),
-// under /auth when it plays Keycloak 16 or older. It counts the logouts per realm and records
-// every request it had to refuse for a reason other than the credentials.
-type adminAPI struct {
-	prefix         string
-	user, password string
-	realms         []string
-
-	mu       sync.Mutex
-	tokens   map[string]bool
-	logouts  map[string]int
-	paths    []string // escaped paths of the logout-all calls
-	problems []string
-	logins   int
-}
-
-func newAdminAPI(t *testing.T, prefix string, realms ...string) (*adminAPI, *httptest.Server) {
-	a := &adminAPI{
-		prefix: prefix, user: "admin", password: "s3cret-Passw0rd", realms: realms,
-		tokens: map[string]bool{}, logouts: map[string]int{},
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+prefix+"/realms/master/protocol/openid-connect/token", a.token)
-	mux.HandleFunc("GET "+prefix+"/admin/realms", a.listRealms)
-	mux.HandleFunc("POST "+prefix+"/admin/realms/{realm}/logout-all", a.logoutAll)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	if !strings.HasPrefix(srv.URL, "http://127.0.0.1:") {
-		t.Fatalf("stand-in server not on loopback: %s", srv.URL)
-	}
-	return a, srv
-}
-
-func (a *adminAPI) problem(format string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.problems = append(a.problems, format)
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}
-
-func (a *adminAPI) token(w http.ResponseWriter, r *http.Request) {
-	if ct := r.Header.Get("Content-Type"); ct != "application/x-www-form-urlencoded" {
-		a.problem("token request Content-Type " + ct)
-	}
-	if err := r.ParseForm(); err != nil {
-		a.problem("token form: " + err.Error())
-	}
-	if g, c := r.PostForm.Get("grant_type"), r.PostForm.Get("client_id"); g != "password" || c != "admin-cli" {
-		a.problem("token form grant_type=" + g + " client_id=" + c)
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unauthorized_client"})
-		return
-	}
-	if r.URL.Query().Has("password") {
-		a.problem("password in the query string")
-	}
-	a.mu.Lock()
-	a.logins++
-	a.mu.Unlock()
-	if r.PostForm.Get("username") != a.user || r.PostForm.Get("password") != a.password {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_grant", "error_description": "Invalid user credentials"})
-		return
-	}
-	tok := rand.Text()
-	a.mu.Lock()
-	a.tokens[tok] = true
-	a.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"access_token": tok, "expires_in": 60, "token_type": "Bearer"})
-}
-
-// authorized checks the bearer token; it answers 401 itself when it is wrong.
-func (a *adminAPI) authorized(w http.ResponseWriter, r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	a.mu.Lock()
-	ok = ok && a.tokens[tok]
-	a.mu.Unlock()
-	if !ok {
-		a.problem(r.Method + " " + r.URL.Path + " without a valid bearer token")
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "HTTP 401 Unauthorized"})
-	}
-	return ok
-}
-
-func (a *adminAPI) listRealms(w http.ResponseWriter, r *http.Request) {
-	if !a.authorized(w, r) {
-		return
-	}
-	var list []map[string]any
-	for _, name := range a.realms {
-		list = append(list, map[string]any{"id": "id-" + name, "realm": name, "enabled": true})
-	}
-	writeJSON(w, http.StatusOK, list)
-}
-
-func (a *adminAPI) logoutAll(w http.ResponseWriter, r *http.Request) {
-	if !a.authorized(w, r) {
-		return
-	}
-	realm := r.PathValue("realm")
-	if !slices.Contains(a.realms, realm) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "Realm not found."})
-		return
-	}
-	a.mu.Lock()
-	a.logouts[realm]++
-	a.paths = append(a.paths, r.URL.EscapedPath())
-	a.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (a *adminAPI) state() (logouts map[string]int, paths, problems, tokens []string, logins int) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return maps.Clone(a.logouts), slices.Clone(a.paths), slices.Clone(a.problems), slices.Collect(maps.Keys(a.tokens)), a.logins
-}
 
 func TestLogoutAll(t *testing.T) {
 	realms := []string{"master", "alfresco", "team a"}
@@ -192,14 +66,14 @@ func TestLogoutAll(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api, srv := newAdminAPI(t, tt.prefix, realms...)
-			password := api.password
+			api := testworld.StartKeycloak(t, tt.prefix, realmsNamed(realms...)...)
+			password := api.Password
 			if tt.password != "" {
 				password = tt.password
 			}
 			s := Sessions{
-				BaseURL: srv.URL + tt.url, User: api.user, Password: password, Realms: tt.realms,
-				HTTP: srv.Client(), Log: testLogger(t),
+				Admin:  &Admin{BaseURL: api.URL + tt.url, User: api.User, Password: password, Log: testLogger(t)},
+				Realms: tt.realms, Log: testLogger(t),
 			}
 			got, err := s.LogoutAll(t.Context())
 			if got != tt.want {
@@ -219,9 +93,10 @@ func TestLogoutAll(t *testing.T) {
 				}
 				t.Logf("error: %v", err)
 			}
-			logouts, paths, problems, tokens, logins := api.state()
+			calls := api.Calls()
+			logouts, paths, problems, logins := calls.Logouts, calls.Paths, calls.Problems, calls.Logins
 			if err != nil {
-				for _, secret := range append([]string{password, api.password}, tokens...) {
+				for _, secret := range append([]string{password, api.Password}, calls.Tokens...) {
 					if strings.Contains(err.Error(), secret) {
 						t.Errorf("error %q contains a secret", err)
 					}
@@ -249,11 +124,11 @@ func TestLogoutAllInputs(t *testing.T) {
 		s       Sessions
 		wantErr string
 	}{
-		{"no url", Sessions{User: "admin", Password: "p"}, "keycloak-url is empty"},
-		{"not http", Sessions{BaseURL: "ftp://127.0.0.1/", User: "admin", Password: "p"}, "keycloak-url"},
-		{"credentials in url", Sessions{BaseURL: "http://admin:hunter2@127.0.0.1/", User: "admin", Password: "p"}, "keycloak-url must not carry credentials"},
-		{"no user", Sessions{BaseURL: "http://127.0.0.1:1", Password: "p"}, "keycloak-admin-user and keycloak-admin-password"},
-		{"no password", Sessions{BaseURL: "http://127.0.0.1:1", User: "admin"}, "keycloak-admin-user and keycloak-admin-password"},
+		{"no url", Sessions{Admin: &Admin{User: "admin", Password: "p"}}, "keycloak-url is empty"},
+		{"not http", Sessions{Admin: &Admin{BaseURL: "ftp://127.0.0.1/", User: "admin", Password: "p"}}, "keycloak-url"},
+		{"credentials in url", Sessions{Admin: &Admin{BaseURL: "http://admin:hunter2@127.0.0.1/", User: "admin", Password: "p"}}, "keycloak-url must not carry credentials"},
+		{"no user", Sessions{Admin: &Admin{BaseURL: "http://127.0.0.1:1", Password: "p"}}, "keycloak-admin-user and keycloak-admin-password"},
+		{"no password", Sessions{Admin: &Admin{BaseURL: "http://127.0.0.1:1", User: "admin"}}, "keycloak-admin-user and keycloak-admin-password"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := tt.s.LogoutAll(t.Context())
@@ -265,4 +140,13 @@ func TestLogoutAllInputs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// realmsNamed are realms of the stand-in, named.
+func realmsNamed(names ...string) []testworld.KeycloakRealm {
+	var out []testworld.KeycloakRealm
+	for _, n := range names {
+		out = append(out, testworld.KeycloakRealm{Name: n})
+	}
+	return out
 }

@@ -13,11 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/remotecommand"
-	utilexec "k8s.io/client-go/util/exec"
-	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
@@ -134,48 +130,15 @@ func keycloakContainer(cs []corev1.Container) string {
 	return cs[0].Name
 }
 
-// remove runs `rm -rf -- Path` in a container, the way kubectl exec connects: WebSocket
-// first, SPDY when the server cannot upgrade to it.
+// remove runs `rm -rf -- Path` in a container.
 func (x TxStore) remove(ctx context.Context, namespace, pod, container string) error {
 	cmd := []string{"rm", "-rf", "--", x.Path}
-	where := fmt.Sprintf("pod %s/%s container %s", namespace, pod, container)
-	req := x.Client.CoreV1().RESTClient().Post().
-		Namespace(namespace).Resource("pods").Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{
-			Container: container,
-			Command:   cmd,
-			Stdout:    true,
-			Stderr:    true,
-		}, scheme.ParameterCodec)
-	spdy, err := remotecommand.NewSPDYExecutor(x.Config, "POST", req.URL())
-	if err != nil {
-		return fmt.Errorf("exec in %s: %w", where, err)
-	}
-	ws, err := remotecommand.NewWebSocketExecutor(x.Config, "GET", req.URL().String())
-	if err != nil {
-		return fmt.Errorf("exec in %s: %w", where, err)
-	}
-	executor, err := remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
-	if err != nil {
-		return fmt.Errorf("exec in %s: %w", where, err)
-	}
 	var stdout, stderr bytes.Buffer
-	err = executor.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
+	err := podExec{Client: x.Client, Config: x.Config}.run(ctx, namespace, pod, container, cmd, &stdout, &stderr)
 	if err == nil {
 		return nil
 	}
-	head := fmt.Sprintf("delete tx-object-store in %s: `%s`", where, strings.Join(cmd, " "))
-	var tail string
-	if t := lastBytes(stderr.String(), stderrTail); t != "" {
-		tail = "; stderr: " + t
-	}
-	var exit utilexec.ExitError
-	if errors.As(err, &exit) && exit.Exited() {
-		return fmt.Errorf("%s exited with %d%s", head, exit.ExitStatus(), tail)
-	}
-	return fmt.Errorf("%s: %w%s", head, err, tail)
+	return execFailure("delete tx-object-store", fmt.Sprintf("pod %s/%s container %s", namespace, pod, container), cmd, err, stderr.String())
 }
 
 // lastBytes returns the trimmed end of s, at most n bytes of it.

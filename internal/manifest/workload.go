@@ -100,7 +100,7 @@ func WorkloadOf(u *unstructured.Unstructured) (w Workload, ok bool, err error) {
 // "keycloak-postgresql-id", which is why names never count.
 func Classify(w Workload) (App, string) {
 	for _, image := range w.Images {
-		if strings.HasPrefix(imageName(image), "postgres") {
+		if strings.HasPrefix(ImageName(image), "postgres") {
 			return PostgreSQL, "image " + image
 		}
 	}
@@ -111,7 +111,7 @@ func Classify(w Workload) (App, string) {
 		return Keycloak, why
 	}
 	for _, image := range w.Images {
-		if namesKeycloak(imageName(image)) {
+		if namesKeycloak(ImageName(image)) {
 			return Keycloak, "image " + image
 		}
 	}
@@ -159,9 +159,9 @@ func namesPostgres(v string) bool {
 		func(word string) bool { return strings.HasPrefix(word, "postgres") })
 }
 
-// imageName returns the last path element of an image reference's repository, in lower case:
+// ImageName returns the last path element of an image reference's repository, in lower case:
 // "keycloak" for "quay.io/keycloak/keycloak:26.1" or "localhost:5000/keycloak@sha256:…".
-func imageName(image string) string {
+func ImageName(image string) string {
 	repo, _, _ := strings.Cut(strings.TrimSpace(image), "@")
 	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
 		repo = repo[:i]

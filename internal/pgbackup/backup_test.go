@@ -8,6 +8,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
@@ -19,7 +20,7 @@ func contentDigest(t *testing.T, db testworld.Database) string {
 	return db.Digest(t).String()
 }
 
-func backupKeycloak11(t *testing.T, opts pgbackup.BackupOptions) (testworld.Database, *pgbackup.Bundle, string) {
+func backupKeycloak11(t *testing.T, opts pgbackup.BackupOptions) (testworld.Database, *bundle.Bundle, string) {
 	t.Helper()
 	db := testworld.Postgres(t)
 	loadSQLFixture(t, db, "keycloak-11.sql")
@@ -37,7 +38,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, format := range []string{pgbackup.FormatCustom, pgbackup.FormatPlain} {
+	for _, format := range []string{bundle.FormatCustom, bundle.FormatPlain} {
 		for _, encrypted := range []bool{false, true} {
 			for _, target := range []string{"empty", "migrated", "same"} {
 				name := format + "/plaintext/" + target
@@ -69,7 +70,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 						}
 					}
 					restoreOpts.ConnString = dst.URL()
-					if format == pgbackup.FormatCustom {
+					if format == bundle.FormatCustom {
 						// Every way to restore a custom dump: the default (streamed, one
 						// transaction), parallel jobs, and one job given.
 						restoreOpts.Jobs = map[string]int{"empty": 0, "migrated": 3, "same": 1}[target]
@@ -91,14 +92,14 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	}
 }
 
-func checkManifest(t *testing.T, b *pgbackup.Bundle, format string, encrypted bool) {
+func checkManifest(t *testing.T, b *bundle.Bundle, format string, encrypted bool) {
 	t.Helper()
 	m := b.Manifest
-	wantEnc, wantFile := "none", pgbackup.DumpFileName(format, encrypted)
+	wantEnc, wantFile := "none", bundle.DumpFileName(format, encrypted)
 	if encrypted {
 		wantEnc = "age"
 	}
-	if m.FormatVersion != 1 || m.DumpFormat != format || m.Compression != "zstd" || m.Encryption != wantEnc ||
+	if m.FormatVersion != bundle.ManifestVersion || m.DumpFormat != format || m.Compression != "zstd" || m.Encryption != wantEnc ||
 		m.DumpFile != wantFile || m.Release != "identity" || m.Revision != 3 || m.ChartVersion != "2.1.0" ||
 		!strings.HasPrefix(m.ServerVersion, "15") || !strings.HasPrefix(m.PgDumpVersion, "15") || m.CreatedAt.IsZero() {
 		t.Errorf("manifest = %+v", m)
@@ -118,9 +119,9 @@ func checkManifest(t *testing.T, b *pgbackup.Bundle, format string, encrypted bo
 	if err != nil || st.Size() != m.SizeBytes {
 		t.Errorf("dump file: %v, size %d, manifest size %d", err, st.Size(), m.SizeBytes)
 	}
-	again, err := pgbackup.OpenBundle(b.Dir)
+	again, err := bundle.Open(b.Dir)
 	if err != nil || again.Manifest.SHA256 != m.SHA256 {
-		t.Errorf("OpenBundle: %v, %+v", err, again)
+		t.Errorf("bundle.Open: %v, %+v", err, again)
 	}
 	if encrypted {
 		head := make([]byte, 21)

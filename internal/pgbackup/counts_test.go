@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -45,7 +46,7 @@ func TestDumpCountsRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, format := range []string{FormatPlain, FormatCustom} {
+	for _, format := range []string{bundle.FormatPlain, bundle.FormatCustom} {
 		t.Run(format, func(t *testing.T) {
 			conn, err := pgx.Connect(t.Context(), db.URL())
 			if err != nil {

@@ -7,23 +7,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/jackc/pgx/v5"
 )
-
-// ContentState is what a backup records, in the dump's own snapshot, so that a later reading
-// can tell whether anything was written to the database since: the snapshot's oldest
-// transaction, every sequence's value and a fingerprint of the schema's definitions.
-type ContentState struct {
-	// SnapshotXmin is the snapshot's xmin (64 bits, with the epoch): every transaction from
-	// it on was not in the dump, so any row whose xmin is that transaction or a later one was
-	// written after the backup (or by a transaction that had not committed at its snapshot).
-	SnapshotXmin uint64 `json:"snapshot_xmin"`
-	// Sequences are every sequence's last value ("" when never called), by row-count key.
-	Sequences map[string]string `json:"sequences"`
-	// SchemaDigest is the md5 of the definitions of every relation, column, constraint,
-	// index, trigger, routine and type outside the system schemas.
-	SchemaDigest string `json:"schema_digest"`
-}
 
 // schemaDigestSQL digests the definitions of everything outside the system schemas that a
 // restore puts back, so that DDL (a column added, an index dropped, a function replaced) is
@@ -77,8 +63,8 @@ type querier interface {
 
 // readContentState reads the content state in q's snapshot (call it inside the dump's
 // snapshot transaction).
-func readContentState(ctx context.Context, q querier) (ContentState, error) {
-	var s ContentState
+func readContentState(ctx context.Context, q querier) (bundle.ContentState, error) {
+	var s bundle.ContentState
 	if err := q.QueryRow(ctx, `SELECT txid_snapshot_xmin(txid_current_snapshot())::text::bigint`).Scan(&s.SnapshotXmin); err != nil {
 		return s, fmt.Errorf("read the snapshot's xmin: %w", err)
 	}
@@ -120,7 +106,7 @@ const maxXidDistance = 1 << 30
 // (the xmin and count of each row, no content) in one repeatable-read snapshot. A bundle
 // without a content state (written before it was recorded) cannot be compared: that is said,
 // and counts as changed.
-func contentChanges(ctx context.Context, conn *pgx.Conn, m *Manifest) (string, error) {
+func contentChanges(ctx context.Context, conn *pgx.Conn, m *bundle.Manifest) (string, error) {
 	if m.Content == nil {
 		return "the backup holds no content state to compare with (an older bundle)", nil
 	}
@@ -199,7 +185,7 @@ func contentChanges(ctx context.Context, conn *pgx.Conn, m *Manifest) (string, e
 }
 
 // definitionChanges compares the sequences and the schema digest with a content state.
-func definitionChanges(ctx context.Context, q querier, was *ContentState) ([]string, error) {
+func definitionChanges(ctx context.Context, q querier, was *bundle.ContentState) ([]string, error) {
 	var changes []string
 	seqs, err := readSequences(ctx, q)
 	if err != nil {

@@ -11,10 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -25,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgarchive"
 	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
@@ -46,9 +44,11 @@ type BackupOptions struct {
 	Release      string
 	Revision     int
 	ChartVersion string
-	// Extra are files written into the bundle beside the dump, by name (the release's values
-	// and manifest); they are listed in the manifest's release_files.
-	Extra map[string][]byte
+	// Parts are written into the bundle beside the dump (the release's values and manifest,
+	// the customizations), encrypted like it.
+	Parts []bundle.Source
+	// Customizations is the index of a customizations part among Parts, for the manifest.
+	Customizations *bundle.Customizations
 	// Now gives the creation time (default time.Now).
 	Now func() time.Time
 	// Log receives the dump's progress at Info ("backup progress": pg_dump's output so far
@@ -61,18 +61,6 @@ type BackupOptions struct {
 	Session Session
 }
 
-// DumpFileName returns the name of the dump file of a bundle.
-func DumpFileName(format string, encrypted bool) string {
-	name := "dump.pgcustom.zst"
-	if format == FormatPlain {
-		name = "dump.sql.zst"
-	}
-	if encrypted {
-		name += ".age"
-	}
-	return name
-}
-
 // Backup dumps the database into a new bundle directory dir, which must not exist. The dump
 // is streamed: pg_dump → (plain: seed filter) → zstd → (age) → sha256 → file, and its row
 // counts are read in the very snapshot pg_dump dumps. The manifest is written last, only after
@@ -82,7 +70,7 @@ func DumpFileName(format string, encrypted bool) string {
 // Before each attempt the sessions the tool left behind holding locks are ended; a lock held
 // by another session for longer than the lock timeout fails it with a *LockTimeoutError
 // naming that session.
-func Backup(ctx context.Context, dir string, opts BackupOptions) (*Bundle, error) {
+func Backup(ctx context.Context, dir string, opts BackupOptions) (*bundle.Bundle, error) {
 	if opts.Session.Log == nil {
 		opts.Session.Log = opts.Log
 	}
@@ -90,7 +78,7 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (*Bundle, error
 	if err != nil {
 		return nil, errors.New("parse database connection string: invalid (check database-url or the db-* inputs)")
 	}
-	var b *Bundle
+	var b *bundle.Bundle
 	err = opts.Session.retry(ctx, "backup", func() string { return opts.Session.route(cfg) }, false, func(ctx context.Context, n int) error {
 		var err error
 		b, err = backupAttempt(ctx, dir, opts, n)
@@ -100,12 +88,12 @@ func Backup(ctx context.Context, dir string, opts BackupOptions) (*Bundle, error
 }
 
 // backupAttempt is attempt n of a backup.
-func backupAttempt(ctx context.Context, dir string, opts BackupOptions, attempt int) (_ *Bundle, err error) {
-	format := orDefault(opts.Format, FormatCustom)
-	if format != FormatCustom && format != FormatPlain {
+func backupAttempt(ctx context.Context, dir string, opts BackupOptions, attempt int) (_ *bundle.Bundle, err error) {
+	format := orDefault(opts.Format, bundle.FormatCustom)
+	if format != bundle.FormatCustom && format != bundle.FormatPlain {
 		return nil, fmt.Errorf("backup: unknown dump format %q (custom or plain)", format)
 	}
-	recipients, err := parseRecipients(opts.Recipients)
+	recipients, err := bundle.ParseRecipients(opts.Recipients)
 	if err != nil {
 		return nil, err
 	}
@@ -147,9 +135,9 @@ func backupAttempt(ctx context.Context, dir string, opts BackupOptions, attempt 
 		return nil, fmt.Errorf("begin snapshot: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	m := Manifest{
-		FormatVersion: ManifestVersion, DumpFormat: format, Compression: "zstd", Encryption: "none",
-		DumpFile: DumpFileName(format, len(recipients) > 0),
+	m := bundle.Manifest{
+		FormatVersion: bundle.ManifestVersion, DumpFormat: format, Compression: "zstd", Encryption: "none",
+		DumpFile: bundle.DumpFileName(format, len(recipients) > 0),
 		Release:  opts.Release, Revision: opts.Revision, ChartVersion: opts.ChartVersion,
 	}
 	if len(recipients) > 0 {
@@ -166,7 +154,7 @@ func backupAttempt(ctx context.Context, dir string, opts BackupOptions, attempt 
 	if err != nil {
 		return nil, err
 	}
-	m.Schema = ManifestSchema{ChangelogRows: schema.ChangelogRows, LatestChangeID: schema.LatestChangeID, MigrationVersion: schema.MigrationVersion}
+	m.Schema = bundle.ManifestSchema{ChangelogRows: schema.ChangelogRows, LatestChangeID: schema.LatestChangeID, MigrationVersion: schema.MigrationVersion}
 	content, err := readContentState(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -190,7 +178,7 @@ func backupAttempt(ctx context.Context, dir string, opts BackupOptions, attempt 
 			os.RemoveAll(dir)
 		}
 	}()
-	b := &Bundle{Dir: dir, Manifest: m}
+	b := &bundle.Bundle{Dir: dir, Manifest: m}
 	tables, err := listTables(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -209,33 +197,23 @@ func backupAttempt(ctx context.Context, dir string, opts BackupOptions, attempt 
 	if b.Manifest.RowCounts, err = countTables(ctx, conn, tables, dumped.Rows); err != nil {
 		return nil, err
 	}
-	for _, name := range slices.Sorted(maps.Keys(opts.Extra)) {
-		if name != filepath.Base(name) || name == ManifestFile || name == b.Manifest.DumpFile {
-			return nil, fmt.Errorf("backup: extra file name %q is not a plain file name", name)
+	for _, src := range opts.Parts {
+		if src.File == b.Manifest.DumpFile {
+			return nil, fmt.Errorf("backup: part %s is named like the dump", src.Role)
 		}
-		if err := os.WriteFile(filepath.Join(dir, name), opts.Extra[name], 0o600); err != nil {
-			return nil, fmt.Errorf("write %s: %w", name, err)
+		p, err := bundle.WritePart(ctx, dir, src, recipients)
+		if err != nil {
+			return nil, err
 		}
-		b.Manifest.ReleaseFiles = append(b.Manifest.ReleaseFiles, name)
+		b.Manifest.Parts = append(b.Manifest.Parts, p)
 	}
+	b.Manifest.Customizations = opts.Customizations
 	b.Manifest.SHA256, b.Manifest.SizeBytes = dumped.SHA256, dumped.Bytes
 	b.Manifest.CreatedAt = now().UTC().Truncate(time.Second)
-	if err := writeManifest(dir, b.Manifest); err != nil {
+	if err := bundle.WriteManifest(dir, b.Manifest); err != nil {
 		return nil, fmt.Errorf("write manifest: %w", err)
 	}
 	return b, nil
-}
-
-func parseRecipients(list []string) ([]age.Recipient, error) {
-	var out []age.Recipient
-	for _, s := range list {
-		r, err := age.ParseX25519Recipient(strings.TrimSpace(s))
-		if err != nil {
-			return nil, fmt.Errorf("backup encryption recipient %q: %w", s, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }
 
 // pipeSize is the capacity asked for the pipe pg_dump writes into (where the system allows
@@ -247,7 +225,7 @@ const pipeSize = 1 << 20
 // dumpRequest says what dumpTo dumps, how, and where to.
 type dumpRequest struct {
 	Path        string          // the dump file, which must not exist
-	Format      string          // FormatCustom or FormatPlain
+	Format      string          // bundle.FormatCustom or bundle.FormatPlain
 	Snapshot    string          // the exported snapshot pg_dump dumps
 	Recipients  []age.Recipient // the dump is encrypted to them; none: plaintext
 	Env         []string        // pg_dump's environment, which carries the connection
@@ -294,8 +272,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 		compressed = ageW
 	}
 	// One encoder: on a machine whose cores pg_dump and the server already keep busy, a
-	// second one buys no speed and costs CPU (measured: 1.64 against 1.91 CPU-seconds for a
-	// 700 MB dump).
+	// second one buys no speed and costs CPU (bench/README.md).
 	zw, err := zstd.NewWriter(compressed, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return dumpResult{}, err
@@ -306,7 +283,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 	if req.LockTimeout > 0 {
 		args = append(args, "--lock-wait-timeout="+strconv.FormatInt(req.LockTimeout.Milliseconds(), 10))
 	}
-	if req.Format == FormatCustom {
+	if req.Format == bundle.FormatCustom {
 		args = append(args, "--format=custom", "--compress=0")
 	} else {
 		args = append(args, "--format=plain", "--clean", "--if-exists", "--no-owner", "--no-acl")
@@ -331,7 +308,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 	// fails on a truncated one.
 	var verify verifier
 	out := io.Writer(zw)
-	if req.Format == FormatCustom {
+	if req.Format == bundle.FormatCustom {
 		verify, err = startVerifier(ctx, req.Tools.pgRestore(), req.PgDumpMajor)
 		if err != nil {
 			dump.Process.Kill()
@@ -348,7 +325,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 	var complete bool
 	var rows map[string]int64
 	var copyErr error
-	if req.Format == FormatPlain {
+	if req.Format == bundle.FormatPlain {
 		// filterPlain writes a line at a time: hand the compressor large pieces.
 		w := bufio.NewWriterSize(out, 1<<20)
 		var d plainDump
@@ -379,7 +356,7 @@ func dumpTo(parent context.Context, req dumpRequest) (dumpResult, error) {
 		return dumpResult{}, &attemptError{err: fmt.Errorf("%w: %w", ErrIncomplete, runErr("pg_dump", waitErr, dumpErr)), moved: read.n.Load()}
 	case verifyErr != nil:
 		return dumpResult{}, fmt.Errorf("%w: the archive does not read to its end: %w", ErrIncomplete, verifyErr)
-	case !complete && req.Format == FormatPlain:
+	case !complete && req.Format == bundle.FormatPlain:
 		return dumpResult{}, fmt.Errorf("%w: pg_dump's output ended without its closing trailer %q", ErrIncomplete, strings.TrimSpace(string(dumpTrailer)))
 	case !complete:
 		return dumpResult{}, fmt.Errorf("%w: pg_dump's output is not a custom archive", ErrIncomplete)
@@ -435,9 +412,8 @@ type verifier interface {
 }
 
 // startVerifier starts the archive's second reader: the built-in walker of the archive's
-// structure for the archive versions it knows (it costs a few percent of one core), else
-// pg_restore writing the whole archive as SQL to nowhere (a second process that costs a
-// CPU-second per 700 MB).
+// structure for the archive versions it knows, which is cheap, else pg_restore writing the
+// whole archive as SQL to nowhere, a second process that costs far more (bench/README.md).
 func startVerifier(ctx context.Context, pgRestore string, pgDumpMajor int) (verifier, error) {
 	if pgarchive.VersionKnown(pgDumpMajor) {
 		return startWalker(), nil
@@ -555,9 +531,4 @@ func countTables(ctx context.Context, conn *pgx.Conn, tables []table, known map[
 		counts[t.key] = n
 	}
 	return counts, nil
-}
-
-// BundleName returns the default bundle name: <release-or-database>-<UTC yyyymmddThhmmssZ>.
-func BundleName(prefix string, t time.Time) string {
-	return prefix + "-" + t.UTC().Format("20060102T150405Z")
 }

@@ -2,31 +2,19 @@ package pgbackup
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"filippo.io/age"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/progress"
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
-)
-
-// Files of the release that an upgrade's bundle carries beside the dump: the values given to
-// the recorded revision and its rendered manifest (the vendor's "back up your
-// customisations"), so that a release whose history was lost can be re-created by hand.
-const (
-	ReleaseValuesFile   = "release-values.yaml"
-	ReleaseManifestFile = "release-manifest.yaml"
 )
 
 // Engine is the database port of the upgrade pipeline (rollout.Databaser): it backs up into a
@@ -40,7 +28,7 @@ type Engine struct {
 	// WorkDir holds the working copy (the caller removes it when the run ends).
 	WorkDir string
 	// Stores keep the backup: directories, artifacts, registries.
-	Stores []Store
+	Stores []bundle.Store
 	Jobs   int
 	// Tools are the client tools; when empty, Inspect (or the first backup or restore)
 	// chooses them with Clients for the server's major.
@@ -58,7 +46,7 @@ type Engine struct {
 	Session Session
 
 	client        Client // the client Inspect chose, if it did
-	storesChecked bool   // CheckStores found every store usable
+	storesChecked bool   // bundle.CheckStores found every store usable
 }
 
 var _ rollout.Databaser = (*Engine)(nil)
@@ -83,7 +71,7 @@ func (e *Engine) CheckStores(ctx context.Context) error {
 	if e.storesChecked {
 		return nil
 	}
-	if err := CheckStores(ctx, e.Stores); err != nil {
+	if err := bundle.CheckStores(ctx, e.Stores); err != nil {
 		return err
 	}
 	e.storesChecked = true
@@ -122,7 +110,7 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 	}
 	name := req.Name
 	if name == "" {
-		name = BundleName(fmt.Sprintf("%s-r%d", req.Release.Name, req.Release.Revision), now())
+		name = bundle.DefaultName(fmt.Sprintf("%s-r%d", req.Release.Name, req.Release.Revision), now())
 	}
 	tools, err := e.tools(ctx)
 	if err != nil {
@@ -133,7 +121,21 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 		Release: req.Release.Name, Revision: req.Release.Revision, ChartVersion: req.Release.ChartVersion,
 	}
 	if req.Release.Revision > 0 {
-		opts.Extra = map[string][]byte{ReleaseValuesFile: req.Values, ReleaseManifestFile: []byte(req.Release.Manifest)}
+		opts.Parts = []bundle.Source{
+			bundle.Bytes(bundle.PartReleaseValues, bundle.ReleaseValuesFile, req.Values),
+			bundle.Bytes(bundle.PartReleaseManifest, bundle.ReleaseManifestFile, []byte(req.Release.Manifest)),
+		}
+	}
+	if c := req.Customizations; c != nil && c.Dir != "" {
+		// Packed once beside the working copy, then written into the bundle as a part.
+		packed := filepath.Join(e.WorkDir, name+"."+bundle.CustomizationsFile)
+		idx, err := bundle.PackCustomizations(ctx, c.Dir, packed)
+		if err != nil {
+			return rollout.Backup{}, err
+		}
+		defer os.Remove(packed)
+		opts.Parts = append(opts.Parts, bundle.FromFile(bundle.PartCustomizations, bundle.CustomizationsFile, packed))
+		opts.Customizations = &idx
 	}
 	b, err := Backup(ctx, filepath.Join(e.WorkDir, name), opts)
 	if err != nil {
@@ -154,17 +156,19 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 	stored := b
 	if len(e.Recipients) > 0 && len(e.Stores) > 0 {
 		dir := filepath.Join(e.WorkDir, "encrypted", name)
-		if _, _, err := encryptedCopy(ctx, b, dir, e.Recipients, e.Log); err != nil {
-			return out, fmt.Errorf("store the backup: %w", err)
-		}
-		if stored, err = OpenBundle(dir); err != nil {
+		if stored, err = bundle.EncryptedCopy(ctx, b, dir, e.Recipients, e.Log); err != nil {
 			return out, fmt.Errorf("store the backup: %w", err)
 		}
 		// The reported sha256 and size are those of the stored form.
 		out.SHA256, out.Bytes = stored.Manifest.SHA256, stored.Manifest.SizeBytes
 	}
+	out.Encrypted, out.Secrets = stored.Manifest.Encrypted(), secretParts(stored.Manifest)
+	if !out.Encrypted && len(out.Secrets) > 0 && len(e.Stores) > 0 && e.Log != nil {
+		e.Log.Warn("the backup is stored unencrypted: it holds secrets in plain text (give backup-encryption-recipients)",
+			"bundle", name, "holds", strings.Join(out.Secrets, "; "))
+	}
 	for _, s := range e.Stores {
-		p, err := Place(ctx, s, stored)
+		p, err := bundle.Place(ctx, s, stored)
 		if err != nil {
 			return out, fmt.Errorf("store the backup: %w", err)
 		}
@@ -176,6 +180,26 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 	return out, nil
 }
 
+// secretParts says what in a bundle carries secrets, for a report of a plaintext bundle.
+func secretParts(m bundle.Manifest) []string {
+	var out []string
+	for _, p := range m.Parts {
+		switch p.Role {
+		case bundle.PartReleaseValues:
+			out = append(out, "the release's values")
+		case bundle.PartReleaseManifest:
+			out = append(out, "the release's rendered manifest, with its Secrets")
+		case bundle.PartCustomizations:
+			if c := m.Customizations; c != nil {
+				if n, names := c.Count(bundle.ItemSecret); n > 0 {
+					out = append(out, fmt.Sprintf("the Secrets Keycloak's pods reference (%s)", strings.Join(names, ", ")))
+				}
+			}
+		}
+	}
+	return out
+}
+
 // Drift says what was written to the database since the backup, or "" when nothing was: a
 // Keycloak migration (the schema state), rows inserted, updated or deleted, tables created or
 // dropped, sequences moved, definitions changed (contentChanges). Changes in place are seen
@@ -183,7 +207,7 @@ func (e *Engine) Backup(ctx context.Context, req rollout.BackupRequest) (rollout
 // backup's snapshot.
 func (e *Engine) Drift(ctx context.Context, bk rollout.Backup) (string, error) {
 	var drift string
-	err := e.withDatabase(ctx, "drift", bk, func(ctx context.Context, b *Bundle, conn *pgx.Conn) error {
+	err := e.withDatabase(ctx, "drift", bk, func(ctx context.Context, b *bundle.Bundle, conn *pgx.Conn) error {
 		migrated, err := migration(ctx, conn, &b.Manifest)
 		if err != nil || migrated != "" {
 			drift = migrated
@@ -201,8 +225,8 @@ func (e *Engine) Drift(ctx context.Context, bk rollout.Backup) (string, error) {
 // withDatabase opens the backup's bundle, connects to the database and runs read, a reading
 // that changes nothing: when the connection breaks it is tried again (a connection check,
 // Session.Retry).
-func (e *Engine) withDatabase(ctx context.Context, purpose string, bk rollout.Backup, read func(context.Context, *Bundle, *pgx.Conn) error) error {
-	b, err := OpenBundle(bk.Dir)
+func (e *Engine) withDatabase(ctx context.Context, purpose string, bk rollout.Backup, read func(context.Context, *bundle.Bundle, *pgx.Conn) error) error {
+	b, err := bundle.Open(bk.Dir)
 	if err != nil {
 		return err
 	}
@@ -222,7 +246,7 @@ func (e *Engine) withDatabase(ctx context.Context, purpose string, bk rollout.Ba
 }
 
 // migration says how Keycloak's schema state differs from the manifest's, or "".
-func migration(ctx context.Context, conn *pgx.Conn, m *Manifest) (string, error) {
+func migration(ctx context.Context, conn *pgx.Conn, m *bundle.Manifest) (string, error) {
 	schema, err := schemaState(ctx, conn)
 	if err != nil {
 		return "", err
@@ -266,7 +290,7 @@ func (e *Engine) Verify(ctx context.Context, bk rollout.Backup) error {
 
 func (e *Engine) verify(ctx context.Context, bk rollout.Backup) (string, error) {
 	var diff string
-	err := e.withDatabase(ctx, "verify", bk, func(ctx context.Context, b *Bundle, conn *pgx.Conn) error {
+	err := e.withDatabase(ctx, "verify", bk, func(ctx context.Context, b *bundle.Bundle, conn *pgx.Conn) error {
 		migrated, err := migration(ctx, conn, &b.Manifest)
 		if err != nil || migrated != "" {
 			diff = migrated
@@ -291,66 +315,4 @@ func (e *Engine) verify(ctx context.Context, bk rollout.Backup) (string, error) 
 		return nil
 	})
 	return diff, err
-}
-
-// encryptedCopy writes an age-encrypted copy of the plaintext bundle b into dst: the dump
-// re-encoded as it streams through, the release files copied, the manifest (with the stored
-// form's sha256 and size) last. log, when not nil, receives the progress ("encrypt progress").
-func encryptedCopy(ctx context.Context, b *Bundle, dst string, recipientList []string, log *slog.Logger) (string, Manifest, error) {
-	recipients, err := parseRecipients(recipientList)
-	if err != nil {
-		return "", Manifest{}, err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", Manifest{}, err
-	}
-	if err := os.Mkdir(dst, 0o700); err != nil {
-		return "", Manifest{}, err
-	}
-	m := b.Manifest
-	m.Encryption = "age"
-	m.DumpFile = DumpFileName(m.DumpFormat, true)
-	err = func() error {
-		in, err := os.Open(b.DumpPath())
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(filepath.Join(dst, m.DumpFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return err
-		}
-		defer out.Close()
-		h := sha256.New()
-		cw := &countWriter{}
-		enc, err := age.Encrypt(io.MultiWriter(out, h, cw), recipients...)
-		if err != nil {
-			return err
-		}
-		meter := progress.Start(ctx, log, "encrypt progress", progress.Options{Total: m.SizeBytes, Attrs: []any{"bundle", b.Name()}})
-		defer meter.Stop()
-		if _, err := io.Copy(enc, ctxReader{ctx, meter.Reader(in)}); err != nil {
-			return err
-		}
-		if err := enc.Close(); err != nil {
-			return err
-		}
-		m.SHA256, m.SizeBytes = hex.EncodeToString(h.Sum(nil)), cw.n
-		return out.Sync()
-	}()
-	if err == nil {
-		for _, f := range m.ReleaseFiles {
-			if err = copyFile(ctx, filepath.Join(dst, f), filepath.Join(b.Dir, f)); err != nil {
-				break
-			}
-		}
-	}
-	if err == nil {
-		err = writeManifest(dst, m)
-	}
-	if err != nil {
-		os.RemoveAll(dst)
-		return "", Manifest{}, fmt.Errorf("encrypted copy in %s: %w", dst, err)
-	}
-	return dst, m, nil
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/store"
@@ -20,9 +21,9 @@ func TestEngineBackupTellsTheArtifact(t *testing.T) {
 	srv := testworld.StartArtifactServer(t)
 	env := srv.Env()
 	maps.Copy(env, map[string]string{"GITHUB_REPOSITORY": "acme/identity", "GITHUB_RUN_ID": "16000000001"})
-	dir := pgbackup.DirStore{Dir: t.TempDir()}
+	dir := bundle.DirStore{Dir: t.TempDir()}
 	artifact := store.Artifact{Getenv: func(k string) string { return env[k] }, TempDir: t.TempDir(), RetentionDays: 30}
-	e := &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(), Stores: []pgbackup.Store{dir, artifact}}
+	e := &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(), Stores: []bundle.Store{dir, artifact}}
 
 	b, err := e.Backup(t.Context(), rollout.BackupRequest{Name: "identity-r1-20260504T030201Z", Release: rollout.Release{Name: "identity"}})
 	if err != nil {
@@ -37,7 +38,7 @@ func TestEngineBackupTellsTheArtifact(t *testing.T) {
 	}
 
 	// Without the artifact store: no artifact.
-	e = &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(), Stores: []pgbackup.Store{pgbackup.DirStore{Dir: t.TempDir()}}}
+	e = &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(), Stores: []bundle.Store{bundle.DirStore{Dir: t.TempDir()}}}
 	b, err = e.Backup(t.Context(), rollout.BackupRequest{Name: "identity-r1-20260504T030202Z", Release: rollout.Release{Name: "identity"}})
 	if err != nil {
 		t.Fatal(err)

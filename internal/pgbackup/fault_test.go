@@ -17,6 +17,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
@@ -71,10 +72,10 @@ func TestBackupOfATruncatedDumpIsIncomplete(t *testing.T) {
 	for i, tt := range []struct {
 		format, script string
 	}{
-		{pgbackup.FormatCustom, `"$REAL_PG_DUMP" "$@" | head -c 30000`},
-		{pgbackup.FormatPlain, `"$REAL_PG_DUMP" "$@" | head -c 30000`},
-		{pgbackup.FormatPlain, `"$REAL_PG_DUMP" "$@" | head -c 30000; kill -9 $$`},
-		{pgbackup.FormatCustom, `"$REAL_PG_DUMP" "$@" | head -c 30000; kill -9 $$`},
+		{bundle.FormatCustom, `"$REAL_PG_DUMP" "$@" | head -c 30000`},
+		{bundle.FormatPlain, `"$REAL_PG_DUMP" "$@" | head -c 30000`},
+		{bundle.FormatPlain, `"$REAL_PG_DUMP" "$@" | head -c 30000; kill -9 $$`},
+		{bundle.FormatCustom, `"$REAL_PG_DUMP" "$@" | head -c 30000; kill -9 $$`},
 	} {
 		t.Run(fmt.Sprintf("%s/%d", tt.format, i), func(t *testing.T) {
 			wrapper := pgDumpWrapper(t, "", tt.script)
@@ -85,7 +86,7 @@ func TestBackupOfATruncatedDumpIsIncomplete(t *testing.T) {
 			if !errors.Is(err, pgbackup.ErrIncomplete) || !strings.Contains(err.Error(), "incomplete") {
 				t.Fatalf("error %v, want ErrIncomplete", err)
 			}
-			if _, err := os.Stat(filepath.Join(dir, pgbackup.ManifestFile)); !errors.Is(err, os.ErrNotExist) {
+			if _, err := os.Stat(filepath.Join(dir, bundle.ManifestFile)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("manifest exists after an incomplete dump: %v", err)
 			}
 		})
@@ -130,8 +131,8 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 	identity, _ := age.GenerateX25519Identity()
 	other, _ := age.GenerateX25519Identity()
 	_, encrypted, _ := backupKeycloak11(t, pgbackup.BackupOptions{Recipients: []string{identity.Recipient().String()}})
-	_, plain, _ := backupKeycloak11(t, pgbackup.BackupOptions{Format: pgbackup.FormatPlain})
-	_, custom, _ := backupKeycloak11(t, pgbackup.BackupOptions{Format: pgbackup.FormatCustom})
+	_, plain, _ := backupKeycloak11(t, pgbackup.BackupOptions{Format: bundle.FormatPlain})
+	_, custom, _ := backupKeycloak11(t, pgbackup.BackupOptions{Format: bundle.FormatCustom})
 
 	// The target: a migrated database that must stay exactly as it is.
 	dst := testworld.Postgres(t)
@@ -141,7 +142,7 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 
 	// Each case damages a copy of its own (a DirStore would hard-link the dump file, and the
 	// damage would reach the original).
-	copyBundle := func(t *testing.T, b *pgbackup.Bundle) string {
+	copyBundle := func(t *testing.T, b *bundle.Bundle) string {
 		dir := filepath.Join(t.TempDir(), b.Name())
 		if err := os.CopyFS(dir, os.DirFS(b.Dir)); err != nil {
 			t.Fatal(err)
@@ -149,7 +150,7 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 		return dir
 	}
 	editManifest := func(t *testing.T, dir string, edit func(map[string]any)) {
-		p := filepath.Join(dir, pgbackup.ManifestFile)
+		p := filepath.Join(dir, bundle.ManifestFile)
 		data, _ := os.ReadFile(p)
 		var m map[string]any
 		if err := json.Unmarshal(data, &m); err != nil {
@@ -161,16 +162,16 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 	}
 	type badBundle struct {
 		name     string
-		bundle   *pgbackup.Bundle
+		bundle   *bundle.Bundle
 		identity string
-		damage   func(t *testing.T, dir string, m pgbackup.Manifest)
+		damage   func(t *testing.T, dir string, m bundle.Manifest)
 		want     string
 	}
 	tests := []badBundle{
-		{"no manifest", plain, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
-			os.Remove(filepath.Join(dir, pgbackup.ManifestFile))
+		{"no manifest", plain, "", func(t *testing.T, dir string, m bundle.Manifest) {
+			os.Remove(filepath.Join(dir, bundle.ManifestFile))
 		}, "no manifest.json"},
-		{"unknown format version", plain, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+		{"unknown format version", plain, "", func(t *testing.T, dir string, m bundle.Manifest) {
 			editManifest(t, dir, func(m map[string]any) { m["format_version"] = 99 })
 		}, "format_version 99"},
 		{"encrypted without identity", encrypted, "", nil, "encrypted with age"},
@@ -178,27 +179,27 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 	}
 	// The damage a streamed restore finds on the way, for both formats (a custom archive
 	// streams through pg_restore).
-	for _, b := range []*pgbackup.Bundle{plain, custom} {
+	for _, b := range []*bundle.Bundle{plain, custom} {
 		format := b.Manifest.DumpFormat + ": "
 		tests = append(tests, []badBundle{
-			{format + "flipped byte", b, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+			{format + "flipped byte", b, "", func(t *testing.T, dir string, m bundle.Manifest) {
 				p := filepath.Join(dir, m.DumpFile)
 				data, _ := os.ReadFile(p)
 				data[len(data)/2] ^= 0x01
 				os.WriteFile(p, data, 0o600)
 			}, "sha256"},
-			{format + "manifest names another sha256", b, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+			{format + "manifest names another sha256", b, "", func(t *testing.T, dir string, m bundle.Manifest) {
 				// The file decodes cleanly: only the checksum taken during the decode can refuse it.
 				editManifest(t, dir, func(m map[string]any) { m["sha256"] = strings.Repeat("0", 64) })
 			}, "sha256"},
-			{format + "truncated", b, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+			{format + "truncated", b, "", func(t *testing.T, dir string, m bundle.Manifest) {
 				os.Truncate(filepath.Join(dir, m.DumpFile), m.SizeBytes/2)
 			}, "truncated"},
-			{format + "rows differ from the manifest", b, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+			{format + "rows differ from the manifest", b, "", func(t *testing.T, dir string, m bundle.Manifest) {
 				// Caught in the restore's transaction, which then does not commit.
 				editManifest(t, dir, func(m map[string]any) { m["row_counts"].(map[string]any)["user_entity"] = 12345 })
 			}, "user_entity has 723 rows, want 12345"},
-			{format + "a table the manifest does not list", b, "", func(t *testing.T, dir string, m pgbackup.Manifest) {
+			{format + "a table the manifest does not list", b, "", func(t *testing.T, dir string, m bundle.Manifest) {
 				editManifest(t, dir, func(m map[string]any) { delete(m["row_counts"].(map[string]any), "realm") })
 			}, "realm is not in the backup"},
 		}...)
@@ -210,7 +211,7 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 				tt.damage(t, dir, tt.bundle.Manifest)
 			}
 			_, err := pgbackup.Restore(t.Context(), dir, pgbackup.RestoreOptions{ConnString: dst.URL(), Identity: tt.identity})
-			if !errors.Is(err, pgbackup.ErrBundleRefused) || !pgbackup.Untouched(err) || !strings.Contains(err.Error(), tt.want) {
+			if !errors.Is(err, bundle.ErrRefused) || !pgbackup.Untouched(err) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want a refusal saying %q", err, tt.want)
 			}
 			if strings.Contains(err.Error(), "AGE-SECRET-KEY") {
@@ -224,7 +225,7 @@ func TestRestoreRefusesBadBundles(t *testing.T) {
 	// A pg_restore that cannot start is not the bundle's fault: nothing started, nothing refused.
 	missing := pgbackup.Tools{PgRestore: filepath.Join(t.TempDir(), "pg_restore")}
 	_, err := pgbackup.Restore(t.Context(), custom.Dir, pgbackup.RestoreOptions{ConnString: dst.URL(), Tools: missing})
-	if !errors.Is(err, pgbackup.ErrNotStarted) || errors.Is(err, pgbackup.ErrBundleRefused) || !strings.Contains(err.Error(), "pg_restore") {
+	if !errors.Is(err, pgbackup.ErrNotStarted) || errors.Is(err, bundle.ErrRefused) || !strings.Contains(err.Error(), "pg_restore") {
 		t.Errorf("restore without pg_restore: %v, want nothing started, naming pg_restore", err)
 	}
 	if got := contentDigest(t, dst); got != before {

@@ -1,5 +1,10 @@
-// Package pgbackup is the project's only PostgreSQL client: checks and schema state through
-// pgx, and (later) dumps and restores through pg_dump, pg_restore and psql.
+// Package pgbackup is the project's only PostgreSQL client: the preflight's checks and
+// Keycloak's schema state through pgx; the choice of client tools for a server; the dump
+// streamed from pg_dump into a bundle (the vendor's filter, zstd, age, sha256, the rows of
+// every table counted as they pass) and the restore streamed from one through
+// pg_restore/psql into a transaction that commits only when the rows match; whether the
+// database changed since a backup (drift) and whether it equals one (verify); and Engine,
+// the pipeline's database port. The bundle's format is package bundle's.
 package pgbackup
 
 import (

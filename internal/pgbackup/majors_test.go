@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
@@ -38,14 +39,14 @@ func TestMajorsMatrix(t *testing.T) {
 					})
 					continue
 				}
-				for _, format := range []string{pgbackup.FormatCustom, pgbackup.FormatPlain} {
+				for _, format := range []string{bundle.FormatCustom, bundle.FormatPlain} {
 					t.Run(fmt.Sprintf("client %d %s", client, format), func(t *testing.T) {
 						e := &pgbackup.Engine{ConnString: db.URL(), Format: format, WorkDir: t.TempDir(), Clients: pgbackup.ClientChooser{Dir: dir}}
 						b, err := e.Backup(t.Context(), rollout.BackupRequest{Name: "matrix"})
 						if err != nil {
 							t.Fatal(err)
 						}
-						bundle, err := pgbackup.OpenBundle(b.Dir)
+						bundle, err := bundle.Open(b.Dir)
 						if err != nil {
 							t.Fatal(err)
 						}

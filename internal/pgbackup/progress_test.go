@@ -11,6 +11,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
@@ -64,7 +65,7 @@ func checkProgress(t *testing.T, lines []string, pattern string) {
 // output, the SQL into psql), and a last line; the restore's lines also say how much of the
 // dump file was read.
 func TestBackupRestoreProgress(t *testing.T) {
-	for _, format := range []string{pgbackup.FormatCustom, pgbackup.FormatPlain} {
+	for _, format := range []string{bundle.FormatCustom, bundle.FormatPlain} {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
 			var buf syncBuffer
@@ -102,7 +103,7 @@ func TestEngineProgress(t *testing.T) {
 	var buf syncBuffer
 	e := &pgbackup.Engine{
 		ConnString: db.URL(), WorkDir: t.TempDir(), Recipients: []string{identity.Recipient().String()},
-		Stores: []pgbackup.Store{pgbackup.DirStore{Dir: t.TempDir()}}, Log: slog.New(slog.NewTextHandler(&buf, nil)),
+		Stores: []bundle.Store{bundle.DirStore{Dir: t.TempDir()}}, Log: slog.New(slog.NewTextHandler(&buf, nil)),
 	}
 	if _, err := e.Backup(t.Context(), rollout.BackupRequest{Name: "progress"}); err != nil {
 		t.Fatal(err)

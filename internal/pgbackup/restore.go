@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
@@ -40,7 +41,7 @@ var ErrOlderServer = errors.New("the target server is older than the dump's sour
 
 // Untouched reports whether a Restore error left the target database as it was.
 func Untouched(err error) bool {
-	return errors.Is(err, ErrBundleRefused) || errors.Is(err, ErrNotStarted)
+	return errors.Is(err, bundle.ErrRefused) || errors.Is(err, ErrNotStarted)
 }
 
 // RestoreOptions says where and how to restore.
@@ -77,37 +78,34 @@ type RestoreOptions struct {
 
 // DefaultJobs is the number of pg_restore jobs when RestoreOptions.Jobs is 0. One: a restore
 // that fails part-way leaves the database as it was, which a rollback needs more than speed,
-// and on the two-core server measured parallel jobs were slower (pg_restore -j2 took
-// 12.1-13.9 s and 21-26 CPU-seconds for a 1 GB database, one transaction 9.9-11.8 s and
-// 14-17 CPU-seconds: two loading sessions contend for the same cores and WAL).
+// and on two cores parallel jobs were slower, two loading sessions contending for the same
+// cores and WAL (bench/README.md).
 const DefaultJobs = 1
 
 // restoreSettings are session settings for the restoring sessions, given to psql and
 // pg_restore through PGOPTIONS: no wait for the WAL flush at a commit (a crash during a
 // restore means restoring again anyway). A non-superuser may set it. Sort memory for the index
-// builds (maintenance_work_mem) is left to the server: with 256 MB instead of the default
-// 64 MB, 1 GB custom restores were no faster (7 interleaved pairs: 11.3-16.7 s with it,
-// 10.8-13.1 s without) and cost more CPU (19-23 CPU-s without, 20-29 with: it allows a second
-// parallel worker per index build), and it could push a database pod with a small memory
-// limit over it in the middle of a rollback.
+// builds (maintenance_work_mem) is left to the server: more of it made restores no faster and
+// cost more CPU (it allows a second parallel worker per index build; bench/README.md), and it
+// could push a database pod with a small memory limit over it in the middle of a rollback.
 const restoreSettings = "-c synchronous_commit=off"
 
 // Restore restores the bundle in dir into the database. Before it changes the database it
 // checks the manifest, the dump file's size and sha256, and that the dump decrypts and
-// decompresses whole; a bundle that fails any of these is refused (ErrBundleRefused). It
+// decompresses whole; a bundle that fails any of these is refused (bundle.ErrRefused). It
 // drops every object of the public schema the connecting role owns, restores, and checks the
 // row count of every table against the manifest. A plain dump, and a custom archive restored
 // with one job, are checked as they stream into a transaction that commits only when the
 // checks passed; for parallel jobs the archive is decoded and checked whole first, since
 // pg_restore -j needs it as a file, and the rows are counted after.
-func Restore(ctx context.Context, dir string, opts RestoreOptions) (*Manifest, error) {
+func Restore(ctx context.Context, dir string, opts RestoreOptions) (*bundle.Manifest, error) {
 	r, err := RestoreBundle(ctx, dir, opts)
 	return r.Manifest, err
 }
 
 // Restored is what a restore did.
 type Restored struct {
-	Manifest *Manifest
+	Manifest *bundle.Manifest
 	// ServerVersion is the target server's version.
 	ServerVersion string
 	// Client restored, when RestoreOptions.Clients chose it.
@@ -154,14 +152,14 @@ func RestoreBundle(ctx context.Context, dir string, opts RestoreOptions) (Restor
 
 // restoreAttempt is attempt n of a restore.
 func restoreAttempt(ctx context.Context, dir string, opts RestoreOptions, attempt int) (_ Restored, err error) {
-	b, err := OpenBundle(dir)
+	b, err := bundle.Open(dir)
 	if err != nil {
 		return Restored{}, err
 	}
 	m := &b.Manifest
 	res := Restored{Manifest: m}
 	refuse := func(format string, args ...any) (Restored, error) {
-		return Restored{}, fmt.Errorf("%w: %s: %s", ErrBundleRefused, dir, fmt.Sprintf(format, args...))
+		return Restored{}, fmt.Errorf("%w: %s: %s", bundle.ErrRefused, dir, fmt.Sprintf(format, args...))
 	}
 	fail := func(err error) (Restored, error) { return Restored{}, err }
 	var identities []age.Identity
@@ -184,7 +182,7 @@ func restoreAttempt(ctx context.Context, dir string, opts RestoreOptions, attemp
 	// and kept decoded for pg_restore -j, which needs a file. A streamed restore checks the
 	// dump as it streams into its transaction instead, which commits only if the check passed.
 	jobs := cmp.Or(opts.Jobs, DefaultJobs)
-	streamed := m.DumpFormat == FormatPlain || jobs <= 1
+	streamed := m.DumpFormat == bundle.FormatPlain || jobs <= 1
 	meterOpts := progress.Options{Interval: opts.ProgressInterval, Attrs: []any{"database", pgcfg.Database}}
 	var archive string
 	if !streamed {
@@ -295,8 +293,8 @@ func (s *fileSum) Read(p []byte) (int, error) {
 
 // check reads what the decoder left of the file and compares its size and sha256 with the
 // manifest.
-func (s *fileSum) check(ctx context.Context, m *Manifest) error {
-	if _, err := io.Copy(io.Discard, ctxReader{ctx, s}); err != nil {
+func (s *fileSum) check(ctx context.Context, m *bundle.Manifest) error {
+	if _, err := io.Copy(io.Discard, bundle.ContextReader(ctx, s)); err != nil {
 		return fmt.Errorf("read dump file: %w", err)
 	}
 	if n := s.n.Load(); n != m.SizeBytes {
@@ -309,7 +307,7 @@ func (s *fileSum) check(ctx context.Context, m *Manifest) error {
 }
 
 // checkDumpFile compares the dump file's size and sha256 with the manifest.
-func checkDumpFile(ctx context.Context, b *Bundle) error {
+func checkDumpFile(ctx context.Context, b *bundle.Bundle) error {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
 		return fmt.Errorf("dump file: %w", err)
@@ -342,7 +340,7 @@ func decoder(raw io.Reader, identities []age.Identity) (io.Reader, func(), error
 // decodeDump reads the whole custom archive into sink, checking the file's size and sha256
 // against the manifest in the same read and that the archive starts with its magic. When the
 // decode fails, a damaged file is named as the cause. meter counts the file as it is read.
-func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink io.Writer, meter *progress.Meter) error {
+func decodeDump(ctx context.Context, b *bundle.Bundle, identities []age.Identity, sink io.Writer, meter *progress.Meter) error {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
 		return fmt.Errorf("dump file: %w", err)
@@ -361,7 +359,7 @@ func decodeDump(ctx context.Context, b *Bundle, identities []age.Identity, sink 
 
 // blameFile returns why the dump file does not match the manifest, or err when it does: a
 // wrong key and a damaged file both fail a decode, and the checksum tells which.
-func blameFile(ctx context.Context, b *Bundle, err error) error {
+func blameFile(ctx context.Context, b *bundle.Bundle, err error) error {
 	if sumErr := checkDumpFile(ctx, b); sumErr != nil {
 		return sumErr
 	}
@@ -375,7 +373,7 @@ func decodeArchive(ctx context.Context, raw io.Reader, identities []age.Identity
 	}
 	defer done()
 	var head headWriter
-	if _, err := io.CopyBuffer(io.MultiWriter(sink, &head), ctxReader{ctx, r}, make([]byte, 1<<20)); err != nil {
+	if _, err := io.CopyBuffer(io.MultiWriter(sink, &head), bundle.ContextReader(ctx, r), make([]byte, 1<<20)); err != nil {
 		return fmt.Errorf("decode dump: %w", err)
 	}
 	if !bytes.HasPrefix(head.b, []byte("PGDMP")) {
@@ -432,7 +430,7 @@ func (e *damagedError) Error() string { return e.err.Error() }
 // the SQL of a plain dump; the plain dump's filter then drops the same statements from both.
 // log, when not nil, receives the progress ("restore progress"): the SQL written into psql,
 // and how much of the dump file was read (dump_read).
-func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, env []string, tools Tools, filter filterOptions, log *slog.Logger, meterOpts progress.Options) (dropped []string, _ error) {
+func restoreStream(ctx context.Context, b *bundle.Bundle, identities []age.Identity, env []string, tools Tools, filter filterOptions, log *slog.Logger, meterOpts progress.Options) (dropped []string, _ error) {
 	f, err := os.Open(b.DumpPath())
 	if err != nil {
 		return nil, &damagedError{fmt.Errorf("dump file: %w", err)}
@@ -451,9 +449,9 @@ func restoreStream(ctx context.Context, b *Bundle, identities []age.Identity, en
 	defer done()
 
 	// A custom archive becomes SQL in pg_restore, which starts before anything else.
-	var sql io.Reader = ctxReader{ctx, r}
+	var sql io.Reader = bundle.ContextReader(ctx, r)
 	var stopRestore func(abort bool) error
-	if b.Manifest.DumpFormat == FormatCustom {
+	if b.Manifest.DumpFormat == bundle.FormatCustom {
 		if sql, stopRestore, err = archiveSQL(ctx, sql, env, tools); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrNotStarted, err)
 		}

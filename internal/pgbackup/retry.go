@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
@@ -111,7 +112,7 @@ func transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	if errors.Is(err, ErrBundleRefused) || errors.Is(err, ErrOlderServer) || errors.Is(err, ErrNoClient) ||
+	if errors.Is(err, bundle.ErrRefused) || errors.Is(err, ErrOlderServer) || errors.Is(err, ErrNoClient) ||
 		errors.Is(err, ErrLockTimeout) || errors.Is(err, ErrInput) {
 		return false
 	}
@@ -199,7 +200,7 @@ var ErrInput = errors.New("the database refused the inputs")
 // lacks), with the database unchanged. Any other failure (the way to the database broke, a
 // lock was held) is not the input's fault.
 func Refused(err error) bool {
-	if errors.Is(err, ErrBundleRefused) || errors.Is(err, ErrOlderServer) || errors.Is(err, ErrNoClient) || errors.Is(err, ErrInput) {
+	if errors.Is(err, bundle.ErrRefused) || errors.Is(err, ErrOlderServer) || errors.Is(err, ErrNoClient) || errors.Is(err, ErrInput) {
 		return true
 	}
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
@@ -137,7 +138,7 @@ func toolSessions(t *testing.T, db testworld.Database, prefix string) []string {
 func TestRestoreRetriesABrokenStream(t *testing.T) {
 	db := withBulk(t)
 	want := contentDigest(t, db)
-	b, err := pgbackup.Backup(t.Context(), filepath.Join(t.TempDir(), "b"), pgbackup.BackupOptions{ConnString: db.URL(), Format: pgbackup.FormatPlain})
+	b, err := pgbackup.Backup(t.Context(), filepath.Join(t.TempDir(), "b"), pgbackup.BackupOptions{ConnString: db.URL(), Format: bundle.FormatPlain})
 	if err != nil {
 		t.Fatal(err)
 	}

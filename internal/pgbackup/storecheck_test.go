@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
@@ -18,7 +19,7 @@ func TestEngineInspectChecksStores(t *testing.T) {
 	good := t.TempDir()
 
 	e := &pgbackup.Engine{ConnString: db.URL(), WorkDir: t.TempDir(),
-		Stores: []pgbackup.Store{pgbackup.DirStore{Dir: good}, pgbackup.DirStore{Dir: "/proc/nope"}}}
+		Stores: []bundle.Store{bundle.DirStore{Dir: good}, bundle.DirStore{Dir: "/proc/nope"}}}
 	facts, err := e.Inspect(t.Context())
 	if err == nil || !strings.Contains(err.Error(), `backup-store "path:/proc/nope": cannot write in /proc/nope`) {
 		t.Errorf("Inspect with an unusable store: %v", err)

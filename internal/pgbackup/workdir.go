@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -74,7 +75,7 @@ func (e *Engine) Reopen(ctx context.Context, jb rollout.JournalBackup) (rollout.
 	if e.WorkDir != "" {
 		copies, _ := filepath.Glob(filepath.Join(filepath.Dir(e.WorkDir), "run-*", jb.Name))
 		for _, dir := range copies {
-			if b, err := OpenBundle(dir); err == nil {
+			if b, err := bundle.Open(dir); err == nil {
 				out.Dir = b.Dir
 				return out, nil
 			}
@@ -83,7 +84,7 @@ func (e *Engine) Reopen(ctx context.Context, jb rollout.JournalBackup) (rollout.
 	var errs []error
 	for _, loc := range jb.Locations {
 		if st, err := os.Stat(loc); err == nil && st.IsDir() {
-			b, err := OpenBundle(loc)
+			b, err := bundle.Open(loc)
 			if err == nil && b.Manifest.SHA256 == jb.SHA256 {
 				out.Dir = b.Dir
 				return out, nil
@@ -111,7 +112,7 @@ func (e *Engine) Reopen(ctx context.Context, jb rollout.JournalBackup) (rollout.
 }
 
 // cmpErr is err, or a sha256 mismatch between a found bundle and the journal.
-func cmpErr(err error, b *Bundle, jb rollout.JournalBackup) error {
+func cmpErr(err error, b *bundle.Bundle, jb rollout.JournalBackup) error {
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,17 @@ const (
 	RecreateOrphan RecreateStatefulSets = "orphan"
 )
 
+// MissingTheme says what the theme check after the upgrade does when the new Keycloak lacks a
+// theme a realm names.
+type MissingTheme string
+
+const (
+	// MissingThemeFail fails the upgrade, which is then rolled back.
+	MissingThemeFail MissingTheme = "fail"
+	// MissingThemeWarn warns and keeps the upgrade.
+	MissingThemeWarn MissingTheme = "warn"
+)
+
 // Option names a choice a refusal can be got past with. How a person gives it (a flag, an
 // action input) is the configuration's business: the procedure only names the option.
 type Option int
@@ -59,6 +70,8 @@ const (
 	OptionMapRemovedAPIs
 	OptionConvertRemovedAPIs
 	OptionMigrateValues
+	// OptionMissingTheme is what the theme check does with a missing theme.
+	OptionMissingTheme
 )
 
 // Fix is the choice that gets past a refusal: Option set to Value.

@@ -77,8 +77,11 @@ type Plan struct {
 	// when the plan was made: there is nothing to do.
 	Noop bool
 	// Warnings are what the upgrade would do that a person may not expect: a downgrade, values
-	// reused under keys the target chart does not read.
+	// reused under keys the target chart does not read, a theme the target would not have.
 	Warnings []string
+	// Themes are the themes the realms name and those the target would not have (PlanThemes);
+	// nil when not asked.
+	Themes *ThemePlan
 }
 
 // Refused reports whether the preflight would refuse the upgrade.
@@ -234,6 +237,18 @@ func (p Plan) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "Rollback hooks of revision %d that a rollback would skip (the database is restored from this run's backup instead):\n", p.Current.Revision)
 		for _, h := range p.SkippedRollbackHooks {
 			fmt.Fprintf(&b, "  %s/%s (%s)\n", h.Kind, h.Name, strings.Join(h.Events, ", "))
+		}
+	}
+	if t := p.Themes; t != nil {
+		if t.Skipped != "" {
+			fmt.Fprintf(&b, "Themes: not known (%s); the theme check after the upgrade is skipped\n", t.Skipped)
+		} else if len(t.Uses) == 0 {
+			b.WriteString("Themes: the realms name none (Keycloak's defaults)\n")
+		} else {
+			b.WriteString("Themes the realms name:\n")
+			for _, u := range t.Uses {
+				fmt.Fprintf(&b, "  %s\n", u)
+			}
 		}
 	}
 	if len(p.Warnings) > 0 {

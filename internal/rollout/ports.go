@@ -200,6 +200,8 @@ type BackupRequest struct {
 	Values  []byte
 	// WorkingCopyOnly keeps the backup on this machine: a rehearsal's, which no store needs.
 	WorkingCopyOnly bool
+	// Customizations, when saved, go into the bundle as its customizations part.
+	Customizations *Customizations
 }
 
 // Backup is a backup the procedure took.
@@ -218,6 +220,11 @@ type Backup struct {
 	// and its page on the workflow run), when it is in that store; 0 and "" otherwise.
 	ArtifactID  int64
 	ArtifactURL string
+	// Encrypted is true when the stores hold every file of it encrypted; Secrets says what
+	// in it carries secrets ("the release's values"), which a plaintext bundle shows to
+	// whoever can read its stores.
+	Encrypted bool
+	Secrets   []string
 }
 
 // Location is the first store location, or the working copy when there is no store.

@@ -232,6 +232,15 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
+	if c := r.Customizations; c != nil {
+		fmt.Fprintf(&b, "  customizations: %s\n", c.Summary())
+		for _, w := range c.Warnings {
+			fmt.Fprintf(&b, "    not saved: %s\n", w)
+		}
+	}
+	if c := r.ThemeCheck; c != nil {
+		fmt.Fprintf(&b, "  theme check: %s\n", c)
+	}
 	if r.DatabaseDrift != "" {
 		fmt.Fprintf(&b, "  database: %s", r.DatabaseDrift)
 		if r.DatabaseRestored {

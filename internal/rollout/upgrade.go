@@ -48,6 +48,9 @@ type UpgradeRequest struct {
 	// RehearseOnly the run stops there (rehearse).
 	Rehearse     *RehearseRequest
 	RehearseOnly bool
+	// MissingTheme says what the theme check does when the new Keycloak lacks a theme a realm
+	// names: fail (the default) or warn.
+	MissingTheme MissingTheme
 }
 
 // Result is the outcome of a run, as the `result` output names it.
@@ -137,8 +140,12 @@ type Report struct {
 	// Interrupted is the journal of an earlier run that did not finish, which this run
 	// recovered (or tried to) before anything else.
 	Interrupted *Journal
-	Started     time.Time
-	Duration    time.Duration
+	// Customizations are what the run saved of Keycloak's customizations before the downtime;
+	// ThemeCheck what the theme check after the upgrade found.
+	Customizations *Customizations
+	ThemeCheck     *ThemeCheck
+	Started        time.Time
+	Duration       time.Duration
 }
 
 // Found is the state a recovery that did not complete left, read back from the cluster and the
@@ -166,6 +173,9 @@ type Pipeline struct {
 	Workloads Workloads
 	Sessions  Sessions
 	TxStore   TxObjectStore
+	// Customizer, when set, saves the customizations before the downtime and checks the
+	// themes after the upgrade.
+	Customizer Customizer
 	// Journal, when set, keeps the run's write-ahead journal in the cluster.
 	Journal Journaler
 	// Cloner and Prober make and check the rehearsal's clone; needed by a request that
@@ -199,7 +209,8 @@ type run struct {
 }
 
 // Upgrade runs the procedure the README numbers, one method a step: lock and recover an
-// interrupted run; 2. preflight (the plan); 3. quiesce; 4. backup; 5. upgrade; 6. readiness.
+// interrupted run; 2. preflight (the plan); the customizations, while Keycloak runs;
+// 3. quiesce; 4. backup; 5. upgrade; 6. readiness, then the theme check.
 // On a failure after the quiesce (cancellation included) the run goes back the one way back
 // (wayback.go). The report is always complete; its ExitCode says how the run ended.
 func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
@@ -259,7 +270,7 @@ func (p *Pipeline) Upgrade(ctx context.Context, req UpgradeRequest) *Report {
 	if err := r.journalQuiescing(ctx, plan); err != nil {
 		return r.refuse(err)
 	}
-	for _, step := range []func(context.Context) error{r.mapRemovedAPIs, r.quiesce, r.backup, r.upgrade, r.readiness} {
+	for _, step := range []func(context.Context) error{r.mapRemovedAPIs, r.customizations, r.quiesce, r.backup, r.upgrade, r.readiness, r.themeCheck} {
 		if err := step(ctx); err != nil {
 			return r.goBack(ctx, err)
 		}
@@ -327,6 +338,7 @@ func (r *run) preflight(ctx context.Context) (Plan, error) {
 		if err != nil {
 			return "", err
 		}
+		PlanThemes(ctx, r.p.Customizer, &plan)
 		if plan.Latest.Revision != 0 {
 			r.log.Warn("the latest revision is not deployed: the run returns to the newest deployed one on failure",
 				"latest", plan.Latest.Revision, "status", plan.Latest.Status, "return-to", plan.Current.Revision)
@@ -396,7 +408,7 @@ func (r *run) backup(ctx context.Context) error {
 		if err != nil {
 			return "", err
 		}
-		b, err := r.p.Database.Backup(ctx, BackupRequest{Name: r.req.BackupName, Release: cur, Values: values})
+		b, err := r.p.Database.Backup(ctx, BackupRequest{Name: r.req.BackupName, Release: cur, Values: values, Customizations: r.rep.Customizations})
 		if err != nil {
 			return "", err
 		}

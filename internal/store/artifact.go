@@ -3,7 +3,6 @@ package store
 import (
 	"archive/zip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -17,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 )
 
 // ArtifactScheme prefixes the locations Artifact returns.
@@ -131,7 +130,7 @@ func checkArtifactName(name string) error {
 // Put uploads the bundle as the artifact named after it (the bundle's name, never a secret) and
 // returns "artifact:<name>". The zip is written while it is uploaded, block by block: nothing
 // larger than a block is held in memory.
-func (a Artifact) Put(ctx context.Context, b *pgbackup.Bundle) (string, error) {
+func (a Artifact) Put(ctx context.Context, b *bundle.Bundle) (string, error) {
 	p, err := a.Place(ctx, b)
 	return p.Location, err
 }
@@ -140,16 +139,16 @@ func (a Artifact) Put(ctx context.Context, b *pgbackup.Bundle) (string, error) {
 // FinalizeArtifact) and the URL of the artifact on the workflow run's page,
 // GITHUB_SERVER_URL/GITHUB_REPOSITORY/actions/runs/GITHUB_RUN_ID/artifacts/<id> (empty when
 // the runner did not give those variables).
-func (a Artifact) Place(ctx context.Context, b *pgbackup.Bundle) (pgbackup.Placement, error) {
+func (a Artifact) Place(ctx context.Context, b *bundle.Bundle) (bundle.Placement, error) {
 	name := b.Name()
 	id, err := a.put(ctx, b, name)
 	if err != nil {
-		return pgbackup.Placement{}, fmt.Errorf("store bundle %s as a GitHub artifact: %w", name, err)
+		return bundle.Placement{}, fmt.Errorf("store bundle %s as a GitHub artifact: %w", name, err)
 	}
-	return pgbackup.Placement{Location: ArtifactScheme + name, ArtifactID: id, ArtifactURL: a.artifactURL(id)}, nil
+	return bundle.Placement{Location: ArtifactScheme + name, ArtifactID: id, ArtifactURL: a.artifactURL(id)}, nil
 }
 
-func (a Artifact) put(ctx context.Context, b *pgbackup.Bundle, name string) (int64, error) {
+func (a Artifact) put(ctx context.Context, b *bundle.Bundle, name string) (int64, error) {
 	if err := checkArtifactName(name); err != nil {
 		return 0, err
 	}
@@ -210,7 +209,7 @@ func (a Artifact) getenv(k string) string {
 // workflow run, or from run RunID when it is set, and unpacks it into a new directory
 // TempDir/artifact-*/<name>, then opens it as a bundle (its manifest checked, its dump not
 // yet; the dump's size is checked).
-func (a Artifact) Open(ctx context.Context, location string) (*pgbackup.Bundle, error) {
+func (a Artifact) Open(ctx context.Context, location string) (*bundle.Bundle, error) {
 	name := strings.TrimPrefix(location, ArtifactScheme)
 	b, err := a.open(ctx, name)
 	if err != nil {
@@ -219,7 +218,7 @@ func (a Artifact) Open(ctx context.Context, location string) (*pgbackup.Bundle, 
 	return b, nil
 }
 
-func (a Artifact) open(ctx context.Context, name string) (*pgbackup.Bundle, error) {
+func (a Artifact) open(ctx context.Context, name string) (*bundle.Bundle, error) {
 	if err := checkArtifactName(name); err != nil {
 		return nil, err
 	}
@@ -252,7 +251,7 @@ func (a Artifact) open(ctx context.Context, name string) (*pgbackup.Bundle, erro
 // downloadBundle downloads the zip at signed into parent and unpacks it into parent/name. A
 // digest ("sha256:<hex>", as the REST API lists it) is checked against the zip; "" checks
 // nothing.
-func (a Artifact) downloadBundle(ctx context.Context, signed, parent, name, digest string) (*pgbackup.Bundle, error) {
+func (a Artifact) downloadBundle(ctx context.Context, signed, parent, name, digest string) (*bundle.Bundle, error) {
 	zf, err := os.CreateTemp(parent, ".download-*.zip")
 	if err != nil {
 		return nil, err
@@ -275,7 +274,7 @@ func (a Artifact) downloadBundle(ctx context.Context, signed, parent, name, dige
 	if err := artifactUnzip(ctx, zf, size, dir); err != nil {
 		return nil, err
 	}
-	b, err := pgbackup.OpenBundle(dir)
+	b, err := bundle.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -298,8 +297,8 @@ type artifactEntry struct {
 // artifactEntries lists the bundle's files, the manifest last, with their sizes and CRC-32s: the
 // zip then has no data descriptors, so tools that unzip while they download (as
 // actions/download-artifact does) can read its stored entries.
-func artifactEntries(ctx context.Context, b *pgbackup.Bundle) ([]artifactEntry, error) {
-	names := append([]string{b.Manifest.DumpFile}, b.Manifest.ReleaseFiles...)
+func artifactEntries(ctx context.Context, b *bundle.Bundle) ([]artifactEntry, error) {
+	names := b.Manifest.Files()
 	var entries []artifactEntry
 	for _, n := range names {
 		e := artifactEntry{name: n, path: filepath.Join(b.Dir, n)}
@@ -313,7 +312,7 @@ func artifactEntries(ctx context.Context, b *pgbackup.Bundle) ([]artifactEntry, 
 		}
 		if err == nil {
 			h := crc32.NewIEEE()
-			e.size, err = io.Copy(h, pgbackup.ContextReader(ctx, f))
+			e.size, err = io.Copy(h, bundle.ContextReader(ctx, f))
 			e.crc, e.mod = h.Sum32(), fi.ModTime()
 		}
 		f.Close()
@@ -322,12 +321,11 @@ func artifactEntries(ctx context.Context, b *pgbackup.Bundle) ([]artifactEntry, 
 		}
 		entries = append(entries, e)
 	}
-	m, err := json.MarshalIndent(b.Manifest, "", "  ")
+	m, err := b.Manifest.Encode()
 	if err != nil {
 		return nil, err
 	}
-	m = append(m, '\n')
-	return append(entries, artifactEntry{name: pgbackup.ManifestFile, data: m, size: int64(len(m)), crc: crc32.ChecksumIEEE(m), mod: time.Now()}), nil
+	return append(entries, artifactEntry{name: bundle.ManifestFile, data: m, size: int64(len(m)), crc: crc32.ChecksumIEEE(m), mod: time.Now()}), nil
 }
 
 // artifactWriteZip writes the entries stored (the dump is already compressed and maybe encrypted:
@@ -369,7 +367,7 @@ func artifactWriteEntry(ctx context.Context, zw *zip.Writer, e artifactEntry) er
 			return err
 		}
 		defer f.Close()
-		r = pgbackup.ContextReader(ctx, f)
+		r = bundle.ContextReader(ctx, f)
 	}
 	h := crc32.NewIEEE()
 	n, err := io.Copy(io.MultiWriter(fw, h), io.LimitReader(r, e.size+1))
@@ -411,21 +409,21 @@ func artifactUnzipFile(ctx context.Context, f *zip.File, dst string) error {
 	}
 	defer rc.Close()
 	// archive/zip checks the size and the CRC-32 at the end of the entry.
-	return pgbackup.WriteFile(ctx, dst, rc)
+	return bundle.WriteFile(ctx, dst, rc)
 }
 
 // artifactCheckFiles checks that the files the manifest names came with it.
-func artifactCheckFiles(b *pgbackup.Bundle) error {
+func artifactCheckFiles(b *bundle.Bundle) error {
 	fi, err := os.Stat(b.DumpPath())
 	if err != nil {
-		return fmt.Errorf("%w: the artifact has no dump file %s", pgbackup.ErrBundleRefused, b.Manifest.DumpFile)
+		return fmt.Errorf("%w: the artifact has no dump file %s", bundle.ErrRefused, b.Manifest.DumpFile)
 	}
 	if fi.Size() != b.Manifest.SizeBytes {
-		return fmt.Errorf("%w: dump file %s has %d bytes, the manifest says %d", pgbackup.ErrBundleRefused, b.Manifest.DumpFile, fi.Size(), b.Manifest.SizeBytes)
+		return fmt.Errorf("%w: dump file %s has %d bytes, the manifest says %d", bundle.ErrRefused, b.Manifest.DumpFile, fi.Size(), b.Manifest.SizeBytes)
 	}
-	for _, f := range b.Manifest.ReleaseFiles {
-		if _, err := os.Stat(filepath.Join(b.Dir, f)); err != nil {
-			return fmt.Errorf("%w: the artifact has no release file %s", pgbackup.ErrBundleRefused, f)
+	for _, p := range b.Manifest.Parts {
+		if err := b.CheckPart(p); err != nil {
+			return fmt.Errorf("%w: the artifact's %w", bundle.ErrRefused, err)
 		}
 	}
 	return nil

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 )
 
 // The artifacts of another workflow run are read through GitHub's public REST API, as
@@ -59,7 +59,7 @@ func (a Artifact) rest() (*artifactREST, error) {
 }
 
 // openFromRun downloads the newest unexpired artifact called name of workflow run RunID.
-func (a Artifact) openFromRun(ctx context.Context, name string) (*pgbackup.Bundle, error) {
+func (a Artifact) openFromRun(ctx context.Context, name string) (*bundle.Bundle, error) {
 	if a.RunID < 0 {
 		return nil, fmt.Errorf("workflow run id %d is not a run id", a.RunID)
 	}
@@ -198,11 +198,11 @@ func artifactCheckDigest(ctx context.Context, f *os.File, digest string) error {
 		return err
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, pgbackup.ContextReader(ctx, f)); err != nil {
+	if _, err := io.Copy(h, bundle.ContextReader(ctx, f)); err != nil {
 		return err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); !strings.EqualFold(got, want) {
-		return fmt.Errorf("%w: the downloaded artifact has sha256 %s, GitHub lists %s", pgbackup.ErrBundleRefused, got, want)
+		return fmt.Errorf("%w: the downloaded artifact has sha256 %s, GitHub lists %s", bundle.ErrRefused, got, want)
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -85,13 +85,13 @@ func TestArtifactPlace(t *testing.T) {
 	a := Artifact{Getenv: artifactTestEnv(env), TempDir: t.TempDir(), Backoff: time.Millisecond}
 	b := testBundle(t, t.TempDir(), "identity-r1-20260504T030201Z", 1000, 1)
 
-	var s pgbackup.Store = a
-	p, err := pgbackup.Place(t.Context(), s, b)
+	var s bundle.Store = a
+	p, err := bundle.Place(t.Context(), s, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := testworld.ArtifactID(b.Name())
-	want := pgbackup.Placement{Location: "artifact:" + b.Name(), ArtifactID: id,
+	want := bundle.Placement{Location: "artifact:" + b.Name(), ArtifactID: id,
 		ArtifactURL: fmt.Sprintf("https://github.com/acme/identity/actions/runs/16000000001/artifacts/%d", id)}
 	if p != want {
 		t.Errorf("Place = %+v, want %+v", p, want)
@@ -109,12 +109,12 @@ func TestArtifactPlace(t *testing.T) {
 	}
 
 	// Other stores tell their location only.
-	dir := pgbackup.DirStore{Dir: t.TempDir()}
-	p, err = pgbackup.Place(t.Context(), dir, b)
+	dir := bundle.DirStore{Dir: t.TempDir()}
+	p, err = bundle.Place(t.Context(), dir, b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p != (pgbackup.Placement{Location: dir.Location(b.Name())}) {
+	if p != (bundle.Placement{Location: dir.Location(b.Name())}) {
 		t.Errorf("Place in a DirStore = %+v, want its location only", p)
 	}
 }
@@ -223,8 +223,8 @@ func TestArtifactCheckDigest(t *testing.T) {
 	defer f.Close()
 	f.WriteString("zip bytes")
 	const sum = "sha256:4be6e4b1bc4ee1dbbebb2e5e70a1ab0d3a0c2e1b56fd39e8a44f2b3c2d1bd2cd" // not of "zip bytes"
-	if err := artifactCheckDigest(t.Context(), f, sum); !errors.Is(err, pgbackup.ErrBundleRefused) {
-		t.Errorf("wrong digest: %v, want ErrBundleRefused", err)
+	if err := artifactCheckDigest(t.Context(), f, sum); !errors.Is(err, bundle.ErrRefused) {
+		t.Errorf("wrong digest: %v, want bundle.ErrRefused", err)
 	}
 	right := "sha256:" + fileSHA(t, f.Name())
 	for _, d := range []string{right, "sha256:" + strings.ToUpper(right[7:]), "", "md5:abc"} {

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -59,7 +59,7 @@ func TestArtifactRoundTrip(t *testing.T) {
 		}
 	}
 	zr.Close()
-	if want := []string{"dump.pgcustom.zst", pgbackup.ReleaseValuesFile, pgbackup.ReleaseManifestFile, "manifest.json"}; !slices.Equal(names, want) {
+	if want := []string{"dump.pgcustom.zst", bundle.ReleaseValuesFile, bundle.ReleaseManifestFile, "manifest.json"}; !slices.Equal(names, want) {
 		t.Errorf("zip entries %v, want %v", names, want)
 	}
 
@@ -305,7 +305,7 @@ func TestArtifactAvailable(t *testing.T) {
 				t.Fatalf("Available: %v, want ErrArtifactUnavailable saying %q", err, tc.want)
 			}
 			a := Artifact{Getenv: artifactTestEnv(tc.env), TempDir: t.TempDir()}
-			if _, err := a.Put(t.Context(), &pgbackup.Bundle{Dir: "/nowhere/x"}); !errors.Is(err, ErrArtifactUnavailable) {
+			if _, err := a.Put(t.Context(), &bundle.Bundle{Dir: "/nowhere/x"}); !errors.Is(err, ErrArtifactUnavailable) {
 				t.Errorf("Put: %v, want ErrArtifactUnavailable", err)
 			}
 			if _, err := a.Open(t.Context(), "artifact:x"); !errors.Is(err, ErrArtifactUnavailable) {
@@ -324,7 +324,7 @@ func TestArtifactUnsafeZip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifest, _ := os.ReadFile(filepath.Join(testBundle(t, t.TempDir(), "m", 10, 1).Dir, pgbackup.ManifestFile))
+	manifest, _ := os.ReadFile(filepath.Join(testBundle(t, t.TempDir(), "m", 10, 1).Dir, bundle.ManifestFile))
 	for i, tc := range []struct {
 		entries []string
 		want    string

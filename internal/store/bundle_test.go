@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -16,14 +17,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 )
 
 // The bundles, comparisons and memory probe the tests of both stores use.
 
 // testBundle writes a bundle directory dir/name by hand: a dump of dumpSize pseudo-random
 // bytes, two release files and a manifest consistent with them.
-func testBundle(t testing.TB, dir, name string, dumpSize int64, seed uint64) *pgbackup.Bundle {
+func testBundle(t testing.TB, dir, name string, dumpSize int64, seed uint64) *bundle.Bundle {
 	t.Helper()
 	bdir := filepath.Join(dir, name)
 	if err := os.MkdirAll(bdir, 0o700); err != nil {
@@ -34,42 +35,44 @@ func testBundle(t testing.TB, dir, name string, dumpSize int64, seed uint64) *pg
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := map[string]string{
-		pgbackup.ReleaseValuesFile:   "keycloak:\n  replicas: 2\n",
-		pgbackup.ReleaseManifestFile: "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: keycloak\n",
-	}
-	for f, content := range release {
-		if err := os.WriteFile(filepath.Join(bdir, f), []byte(content), 0o600); err != nil {
+	var parts []bundle.Part
+	for _, src := range []bundle.Source{
+		bundle.Bytes(bundle.PartReleaseValues, bundle.ReleaseValuesFile, []byte("keycloak:\n  replicas: 2\n")),
+		bundle.Bytes(bundle.PartReleaseManifest, bundle.ReleaseManifestFile, []byte("apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: keycloak\n")),
+	} {
+		p, err := bundle.WritePart(context.Background(), bdir, src, nil)
+		if err != nil {
 			t.Fatal(err)
 		}
+		parts = append(parts, p)
 	}
-	m := pgbackup.Manifest{
-		FormatVersion: pgbackup.ManifestVersion,
+	m := bundle.Manifest{
+		FormatVersion: bundle.ManifestVersion,
 		CreatedAt:     time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
 		ServerVersion: "15.8",
 		PgDumpVersion: "15.8",
 		Database:      "keycloak",
-		DumpFormat:    pgbackup.FormatCustom,
+		DumpFormat:    bundle.FormatCustom,
 		DumpFile:      dumpFile,
 		Compression:   "zstd",
 		Encryption:    "none",
 		SHA256:        sum,
 		SizeBytes:     dumpSize,
 		RowCounts:     map[string]int64{"realm": 2, "user_entity": 40},
-		Schema:        pgbackup.ManifestSchema{ChangelogRows: 120, LatestChangeID: "24.0.0-9999"},
+		Schema:        bundle.ManifestSchema{ChangelogRows: 120, LatestChangeID: "24.0.0-9999"},
 		Release:       "keycloak",
 		Revision:      7,
 		ChartVersion:  "1.3.2",
-		ReleaseFiles:  []string{pgbackup.ReleaseValuesFile, pgbackup.ReleaseManifestFile},
+		Parts:         parts,
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(bdir, pgbackup.ManifestFile), append(data, '\n'), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(bdir, bundle.ManifestFile), append(data, '\n'), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b, err := pgbackup.OpenBundle(bdir)
+	b, err := bundle.Open(bdir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +137,7 @@ func fileSHA(t *testing.T, path string) string {
 
 // sameBundle fails unless got holds exactly the files of want, byte for byte, under the same
 // name and with the same manifest.
-func sameBundle(t *testing.T, want, got *pgbackup.Bundle) {
+func sameBundle(t *testing.T, want, got *bundle.Bundle) {
 	t.Helper()
 	ws, gs := fileSums(t, want.Dir), fileSums(t, got.Dir)
 	if !reflect.DeepEqual(ws, gs) {

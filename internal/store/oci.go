@@ -25,7 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 	"github.com/identity-upgrade/identity-upgrade/internal/progress"
 )
 
@@ -41,6 +41,8 @@ const (
 	OCIDumpMediaType     = "application/vnd.identity-upgrade.backup.dump.v1"
 	OCIManifestMediaType = "application/vnd.identity-upgrade.backup.manifest.v1+json"
 	OCIReleaseMediaType  = "application/vnd.identity-upgrade.backup.release.v1"
+	// OCICustomizationsMediaType is the customizations part's, a tar compressed with zstd.
+	OCICustomizationsMediaType = "application/vnd.identity-upgrade.backup.customizations.v1.tar+zstd"
 
 	ociEmptyMediaType = "application/vnd.oci.empty.v1+json"
 	// ociAnnotationTitle names a layer's file (as oras and the OCI image spec use it).
@@ -76,7 +78,7 @@ type OCI struct {
 // Put pushes the bundle as an artifact and returns its location,
 // oci://registry/repo:tag@sha256:<manifest digest>. The dump is streamed from its file; its
 // digest and size are those of the bundle's manifest, and the registry checks them on upload.
-func (o OCI) Put(ctx context.Context, b *pgbackup.Bundle) (string, error) {
+func (o OCI) Put(ctx context.Context, b *bundle.Bundle) (string, error) {
 	tag, err := o.tag(b.Name())
 	if err != nil {
 		return "", err
@@ -120,7 +122,7 @@ func (o OCI) Check(ctx context.Context) error {
 // Open pulls the artifact at location (oci://registry/repo:tag, …@sha256:…, or both, when
 // the digest wins) into a new directory under TempDir and opens it as a bundle: its manifest
 // is checked and every file's digest was verified while it was copied.
-func (o OCI) Open(ctx context.Context, location string) (*pgbackup.Bundle, error) {
+func (o OCI) Open(ctx context.Context, location string) (*bundle.Bundle, error) {
 	ref, err := o.parseLocation(location)
 	if err != nil {
 		return nil, err
@@ -129,7 +131,7 @@ func (o OCI) Open(ctx context.Context, location string) (*pgbackup.Bundle, error
 	if err != nil {
 		err = ociExplain(err)
 		if ociStatus(err) == http.StatusNotFound {
-			err = fmt.Errorf("%w: no backup at %s: %w", pgbackup.ErrBundleRefused, ref, err)
+			err = fmt.Errorf("%w: no backup at %s: %w", bundle.ErrRefused, ref, err)
 		}
 		return nil, fmt.Errorf("pull backup %s: %w", ref, err)
 	}
@@ -140,9 +142,9 @@ func (o OCI) Open(ctx context.Context, location string) (*pgbackup.Bundle, error
 	return b, nil
 }
 
-func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*pgbackup.Bundle, error) {
+func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*bundle.Bundle, error) {
 	refuse := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", pgbackup.ErrBundleRefused, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s", bundle.ErrRefused, fmt.Sprintf(format, args...))
 	}
 	m, err := img.Manifest()
 	if err != nil {
@@ -167,8 +169,8 @@ func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*pgbac
 		}
 		files[title] = l
 	}
-	if _, ok := files[pgbackup.ManifestFile]; !ok {
-		return nil, refuse("no layer titled %s", pgbackup.ManifestFile)
+	if _, ok := files[bundle.ManifestFile]; !ok {
+		return nil, refuse("no layer titled %s", bundle.ManifestFile)
 	}
 
 	dir, err := ociMkdir(o.TempDir, ociBundleName(ref, m.Annotations))
@@ -184,16 +186,16 @@ func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*pgbac
 	// The manifest comes last, as in every bundle directory: without it the bundle is
 	// incomplete.
 	for title, l := range files {
-		if title != pgbackup.ManifestFile {
+		if title != bundle.ManifestFile {
 			if err := ociDownload(ctx, img, l, filepath.Join(dir, title), o.Log); err != nil {
 				return nil, err
 			}
 		}
 	}
-	if err := ociDownload(ctx, img, files[pgbackup.ManifestFile], filepath.Join(dir, pgbackup.ManifestFile), nil); err != nil {
+	if err := ociDownload(ctx, img, files[bundle.ManifestFile], filepath.Join(dir, bundle.ManifestFile), nil); err != nil {
 		return nil, err
 	}
-	b, err := pgbackup.OpenBundle(dir)
+	b, err := bundle.Open(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -205,9 +207,13 @@ func (o OCI) pull(ctx context.Context, ref name.Reference, img v1.Image) (*pgbac
 		return nil, refuse("the dump layer is %s (%d bytes), the manifest says sha256:%s (%d bytes)",
 			dump.Digest, dump.Size, b.Manifest.SHA256, b.Manifest.SizeBytes)
 	}
-	for _, f := range b.Manifest.ReleaseFiles {
-		if _, found := files[f]; !found {
-			return nil, refuse("the artifact has no layer titled %s, a release file of its manifest", f)
+	for _, p := range b.Manifest.Parts {
+		l, found := files[p.File]
+		switch {
+		case !found:
+			return nil, refuse("the artifact has no layer titled %s, the %s part of its manifest", p.File, p.Role)
+		case p.SHA256 != "" && (l.Digest.Hex != p.SHA256 || l.Size != p.SizeBytes):
+			return nil, refuse("the %s layer is %s (%d bytes), the manifest says sha256:%s (%d bytes)", p.Role, l.Digest, l.Size, p.SHA256, p.SizeBytes)
 		}
 	}
 	ok = true
@@ -238,9 +244,9 @@ func ociDownload(ctx context.Context, img v1.Image, d v1.Descriptor, path string
 		Total: d.Size, Attrs: []any{"store", "oci", "file", filepath.Base(path)},
 	})
 	defer meter.Stop()
-	n, err := io.Copy(f, pgbackup.ContextReader(ctx, meter.Reader(rc)))
+	n, err := io.Copy(f, bundle.ContextReader(ctx, meter.Reader(rc)))
 	if err == nil && n != d.Size {
-		err = fmt.Errorf("%w: got %d bytes, the artifact says %d", pgbackup.ErrBundleRefused, n, d.Size)
+		err = fmt.Errorf("%w: got %d bytes, the artifact says %d", bundle.ErrRefused, n, d.Size)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -447,7 +453,7 @@ type ociArtifact struct {
 	layers   map[v1.Hash]*ociFileLayer
 }
 
-func newOCIArtifact(b *pgbackup.Bundle, dumpMeter func() *progress.Meter) (*ociArtifact, error) {
+func newOCIArtifact(b *bundle.Bundle, dumpMeter func() *progress.Meter) (*ociArtifact, error) {
 	m := b.Manifest
 	art := &ociArtifact{layers: map[v1.Hash]*ociFileLayer{}}
 	var descs []v1.Descriptor
@@ -471,22 +477,21 @@ func newOCIArtifact(b *pgbackup.Bundle, dumpMeter func() *progress.Meter) (*ociA
 		return nil, err
 	}
 	if fi.Size() != m.SizeBytes {
-		return nil, fmt.Errorf("%w: %s is %d bytes, the manifest says %d", pgbackup.ErrBundleRefused, b.DumpPath(), fi.Size(), m.SizeBytes)
+		return nil, fmt.Errorf("%w: %s is %d bytes, the manifest says %d", bundle.ErrRefused, b.DumpPath(), fi.Size(), m.SizeBytes)
 	}
 	add(&ociFileLayer{path: b.DumpPath(), digest: dumpHash, size: m.SizeBytes, mediaType: ociDumpMediaType(m), meter: dumpMeter})
 
-	for _, f := range m.ReleaseFiles {
-		mt := OCIReleaseMediaType
-		if ext := filepath.Ext(f); ext == ".yaml" || ext == ".yml" {
-			mt += "+yaml"
-		}
-		l, err := ociHashedFile(filepath.Join(b.Dir, f), types.MediaType(mt))
+	for _, p := range m.Parts {
+		l, err := ociHashedFile(b.PartPath(p), ociPartMediaType(m, p))
 		if err != nil {
 			return nil, err
 		}
+		if p.SHA256 != "" && (l.digest.Hex != p.SHA256 || l.size != p.SizeBytes) {
+			return nil, fmt.Errorf("%w: %s is %s (%d bytes), the manifest says sha256:%s (%d bytes)", bundle.ErrRefused, l.path, l.digest, l.size, p.SHA256, p.SizeBytes)
+		}
 		add(l)
 	}
-	l, err := ociHashedFile(filepath.Join(b.Dir, pgbackup.ManifestFile), OCIManifestMediaType)
+	l, err := ociHashedFile(filepath.Join(b.Dir, bundle.ManifestFile), OCIManifestMediaType)
 	if err != nil {
 		return nil, err
 	}
@@ -547,8 +552,28 @@ func newOCIArtifact(b *pgbackup.Bundle, dumpMeter func() *progress.Meter) (*ociA
 	return art, nil
 }
 
+// ociPartMediaType is a part's media type: the release's files are YAML, the customizations
+// a zstd-compressed tar; +age when the bundle is encrypted.
+func ociPartMediaType(m bundle.Manifest, p bundle.Part) types.MediaType {
+	var mt string
+	switch p.Role {
+	case bundle.PartCustomizations:
+		mt = OCICustomizationsMediaType
+	default:
+		mt = OCIReleaseMediaType
+		plain := strings.TrimSuffix(p.File, ".age")
+		if ext := filepath.Ext(plain); ext == ".yaml" || ext == ".yml" {
+			mt += "+yaml"
+		}
+	}
+	if m.Encrypted() {
+		mt += "+age"
+	}
+	return types.MediaType(mt)
+}
+
 // ociDumpMediaType is the dump's media type with suffixes for its compression and encryption.
-func ociDumpMediaType(m pgbackup.Manifest) types.MediaType {
+func ociDumpMediaType(m bundle.Manifest) types.MediaType {
 	mt := OCIDumpMediaType
 	if m.Compression != "" && m.Compression != "none" {
 		mt += "+" + m.Compression

@@ -24,8 +24,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/identity-upgrade/identity-upgrade/internal/pgbackup"
+	"github.com/identity-upgrade/identity-upgrade/internal/bundle"
 )
 
 // ociTestRegistry starts an in-memory registry on loopback and returns its host:port. wrap,
@@ -185,7 +184,7 @@ func TestOCIOpenRefuses(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not say %q", err, tc.want)
 			}
-			if errors.Is(err, pgbackup.ErrBundleRefused) != tc.refused {
+			if errors.Is(err, bundle.ErrRefused) != tc.refused {
 				t.Errorf("error %q: refused = %v, want %v", err, !tc.refused, tc.refused)
 			}
 		})
@@ -213,8 +212,8 @@ func TestOCIPutRefusesDumpNotMatchingManifest(t *testing.T) {
 	if err := os.Truncate(b.DumpPath(), 100); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := o.Put(t.Context(), b); !errors.Is(err, pgbackup.ErrBundleRefused) {
-		t.Errorf("Put of a truncated dump: %v, want ErrBundleRefused", err)
+	if _, err := o.Put(t.Context(), b); !errors.Is(err, bundle.ErrRefused) {
+		t.Errorf("Put of a truncated dump: %v, want bundle.ErrRefused", err)
 	}
 }
 
@@ -251,7 +250,7 @@ func TestOCIBasicAuth(t *testing.T) {
 			t.Errorf("Put with user %q: %v, want a 401 that says what to set", bad.Username, err)
 		}
 		_, err = bad.Open(t.Context(), loc)
-		if err == nil || !strings.Contains(err.Error(), "registry-username") || errors.Is(err, pgbackup.ErrBundleRefused) {
+		if err == nil || !strings.Contains(err.Error(), "registry-username") || errors.Is(err, bundle.ErrRefused) {
 			t.Errorf("Open with user %q: %v, want a 401 that says what to set", bad.Username, err)
 		}
 		if bad.Password != "" && strings.Contains(fmt.Sprint(err), bad.Password) {
@@ -287,7 +286,7 @@ func TestOCIReferences(t *testing.T) {
 		{"zstd", "none", "application/vnd.identity-upgrade.backup.dump.v1+zstd"},
 		{"zstd", "age", "application/vnd.identity-upgrade.backup.dump.v1+zstd+age"},
 	} {
-		if got := ociDumpMediaType(pgbackup.Manifest{Compression: tc.compression, Encryption: tc.encryption}); string(got) != tc.want {
+		if got := ociDumpMediaType(bundle.Manifest{Compression: tc.compression, Encryption: tc.encryption}); string(got) != tc.want {
 			t.Errorf("dump media type for %s/%s: %s, want %s", tc.compression, tc.encryption, got, tc.want)
 		}
 	}
@@ -430,7 +429,7 @@ func TestOCILargeBundleBoundedMemory(t *testing.T) {
 		loc, err = o.Put(context.Background(), b)
 		return err
 	})
-	var got *pgbackup.Bundle
+	var got *bundle.Bundle
 	measure("Open", func() (err error) {
 		got, err = o.Open(context.Background(), loc)
 		return err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,6 +59,27 @@ type Kube struct {
 // runs (testdata/kwok/91-exec.yaml.tmpl): kwok runs it on this machine, as this user, not in a
 // container. Tests that exec must only touch paths they own (a t.TempDir()).
 func (k Kube) ExecDir() string { return k.cluster.execDir }
+
+// KeycloakHome is the Keycloak home of every kwok pod: the JBOSS_HOME of commands exec'd into
+// them (testdata/kwok/91-exec.yaml.tmpl), in ExecDir. Its themes directory plays the pods'
+// themes directory; it is shared by every pod of the cluster, so a test names its themes
+// uniquely.
+func (k Kube) KeycloakHome() string { return filepath.Join(k.cluster.execDir, "keycloak") }
+
+// keycloakHome lays out the Keycloak home every kwok pod has as its JBOSS_HOME: a themes
+// directory with the themes Keycloak and the Identity Service's image bring.
+func keycloakHome(home string) error {
+	for _, theme := range append(slices.Clone(KeycloakBuiltinThemes), "alfresco") {
+		dir := filepath.Join(home, "themes", theme, "login")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "theme.properties"), []byte("parent=base\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // ComponentPIDs returns the process ids of the cluster's components (etcd, apiserver,
 // controller-manager, scheduler, kwok).
@@ -224,6 +246,9 @@ func startCluster(postgres func() (string, error), opts clusterOptions) (*KubeCl
 		execDir:    filepath.Join(workdir, "exec"),
 	}
 	if err := os.Mkdir(c.execDir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := keycloakHome(filepath.Join(c.execDir, "keycloak")); err != nil {
 		return nil, err
 	}
 	if c.relay, err = startRelay(postgres); err != nil {

@@ -38,7 +38,7 @@ func main() {
 	}
 }
 
-// Targets from issue 4.
+// The targets the backup and restore are held to (README.md).
 const (
 	targetRawRatio     = 0.95 // ours' throughput / raw pg_dump's, at least
 	targetVendorRatio  = 2.0  // ours' throughput / the vendor pipeline's, at least

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package pgbackup
+package bundle
 
 import "os"
 

@@ -1,4 +1,4 @@
-package pgbackup
+package bundle
 
 import (
 	"bytes"
@@ -21,14 +21,16 @@ func TestDirStorePut(t *testing.T) {
 	}
 	dump := bytes.Repeat([]byte("dump bytes\n"), 10000)
 	m := Manifest{FormatVersion: ManifestVersion, DumpFormat: FormatCustom, Compression: "zstd", Encryption: "none",
-		DumpFile: DumpFileName(FormatCustom, false), SizeBytes: int64(len(dump)), SHA256: fmt.Sprintf("%x", sha256.Sum256(dump)), ReleaseFiles: []string{ReleaseValuesFile}}
+		DumpFile: DumpFileName(FormatCustom, false), SizeBytes: int64(len(dump)), SHA256: fmt.Sprintf("%x", sha256.Sum256(dump))}
 	if err := os.WriteFile(filepath.Join(src, m.DumpFile), dump, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(src, ReleaseValuesFile), []byte("a: 1\n"), 0o600); err != nil {
+	values, err := WritePart(t.Context(), src, Bytes(PartReleaseValues, ReleaseValuesFile, []byte("a: 1\n")), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeManifest(src, m); err != nil {
+	m.Parts = append(m.Parts, values)
+	if err := WriteManifest(src, m); err != nil {
 		t.Fatal(err)
 	}
 	b := &Bundle{Dir: src, Manifest: m}

@@ -1,4 +1,4 @@
-package pgbackup
+package bundle
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ func TestDirStoreCopyProgress(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, m.DumpFile), dump, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeManifest(src, m); err != nil {
+	if err := WriteManifest(src, m); err != nil {
 		t.Fatal(err)
 	}
 	b := &Bundle{Dir: src, Manifest: m}
