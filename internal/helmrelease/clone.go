@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/yaml"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/manifest"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
@@ -222,7 +223,7 @@ func (p *cloneRenderer) Run(rendered *bytes.Buffer) (*bytes.Buffer, error) {
 		case gvk.Kind == "Ingress":
 			p.dropped = append(p.dropped, id)
 			continue
-		case (gvk.Kind == "StatefulSet" || gvk.Kind == "Deployment") && keycloakWorkload(&u):
+		case isKeycloak(&u):
 			if err := unstructured.SetNestedField(u.Object, int64(0), "spec", "replicas"); err != nil {
 				return nil, err
 			}
@@ -282,25 +283,15 @@ func (p *cloneRenderer) pointAt(u *unstructured.Unstructured) error {
 	return unstructured.SetNestedSlice(u.Object, containers, "spec", "template", "spec", "containers")
 }
 
-// keycloakWorkload reports whether a workload runs Keycloak: an image or a name label of
-// Keycloak or the identity service, and no PostgreSQL.
-func keycloakWorkload(u *unstructured.Unstructured) bool {
-	containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
-	keycloak, postgres := false, false
-	look := func(s string) {
-		s = strings.ToLower(s)
-		keycloak = keycloak || strings.Contains(s, "keycloak") || strings.Contains(s, "identity-service")
-		postgres = postgres || strings.Contains(s, "postgres")
+// isKeycloak reports whether u is a workload the one classifier calls Keycloak (the quiesce's
+// and the port-forward's rule), never PostgreSQL.
+func isKeycloak(u *unstructured.Unstructured) bool {
+	w, ok, err := manifest.WorkloadOf(u)
+	if !ok || err != nil {
+		return false
 	}
-	for _, c := range containers {
-		if m, ok := c.(map[string]any); ok {
-			image, _ := m["image"].(string)
-			look(image)
-		}
-	}
-	look(u.GetLabels()["app.kubernetes.io/name"])
-	look(u.GetName())
-	return keycloak && !postgres
+	app, _ := manifest.Classify(w)
+	return app == manifest.Keycloak
 }
 
 // freshClaims creates in namespace the claims the clone's pods mount that its manifest does not
