@@ -82,6 +82,9 @@ type Plan struct {
 	// Themes are the themes the realms name and those the target would not have (PlanThemes);
 	// nil when not asked.
 	Themes *ThemePlan
+	// PredictedDowntime is how long Keycloak took to migrate production's data on a clone, set
+	// once a rehearsal passed (rehearse-first): the least downtime to expect. Zero without one.
+	PredictedDowntime time.Duration
 }
 
 // Refused reports whether the preflight would refuse the upgrade.
@@ -198,6 +201,10 @@ func (p Plan) WriteText(w io.Writer) error {
 	if p.Target.ChartName != "" {
 		fmt.Fprintf(&b, "  target:  chart %s (app %s)\n", p.Target.Chart(), p.Target.AppVersion)
 		fmt.Fprintf(&b, "  on failure: roll back to revision %d\n", p.Current.Revision)
+	}
+	if p.PredictedDowntime > 0 {
+		fmt.Fprintf(&b, "  downtime: at least %s predicted (Keycloak's migration of production's data on a clone); the backup and readiness come on top\n",
+			p.PredictedDowntime.Round(time.Second))
 	}
 	d := p.Database
 	if d.ServerVersion != "" {

@@ -261,6 +261,8 @@ func (r *run) rehearsalFirst(ctx context.Context) error {
 		return fmt.Errorf("%w: the clone in namespace %s was not removed", ErrRehearsalFailed, reh.Namespace)
 	}
 	r.log.Info("the rehearsal passed", "migration", reh.Migration.Round(time.Second), "changesets", reh.Applied())
+	r.rep.Plan.PredictedDowntime = reh.Migration
+	r.log.Info("plan: the downtime to expect", "at-least", reh.Migration.Round(time.Second), "from", "the clone's migration")
 	return nil
 }
 

@@ -139,6 +139,13 @@ func TestRehearsal(t *testing.T) {
 			if tt.result == rollout.Upgraded && (rep.Downtime <= 0 || !strings.Contains(reportText(t, rep), "the clone's migration predicted")) {
 				t.Errorf("downtime %s: the report does not set the prediction beside it", rep.Downtime)
 			}
+			var plan strings.Builder
+			if err := rep.Plan.WriteText(&plan); err != nil {
+				t.Fatal(err)
+			}
+			if predicted := strings.Contains(plan.String(), "downtime: at least"); predicted != tt.passed {
+				t.Errorf("the plan shows a predicted downtime: %t, want %t:\n%s", predicted, !predicted, plan.String())
+			}
 			if c.journal.Open() || c.journal.Scratch != "" {
 				t.Errorf("journal %+v, want closed with no scratch namespace", c.journal)
 			}
