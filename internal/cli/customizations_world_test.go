@@ -220,7 +220,7 @@ func TestUpgradeThemeCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		named := `realm alfresco: login theme "` + theme + `" (copied into pod identity-id-keycloak-0 by hand after its container started (lost at its next restart))`
-		for _, want := range []string{"rolled back", "theme check: a theme a realm names is missing after the upgrade", named, "missing-theme: warn",
+		for _, want := range []string{"rolled back", "theme check: a theme a realm names is missing from the new Keycloak", named, "missing-theme: warn",
 			"| theme check |", "| Customizations | 1 Secrets (identity-id-keycloak-db)<br>2 realm exports (master, alfresco)<br>"} {
 			if !strings.Contains(string(summary), want) {
 				t.Errorf("summary lacks %q:\n%s", want, summary)

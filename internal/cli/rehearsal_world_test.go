@@ -154,6 +154,47 @@ func TestRehearsalThenUpgrade(t *testing.T) {
 	}
 }
 
+// TestRehearsalChecksTheThemes: production's realm alfresco names a login theme, acme, that
+// someone copied into the running pod by hand: the target's Keycloak does not have it. The
+// rehearsal logs in to the clone's admin API (production's admin, whose credentials the clone's
+// data holds) and fails naming the theme, before any downtime; with missing-theme warn it
+// passes with the warning. Production is untouched both times.
+func TestRehearsalChecksTheThemes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two rehearsals on the simulated cluster")
+	}
+	t.Parallel()
+	w := installInCluster(t)
+	w.db.Exec(t, `SET ROLE `+w.db.Owner+`; UPDATE realm SET login_theme = 'acme' WHERE name = 'alfresco'`)
+	before := dbContent(t, w.db)
+	clone := w.kube.CloneOf(t, w.db)
+	keycloak12On(t, w.kube, clone.Namespace, clone.Database)
+	env := map[string]string{"KUBECONFIG": w.kube.Kubeconfig, "KEYCLOAK_ADMIN_PASSWORD": testworld.KeycloakAdminPassword}
+	rehearse := func(extra ...string) result {
+		return w.inCluster(t, env, nil, "rehearse", append([]string{"--db-port-forward", "auto", "--db-password-from", dbSecret,
+			"--rehearsal-namespace", clone.Namespace, "--stability-window", "5s", "--timeout", "90s",
+			"--chart", chart14, "--keycloak-admin-user", testworld.KeycloakAdminUser}, extra...)...)
+	}
+
+	r := rehearse()
+	if r.code != rollout.ExitRolledBack {
+		t.Fatalf("exit %d, want %d (the rehearsal failed)\n%s", r.code, rollout.ExitRolledBack, r.stderr)
+	}
+	mustContain(t, r, "rehearsal: FAILED on a clone in namespace "+clone.Namespace, `realm alfresco`, `acme`, "missing-theme")
+	waitGone(t, w.kube, clone.Namespace)
+
+	r = rehearse("--missing-theme", "warn")
+	if r.code != rollout.ExitOK {
+		t.Fatalf("missing-theme warn: exit %d, want 0\n%s", r.code, r.stderr)
+	}
+	mustContain(t, r, "rehearsal: passed on a clone in namespace "+clone.Namespace, "admin API answered; Keycloak 12.0.4 lacks 1", `login theme "acme"`, "(missing-theme: warn)")
+	waitGone(t, w.kube, clone.Namespace)
+	w.expect(t, 1, "2.1.0", "1.3")
+	if got := dbContent(t, w.db); got != before {
+		t.Error("production's database changed")
+	}
+}
+
 // TestRehearsalKilledThenRecovered: a rehearse killed (SIGKILL) while its clone runs leaves the
 // scratch namespace in its journal; recover deletes it; production is untouched.
 func TestRehearsalKilledThenRecovered(t *testing.T) {

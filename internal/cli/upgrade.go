@@ -91,7 +91,7 @@ func runUpgrade(ctx context.Context, cfg *config.Config, getenv func(string) str
 			Dir: filepath.Join(work, "customizations"), Admin: admin, Log: log},
 		// The rehearsal's clone, and what removes one a dead run left.
 		Cloner: &cloner{cfg: cfg, client: client, spec: upgradeSpec(cfg), restConfig: restConfig, work: work, log: log, session: session},
-		Prober: keycloak.Prober{Config: restConfig, Client: kube, Workload: workload, Log: log},
+		Prober: keycloak.Prober{Config: restConfig, Client: kube, Workload: workload, User: cfg.KeycloakAdminUser, Password: cfg.KeycloakAdminPassword, Log: log},
 		Log:    log,
 	}
 	if act != nil {

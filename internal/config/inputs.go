@@ -272,9 +272,9 @@ func allInputs() []Input {
 			Description: "End all user sessions through the admin API first (needs keycloak-url, keycloak-admin-user, keycloak-admin-password)."},
 		{Name: "keycloak-url", Bind: str(func(c *Config) *string { return &c.KeycloakURL }), Group: GroupIdentity, Commands: upPlan,
 			Description: "Keycloak base URL (http or https) for the admin API, e.g. https://id.example.com/auth."},
-		{Name: "keycloak-admin-user", Bind: str(func(c *Config) *string { return &c.KeycloakAdminUser }), Group: GroupIdentity, Commands: upPlan,
+		{Name: "keycloak-admin-user", Bind: str(func(c *Config) *string { return &c.KeycloakAdminUser }), Group: GroupIdentity, Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "Keycloak admin user (master realm)."},
-		{Name: "keycloak-admin-password", Bind: str(func(c *Config) *string { return &c.KeycloakAdminPassword }), Group: GroupIdentity, Secret: true, Env: "KEYCLOAK_ADMIN_PASSWORD", Commands: upPlan,
+		{Name: "keycloak-admin-password", Bind: str(func(c *Config) *string { return &c.KeycloakAdminPassword }), Group: GroupIdentity, Secret: true, Env: "KEYCLOAK_ADMIN_PASSWORD", Commands: append(slices.Clone(upPlan), CmdRehearse),
 			Description: "Keycloak admin password (secret). Falls back to KEYCLOAK_ADMIN_PASSWORD, which keeps it out of process arguments."},
 		{Name: "realms", Bind: list(func(c *Config) *[]string { return &c.Realms }), Group: GroupIdentity, Default: "all", Commands: upPlan,
 			Description: "Realms whose sessions are ended, one per line; all means every realm."},
@@ -282,8 +282,8 @@ func allInputs() []Input {
 			Description: "Delete the transaction object store in the Keycloak pod before the upgrade (vendor step 2)."},
 		{Name: "tx-object-store-path", Bind: str(func(c *Config) *string { return &c.TxObjectStorePath }), Group: GroupIdentity, Default: "/opt/jboss/keycloak/standalone/data/tx-object-store", Commands: upPlan,
 			Description: "Absolute path of the transaction object store in the Keycloak container."},
-		{Name: "missing-theme", Bind: choice(func(c *Config) *rollout.MissingTheme { return &c.MissingTheme }), Group: GroupIdentity, Fixes: rollout.OptionMissingTheme, Default: "fail", Enum: enum(rollout.MissingThemeFail, rollout.MissingThemeWarn), Commands: upPlan,
-			Description: "After the upgrade, a theme a realm names that the new Keycloak lacks (checked through the admin API): fail rolls the upgrade back, warn keeps it with a warning."},
+		{Name: "missing-theme", Bind: choice(func(c *Config) *rollout.MissingTheme { return &c.MissingTheme }), Group: GroupIdentity, Fixes: rollout.OptionMissingTheme, Default: "fail", Enum: enum(rollout.MissingThemeFail, rollout.MissingThemeWarn), Commands: append(slices.Clone(upPlan), CmdRehearse),
+			Description: "After the upgrade, or on the rehearsal's clone, a theme a realm names that the new Keycloak lacks (checked through the admin API): fail rolls the upgrade back (fails the rehearsal), warn keeps it with a warning."},
 
 		// Run.
 		// Rehearsal.

@@ -489,6 +489,12 @@ func (c Customizations) CheckThemes(ctx context.Context, saved rollout.Customiza
 	for _, u := range saved.Themes {
 		origins[u.Theme] = u.Origin
 	}
+	return themeCheck(info, realms, origins), nil
+}
+
+// themeCheck finds the themes the realms name that the Keycloak of info lacks; origins says
+// where each theme came from before the upgrade.
+func themeCheck(info ServerInfo, realms []Realm, origins map[string]string) rollout.ThemeCheck {
 	check := rollout.ThemeCheck{Version: info.Version}
 	for _, r := range realms {
 		themes := r.Themes()
@@ -507,7 +513,7 @@ func (c Customizations) CheckThemes(ctx context.Context, saved rollout.Customiza
 			}
 		}
 	}
-	return check, nil
+	return check
 }
 
 // revisionThemes are what a revision's manifest says of its Keycloak's themes: those volumes

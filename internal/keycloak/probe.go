@@ -25,13 +25,18 @@ import (
 // Prober checks a running Keycloak as its users reach it, through the API server (a
 // port-forward to a ready Keycloak pod, so it works from a runner outside the cluster and
 // never depends on an Ingress): every realm's OIDC discovery document answers 200 with its
-// issuer. It implements rollout.Prober.
+// issuer; with an admin's credentials, the admin API answers too and has every theme the
+// realms name. It implements rollout.Prober.
 type Prober struct {
 	Config *rest.Config
 	Client kubernetes.Interface
 	// Workload names the Keycloak workload (statefulset/NAME); empty: detected.
 	Workload string
-	Log      *slog.Logger
+	// User and Password are an admin of the master realm (keycloak-admin-user and
+	// keycloak-admin-password): production's, which a clone of its database holds too. The
+	// admin API and the themes are not checked without them.
+	User, Password string
+	Log            *slog.Logger
 }
 
 var _ rollout.Prober = Prober{}
@@ -85,7 +90,35 @@ func (p Prober) Probe(ctx context.Context, namespace, manifest string, realms []
 		ok = append(ok, realm)
 	}
 	checked := fmt.Sprintf("OIDC discovery of %d realms answered through pod %s (%s)", len(ok), pod.Name, strings.Join(ok, ", "))
-	return checked, errors.Join(errs...)
+	if p.User == "" || p.Password == "" {
+		return checked + "; the admin API and the themes not checked (keycloak-admin-user and keycloak-admin-password not given)", errors.Join(errs...)
+	}
+	admin := &Admin{BaseURL: "http://" + fwd.Addr(), User: p.User, Password: p.Password, Log: p.Log}
+	themes, err := adminThemes(ctx, admin)
+	if themes != "" {
+		checked += "; " + themes
+	}
+	return checked, errors.Join(append(errs, err)...)
+}
+
+// adminThemes checks that the admin API answers and that Keycloak has every theme the realms
+// name, and says what it found once the admin API answered; a missing theme is an error
+// wrapping rollout.ErrMissingTheme.
+func adminThemes(ctx context.Context, admin *Admin) (string, error) {
+	info, err := admin.ServerInfo(ctx)
+	if err != nil {
+		return "", fmt.Errorf("admin API: %w", err)
+	}
+	realms, err := admin.Realms(ctx)
+	if err != nil {
+		return "", fmt.Errorf("admin API: %w", err)
+	}
+	check := themeCheck(info, realms, nil)
+	answered := "admin API answered; " + check.String()
+	if len(check.Missing) > 0 {
+		return answered, fmt.Errorf("%w: %s", rollout.ErrMissingTheme, check)
+	}
+	return answered, nil
 }
 
 // discovery fetches an OIDC discovery document and checks that it names its issuer.

@@ -23,7 +23,7 @@ func (c Customizations) Summary() string {
 }
 
 // ErrMissingTheme marks a theme that a realm names and the upgraded Keycloak does not have.
-var ErrMissingTheme = errors.New("a theme a realm names is missing after the upgrade")
+var ErrMissingTheme = errors.New("a theme a realm names is missing from the new Keycloak")
 
 // Customizer saves what Keycloak is configured with before the downtime (the vendor's "back
 // up any customizations such as themes or configurations"), and checks after the upgrade

@@ -72,7 +72,7 @@ func TestUpgradeCustomizations(t *testing.T) {
 			note: "every theme the realms name is there (1 checked, Keycloak 12.0.4)"},
 		{name: "a theme missing", saved: saved, check: rollout.ThemeCheck{Checked: 1, Version: "12.0.4", Missing: []rollout.ThemeUse{acme}},
 			result: rollout.RolledBack, calls: append(append(slices.Clone(before), "check themes"), recovery...),
-			failure: []string{"theme check: a theme a realm names is missing after the upgrade: Keycloak 12.0.4 lacks 1 of the 1 themes the realms name: " +
+			failure: []string{"theme check: a theme a realm names is missing from the new Keycloak: Keycloak 12.0.4 lacks 1 of the 1 themes the realms name: " +
 				`realm alfresco: login theme "acme" (init container theme-acme (image acme/theme:1))`, "--missing-theme warn"}},
 		{name: "a theme missing, missing-theme warn", saved: saved, check: rollout.ThemeCheck{Checked: 1, Version: "12.0.4", Missing: []rollout.ThemeUse{acme}},
 			policy: rollout.MissingThemeWarn, result: rollout.Upgraded, calls: append(slices.Clone(before), "check themes", "unlock lease"),

@@ -238,6 +238,15 @@ func (r *run) rehearse(ctx context.Context) *Rehearsal {
 			return fmt.Sprintf("%d changesets applied; no HTTP checks configured", reh.Applied()), nil
 		}
 		checked, err := r.p.Prober.Probe(ctx, ns, clone.Manifest, realms)
+		switch {
+		case !errors.Is(err, ErrMissingTheme):
+		case r.req.MissingTheme == MissingThemeWarn:
+			r.log.Warn("the clone's Keycloak lacks a theme a realm names (missing-theme: warn)", "err", err)
+			checked, err = checked+" (missing-theme: warn)", nil
+		default:
+			err = fmt.Errorf("%w; bring the themes to the new version (the target's values or image), or %s to upgrade without them",
+				err, r.req.Advise.advise(Fix{OptionMissingTheme, string(MissingThemeWarn)}))
+		}
 		reh.Checked = checked
 		return fmt.Sprintf("%d changesets applied; %s", reh.Applied(), checked), err
 	}); err != nil {

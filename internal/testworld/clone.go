@@ -2,7 +2,7 @@ package testworld
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 )
 
 // The rehearsal's clone, for real: a release's rehearsal namespace is one of CloneNamespaces,
@@ -139,9 +142,9 @@ func (c *KubeCluster) Clone(ctx context.Context, prod Database) (clone Clone, re
 		cl.give(ns)
 		return Clone{}, nil, err
 	}
-	cl.keycloak[ns].serve(db)
+	cl.keycloak[ns].serve(db, c.client, ns)
 	return Clone{Namespace: ns, Database: db}, func() error {
-		cl.keycloak[ns].serve(Database{})
+		cl.keycloak[ns].serve(Database{}, nil, "")
 		defer cl.give(ns)
 		return srv.DropDatabase(context.Background(), prod.Database)
 	}, nil
@@ -185,14 +188,23 @@ func clonePostgresAddr() (string, error) {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.port)), nil
 }
 
-// keycloakStandIn plays a clone's Keycloak over HTTP: the realms its database holds, each
-// with its OIDC discovery document.
+// keycloakStandIn plays a clone's Keycloak over HTTP, under /auth as Keycloak 12 serves it:
+//   - GET /realms/{realm}/.well-known/openid-configuration: the OIDC discovery document of each
+//     realm the clone's database holds, 404 for any other;
+//   - POST /realms/master/protocol/openid-connect/token: the admin-cli password grant of the
+//     master realm's admin (KeycloakAdminUser: the clone holds production's);
+//   - GET /admin/realms: the realms of the clone's database with the themes they name;
+//   - GET /admin/serverinfo: the themes of the namespace's Ready Keycloak pods (podThemes, the
+//     built-in ones with them); 503 without one.
 type keycloakStandIn struct {
 	srv *http.Server
 	ln  net.Listener
 
-	mu sync.Mutex
-	db Database
+	mu        sync.Mutex
+	db        Database
+	client    kubernetes.Interface
+	namespace string
+	tokens    map[string]bool
 }
 
 func startKeycloakStandIn() (*keycloakStandIn, error) {
@@ -200,8 +212,13 @@ func startKeycloakStandIn() (*keycloakStandIn, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &keycloakStandIn{ln: ln}
-	k.srv = &http.Server{Handler: http.HandlerFunc(k.handle)}
+	k := &keycloakStandIn{ln: ln, tokens: map[string]bool{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /auth/realms/{realm}/.well-known/openid-configuration", k.discovery)
+	mux.HandleFunc("POST /auth/realms/master/protocol/openid-connect/token", k.token)
+	mux.HandleFunc("GET /auth/admin/realms", k.realms)
+	mux.HandleFunc("GET /auth/admin/serverinfo", k.serverInfo)
+	k.srv = &http.Server{Handler: mux}
 	go k.srv.Serve(ln)
 	return k, nil
 }
@@ -209,21 +226,25 @@ func startKeycloakStandIn() (*keycloakStandIn, error) {
 func (k *keycloakStandIn) port() int { return k.ln.Addr().(*net.TCPAddr).Port }
 func (k *keycloakStandIn) close()    { k.srv.Close() }
 
-func (k *keycloakStandIn) serve(db Database) {
+// serve makes the stand-in the Keycloak of namespace, on db; a zero db serves nothing.
+func (k *keycloakStandIn) serve(db Database, client kubernetes.Interface, namespace string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.db = db
+	k.db, k.client, k.namespace = db, client, namespace
+	clear(k.tokens)
 }
 
-// handle answers GET /auth/realms/<realm>/.well-known/openid-configuration for a realm of the
-// clone's database (its realm table), as Keycloak does once it started on it.
-func (k *keycloakStandIn) handle(w http.ResponseWriter, r *http.Request) {
+func (k *keycloakStandIn) database() Database {
 	k.mu.Lock()
-	db := k.db
-	k.mu.Unlock()
-	realm, ok := strings.CutPrefix(r.URL.Path, "/auth/realms/")
-	realm, ok2 := strings.CutSuffix(realm, "/.well-known/openid-configuration")
-	if !ok || !ok2 || db.Database == "" || strings.Contains(realm, "/") {
+	defer k.mu.Unlock()
+	return k.db
+}
+
+// discovery answers a realm's OIDC discovery document when the clone's database holds the
+// realm (its realm table), as Keycloak does once it started on it.
+func (k *keycloakStandIn) discovery(w http.ResponseWriter, r *http.Request) {
+	db, realm := k.database(), r.PathValue("realm")
+	if db.Database == "" {
 		http.NotFound(w, r)
 		return
 	}
@@ -237,13 +258,83 @@ func (k *keycloakStandIn) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	issuer := "http://" + r.Host + "/auth/realms/" + realm
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{
+	keycloakJSON(w, http.StatusOK, map[string]any{
 		"issuer":                 issuer,
 		"authorization_endpoint": issuer + "/protocol/openid-connect/auth",
 		"token_endpoint":         issuer + "/protocol/openid-connect/token",
 		"jwks_uri":               issuer + "/protocol/openid-connect/certs",
 	})
+}
+
+func (k *keycloakStandIn) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "password" || r.PostForm.Get("client_id") != "admin-cli" {
+		keycloakJSON(w, http.StatusBadRequest, map[string]string{"error": "unauthorized_client"})
+		return
+	}
+	if k.database().Database == "" || r.PostForm.Get("username") != KeycloakAdminUser || r.PostForm.Get("password") != KeycloakAdminPassword {
+		keycloakJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_grant", "error_description": "Invalid user credentials"})
+		return
+	}
+	tok := rand.Text()
+	k.mu.Lock()
+	k.tokens[tok] = true
+	k.mu.Unlock()
+	keycloakJSON(w, http.StatusOK, map[string]any{"access_token": tok, "expires_in": 60, "token_type": "Bearer"})
+}
+
+func (k *keycloakStandIn) authorized(w http.ResponseWriter, r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	k.mu.Lock()
+	ok = ok && k.tokens[tok]
+	k.mu.Unlock()
+	if !ok {
+		keycloakJSON(w, http.StatusUnauthorized, map[string]string{"error": "HTTP 401 Unauthorized"})
+	}
+	return ok
+}
+
+// realms answers the realms of the clone's database, with the themes each names.
+func (k *keycloakStandIn) realms(w http.ResponseWriter, r *http.Request) {
+	if !k.authorized(w, r) {
+		return
+	}
+	out, err := k.database().Run(r.Context(), `SELECT name, coalesce(login_theme, ''), coalesce(account_theme, ''),
+		coalesce(admin_theme, ''), coalesce(email_theme, '') FROM realm ORDER BY name`)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	var list []map[string]any
+	for line := range strings.Lines(out) {
+		f := strings.Split(strings.TrimRight(line, "\n"), "|")
+		if len(f) != 5 {
+			continue
+		}
+		list = append(list, KeycloakRealm{Name: f[0], LoginTheme: f[1], AccountTheme: f[2], AdminTheme: f[3], EmailTheme: f[4]}.representation())
+	}
+	keycloakJSON(w, http.StatusOK, list)
+}
+
+// serverInfo answers the version and the themes of the clone's Keycloak: those of its Ready
+// pods in the namespace.
+func (k *keycloakStandIn) serverInfo(w http.ResponseWriter, r *http.Request) {
+	if !k.authorized(w, r) {
+		return
+	}
+	k.mu.Lock()
+	client, ns := k.client, k.namespace
+	k.mu.Unlock()
+	pods, err := client.CoreV1().Pods(ns).List(r.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=keycloak"})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	themes, running := podThemes(pods.Items, nil)
+	if !running {
+		http.Error(w, "no endpoints available for service keycloak", http.StatusServiceUnavailable)
+		return
+	}
+	keycloakJSON(w, http.StatusOK, serverInfo("12.0.4", mergeThemes(KeycloakBuiltinThemes, themes)))
 }
 
 func sleep() <-chan time.Time { return time.After(200 * time.Millisecond) }
@@ -252,6 +343,6 @@ func sleep() <-chan time.Time { return time.After(200 * time.Millisecond) }
 // a clone whose Keycloak uses a database of the user's instead of its own.
 func (k Kube) KeycloakServes(namespace string, db Database) {
 	if s, ok := k.cluster.clones.keycloak[namespace]; ok {
-		s.serve(db)
+		s.serve(db, k.Client, namespace)
 	}
 }

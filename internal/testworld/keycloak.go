@@ -69,6 +69,13 @@ type KeycloakRealm struct {
 	ClientSecret                                     string
 }
 
+// KeycloakAdminUser and KeycloakAdminPassword are the master realm's admin in the stand-ins,
+// production's and its clones' (a clone holds production's data, its admin included).
+const (
+	KeycloakAdminUser     = "admin"
+	KeycloakAdminPassword = "s3cret-Passw0rd"
+)
+
 // KeycloakBuiltinThemes are the themes of Keycloak 11 and 12 themselves.
 var KeycloakBuiltinThemes = []string{"base", "keycloak", "keycloak.v2"}
 
@@ -82,7 +89,7 @@ var keycloakImageThemes = map[string][]string{
 func StartKeycloak(t testing.TB, prefix string, realms ...KeycloakRealm) *Keycloak {
 	t.Helper()
 	k := &Keycloak{
-		User: "admin", Password: "s3cret-Passw0rd", Version: "12.0.4", prefix: prefix, realms: realms,
+		User: KeycloakAdminUser, Password: KeycloakAdminPassword, Version: "12.0.4", prefix: prefix, realms: realms,
 		tokens: map[string]bool{}, logouts: map[string]int{}, copied: map[types.UID][]string{},
 	}
 	mux := http.NewServeMux()
@@ -317,6 +324,11 @@ func (k *Keycloak) serverInfo(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no endpoints available for service keycloak", http.StatusServiceUnavailable)
 		return
 	}
+	keycloakJSON(w, http.StatusOK, serverInfo(k.Version, themes))
+}
+
+// serverInfo is the admin API's serverinfo of a Keycloak of that version with those themes.
+func serverInfo(version string, themes []string) map[string]any {
 	var list []map[string]any
 	for _, name := range themes {
 		list = append(list, map[string]any{"name": name, "locales": []string{"en"}})
@@ -325,10 +337,10 @@ func (k *Keycloak) serverInfo(w http.ResponseWriter, r *http.Request) {
 	for _, kind := range []string{"login", "account", "admin", "email", "welcome", "common"} {
 		byKind[kind] = list
 	}
-	keycloakJSON(w, http.StatusOK, map[string]any{
-		"systemInfo": map[string]any{"version": k.Version, "serverTime": "Mon Dec 07 00:00:00 UTC 2026"},
+	return map[string]any{
+		"systemInfo": map[string]any{"version": version, "serverTime": "Mon Dec 07 00:00:00 UTC 2026"},
 		"themes":     byKind,
-	})
+	}
 }
 
 // runningThemes are the themes of the Keycloak that runs now, and whether one runs.
@@ -347,8 +359,16 @@ func (k *Keycloak) runningThemes(r *http.Request) ([]string, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	running := false
-	for _, p := range pods.Items {
+	found, running := podThemes(pods.Items, copied)
+	return mergeThemes(themes, found), running, nil
+}
+
+// podThemes are the themes the Ready Keycloak pods among pods have, as Keycloak finds them in
+// its themes directory: the image's own, every directory a volume is mounted on under
+// .../themes/, and those copied into the pod by hand (copied, by pod); running says whether
+// one of them is Ready.
+func podThemes(pods []corev1.Pod, copied map[types.UID][]string) (themes []string, running bool) {
+	for _, p := range pods {
 		if p.DeletionTimestamp != nil || !podReady(&p) || len(p.Spec.Containers) == 0 {
 			continue
 		}
@@ -363,8 +383,14 @@ func (k *Keycloak) runningThemes(r *http.Request) ([]string, bool, error) {
 		}
 		themes = append(themes, copied[p.UID]...)
 	}
-	slices.Sort(themes)
-	return slices.Compact(themes), running, nil
+	return themes, running
+}
+
+// mergeThemes returns the sorted union of theme lists.
+func mergeThemes(lists ...[]string) []string {
+	out := slices.Concat(lists...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func podReady(p *corev1.Pod) bool {
