@@ -90,7 +90,7 @@ func TestFailedRollbackStillReplacesTheOrphanedPod(t *testing.T) {
 	t.Parallel()
 	w := install13(t)
 	postgres := w.uid(t, "identity-postgresql-id")
-	r := w.upgrade(t.Context(), t, "--set", "fault=crashloop", "--rollback-hooks", "run", "--timeout", "30s")
+	r := w.upgrade(t.Context(), t, "--set", "fault=crashloop", "--rollback-hooks", "run", "--timeout", "45s")
 	if r.code != rollout.ExitNeedsHuman {
 		t.Fatalf("exit %d, want %d (the rollback's hook fails)\n%s", r.code, rollout.ExitNeedsHuman, r.stderr)
 	}

@@ -85,8 +85,13 @@ func decisive(pod *corev1.Pod, seen restarts) (podSignal, bool) {
 	for _, cs := range allStatuses(pod) {
 		ranBefore := cs.RestartCount > 0 || cs.LastTerminationState.Terminated != nil
 		if w := cs.State.Waiting; w != nil && decisiveWaiting[w.Reason] {
+			msg := w.Message
+			if t := cs.LastTerminationState.Terminated; t != nil {
+				// A back-off says that it crashed, the last termination says how.
+				msg = strings.TrimPrefix(msg+"; last "+describeTerminated(t), "; ")
+			}
 			return podSignal{
-				container: cs.Name, reason: w.Reason, message: w.Message,
+				container: cs.Name, reason: w.Reason, message: msg,
 				previous: ranBefore, started: !neverStarted[w.Reason],
 			}, true
 		}

@@ -74,10 +74,15 @@ func TestDecisive(t *testing.T) {
 		first  *corev1.Pod // what the wait saw first, if not the pod itself
 		pod    *corev1.Pod
 		reason string // "" when nothing is decisive
+		says   string // in the signal's message
 	}{
 		{name: "running", pod: pod(corev1.ContainerStatus{Name: "c", State: running, RestartCount: 3})},
 		{name: "waiting to start", pod: pod(corev1.ContainerStatus{Name: "c", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}})},
 		{name: "crashloop", pod: pod(corev1.ContainerStatus{Name: "c", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}), reason: "CrashLoopBackOff"},
+		{name: "crashloop after an exit", pod: pod(corev1.ContainerStatus{Name: "c", RestartCount: 2,
+			State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 20s restarting failed container"}},
+			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error"}}}),
+			reason: "CrashLoopBackOff", says: "back-off 20s restarting failed container; last exit code 1 (Error)"},
 		{name: "completed", pod: pod(corev1.ContainerStatus{Name: "c", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}})},
 		{name: "failed", pod: pod(corev1.ContainerStatus{Name: "c", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137}}}), reason: "Terminated"},
 		{
@@ -104,6 +109,9 @@ func TestDecisive(t *testing.T) {
 			sig, ok := decisive(tt.pod, seen)
 			if ok != (tt.reason != "") || sig.reason != tt.reason {
 				t.Errorf("decisive = %q, %v; want %q", sig.reason, ok, tt.reason)
+			}
+			if sig.message != tt.says && tt.says != "" {
+				t.Errorf("message %q, want %q", sig.message, tt.says)
 			}
 		})
 	}
