@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"maps"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,6 +43,7 @@ func (w *installed) run(t *testing.T, cmd string, extra ...string) result {
 		"--db-host", w.db.Host, "--db-port", strconv.Itoa(w.db.Port), "--db-name", w.db.Database, "--db-user", w.db.Owner,
 		"--db-sslmode", "disable"}
 	env := map[string]string{"KUBECONFIG": w.kube.Kubeconfig, "PGPASSWORD": w.db.OwnerPassword}
+	maps.Copy(env, w.env)
 	var stdout, stderr bytes.Buffer
 	code := Run(t.Context(), append(args, extra...), func(k string) string { return env[k] }, &stdout, &stderr)
 	r := result{code, stdout.String(), stderr.String()}

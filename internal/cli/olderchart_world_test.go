@@ -17,6 +17,7 @@ import (
 	"github.com/identity-upgrade/identity-upgrade/internal/helmrelease"
 	"github.com/identity-upgrade/identity-upgrade/internal/kubelock"
 	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
+	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
 // The states the vendor's 2020 release is in on a 2026 cluster: installed before Kubernetes
@@ -282,4 +283,49 @@ func TestReferencesNobodyCreates(t *testing.T) {
 		mustContain(t, r, "Warnings:", "ConfigMap/acme-theme (container keycloak env THEME of StatefulSet/identity-id-keycloak) does not exist; it is optional")
 		w.keycloakUntouched(t, keycloak)
 	})
+}
+
+// TestThemeOfADroppedInitContainer: the customer's login theme comes from an init container
+// given to 2.1.0 under keycloak.keycloak; an upgrade that does not carry it over
+// (reuse-values false, the target's values alone) leaves 3.0.0 without the theme while every
+// readiness check passes. plan warns naming the theme and its init container; the upgrade's
+// theme check fails it after readiness and rolls it back (exit 1): the release, the theme and
+// the database as before.
+func TestThemeOfADroppedInitContainer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("an upgrade on the simulated cluster")
+	}
+	t.Parallel()
+	w := installedWithOldKeys(t)
+	w.before = dbContent(t, w.db)
+	kc := testworld.StartKeycloak(t, "/auth", testworld.KeycloakRealm{Name: "master"},
+		testworld.KeycloakRealm{Name: "alfresco", LoginTheme: "acme", EmailTheme: "alfresco"})
+	kc.WatchPods(w.kube, "app.kubernetes.io/name=keycloak")
+	w.env = map[string]string{"KEYCLOAK_ADMIN_PASSWORD": kc.Password}
+	target := []string{"--reuse-values=false", "--values", yamlOf(t, map[string]any{"postgresql": w.db.ChartValues()}),
+		"--keycloak-url", kc.URL, "--keycloak-admin-user", kc.User}
+
+	plan := w.run(t, "plan", append([]string{"--recreate-statefulsets", "orphan"}, target...)...)
+	if plan.code != rollout.ExitOK {
+		t.Fatalf("plan: exit %d\n%s\n%s", plan.code, plan.stdout, plan.stderr)
+	}
+	mustContain(t, plan, `the target would not have theme "acme", which realm alfresco names as its login theme (init container acme-theme (image acme/theme:1) of revision 2; the target's values bring none)`)
+
+	r := w.upgrade(t.Context(), t, target...)
+	if r.code != rollout.ExitRolledBack {
+		t.Fatalf("exit %d, want %d (rolled back: the theme is missing)\n%s\n%s", r.code, rollout.ExitRolledBack, r.stdout, r.stderr)
+	}
+	mustContain(t, r, "theme check: a theme a realm names is missing from the new Keycloak",
+		`realm alfresco: login theme "acme" (init container acme-theme (image acme/theme:1))`)
+	w.expect(t, 4, "2.1.0", "1.3")
+	sts, err := w.kube.Client.AppsV1().StatefulSets(w.kube.Namespace).Get(t.Context(), "identity-id-keycloak", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ics := sts.Spec.Template.Spec.InitContainers; len(ics) != 1 || ics[0].Name != "acme-theme" {
+		t.Errorf("after the rollback Keycloak's init containers are %+v, want the theme's", ics)
+	}
+	if got := dbContent(t, w.db); got != w.before {
+		t.Error("the database differs from before the upgrade")
+	}
 }
