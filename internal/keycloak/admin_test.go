@@ -1,11 +1,12 @@
 package keycloak
 
 import (
-	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 	"github.com/identity-upgrade/identity-upgrade/internal/testworld"
 )
 
@@ -82,7 +83,7 @@ func TestAdminRealmsAndThemes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(realms) != 2 || realms[1].LoginTheme != "acme" || !maps.Equal(realms[1].Themes(), map[string]string{"login": "acme", "email": "alfresco"}) ||
+	if len(realms) != 2 || realms[1].LoginTheme != "acme" || !slices.Equal(realms[1].Themes(), []rollout.ThemeUse{{Realm: "alfresco", Kind: "login", Theme: "acme"}, {Realm: "alfresco", Kind: "email", Theme: "alfresco"}}) ||
 		len(realms[0].Themes()) != 0 {
 		t.Errorf("realms %+v", realms)
 	}

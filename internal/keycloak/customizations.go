@@ -383,12 +383,8 @@ func (c Customizations) saveRealms(ctx context.Context, col *collection) ([]bund
 			}
 			c.log().Info("realm exported", "realm", r.Name, "bytes", len(export))
 		}
-		themes := r.Themes()
-		for _, kind := range ThemeKinds {
-			theme, ok := themes[kind]
-			if !ok {
-				continue
-			}
+		for _, use := range r.Themes() {
+			kind, theme := use.Kind, use.Theme
 			origin, saved := col.origins[theme]
 			switch {
 			case saved:
@@ -497,12 +493,8 @@ func (c Customizations) CheckThemes(ctx context.Context, saved rollout.Customiza
 func themeCheck(info ServerInfo, realms []Realm, origins map[string]string) rollout.ThemeCheck {
 	check := rollout.ThemeCheck{Version: info.Version}
 	for _, r := range realms {
-		themes := r.Themes()
-		for _, kind := range ThemeKinds {
-			theme, ok := themes[kind]
-			if !ok {
-				continue
-			}
+		for _, use := range r.Themes() {
+			kind, theme := use.Kind, use.Theme
 			check.Checked++
 			if !info.Has(kind, theme) {
 				origin := origins[theme]
@@ -589,12 +581,8 @@ func (c Customizations) PlanThemes(ctx context.Context, namespace string, curren
 		return tp, err
 	}
 	for _, r := range realms {
-		themes := r.Themes()
-		for _, kind := range ThemeKinds {
-			theme, ok := themes[kind]
-			if !ok {
-				continue
-			}
+		for _, use := range r.Themes() {
+			kind, theme := use.Kind, use.Theme
 			origin, mounted := cur.mounted[theme]
 			switch {
 			case mounted:

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+
+	"github.com/identity-upgrade/identity-upgrade/internal/rollout"
 )
 
 // Realm is what the upgrade reads of a realm's representation: its name and the themes it
@@ -42,13 +44,13 @@ func (a *Admin) Realms(ctx context.Context) ([]Realm, error) {
 // reports give them.
 var ThemeKinds = []string{"login", "account", "admin", "email"}
 
-// Themes returns the themes the realm names, by kind; a kind the realm leaves to Keycloak's
-// default is absent.
-func (r Realm) Themes() map[string]string {
-	out := map[string]string{}
-	for kind, theme := range map[string]string{"login": r.LoginTheme, "account": r.AccountTheme, "admin": r.AdminTheme, "email": r.EmailTheme} {
+// Themes returns the themes the realm names, in the order of ThemeKinds, without an origin; a
+// kind the realm leaves to Keycloak's default is absent.
+func (r Realm) Themes() []rollout.ThemeUse {
+	var out []rollout.ThemeUse
+	for i, theme := range []string{r.LoginTheme, r.AccountTheme, r.AdminTheme, r.EmailTheme} {
 		if theme != "" {
-			out[kind] = theme
+			out = append(out, rollout.ThemeUse{Realm: r.Name, Kind: ThemeKinds[i], Theme: theme})
 		}
 	}
 	return out

@@ -2,7 +2,6 @@ package testworld
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net"
 	"net/http"
@@ -275,18 +274,11 @@ func (k *keycloakStandIn) token(w http.ResponseWriter, r *http.Request) {
 		keycloakJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_grant", "error_description": "Invalid user credentials"})
 		return
 	}
-	tok := rand.Text()
-	k.mu.Lock()
-	k.tokens[tok] = true
-	k.mu.Unlock()
-	keycloakJSON(w, http.StatusOK, map[string]any{"access_token": tok, "expires_in": 60, "token_type": "Bearer"})
+	grantToken(w, &k.mu, k.tokens)
 }
 
 func (k *keycloakStandIn) authorized(w http.ResponseWriter, r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	k.mu.Lock()
-	ok = ok && k.tokens[tok]
-	k.mu.Unlock()
+	ok := validToken(r, &k.mu, k.tokens)
 	if !ok {
 		keycloakJSON(w, http.StatusUnauthorized, map[string]string{"error": "HTTP 401 Unauthorized"})
 	}

@@ -214,19 +214,29 @@ func (k *Keycloak) token(w http.ResponseWriter, r *http.Request) {
 		keycloakJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_grant", "error_description": "Invalid user credentials"})
 		return
 	}
+	grantToken(w, &k.mu, k.tokens)
+}
+
+// grantToken answers a login with a new bearer token, which tokens (guarded by mu) then hold.
+func grantToken(w http.ResponseWriter, mu *sync.Mutex, tokens map[string]bool) {
 	tok := rand.Text()
-	k.mu.Lock()
-	k.tokens[tok] = true
-	k.mu.Unlock()
+	mu.Lock()
+	tokens[tok] = true
+	mu.Unlock()
 	keycloakJSON(w, http.StatusOK, map[string]any{"access_token": tok, "expires_in": 60, "token_type": "Bearer"})
+}
+
+// validToken reports whether the request's bearer token is one of tokens (guarded by mu).
+func validToken(r *http.Request, mu *sync.Mutex, tokens map[string]bool) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	mu.Lock()
+	defer mu.Unlock()
+	return ok && tokens[tok]
 }
 
 // authorized checks the bearer token; it answers 401 itself when it is wrong.
 func (k *Keycloak) authorized(w http.ResponseWriter, r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	k.mu.Lock()
-	ok = ok && k.tokens[tok]
-	k.mu.Unlock()
+	ok := validToken(r, &k.mu, k.tokens)
 	if !ok {
 		k.problem(r.Method + " " + r.URL.Path + " without a valid bearer token")
 		keycloakJSON(w, http.StatusUnauthorized, map[string]string{"error": "HTTP 401 Unauthorized"})
