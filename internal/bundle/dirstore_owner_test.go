@@ -4,8 +4,6 @@ package bundle
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -53,7 +51,7 @@ func TestDirStoreWorkspaceOwner(t *testing.T) {
 		t.Errorf("WorkspaceOwner of a workspace root owns = %v, want nil", o)
 	}
 
-	b := ownerTestBundle(t)
+	b := testBundle(t, "identity-r1-20260504T030201Z", bytes.Repeat([]byte("plaintext rows\n"), 5000))
 	store := DirStore{Dir: filepath.Join(ws, "backups", "nightly"), Owner: owner}
 	if err := store.Check(t.Context()); err != nil {
 		t.Fatal(err)
@@ -112,7 +110,7 @@ func TestDirStoreWorkspaceOwner(t *testing.T) {
 // TestDirStoreNoOwner: without an owner, Put leaves the files to this process's user, 0700
 // and 0600 as before.
 func TestDirStoreNoOwner(t *testing.T) {
-	b := ownerTestBundle(t)
+	b := testBundle(t, "identity-r1-20260504T030201Z", bytes.Repeat([]byte("plaintext rows\n"), 5000))
 	store := DirStore{Dir: filepath.Join(t.TempDir(), "s")}
 	loc, err := store.Put(t.Context(), b)
 	if err != nil {
@@ -128,29 +126,6 @@ func TestDirStoreNoOwner(t *testing.T) {
 			t.Errorf("%s: uid %d mode %v, want uid %d and no access for others", p, o.UID, fi.Mode().Perm(), os.Geteuid())
 		}
 	}
-}
-
-func ownerTestBundle(t *testing.T) *Bundle {
-	t.Helper()
-	src := filepath.Join(t.TempDir(), "identity-r1-20260504T030201Z")
-	if err := os.Mkdir(src, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	dump := bytes.Repeat([]byte("plaintext rows\n"), 5000)
-	m := Manifest{FormatVersion: ManifestVersion, DumpFormat: FormatCustom, Compression: "zstd", Encryption: "none",
-		DumpFile: DumpFileName(FormatCustom, false), SizeBytes: int64(len(dump)), SHA256: fmt.Sprintf("%x", sha256.Sum256(dump))}
-	if err := os.WriteFile(filepath.Join(src, m.DumpFile), dump, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	values, err := WritePart(t.Context(), src, Bytes(PartReleaseValues, ReleaseValuesFile, []byte("a: 1\n")), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Parts = append(m.Parts, values)
-	if err := WriteManifest(src, m); err != nil {
-		t.Fatal(err)
-	}
-	return &Bundle{Dir: src, Manifest: m}
 }
 
 // runAs runs a command as another user and returns its combined output.

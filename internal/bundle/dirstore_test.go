@@ -15,25 +15,9 @@ import (
 // the original (no second write), and where links fail it is a full copy; either way the
 // stored bundle opens with the same manifest and the same bytes.
 func TestDirStorePut(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "b")
-	if err := os.Mkdir(src, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	dump := bytes.Repeat([]byte("dump bytes\n"), 10000)
-	m := Manifest{FormatVersion: ManifestVersion, DumpFormat: FormatCustom, Compression: "zstd", Encryption: "none",
-		DumpFile: DumpFileName(FormatCustom, false), SizeBytes: int64(len(dump)), SHA256: fmt.Sprintf("%x", sha256.Sum256(dump))}
-	if err := os.WriteFile(filepath.Join(src, m.DumpFile), dump, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	values, err := WritePart(t.Context(), src, Bytes(PartReleaseValues, ReleaseValuesFile, []byte("a: 1\n")), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Parts = append(m.Parts, values)
-	if err := WriteManifest(src, m); err != nil {
-		t.Fatal(err)
-	}
-	b := &Bundle{Dir: src, Manifest: m}
+	b := testBundle(t, "b", dump)
+	m := b.Manifest
 
 	check := func(t *testing.T, store DirStore, wantLink bool) {
 		t.Helper()
@@ -124,4 +108,28 @@ func TestCheckStores(t *testing.T) {
 		!strings.Contains(err.Error(), `"path:/proc/other"`) || strings.Contains(err.Error(), good.Dir) {
 		t.Errorf("CheckStores: %v, want both /proc stores named and not %s", err, good.Dir)
 	}
+}
+
+// testBundle writes a plaintext bundle called name, with dump as its dump and a values part,
+// in a directory of the test's.
+func testBundle(t *testing.T, name string, dump []byte) *Bundle {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), name)
+	if err := os.Mkdir(src, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m := Manifest{FormatVersion: ManifestVersion, DumpFormat: FormatCustom, Compression: "zstd", Encryption: "none",
+		DumpFile: DumpFileName(FormatCustom, false), SizeBytes: int64(len(dump)), SHA256: fmt.Sprintf("%x", sha256.Sum256(dump))}
+	if err := os.WriteFile(filepath.Join(src, m.DumpFile), dump, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	values, err := WritePart(t.Context(), src, Bytes(PartReleaseValues, ReleaseValuesFile, []byte("a: 1\n")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Parts = append(m.Parts, values)
+	if err := WriteManifest(src, m); err != nil {
+		t.Fatal(err)
+	}
+	return &Bundle{Dir: src, Manifest: m}
 }
