@@ -122,6 +122,8 @@ func TestDatabasePathFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("faults of the platform on a dedicated simulated cluster")
 	}
+	// Its faults hit its own cluster and server only: it runs beside the others.
+	t.Parallel()
 	d := testworld.Dedicated(t)
 	auto := append([]string{"--db-port-forward", "auto", "--db-password-from", dbSecret}, dbFlags...)
 	// restore (given no release-name by inCluster) needs it for auto.

@@ -26,6 +26,8 @@ import (
 const (
 	KwokController = "kwok-controller"
 	KubeAPIServer  = "kube-apiserver"
+	// kubeScheduler is restarted with the API server (see Restart), not alone.
+	kubeScheduler = "kube-scheduler"
 )
 
 // DedicatedWorld is a PostgreSQL server and a simulated cluster of one test's own, for faults
@@ -85,7 +87,20 @@ func (d *DedicatedWorld) Database(t testing.TB) Database {
 // connections on its port again. kwokctl --runtime binary keeps each component's pid in
 // <workdir>/clusters/<name>/pids/<component>.pid; the new pid is written there, so that
 // deleting the cluster stops the new process.
+//
+// The API server's restart restarts the scheduler once the API server serves again: a
+// scheduler whose watches broke while a binding was in flight can keep a corrupted cache ("Pod
+// updated on a different node than previously added to. Scheduler cache is corrupted") and
+// never schedule a new pod of the namespace again; a control plane's kubelet restarts it when
+// its health check fails, and a simulated cluster has none.
 func (c *KubeCluster) Restart(component string, down time.Duration) error {
+	if err := c.restart(component, down); err != nil || component != KubeAPIServer {
+		return err
+	}
+	return c.restart(kubeScheduler, 0)
+}
+
+func (c *KubeCluster) restart(component string, down time.Duration) error {
 	dir := filepath.Join(c.workdir, "clusters", c.name)
 	pidFile := filepath.Join(dir, "pids", component+".pid")
 	data, err := os.ReadFile(pidFile)
