@@ -26,13 +26,10 @@ import (
 // the outputs, the job summary and an annotation.
 func runBackup(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger, act *ghaction.Action) int {
 	started := time.Now()
-	refused := func(err error) int {
-		fmt.Fprintf(stderr, "identity-upgrade backup: %v; nothing was changed\n", err)
-		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
-	}
-	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
+	refused := refuser("backup", "; nothing was changed", started, cfg, act, stderr)
+	work, err := workDir(getenv)
 	if err != nil {
-		return refused(fmt.Errorf("working directory: %w", err))
+		return refused(err)
 	}
 	defer os.RemoveAll(work)
 	targets, err := stores(cfg, getenv, work, log)
@@ -137,15 +134,12 @@ func databaseName(cfg *config.Config) string {
 // action (act not nil) it also writes the outputs, the job summary and an annotation.
 func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger, act *ghaction.Action) int {
 	started := time.Now()
-	refused := func(err error) int {
-		fmt.Fprintf(stderr, "identity-upgrade restore: %v\nThe database was not changed.\n", err)
-		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
-	}
+	refused := refuser("restore", "\nThe database was not changed.", started, cfg, act, stderr)
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
+	work, err := workDir(getenv)
 	if err != nil {
-		return refused(fmt.Errorf("working directory: %w", err))
+		return refused(err)
 	}
 	defer os.RemoveAll(work)
 	if cfg.CustomizationsTo != "" {
@@ -223,4 +217,23 @@ func runRestore(ctx context.Context, cfg *config.Config, getenv func(string) str
 		report(act, rep, stderr)
 	}
 	return rep.ExitCode()
+}
+
+// refuser returns what a step's run calls to refuse: the error on stderr, then what stays
+// unchanged; as an action the refusal's outputs and summary; exit 2.
+func refuser(command, unchanged string, started time.Time, cfg *config.Config, act *ghaction.Action, stderr io.Writer) func(error) int {
+	return func(err error) int {
+		fmt.Fprintf(stderr, "identity-upgrade %s: %v%s\n", command, err, unchanged)
+		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
+	}
+}
+
+// workDir makes a run's working directory under RUNNER_TEMP (the system's when unset); the
+// caller removes it.
+func workDir(getenv func(string) string) (string, error) {
+	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
+	if err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
+	return work, nil
 }

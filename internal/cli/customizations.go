@@ -73,15 +73,12 @@ func writeCustomizations(ctx context.Context, dir string, cfg *config.Config, st
 // with their checksums, and its customizations by name. It reads no content and needs no key.
 func runInspect(ctx context.Context, cfg *config.Config, getenv func(string) string, stdout, stderr io.Writer, log *slog.Logger, act *ghaction.Action) int {
 	started := time.Now()
-	refused := func(err error) int {
-		fmt.Fprintf(stderr, "identity-upgrade inspect: %v\n", err)
-		return refuse(act, rollout.Refusal(cfg.ReleaseName, cfg.Namespace, started, err), stderr)
-	}
+	refused := refuser("inspect", "", started, cfg, act, stderr)
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	work, err := os.MkdirTemp(getenv("RUNNER_TEMP"), "identity-upgrade-")
+	work, err := workDir(getenv)
 	if err != nil {
-		return refused(fmt.Errorf("working directory: %w", err))
+		return refused(err)
 	}
 	defer os.RemoveAll(work)
 	dir, err := openBundle(ctx, cfg, getenv, work, log)
