@@ -2,11 +2,14 @@ package helmrelease
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -73,7 +76,8 @@ func (c *Client) OrphanStatefulSets(ctx context.Context, names []string) error {
 // controlled by another object are left alone. A StatefulSet that does not exist is skipped:
 // nothing re-created it (a rollback that failed before, or whose cleanup deleted it), and its
 // orphaned pods are all that is left of it. It returns the pods it deleted, and does not wait
-// for their replacements (readiness does).
+// for their replacements (readiness does), only for them to go before it asks the StatefulSet
+// to create its own (resync).
 func (c *Client) ReplaceOrphanedPods(ctx context.Context, names []string) ([]string, error) {
 	var replaced []string
 	for _, name := range names {
@@ -93,6 +97,7 @@ func (c *Client) ReplaceOrphanedPods(ctx context.Context, names []string) ([]str
 		if err != nil {
 			return replaced, fmt.Errorf("replace orphaned pods of StatefulSet %s: list pods: %w", name, err)
 		}
+		var deleted []*corev1.Pod
 		for i := range pods.Items {
 			pod := &pods.Items[i]
 			if !ordinalPod(name, pod.Name) || pod.DeletionTimestamp != nil || selector.Matches(labels.Set(pod.Labels)) {
@@ -112,9 +117,52 @@ func (c *Client) ReplaceOrphanedPods(ctx context.Context, names []string) ([]str
 			}
 			c.log.Info("deleted orphaned pod", "pod", pod.Name, "statefulset", name, "labels", labels.Set(pod.Labels).String(), "selector", selector.String())
 			replaced = append(replaced, pod.Name)
+			deleted = append(deleted, pod)
+		}
+		if err := c.resync(ctx, sts, deleted); err != nil {
+			return replaced, err
 		}
 	}
 	return replaced, nil
+}
+
+// resyncAnnotation is the annotation resync sets on a StatefulSet whose orphaned pods it
+// deleted: when, and which.
+const resyncAnnotation = "identity-upgrade/replaced-orphaned-pods"
+
+// resync waits until the deleted pods are gone, then annotates the StatefulSet so that its
+// controller creates its own pods now. While an orphan held their names, each of its attempts
+// failed and its work queue backed off exponentially (to minutes after a long helm wait); a
+// change to the StatefulSet queues it again at once.
+func (c *Client) resync(ctx context.Context, sts *appsv1.StatefulSet, deleted []*corev1.Pod) error {
+	if len(deleted) == 0 {
+		return nil
+	}
+	names := make([]string, len(deleted))
+	for i, pod := range deleted {
+		names[i] = pod.Name
+		err := pollBackoff().Until(ctx, true, true, func(ctx context.Context) (bool, error) {
+			now, err := c.kube.CoreV1().Pods(c.namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return true, nil
+			}
+			return err == nil && now.UID != pod.UID, err
+		})
+		if err != nil {
+			return fmt.Errorf("wait for orphaned pod %s to go: %w", pod.Name, err)
+		}
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		resyncAnnotation: time.Now().UTC().Format(time.RFC3339) + " " + strings.Join(names, ","),
+	}}})
+	if err != nil {
+		return err
+	}
+	if _, err := c.kube.AppsV1().StatefulSets(c.namespace).Patch(ctx, sts.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("ask StatefulSet %s to create its pods: %w", sts.Name, err)
+	}
+	c.log.Info("orphaned pods gone; StatefulSet asked to create its own now", "statefulset", sts.Name, "pods", strings.Join(names, ","))
+	return nil
 }
 
 // ordinalPod reports whether pod is named <statefulset>-<digits>.

@@ -148,6 +148,12 @@ func TestOrphanRecreateUpgradeAndRollback(t *testing.T) {
 	if !slices.Equal(replaced, []string{postgresPod}) {
 		t.Fatalf("ReplaceOrphanedPods = %v, want [%s]", replaced, postgresPod)
 	}
+	// The orphan is gone and the StatefulSet was told so: its controller need not wait out
+	// the back-off of its failed creations.
+	if sts, err := kube.Client.AppsV1().StatefulSets(kube.Namespace).Get(ctx, postgresSts, metav1.GetOptions{}); err != nil ||
+		!strings.HasSuffix(sts.Annotations["identity-upgrade/replaced-orphaned-pods"], " "+postgresPod) {
+		t.Errorf("StatefulSet %s not asked to create its pods: %v %v", postgresSts, sts.Annotations, err)
+	}
 	waitReady(t, kube, postgresSts)
 	// Once the new StatefulSet owns its pod, there is nothing left to replace.
 	if again, err := r.ReplaceOrphanedPods(ctx, trapped); err != nil || len(again) != 0 {
