@@ -90,15 +90,20 @@ func (p Prober) Probe(ctx context.Context, namespace, manifest string, realms []
 		ok = append(ok, realm)
 	}
 	checked := fmt.Sprintf("OIDC discovery of %d realms answered through pod %s (%s)", len(ok), pod.Name, strings.Join(ok, ", "))
-	if p.User == "" || p.Password == "" {
-		return checked + "; the admin API and the themes not checked (keycloak-admin-user and keycloak-admin-password not given)", errors.Join(errs...)
+	switch {
+	case len(errs) > 0:
+		// A realm that does not answer fails the check whatever the themes: missing-theme
+		// warn must not make it pass.
+		return checked, errors.Join(errs...)
+	case p.User == "" || p.Password == "":
+		return checked + "; the admin API and the themes not checked (keycloak-admin-user and keycloak-admin-password not given)", nil
 	}
 	admin := &Admin{BaseURL: "http://" + fwd.Addr(), User: p.User, Password: p.Password, Log: p.Log}
 	themes, err := adminThemes(ctx, admin)
 	if themes != "" {
 		checked += "; " + themes
 	}
-	return checked, errors.Join(append(errs, err)...)
+	return checked, err
 }
 
 // adminThemes checks that the admin API answers and that Keycloak has every theme the realms
