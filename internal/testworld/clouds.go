@@ -107,6 +107,22 @@ func (s *STS) Accepted() int {
 	return len(s.accepted)
 }
 
+// assume answers action (AssumeRole or AssumeRoleWithWebIdentity) with new temporary
+// credentials of role's session, which the stand-in then knows; extra goes into the result
+// after the assumed role.
+func (s *STS) assume(w http.ResponseWriter, action, role, session, extra string) {
+	arn := strings.Replace(strings.Replace(role, ":iam:", ":sts:", 1), ":role/", ":assumed-role/", 1) + "/" + session
+	s.mu.Lock()
+	id, secret, token := "ASIA"+randomID(16), randomID(40), randomID(64)
+	expires := time.Now().Add(s.Lifetime).UTC()
+	s.keys[id] = awsKey{secret: secret, session: token, arn: arn, expires: expires}
+	s.assumed++
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "text/xml")
+	fmt.Fprintf(w, `<%[1]sResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><%[1]sResult><Credentials><AccessKeyId>%[2]s</AccessKeyId><SecretAccessKey>%[3]s</SecretAccessKey><SessionToken>%[4]s</SessionToken><Expiration>%[5]s</Expiration></Credentials><AssumedRoleUser><Arn>%[6]s</Arn><AssumedRoleId>AROA%[7]s:%[8]s</AssumedRoleId></AssumedRoleUser>%[9]s</%[1]sResult><ResponseMetadata><RequestId>%[10]s</RequestId></ResponseMetadata></%[1]sResponse>`,
+		action, id, secret, token, expires.Format(time.RFC3339), arn, randomID(12), session, extra, randomID(8))
+}
+
 func (s *STS) serve(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -123,17 +139,8 @@ func (s *STS) serve(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusBadRequest, "InvalidIdentityToken", "the web identity token or role is not the one this stand-in accepts")
 			return
 		}
-		session := firstNonEmpty(r.Form.Get("RoleSessionName"), "session")
-		arn := strings.Replace(strings.Replace(s.RoleARN, ":iam:", ":sts:", 1), ":role/", ":assumed-role/", 1) + "/" + session
-		s.mu.Lock()
-		id, secret, token := "ASIA"+randomID(16), randomID(40), randomID(64)
-		expires := time.Now().Add(s.Lifetime).UTC()
-		s.keys[id] = awsKey{secret: secret, session: token, arn: arn, expires: expires}
-		s.assumed++
-		s.mu.Unlock()
-		w.Header().Set("Content-Type", "text/xml")
-		fmt.Fprintf(w, `<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken><Expiration>%s</Expiration></Credentials><AssumedRoleUser><Arn>%s</Arn><AssumedRoleId>AROA%s:%s</AssumedRoleId></AssumedRoleUser><SubjectFromWebIdentityToken>repo:example</SubjectFromWebIdentityToken></AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></AssumeRoleWithWebIdentityResponse>`,
-			id, secret, token, expires.Format(time.RFC3339), arn, randomID(12), session, randomID(8))
+		s.assume(w, "AssumeRoleWithWebIdentity", s.RoleARN, firstNonEmpty(r.Form.Get("RoleSessionName"), "session"),
+			"<SubjectFromWebIdentityToken>repo:example</SubjectFromWebIdentityToken>")
 	case "AssumeRole":
 		// Any key this stand-in issued may assume any role (a trust policy is not modelled).
 		_, rest, _ := strings.Cut(r.Header.Get("Authorization"), "Credential=")
@@ -146,17 +153,7 @@ func (s *STS) serve(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusForbidden, "AccessDenied", "not authorized to perform sts:AssumeRole")
 			return
 		}
-		session := firstNonEmpty(r.Form.Get("RoleSessionName"), "session")
-		arn := strings.Replace(strings.Replace(role, ":iam:", ":sts:", 1), ":role/", ":assumed-role/", 1) + "/" + session
-		s.mu.Lock()
-		id, secret, token := "ASIA"+randomID(16), randomID(40), randomID(64)
-		expires := time.Now().Add(s.Lifetime).UTC()
-		s.keys[id] = awsKey{secret: secret, session: token, arn: arn, expires: expires}
-		s.assumed++
-		s.mu.Unlock()
-		w.Header().Set("Content-Type", "text/xml")
-		fmt.Fprintf(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey><SessionToken>%s</SessionToken><Expiration>%s</Expiration></Credentials><AssumedRoleUser><Arn>%s</Arn><AssumedRoleId>AROA%s:%s</AssumedRoleId></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></AssumeRoleResponse>`,
-			id, secret, token, expires.Format(time.RFC3339), arn, randomID(12), session, randomID(8))
+		s.assume(w, "AssumeRole", role, firstNonEmpty(r.Form.Get("RoleSessionName"), "session"), "")
 	case "GetCallerIdentity":
 		// The caller is the access key of the request's signature (not checked: only the
 		// identity is asked for).
